@@ -1,0 +1,250 @@
+"""``madang check``: compile a show against its venue and cross-check what compiling cannot.
+
+Theory of operation
+-------------------
+:func:`check_show` runs the compiler (:mod:`cues.compiler`), which already reports every
+problem of a single cue or action (YAML, unknown keys, types, times, targets, addresses,
+topics, placeholders, includes, templates, duplicate ids), and then adds the checks that need
+the whole show at once:
+
+- two fades of the same parameter on the same device overlapping in time within one sequence
+  (both are pointed at; the outcome would depend on the receiver);
+- an event trigger waiting for more messages than devices of the venue could send;
+- a ``post_wait`` on a cue followed by a manual or triggered cue, where it has no effect.
+
+The :class:`CheckReport` holds the findings (errors and warnings), the timeline when there was
+no error, and renders a one-line :meth:`CheckReport.summary` or a JSON document.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cues.compiler import Compiled, _compile_path, compile_loaded
+from cues.loader import LoadedShow, Reader, gc_paused
+from cues.timeline import NS_PER_S, Action, Fade, Timeline
+from venues.errors import Finding, Mark, SourceErrors
+from venues.model import Venue
+
+__all__ = ["CheckReport", "check_loaded", "check_show", "cross_check", "format_duration"]
+
+
+@dataclass
+class CheckReport:
+    """What ``madang check`` found: every finding, and the timeline when there is no error."""
+
+    show_path: str
+    findings: list[Finding] = field(default_factory=list)
+    timeline: Timeline | None = None
+    venue: Venue | None = None
+
+    @property
+    def errors(self) -> list[Finding]:
+        """The findings that make the show unplayable."""
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """The findings worth a look that do not stop the show."""
+        return [f for f in self.findings if f.severity != "error"]
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return not self.errors
+
+    def raise_for_errors(self) -> None:
+        """Raise :class:`~venues.errors.SourceErrors` with every finding if any is an error."""
+        if not self.ok:
+            raise SourceErrors.of(self.findings)
+
+    def summary(self) -> str:
+        """One line: ``show.yaml: ok: 84 cues, 312 actions on 1,221 devices, 12:34.500 long``."""
+        name = Path(self.show_path).name
+        n_err, n_warn = len(self.errors), len(self.warnings)
+        warn = f"{n_warn:,} warning{'s' if n_warn != 1 else ''}"
+        if n_err:
+            err = f"{n_err:,} error{'s' if n_err != 1 else ''}"
+            return f"{name}: {err}" + (f", {warn}" if n_warn else "")
+        status = f"ok ({warn})" if n_warn else "ok"
+        t = self.timeline
+        if t is None:
+            return f"{name}: {status}"
+        return (
+            f"{name}: {status}: {len(t.cues):,} cues, {len(t.actions):,} actions on "
+            f"{t.device_count:,} devices, {format_duration(t.duration_ns)} long"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The report as plain JSON-able data for ``madang check --json``."""
+        t = self.timeline
+        return {
+            "file": self.show_path,
+            "ok": self.ok,
+            "summary": self.summary(),
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "findings": [f.to_json() for f in sorted(self.findings, key=_order)],
+            "show": None
+            if t is None
+            else {
+                "id": t.show,
+                "venue": t.venue,
+                "cues": len(t.cues),
+                "sequences": len(t.sequences),
+                "actions": len(t.actions),
+                "devices": t.device_count,
+                "duration_ns": t.duration_ns,
+                "duration": format_duration(t.duration_ns),
+            },
+        }
+
+
+def check_show(
+    show_path: str | os.PathLike[str],
+    *,
+    venue_path: str | os.PathLike[str] | None = None,
+    read: Reader | None = None,
+) -> CheckReport:
+    """Load, compile and cross-check a show file; never raises for bad input.
+
+    ``venue_path`` overrides the show's ``venue:``; ``read`` replaces file reading (tests).
+    """
+    with gc_paused():  # one pause for the whole check (see cues.loader.gc_paused)
+        compiled = _compile_path(show_path, venue_path=venue_path, read=read)
+        findings = [*compiled.findings, *cross_check(compiled)]
+    findings.sort(key=_order)
+    report = CheckReport(os.fspath(show_path), findings, None, compiled.venue)
+    if report.ok:
+        report.timeline = compiled.timeline
+    return report
+
+
+def cross_check(compiled: Compiled) -> list[Finding]:
+    """The whole-show checks (see the module doc) on a compile result."""
+    out: list[Finding] = []
+    t = compiled.timeline
+    venue = compiled.venue
+    if t is not None:
+        out.extend(_fade_overlaps(t))
+        out.extend(_idle_post_waits(compiled, t))
+    if venue is not None:
+        out.extend(_trigger_counts(compiled, venue))
+    return out
+
+
+def format_duration(ns: int) -> str:
+    """``754_500_000_000`` -> ``"12:34.500"``; an hour or more -> ``"1:02:34.500"``."""
+    ms = (ns + 500_000) // 1_000_000
+    s, ms = divmod(ms, 1000)
+    m, s = divmod(s, 60)
+    h, m = divmod(m, 60)
+    if h:
+        return f"{h}:{m:02d}:{s:02d}.{ms:03d}"
+    return f"{m:02d}:{s:02d}.{ms:03d}"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _fade_overlaps(t: Timeline) -> Iterable[Finding]:
+    seq_of = {c.id: c.sequence for c in t.cues}
+    groups: dict[tuple[int, str], list[Action]] = defaultdict(list)
+    for a in t.actions:
+        if isinstance(a.op, Fade) and a.op.duration_ns > 0:
+            groups[(seq_of[a.cue], a.op.param)].append(a)
+    for (_seq, param), fades in groups.items():
+        if len(fades) < 2:
+            continue
+        devsets: dict[int, frozenset[str]] = {}
+        active: list[Action] = []
+        for a in fades:  # already in (at_ns, seq) order
+            active = [b for b in active if b.end_ns > a.at_ns]
+            for b in active:
+                ds = devsets.setdefault(b.seq, frozenset(b.devices))
+                shared = ds.intersection(a.devices)
+                if shared:
+                    yield from _overlap_pair(param, b, a, shared)
+            active.append(a)
+
+
+def _overlap_pair(param: str, first: Action, second: Action, shared: frozenset[str]) -> Iterable[Finding]:
+    example = min(shared)
+    overlap_s = (min(first.end_ns, second.end_ns) - second.at_ns) / NS_PER_S
+    what = f"fades of {param!r} overlap for {overlap_s:g}s on {len(shared):,} device(s), e.g. {example!r}"
+    hint = "shorten the first fade or start the second later; which value wins is up to each device"
+    yield Finding(
+        second.mark,
+        f"{what} (cue {second.cue!r}); the other fade is at {_where(first.mark)} (cue {first.cue!r})",
+        hint,
+        "warning",
+    )
+    yield Finding(
+        first.mark,
+        f"{what} (cue {first.cue!r}); the other fade is at {_where(second.mark)} (cue {second.cue!r})",
+        hint,
+        "warning",
+    )
+
+
+def _trigger_counts(compiled: Compiled, venue: Venue) -> Iterable[Finding]:
+    senders = {
+        "mqtt": sum(1 for d in venue.devices if d.mqtt is not None or d.ws is not None),
+        "osc": sum(1 for d in venue.devices if d.osc is not None),
+    }
+    for lc in compiled.cues.values():
+        on = lc.cue.on
+        if on is None:
+            continue
+        transport = "mqtt" if on.mqtt is not None else "osc"
+        can = senders[transport]
+        if on.count > can:
+            yield lc.where.finding(
+                ("on", "count"),
+                f"cue {lc.cue.id!r} waits for {on.count:,} {transport.upper()} messages but only {can:,} "
+                f"devices of venue {venue.id!r} can send {transport.upper()}",
+                "lower the count, or add a timeout with else: go"
+                if on.timeout is None
+                else "lower the count",
+                "warning",
+            )
+
+
+def _idle_post_waits(compiled: Compiled, t: Timeline) -> Iterable[Finding]:
+    for prev, nxt in zip(t.cues, t.cues[1:], strict=False):
+        if prev.post_wait_ns and nxt.needs_trigger:
+            lc = compiled.cues.get(prev.id)
+            if lc is None:
+                continue
+            yield lc.where.finding(
+                ("post_wait",),
+                f"post_wait of cue {prev.id!r} has no effect: the next cue {nxt.id!r} waits for a "
+                f"{'GO' if nxt.trigger is None else 'trigger'}",
+                "post_wait delays an auto-continue or auto-follow cue after this one; remove it or change "
+                "the next cue's go:",
+                "warning",
+            )
+
+
+def _where(mark: Mark | None) -> str:
+    return str(mark) if mark is not None else "?"
+
+
+def _order(f: Finding) -> tuple[str, int, int, str]:
+    if f.mark is None:
+        return ("", 0, 0, f.message)
+    return (f.mark.file, f.mark.line, f.mark.col, f.message)
+
+
+def check_loaded(loaded: LoadedShow, venue: Venue) -> CheckReport:
+    """:func:`check_show` for a show already loaded and a venue already built (tests, tools)."""
+    compiled = compile_loaded(loaded, venue)
+    findings = sorted([*compiled.findings, *cross_check(compiled)], key=_order)
+    report = CheckReport(os.fspath(loaded.path), findings, None, venue)
+    if report.ok:
+        report.timeline = compiled.timeline
+    return report

@@ -1,0 +1,505 @@
+"""The show file as pydantic models: what an artist may write, validated field by field.
+
+Theory of operation
+-------------------
+A show file is parsed into a positioned YAML document (:mod:`venues.source`), then validated
+against :class:`ShowModel` (the main file) or :class:`PartModel` (an included file). Times are
+parsed *during* validation, so a bad time is reported at its own line and column: validation
+takes a :class:`cues.timecode.TimeContext` (the show's ``fps`` and ``tempo``) through pydantic's
+``context={"time": ...}``. After validation every time and duration is an ``int`` of
+nanoseconds and every easing an :class:`cues.timeline.Ease`.
+
+Templates are kept raw here (their ``${param}`` placeholders make them untyped until a cue
+uses them); :mod:`cues.loader` substitutes the parameters and validates the result with
+:class:`TemplateBody`, so a template is checked once per use, with that use's values.
+
+Everything here is pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+
+from cues.easing import parse_ease
+from cues.timecode import TimeContext, parse_time_ns
+from cues.timeline import Ease, Go, JsonValue, OscArg, OscTyped
+
+__all__ = [
+    "ActionItem",
+    "CueModel",
+    "FadeModel",
+    "MqttModel",
+    "OscModel",
+    "PartModel",
+    "ShowModel",
+    "TemplateBody",
+    "TemplateModel",
+    "TimelineItem",
+    "TriggerModel",
+    "osc_arg",
+    "time_context",
+]
+
+# The protocol's limits for what a device must accept (docs/protocol.md, "Limits").
+MAX_PAYLOAD_BYTES = 64 * 1024 - 1024  # leave room for the cue envelope around the payload
+MAX_JSON_DEPTH = 32
+MAX_STRING_BYTES = 4 * 1024
+
+_TIME_FORMS = "seconds (12.5), 250ms, 2s, 2min, mm:ss.fff (01:30.250), SMPTE hh:mm:ss:ff or bar.beat (9.1)"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_COLOR_RE = re.compile(r"^(#[0-9A-Fa-f]{3}|#[0-9A-Fa-f]{6}|[a-z][a-z-]*)$")
+
+
+def time_context(info: ValidationInfo) -> TimeContext:
+    """The show's time context passed to validation (``context={"time": TimeContext(...)}``)."""
+    ctx = info.context
+    if isinstance(ctx, dict):
+        t = ctx.get("time")
+        if isinstance(t, TimeContext):
+            return t
+    return TimeContext()
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_time_cached(kind: str, value: int | float | str, ctx: TimeContext) -> int:
+    # Shows repeat the same few times ("0", "2s", "250ms") thousands of times; parsing is exact
+    # (fractions), so memoising it is what keeps a 5,000-cue check fast. ``kind`` keeps 1 and
+    # 1.0 apart (equal and hash-equal, but not the same text).
+    del kind
+    return parse_time_ns(value, ctx)
+
+
+def _time(value: object, info: ValidationInfo) -> int:
+    """An instant from the start of the cue body (``at``), in ns."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a time: {_TIME_FORMS}; got {type(value).__name__}")
+    ns = _parse_time_cached(type(value).__name__, value, time_context(info))
+    if ns < 0:
+        raise ValueError(
+            f"time {value!r} is negative; times count from the cue body's start, write 0 or more"
+        )
+    return ns
+
+
+def _duration(value: object, info: ValidationInfo) -> int:
+    """A length of time in ns: ``2s``, ``250ms``, ``1.5``, ``2min``, ``01:30.5`` or SMPTE."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a duration such as 2s, 250ms, 1.5 or 01:30.5; got {type(value).__name__}")
+    # Bars are positions, not lengths: a duration reads without the tempo map, so "2.1" is refused
+    # with a hint to write "2.1s" rather than silently meaning "from bar 1 to bar 2 beat 1".
+    ctx = time_context(info)
+    ns = _parse_time_cached(type(value).__name__, value, TimeContext(fps=ctx.fps))
+    if ns < 0:
+        raise ValueError(f"duration {value!r} is negative; write 0 or more")
+    return ns
+
+
+def _ease(value: object) -> Ease:
+    if isinstance(value, Ease):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected an easing name such as in-out-cubic; got {type(value).__name__}")
+    return _parse_ease_cached(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_ease_cached(text: str) -> Ease:
+    return parse_ease(text)
+
+
+def _targets(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(
+                "empty selector: name a device, a group, or an expression like 'zone:north & kind:facade'"
+            )
+        return (value,)
+    if isinstance(value, list | tuple) and value:
+        out: list[str] = []
+        for v in value:
+            if not isinstance(v, str) or not v.strip():
+                raise ValueError(f"every target must be a non-empty selector string; got {v!r}")
+            out.append(v)
+        return tuple(out)
+    raise ValueError("targets must be a selector string or a non-empty list of them")
+
+
+_TYPED_ARG_TAGS = {
+    "i": "32-bit integer",
+    "h": "64-bit integer",
+    "f": "32-bit float",
+    "d": "64-bit float",
+    "s": "string",
+    "b": "blob (hex string)",
+}
+
+
+def osc_arg(value: object) -> OscArg:
+    """One OSC argument as written: a scalar, or ``{tag: value}`` for an explicit OSC type.
+
+    ``{f: 1}`` is the float 1.0, ``{i: 1}`` an int32, ``{s: 5}`` the string "5"; tags that a plain
+    Python value cannot express (``h`` int64, ``d`` float64) become :class:`cues.timeline.OscTyped`;
+    ``{b: "c0ffee"}`` is a blob (``bytes``).
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        if not -(2**31) <= value < 2**31:
+            raise ValueError(f"{value} does not fit an OSC int32; write {{h: {value}}} for a 64-bit integer")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("OSC arguments must be finite numbers")
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((tag, v),) = value.items()
+        return _typed_arg(str(tag), v)
+    tags = ", ".join(f"{{{t}: ...}} {d}" for t, d in _TYPED_ARG_TAGS.items())
+    raise ValueError(f"an OSC argument is a number, string, true/false, null, or one typed value: {tags}")
+
+
+def _typed_arg(tag: str, v: object) -> OscArg:
+    if tag in ("i", "h"):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"{{{tag}: ...}} needs an integer; got {v!r}")
+        bits = 32 if tag == "i" else 64
+        if not -(2 ** (bits - 1)) <= v < 2 ** (bits - 1):
+            raise ValueError(f"{v} does not fit an OSC int{bits}")
+        return v if tag == "i" else OscTyped("h", v)
+    if tag in ("f", "d"):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"{{{tag}: ...}} needs a finite number; got {v!r}")
+        return float(v) if tag == "f" else OscTyped("d", float(v))
+    if tag == "s":
+        if isinstance(v, dict | list) or v is None:
+            raise ValueError(f"{{s: ...}} needs a scalar; got {v!r}")
+        return v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+    if tag == "b":
+        if not isinstance(v, str):
+            raise ValueError("{b: ...} needs a hex string such as 'c0ffee'")
+        try:
+            return bytes.fromhex(v)
+        except ValueError:
+            raise ValueError(f"{{b: {v!r}}} is not a hex string (pairs of 0-9a-f)") from None
+    known = ", ".join(_TYPED_ARG_TAGS)
+    raise ValueError(f"unknown OSC type tag {tag!r}; use one of: {known}")
+
+
+def _osc_args(value: object) -> tuple[OscArg, ...]:
+    if not isinstance(value, list | tuple):
+        raise ValueError("args must be a list, e.g. [3, 0.5, loop, {f: 1}]")
+    return tuple(osc_arg(v) for v in value)
+
+
+def _json(value: object) -> JsonValue:
+    problem = _json_problem(value, 0)
+    if problem:
+        raise ValueError(problem)
+    size = len(_dumps(value).encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValueError(
+            f"payload is {size:,} bytes of JSON; devices drop messages over 64 KiB, keep it under "
+            f"{MAX_PAYLOAD_BYTES:,}"
+        )
+    return value  # type: ignore[return-value]  # checked by _json_problem
+
+
+def _dumps(value: object) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_problem(value: object, depth: int) -> str:
+    if depth > MAX_JSON_DEPTH:
+        return f"payload is nested deeper than {MAX_JSON_DEPTH} levels; devices drop such messages"
+    if value is None or isinstance(value, bool | int):
+        return ""
+    if isinstance(value, float):
+        return "" if math.isfinite(value) else "payload numbers must be finite (JSON has no inf or nan)"
+    if isinstance(value, str):
+        if len(value.encode()) > MAX_STRING_BYTES:
+            return "a payload string is longer than 4 KiB; devices drop such messages"
+        return ""
+    if isinstance(value, list):
+        for v in value:
+            p = _json_problem(v, depth + 1)
+            if p:
+                return p
+        return ""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"payload keys must be strings; got {k!r} (quote it)"
+            p = _json_problem(v, depth + 1)
+            if p:
+                return p
+        return ""
+    kinds = "null, true/false, numbers, strings, lists, maps"
+    return f"payload values must be JSON ({kinds}); got {type(value).__name__}"
+
+
+def _tempo(value: object) -> object:
+    from cues.timecode import parse_tempo
+
+    return parse_tempo(value)
+
+
+_TIME_SCHEMA = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+    "description": f"A time: {_TIME_FORMS}.",
+}
+_DURATION_SCHEMA = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+    "description": "A duration: seconds (1.5), 250ms, 2s, 2min, mm:ss.fff or SMPTE hh:mm:ss:ff.",
+}
+
+Time = Annotated[int, PlainValidator(_time), WithJsonSchema(_TIME_SCHEMA)]
+Duration = Annotated[int, PlainValidator(_duration), WithJsonSchema(_DURATION_SCHEMA)]
+EaseField = Annotated[
+    Ease,
+    PlainValidator(_ease),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "linear, a Penner name (in-out-cubic, out-back, ...), "
+            "cubic-bezier(x1, y1, x2, y2) or steps(n, jump-start|jump-end).",
+        }
+    ),
+]
+Targets = Annotated[
+    tuple[str, ...],
+    PlainValidator(_targets),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+            ],
+            "description": "A device id, a group, or a selector: zone:north & kind:facade | !group, ( ).",
+        }
+    ),
+]
+OscArgs = Annotated[
+    tuple[Any, ...],
+    PlainValidator(_osc_args),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"type": ["number", "string", "boolean", "null"]},
+                    {
+                        "type": "object",
+                        "minProperties": 1,
+                        "maxProperties": 1,
+                        "properties": {t: {"description": d} for t, d in _TYPED_ARG_TAGS.items()},
+                        "additionalProperties": False,
+                    },
+                ]
+            },
+        }
+    ),
+]
+Payload = Annotated[Any, PlainValidator(_json), WithJsonSchema({"description": "Any JSON value."})]
+Tempo = Annotated[
+    Any,
+    PlainValidator(_tempo),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": {"bpm": {"type": "number"}, "meter": {"type": "string"}},
+                },
+                {"type": "array", "items": {"type": "object"}},
+            ],
+            "description": "{bpm: 120, meter: 4/4} or a list of tempo changes.",
+        }
+    ),
+]
+Level = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]
+
+
+def _one_or_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class OscModel(_Strict):
+    """``osc:``: one OSC message to every target; ``{placeholders}`` in the address and string args."""
+
+    targets: Targets
+    address: StrictStr
+    args: OscArgs = ()
+
+
+class MqttModel(_Strict):
+    """``mqtt:``: publish a payload; a ``{device}`` topic publishes once per target device."""
+
+    targets: Targets
+    topic: StrictStr
+    payload: Payload = None
+    qos: Literal[0, 1, 2] = 0
+    retain: StrictBool = False
+
+
+class FadeModel(_Strict):
+    """``fade:``: move ``param`` from ``from`` (or the current value) to ``to`` over ``over``."""
+
+    targets: Targets
+    param: Annotated[StrictStr, Field(pattern=_NAME_RE.pattern)]
+    start: Level | None = Field(None, alias="from")
+    end: Level = Field(alias="to")
+    over: Duration
+    ease: EaseField = Field(default_factory=Ease)
+    rate: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1000)] | None = None
+    address: StrictStr | None = None
+    topic: StrictStr | None = None
+
+
+class ActionItem(_Strict):
+    """One entry of a cue's ``actions``: exactly one of ``osc``, ``mqtt``, ``fade``, at ``at``."""
+
+    at: Time = 0
+    osc: OscModel | None = None
+    mqtt: MqttModel | None = None
+    fade: FadeModel | None = None
+    note: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _one_op(self) -> ActionItem:
+        ops = [k for k in ("osc", "mqtt", "fade") if getattr(self, k) is not None]
+        if len(ops) != 1:
+            got = " and ".join(ops) if ops else "none"
+            raise ValueError(f"an action needs exactly one of osc, mqtt or fade; got {got}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``"osc"``, ``"mqtt"`` or ``"fade"``."""
+        return "osc" if self.osc is not None else "mqtt" if self.mqtt is not None else "fade"
+
+
+class TimelineItem(ActionItem):
+    """One entry of a cue's ``timeline``: like an action, but ``at`` is required."""
+
+    at: Time
+
+
+class TriggerModel(_Strict):
+    """``on:``: start the cue when ``count`` devices have sent a matching message."""
+
+    mqtt: StrictStr | None = None
+    osc: StrictStr | None = None
+    count: Annotated[StrictInt, Field(ge=1)] = 1
+    timeout: Duration | None = None
+    on_timeout: Literal["go", "skip", "hold", "stop"] = Field("hold", alias="else")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> TriggerModel:
+        if (self.mqtt is None) == (self.osc is None):
+            raise ValueError("an event trigger needs exactly one of mqtt: <topic filter> or osc: <address>")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be longer than 0; leave it out to wait forever")
+        return self
+
+
+class TemplateBody(_Strict):
+    """A template after its ``${params}`` were substituted: what it adds to the cue using it."""
+
+    actions: list[ActionItem] = Field(default_factory=list)
+    timeline: list[TimelineItem] = Field(default_factory=list)
+    duration: Duration | None = None
+    hold: Duration | None = None
+
+
+class TemplateModel(_Strict):
+    """``templates: {name: ...}``: reusable actions with ``${param}`` placeholders.
+
+    The body (``actions``, ``timeline``, ``duration``, ``hold``) is validated per use, after
+    substitution. A template may itself ``use`` another template.
+    """
+
+    params: list[Annotated[StrictStr, Field(pattern=_NAME_RE.pattern)]] = Field(default_factory=list)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    notes: StrictStr | None = None
+    use: StrictStr | None = None
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    actions: list[Any] = Field(default_factory=list)
+    timeline: list[Any] = Field(default_factory=list)
+    duration: Any = None
+    hold: Any = None
+
+
+class CueModel(_Strict):
+    """One cue of the cue list."""
+
+    id: Annotated[StrictStr, Field(pattern=_ID_RE.pattern, max_length=128)]
+    name: StrictStr = ""
+    notes: StrictStr | None = None
+    color: Annotated[StrictStr, Field(pattern=_COLOR_RE.pattern)] | None = None
+    go: Go = Go.MANUAL
+    enabled: StrictBool = True
+    pre_wait: Duration = 0
+    post_wait: Duration = 0
+    duration: Duration | None = None
+    hold: Duration | None = None
+    on: TriggerModel | None = None
+    actions: list[ActionItem] = Field(default_factory=list)
+    timeline: list[TimelineItem] = Field(default_factory=list)
+    use: StrictStr | None = None
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+
+    @model_validator(mode="after")
+    def _with_needs_use(self) -> CueModel:
+        if self.with_ and self.use is None:
+            raise ValueError("'with' gives a template its parameters; add 'use: <template>'")
+        return self
+
+
+class PartModel(_Strict):
+    """An included file: more cues and templates, appended to the show in include order."""
+
+    notes: StrictStr | None = None
+    include: Annotated[list[StrictStr], BeforeValidator(_one_or_list)] = Field(default_factory=list)
+    templates: dict[str, TemplateModel] = Field(default_factory=dict)
+    cues: list[CueModel] = Field(default_factory=list)
+
+
+class ShowModel(PartModel):
+    """A show file: header, templates, includes and the cue list."""
+
+    show: Annotated[StrictStr, Field(min_length=1)]
+    id: Annotated[StrictStr, Field(pattern=_ID_RE.pattern)] | None = None
+    venue: Annotated[StrictStr, Field(min_length=1)]
+    tempo: Tempo | None = None
+    fps: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1000)] | None = None
+    description: StrictStr | None = None
+
+
+def is_name(text: str) -> bool:
+    """True when ``text`` may name a template parameter or a fade parameter."""
+    return _NAME_RE.match(text) is not None

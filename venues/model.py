@@ -1,0 +1,106 @@
+"""The venue as Madang sees it once a venue file is loaded and validated.
+
+These are plain frozen values: the loader (:mod:`venues.loader`) builds them from YAML, the
+controller reads them, the simulators bring them to life. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+
+__all__ = ["Device", "MqttEndpoint", "OscEndpoint", "Sync", "Venue", "WsEndpoint"]
+
+
+class Sync(StrEnum):
+    """How a device is kept in time (see DESIGN.md, "How a cue reaches a device on time")."""
+
+    APP = "app"  # our protocol: cues carry show time, the device maps it through its clock model
+    TIMETAG = "timetag"  # OSC receiver that honours bundle timetags in its own clock
+    ECHO = "echo"  # answers pings, executes on receipt: sent early by its measured delay
+    NONE = "none"  # executes on receipt, cannot answer: sent early by its configured latency
+
+
+@dataclass(frozen=True, slots=True)
+class OscEndpoint:
+    """Where a device listens for OSC over UDP."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    """A device reachable through the venue's MQTT broker.
+
+    ``base`` is the device's topic root (default ``madang/dev/{id}``), used by the device
+    protocol (pings, clock model, cues for ``app`` devices, heartbeats). Show files may still
+    publish to any topic they like with an ``mqtt:`` action.
+    """
+
+    base: str
+
+
+@dataclass(frozen=True, slots=True)
+class WsEndpoint:
+    """A device that connects to the controller's WebSocket endpoint (a WebXR client)."""
+
+    path: str = "/ws"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One device of the venue, after range expansion.
+
+    ``attrs`` holds every attribute a selector or a ``{placeholder}`` may use: at least
+    ``id``, ``kind`` and ``zone``, plus any extra scalar keys the venue file gave.
+    ``safe`` is the state the device goes to on panic or stop: parameter -> value.
+    """
+
+    id: str
+    kind: str
+    zone: str
+    sync: Sync
+    latency_ns: int = 0
+    osc: OscEndpoint | None = None
+    mqtt: MqttEndpoint | None = None
+    ws: WsEndpoint | None = None
+    attrs: Mapping[str, str] = field(default_factory=dict)
+    safe: Mapping[str, float | int | str] = field(default_factory=dict)
+    interpolates: bool = False  # can run a fade itself from one ramp description
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        """The transports this device can be reached by, in preference order."""
+        out = []
+        if self.osc is not None:
+            out.append("osc")
+        if self.mqtt is not None:
+            out.append("mqtt")
+        if self.ws is not None:
+            out.append("ws")
+        return tuple(out)
+
+
+@dataclass(frozen=True)  # not slotted: ``by_id`` is a cached_property, which needs a __dict__
+class Venue:
+    """A loaded venue: devices in file order, groups resolved to device ids."""
+
+    id: str
+    name: str
+    zones: tuple[str, ...]
+    broker: str
+    devices: tuple[Device, ...]
+    groups: Mapping[str, tuple[str, ...]]
+    source: str = ""  # the file it came from, for messages
+
+    def device(self, device_id: str) -> Device:
+        """The device with this id; ``KeyError`` when there is none."""
+        return self.by_id[device_id]
+
+    @cached_property
+    def by_id(self) -> Mapping[str, Device]:
+        """Devices by id (built once)."""
+        return {d.id: d for d in self.devices}

@@ -1,0 +1,149 @@
+"""The venue file as pydantic models: the shape check and the JSON Schema for editors.
+
+These models check *shape and types* only (``extra="forbid"``, strict types, so ``port: "80"``
+is an error, not silently an int). Cross-entry rules (duplicate ids, zones, sync versus
+transport, groups) live in :mod:`venues.loader`, which also turns the validated entries into
+:class:`~venues.model.Venue`. Field descriptions end up in the JSON Schema that
+``madang schema venue`` prints, so editors show them as completion help.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from venues.units import parse_duration_ns
+
+__all__ = [
+    "DEFAULT_BROKER",
+    "DEFAULT_SAFE",
+    "DeviceSpec",
+    "MqttSpec",
+    "OscSpec",
+    "VenueSpec",
+    "WsSpec",
+    "venue_json_schema",
+]
+
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+DEFAULT_SAFE: dict[str, float | int | str] = {"brightness": 0}
+
+
+def _duration(value: object) -> int:
+    return parse_duration_ns(value)
+
+
+DurationNs = Annotated[
+    int,
+    BeforeValidator(_duration, json_schema_input_type=float | str),
+    Field(description="A duration: a number of seconds, or a string like 20ms, 1.5s, 300us."),
+]
+"""A duration written as seconds or with a unit, validated to integer nanoseconds."""
+
+Scalar = str | int | float | bool
+SafeValue = float | int | str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class OscSpec(_Strict):
+    """Where a device listens for OSC over UDP."""
+
+    host: str = Field("127.0.0.1", description="Host name or IP address of the device's OSC receiver.")
+    port: int | str = Field(
+        description=(
+            "UDP port, 1-65535. For a device entry whose id holds a range, '9100+' gives consecutive "
+            "ports from 9100, one per expanded device."
+        ),
+        examples=[9001, "9100+"],
+    )
+
+
+class MqttSpec(_Strict):
+    """A device reachable through the venue's MQTT broker."""
+
+    base: str | None = Field(
+        None,
+        description="The device's topic root; default 'madang/dev/{id}'. May hold {id}, {kind}, {zone}.",
+    )
+
+
+class WsSpec(_Strict):
+    """A device that connects to the controller's WebSocket endpoint (a WebXR client)."""
+
+    path: str = Field("/ws", description="The WebSocket path it connects to.")
+
+
+class DeviceSpec(_Strict):
+    """One device entry; its id may hold ranges like 'xr-{0001..1200}' that expand to many devices."""
+
+    id: str = Field(
+        description=(
+            "Unique device id. Ranges {a..b} expand (zero padding kept: {001..600}); several ranges "
+            "multiply (row{1..3}-seat{01..20})."
+        ),
+        examples=["facade-yeouido-1", "xr-{0001..1200}"],
+    )
+    kind: str = Field(description="What the device is: facade, barge, fountain, projector, xr, ar...")
+    zone: str = Field(description="One of the venue's zones.")
+    sync: Literal["app", "timetag", "echo", "none"] = Field(
+        description=(
+            "How the device is kept in time: app (our headset protocol over MQTT or WebSocket), "
+            "timetag (OSC bundles executed at their timetag), echo (answers pings, executes on "
+            "receipt), none (cannot answer: sent early by 'latency')."
+        )
+    )
+    latency: DurationNs | None = Field(
+        None, description="For sync: none, how early to send (the device's known reaction time), like 120ms."
+    )
+    osc: OscSpec | None = Field(None, description="OSC/UDP endpoint.")
+    mqtt: MqttSpec | None = Field(None, description="Reachable over the MQTT broker ({} for defaults).")
+    ws: WsSpec | None = Field(None, description="Connects over WebSocket (WebXR).")
+    interpolates: bool = Field(False, description="True when the device runs a fade itself from one ramp.")
+    attrs: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="Extra attributes for target selectors (seat:A*) and {placeholders} in show files.",
+    )
+    safe: dict[str, SafeValue] | None = Field(
+        None, description="This device's safe state (panic/stop), overriding the venue's 'safe' for its kind."
+    )
+
+
+class VenueSpec(_Strict):
+    """A Madang venue file: the devices of one site, their zones, endpoints and groups."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        title="Madang venue",
+        json_schema_extra={"$comment": "Generated from venues.schema; see docs/venues.md"},
+    )
+
+    venue: str = Field(description="The venue id, used by show files ('venue: han-river').", min_length=1)
+    name: str | None = Field(None, description="A human name for the venue.")
+    zones: list[str] = Field(description="The zones devices belong to.", min_length=1)
+    broker: str = Field(
+        DEFAULT_BROKER, description="The MQTT broker, mqtt://host:port. The --broker option overrides it."
+    )
+    safe: dict[str, dict[str, SafeValue]] = Field(
+        default_factory=dict,
+        description="Per device kind, the state panic/stop sends; default {brightness: 0} (blackout).",
+    )
+    devices: list[DeviceSpec] = Field(description="The devices, in order.", min_length=1)
+    groups: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "Named targets: a selector like 'kind:facade & zone:banpo', or a list of them (their union). "
+            "Groups may use other groups."
+        ),
+    )
+
+
+def venue_json_schema() -> dict[str, Any]:
+    """The JSON Schema of venue files (for ``madang schema venue`` and editors)."""
+    schema = VenueSpec.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -1,0 +1,333 @@
+"""The ``madang`` command.
+
+The command line is the only place that installs logging handlers and the only controller module
+that may wire a simulated venue to the real controller (see the import contract in pyproject.toml).
+Subcommands import what they need lazily so that ``madang check`` starts fast and never pays for
+Numba or the network stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from venues.errors import MadangError, SourceErrors
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and every ``extra`` field."""
+
+    _STD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": record.created,
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update({k: v for k, v in vars(record).items() if k not in self._STD and not k.startswith("_")})
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def setup_logging(*, verbose: int = 0, json_logs: bool = False, stream: Any = None) -> None:
+    """Install the one handler Madang uses: text on a terminal, JSON lines when asked."""
+    level = logging.WARNING - 10 * verbose
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if json_logs:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, logging.DEBUG))
+    # aiomqtt configures the "mqtt" logger at import and warns once per publish under load;
+    # the MQTT link counts those conditions itself.
+    logging.getLogger("mqtt").setLevel(logging.ERROR)
+
+
+def _print_findings(err: SourceErrors) -> None:
+    for f in err.findings:
+        print(str(f), file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# check / plan / schema
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from cues.check import check_show
+
+    report = check_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for f in report.findings:
+            print(str(f), file=sys.stderr if f.severity == "error" else sys.stdout)
+        print(report.summary())
+    return 1 if any(f.severity == "error" for f in report.findings) else 0
+
+
+def _compile(args: argparse.Namespace) -> Any:
+    from cues.compiler import compile_show
+
+    return compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from cues.plan import render_svg, render_table
+
+    timeline, venue = _compile(args)
+    if args.svg:
+        Path(args.svg).write_text(render_svg(timeline, venue), encoding="utf-8")
+        print(f"wrote {args.svg}")
+    if not args.svg or args.table:
+        Console().print(render_table(timeline, venue))
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    if args.which == "show":
+        from cues.schema import show_schema
+
+        schema = show_schema()
+    else:
+        from venues.schema import venue_json_schema
+
+        schema = venue_json_schema()
+    text = json.dumps(schema, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# run / simulate / demo
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.simulate:
+        from simulators.harness import run_simulated_cli
+
+        return run_simulated_cli(args)
+    from controller.runtime import run_show_cli
+
+    return run_show_cli(args)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.harness import simulate_cli
+
+    return simulate_cli(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from simulators.harness import demo_cli
+
+    return demo_cli(args)
+
+
+# ---------------------------------------------------------------------------------------------
+# bench
+
+
+def _bench_lateness(args: argparse.Namespace) -> dict[str, Any]:
+    from controller.bench.lateness import run
+
+    return run(n=args.n)
+
+
+def _bench_osc(args: argparse.Namespace) -> dict[str, Any]:
+    from controller.bench.osc import run
+
+    return run(endpoints=args.endpoints, seconds=args.seconds)
+
+
+def _bench_estimator(args: argparse.Namespace) -> dict[str, Any]:
+    from controller.bench.estimator import run
+
+    return run(devices=args.devices, samples=args.samples)
+
+
+def _bench_sync(args: argparse.Namespace) -> dict[str, Any]:
+    from simulators.harness import bench_sync
+
+    return bench_sync(devices=args.devices, profile=args.profile, virtual=args.virtual, seed=args.seed)
+
+
+def _bench_mqtt(args: argparse.Namespace) -> dict[str, Any]:
+    from controller.mqtt_bench import run
+
+    result: dict[str, Any] = run(broker=args.broker, messages=args.messages)
+    return result
+
+
+def _bench_check(args: argparse.Namespace) -> dict[str, Any]:
+    from cues.bench import bench_check
+
+    return bench_check(args.cues)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    result = args.bench_fn(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        width = max(len(k) for k in result) if result else 0
+        for k, v in result.items():
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+_BenchFn = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="madang",
+        description="Real-time show controller for urban XR and media-art events.",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    p.add_argument("--log-json", action="store_true", help="structured logs, one JSON object per line")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def cmd(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = cmd("check", _cmd_check, "validate a show against its venue; exit 1 with every error")
+    sp.add_argument("show", help="show file (YAML)")
+    sp.add_argument("--venue", help="venue file (default: the show's `venue:`)")
+    sp.add_argument("--json", action="store_true", help="findings as JSON, for editors and CI")
+
+    sp = cmd("plan", _cmd_plan, "print the compiled timeline: what fires when, on which devices")
+    sp.add_argument("show")
+    sp.add_argument("--venue")
+    sp.add_argument("--svg", metavar="FILE", help="also draw the timeline as an SVG picture")
+    sp.add_argument("--table", action="store_true", help="print the table even with --svg")
+
+    sp = cmd("schema", _cmd_schema, "print the JSON Schema of show or venue files (editor completion)")
+    sp.add_argument("which", choices=["show", "venue"])
+    sp.add_argument("-o", "--output", metavar="FILE")
+
+    sp = cmd("run", _cmd_run, "play a show to a venue's devices, under the operator's hand")
+    sp.add_argument("show")
+    sp.add_argument("--venue")
+    sp.add_argument("--broker", help="MQTT broker URL (default: the venue's)")
+    sp.add_argument("--go", action="store_true", help="press GO once at start")
+    sp.add_argument("--exit-at-end", action="store_true", help="exit 0 once the last cue completes")
+    sp.add_argument(
+        "--control-port", type=int, default=53000, help="OSC control port (0: any free port, -1: off)"
+    )
+    sp.add_argument(
+        "--control-allow",
+        action="append",
+        default=None,
+        metavar="ADDR",
+        help="source address allowed on the control port (repeatable; default loopback only)",
+    )
+    sp.add_argument("--simulate", action="store_true", help="play against a simulated venue")
+    sp.add_argument("--impair", default="lan", help="impairment profile for --simulate")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--rate", type=float, default=1.0, help="playback rate (rehearsal at 2x: 2)")
+    sp.add_argument(
+        "--go-latency", type=float, default=250.0, metavar="MS",
+        help="a GO takes effect this many ms after the press, so every device can fire in sync (default 250)",
+    )
+    sp.add_argument("--no-view", action="store_true", help="no live terminal view")
+    sp.add_argument("--report", metavar="FILE", help="write the post-show report (JSON)")
+
+    sp = cmd("simulate", _cmd_simulate, "bring a venue to life for a controller running elsewhere")
+    sp.add_argument("venue")
+    sp.add_argument("--broker", help="MQTT broker URL (default: start a private Mosquitto)")
+    sp.add_argument("--impair", default="lan")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--record", metavar="FILE", help="write what every device executed (JSON lines)")
+    sp.add_argument("--map", metavar="FILE", help="write the venue with loopback endpoints to FILE")
+    sp.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+
+    sp = cmd("demo", _cmd_demo, "play a shipped show against its simulated venue; end with a sync report")
+    sp.add_argument("--venue", default="han-river", choices=["han-river", "gwanghwamun"])
+    sp.add_argument("--duration", type=float, default=60.0, help="seconds of show to play (default 60)")
+    sp.add_argument("--report", metavar="FILE", help="write the report as FILE (JSON) and FILE.html")
+    sp.add_argument("--impair", default="wifi")
+    sp.add_argument("--seed", type=int, default=1)
+    sp.add_argument("--broker", help="MQTT broker URL (default: start a private Mosquitto)")
+    sp.add_argument(
+        "--devices", type=int, default=300,
+        help="simulate the first N headsets (default 300; the venue has 1,200: --devices 1200)",
+    )
+    sp.add_argument("--no-view", action="store_true")
+
+    sp = cmd("bench", _cmd_bench, "measure speed and accuracy; prints JSON with --json")
+    bsub = sp.add_subparsers(dest="bench", required=True, metavar="BENCH")
+
+    def bench(name: str, fn: _BenchFn, help: str) -> argparse.ArgumentParser:
+        bp = bsub.add_parser(name, help=help, description=help)
+        bp.set_defaults(bench_fn=fn, fn=_cmd_bench)
+        bp.add_argument("--json", action="store_true")
+        return bp
+
+    bp = bench("lateness", _bench_lateness, "emission lateness of the firing edge vs loop.call_at")
+    bp.add_argument("--n", type=int, default=10_000)
+    bp = bench("osc", _bench_osc, "OSC messages encoded and sent per second vs python-osc")
+    bp.add_argument("--endpoints", type=int, default=1000)
+    bp.add_argument("--seconds", type=float, default=3.0)
+    bp = bench("estimator", _bench_estimator, "clock-model estimation time per batch (Numba vs reference)")
+    bp.add_argument("--devices", type=int, default=10_000)
+    bp.add_argument("--samples", type=int, default=64)
+    bp = bench("sync", _bench_sync, "fire-instant spread across simulated devices")
+    bp.add_argument("--devices", type=int, default=1000)
+    bp.add_argument("--profile", default="wifi")
+    bp.add_argument("--virtual", action="store_true", help="seeded virtual time instead of real sockets")
+    bp.add_argument("--seed", type=int, default=1)
+    bp = bench("mqtt", _bench_mqtt, "MQTT publish throughput and round trip, TCP_NODELAY on vs off")
+    bp.add_argument("--broker", default=None, help="broker URL (default: a private Mosquitto)")
+    bp.add_argument("--messages", type=int, default=100_000)
+    bp = bench("check", _bench_check, "time to check a generated show of N cues")
+    bp.add_argument("--cues", type=int, default=5000)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``madang`` console script."""
+    args = _parser().parse_args(argv)
+    setup_logging(verbose=args.verbose, json_logs=args.log_json)
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "madang" / "numba"))
+    try:
+        rc: int = args.fn(args)
+    except SourceErrors as err:
+        _print_findings(err)
+        n = len(err.errors())
+        print(f"{n} error{'s' if n != 1 else ''}; nothing was played.", file=sys.stderr)
+        return 1
+    except MadangError as err:
+        print(f"madang: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

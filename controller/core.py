@@ -1,0 +1,529 @@
+"""The controller as one sans-I/O core: engine, delivery, clock sync and presence together.
+
+Theory of operation
+-------------------
+:class:`ControllerCore` owns no socket and reads no clock. Adapters feed it what arrives (operator
+commands, MQTT messages, OSC datagrams, each with the instant it was received) and ask it, with
+``now``, what to send. It answers with :class:`~controller.delivery.UdpSend` and
+:class:`~controller.delivery.MqttPublish` items, and with :class:`Withdraw` when sends already
+handed out must not leave after all (pause, stop, seek). The asyncio runtime
+(:mod:`controller.runtime`) executes them on real sockets; the virtual-time harness
+(:mod:`simulators.harness`) executes them on a simulated network. Both run this same code, so a
+virtual-time rehearsal exercises the real decisions.
+
+Sends are released by :meth:`ControllerCore.poll`:
+
+* a send that must merely leave *before* an instant (cue messages, timetagged bundles, pings) is
+  released once its ``at_ns`` has come;
+* a ``precise`` send (to an on-receipt device) is released up to ``edge_horizon_ns`` early, so
+  the adapter can hand it to the firing edge, which emits it at ``at_ns`` to the microsecond.
+
+``next_deadline()`` says when to call ``poll`` again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import msgspec
+
+from controller.delivery import Delivery, Key, MqttPublish, Send, UdpSend
+from controller.engine import (
+    Accepted,
+    Cancel,
+    Engine,
+    Frame,
+    Output,
+    Ramp,
+    Result,
+    Safe,
+    StateSync,
+)
+from controller.engine import Send as EngineSend
+from controller.osc import Typed, encode_message
+from controller.transport import Command, State
+from cues.timeline import Fade, MqttSend, OscSend, Timeline
+from venues.model import Sync, Venue
+
+__all__ = ["ControllerCore", "DeviceHealth", "PingSink", "Withdraw"]
+
+log = logging.getLogger(__name__)
+
+MS = 1_000_000
+S = 1_000_000_000
+STATE_TOPIC = "madang/controller/state"
+MAX_PAYLOAD = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Sends with one of ``keys`` already handed out for after ``after_ns`` must not leave."""
+
+    after_ns: int
+    keys: frozenset[Key]
+
+
+@dataclass(slots=True)
+class DeviceHealth:
+    """What the controller knows of one device's presence and timing."""
+
+    status: str = "unknown"  # unknown | ready | alive | offline
+    last_seen_ns: int | None = None
+    boot: int | None = None  # the device's boot instant (its own clock), from its status
+    fired: int = 0
+    fire_errors_ns: list[int] = field(default_factory=list)
+
+
+class PingSink(Protocol):
+    """The clock-sync service as the core uses it (implemented in :mod:`controller.sync`)."""
+
+    def due_pings(self, now: int) -> list[tuple[str, int]]:
+        """(device id, seq) of pings to send now."""
+        ...
+
+    def receive_pong(self, device: str, seq: int, t1: int, t2: int, t3: int, t4: int) -> bool:
+        """A pong arrived; False when it was dropped (unknown seq, stale, implausible)."""
+        ...
+
+    def update(self, now: int) -> list[str]:
+        """Re-estimate models with new samples; returns devices whose clock message should go out."""
+        ...
+
+    def clock_message(self, device: str) -> dict[str, int] | None:
+        """The protocol's clock-model message for ``device``."""
+        ...
+
+    def to_device(self, device: str, ref_ns: int) -> int | None: ...
+
+    def to_ref(self, device: str, local_ns: int) -> int | None: ...
+
+    def one_way_ns(self, device: str) -> int | None: ...
+
+    def lead_ns(self, device: str) -> int | None: ...
+
+    def reset(self, device: str) -> None:
+        """The device rebooted: forget its samples and start a new burst."""
+        ...
+
+    def next_deadline(self) -> int | None:
+        """When the next ping falls due."""
+        ...
+
+
+class ControllerCore:
+    """Everything the controller decides, sans I/O. See the module docstring."""
+
+    def __init__(
+        self,
+        timeline: Timeline,
+        venue: Venue,
+        *,
+        show_id: str | None = None,
+        endpoints: Mapping[str, tuple[str, int]] | None = None,
+        sync: PingSink | None = None,
+        lookahead_ns: int = 600 * MS,
+        app_lead_ns: int = 400 * MS,
+        timetag_lead_ns: int = 150 * MS,
+        edge_horizon_ns: int = 30 * MS,
+        control_rate_hz: float = 50.0,
+        debounce_ns: int = 250 * MS,
+        go_delay_ns: int = 250 * MS,
+        state_every_ns: int = S,
+    ) -> None:
+        self.timeline = timeline
+        self.venue = venue
+        self.show_id = show_id or _slug(timeline.show)
+        self.sync = sync
+        self.engine = Engine(
+            timeline,
+            venue,
+            lookahead_ns=lookahead_ns,
+            control_rate_hz=control_rate_hz,
+            debounce_ns=debounce_ns,
+            go_delay_ns=go_delay_ns,
+        )
+        self.delivery = Delivery(
+            venue,
+            self.show_id,
+            models=sync,
+            app_lead_ns=app_lead_ns,
+            timetag_lead_ns=timetag_lead_ns,
+            endpoints=endpoints,
+        )
+        self.edge_horizon_ns = edge_horizon_ns
+        self.state_every_ns = state_every_ns
+        self.health: dict[str, DeviceHealth] = {d.id: DeviceHealth() for d in venue.devices}
+        self.by_endpoint: dict[tuple[str, int], str] = {}
+        for d in venue.devices:
+            ep = self.delivery.endpoint(d)
+            if ep is not None:
+                self.by_endpoint[ep] = d.id
+        self._pending: list[tuple[int, int, Send]] = []
+        self._withdrawn: list[Withdraw] = []
+        self._tie = itertools.count()
+        self._enc = msgspec.json.Encoder()
+        self.emitted_seqs: set[int] = set()  # action seqs the engine has emitted (for reports)
+        self._last_state_pub: int | None = None
+        self._last_state: str | None = None
+        self._state_seq = 0
+        self.counters: dict[str, int] = {
+            "outputs": 0,
+            "sends": 0,
+            "withdrawn": 0,
+            "pongs": 0,
+            "pongs_dropped": 0,
+            "fired": 0,
+            "bad_messages": 0,
+            "events": 0,
+            "late_joins": 0,
+        }
+
+    # -- operator ----------------------------------------------------------------------------
+
+    def command(self, cmd: Command, now: int) -> Result:
+        """An operator command; its immediate outputs are planned for the next :meth:`poll`."""
+        result = self.engine.command(cmd, now)
+        if isinstance(result, Accepted):
+            self._plan(result.outputs, now)
+            self._publish_state(now, force=True)
+        return result
+
+    @property
+    def state(self) -> State:
+        """The transport state."""
+        return self.engine.state
+
+    @property
+    def finished(self) -> bool:
+        """True once the show has played to its end (or was stopped) and nothing is left to send."""
+        return self.engine.state in (State.STOPPED, State.PANICKED) and not self._pending
+
+    # -- time --------------------------------------------------------------------------------
+
+    def poll(self, now: int) -> list[Send | Withdraw]:
+        """Everything to send (or withdraw) as of ``now``. Call again at :meth:`next_deadline`."""
+        deadline = self.engine.next_deadline()
+        if deadline is not None and deadline <= now:
+            self._plan(self.engine.poll(now), now)
+        if self.sync is not None:
+            self._sync_tick(now)
+        self._publish_state(now)
+        out: list[Send | Withdraw] = list(self._withdrawn)
+        self._withdrawn.clear()
+        horizon = now + self.edge_horizon_ns
+        pend = self._pending
+        while pend and pend[0][0] <= horizon:
+            at, _, send = pend[0]
+            if at > now and not send.precise:
+                # A non-precise send further out than now waits; precise ones behind it may not.
+                break
+            heapq.heappop(pend)
+            out.append(send)
+        if pend and any(s.precise and a <= horizon for a, _, s in pend[:64]):
+            # Rare: a precise send queued behind a later non-precise one; release it too.
+            keep: list[tuple[int, int, Send]] = []
+            for item in pend:
+                if item[2].precise and item[0] <= horizon:
+                    out.append(item[2])
+                else:
+                    keep.append(item)
+            heapq.heapify(keep)
+            self._pending = keep
+        self.counters["sends"] += sum(1 for s in out if not isinstance(s, Withdraw))
+        return out
+
+    def next_deadline(self) -> int | None:
+        """When :meth:`poll` next has something to do (show clock); None when nothing is scheduled."""
+        cands: list[int] = []
+        d = self.engine.next_deadline()
+        if d is not None:
+            cands.append(d)
+        if self._pending:
+            at, _, send = self._pending[0]
+            cands.append(at - self.edge_horizon_ns if send.precise else at)
+        if self._withdrawn:
+            return 0
+        if self.sync is not None:
+            p = self.sync.next_deadline()
+            if p is not None:
+                cands.append(p)
+        if self.engine.state is State.PLAYING and self._last_state_pub is not None:
+            cands.append(self._last_state_pub + self.state_every_ns)
+        return min(cands) if cands else None
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def _queue(self, sends: Iterable[Send], key: Key | None) -> None:
+        for s in sends:
+            if key is not None and s.key is None:
+                s = replace(s, key=key)
+            heapq.heappush(self._pending, (s.at_ns, next(self._tie), s))
+
+    def _plan(self, outputs: Iterable[Output], now: int) -> None:
+        dl = self.delivery
+        safes: list[Safe] = []  # consecutive Safe outputs, planned together (see _plan_safe)
+        for o in outputs:
+            self.counters["outputs"] += 1
+            if isinstance(o, Safe):
+                safes.append(o)
+                continue
+            if safes:
+                self._plan_safe(safes, now)
+                safes = []
+            if isinstance(o, EngineSend | Ramp | Frame):
+                self.emitted_seqs.add(o.key[2])
+            if isinstance(o, EngineSend):
+                op = o.op
+                if isinstance(op, OscSend):
+                    self._queue(dl.osc(o.key, o.at, o.devices, op.address, op.args, now), o.key)
+                elif isinstance(op, MqttSend):
+                    self._queue(
+                        dl.mqtt(
+                            o.key, o.at, o.show_ns, o.devices, op.topic, op.payload, op.qos, op.retain, now
+                        ),
+                        o.key,
+                    )
+            elif isinstance(o, Frame):
+                fade = o.action.op
+                address = fade.address if isinstance(fade, Fade) else None
+                topic = fade.topic if isinstance(fade, Fade) else None
+                self._queue(dl.frame(o.key, o.at, o.devices, o.param, o.value, address, topic, now), o.key)
+            elif isinstance(o, Ramp):
+                self._queue(
+                    dl.ramp(
+                        o.key, o.at, o.show_ns, o.devices, o.param, o.start, o.end, o.duration_ns, o.ease, now
+                    ),
+                    o.key,
+                )
+            elif isinstance(o, StateSync):
+                st = o.state
+                key = (self.show_id, "state", 0)
+                self._queue(dl.state(o.device, st.params, st.osc, st.mqtt, max(now, o.at), key), None)
+            elif isinstance(o, Cancel):
+                self._cancel(o)
+        if safes:
+            self._plan_safe(safes, now)
+
+    def _plan_safe(self, safes: list[Safe], now: int) -> None:
+        """Safe states for many devices at once: the engine emits one :class:`Safe` per device,
+        but ``app`` devices share group topics, so a stop or panic of the whole venue must be one
+        ``panic`` on ``madang/cue``, not one publish per headset."""
+        key = (self.show_id, "safe", 0)
+        by_at: dict[int, list[str]] = {}
+        for o in safes:
+            by_at.setdefault(max(now, o.at), []).append(o.device)
+        for at, devices in by_at.items():
+            self._queue(self.delivery.safe(devices, at, key), None)
+
+    def _cancel(self, c: Cancel) -> None:
+        if not c.keys:
+            return
+        before = len(self._pending)
+        self._pending = [item for item in self._pending if not (item[2].key in c.keys and item[0] > c.at)]
+        heapq.heapify(self._pending)
+        self.counters["withdrawn"] += before - len(self._pending)
+        self._withdrawn.append(Withdraw(c.at, c.keys))
+
+    # -- controller state (retained) ---------------------------------------------------------
+
+    def _publish_state(self, now: int, *, force: bool = False) -> None:
+        snap = self.engine.snapshot
+        state = str(snap.state)
+        due = self._last_state_pub is None or (
+            snap.state is State.PLAYING and now - self._last_state_pub >= self.state_every_ns
+        )
+        if not (force or due or state != self._last_state):
+            return
+        self._last_state = state
+        self._last_state_pub = now
+        self._state_seq += 1
+        body = {
+            "state": state,
+            "show": self.show_id,
+            "cue": snap.current_cue,
+            "standby": snap.standby_cue,
+            "show_ns": self.engine.position_at(now),
+            "at": now,
+            "rate": snap.rate,
+            "seq": self._state_seq,
+        }
+        self._queue([MqttPublish(now, STATE_TOPIC, self._enc.encode(body), 1, True, None)], None)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receive_mqtt(self, topic: str, payload: bytes, now: int) -> None:
+        """A message from the broker (the runtime subscribes to ``madang/dev/+/#`` and event topics)."""
+        if len(payload) > MAX_PAYLOAD:
+            self.counters["bad_messages"] += 1
+            return
+        parts = topic.split("/")
+        if len(parts) == 4 and parts[0] == "madang" and parts[1] == "dev":
+            device, kind = parts[2], parts[3]
+            if device in self.health and kind in ("pong", "status", "fired"):
+                try:
+                    body = msgspec.json.decode(payload)
+                except msgspec.DecodeError:
+                    self.counters["bad_messages"] += 1
+                    return
+                if not isinstance(body, dict):
+                    self.counters["bad_messages"] += 1
+                    return
+                self._device_message(device, kind, body, now)
+                return
+        if self.engine.state in (State.ARMED, State.PLAYING):
+            self.counters["events"] += 1
+            self._plan(self.engine.receive_event("mqtt", topic, topic, now), now)
+
+    def receive_osc(self, source: tuple[str, int], address: str, args: list[Any], now: int) -> None:
+        """An OSC message from a device (pongs, fire reports) or an event source."""
+        device = self.by_endpoint.get(source)
+        if address == "/madang/pong" and device is not None:
+            if len(args) == 4 and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+                self._device_message(
+                    device, "pong", {"seq": args[0], "t1": args[1], "t2": args[2], "t3": args[3]}, now
+                )
+            else:
+                self.counters["bad_messages"] += 1
+            return
+        if address == "/madang/fired" and device is not None:
+            if len(args) == 2 and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+                self._device_message(device, "fired", {"seq": args[0], "local": args[1]}, now)
+            return
+        if self.engine.state in (State.ARMED, State.PLAYING):
+            self.counters["events"] += 1
+            sender = device or f"{source[0]}:{source[1]}"
+            self._plan(self.engine.receive_event("osc", address, sender, now), now)
+
+    def _device_message(self, device: str, kind: str, body: dict[str, Any], now: int) -> None:
+        h = self.health[device]
+        h.last_seen_ns = now
+        if kind == "pong":
+            ok = False
+            if self.sync is not None:
+                try:
+                    ok = self.sync.receive_pong(
+                        device, int(body["seq"]), int(body["t1"]), int(body["t2"]), int(body["t3"]), now
+                    )
+                except (KeyError, TypeError, ValueError):
+                    ok = False
+            self.counters["pongs" if ok else "pongs_dropped"] += 1
+            if h.status == "unknown":
+                h.status = "alive"
+        elif kind == "status":
+            state = body.get("state")
+            if not isinstance(state, str):
+                self.counters["bad_messages"] += 1
+                return
+            was = h.status
+            h.status = state
+            boot = body.get("boot")
+            boot = boot if isinstance(boot, int) and not isinstance(boot, bool) else None
+            if state == "ready" and self._late_join_ok():
+                # Every (re)connection mid-show gets catch-up state (docs/protocol.md); clock sync
+                # starts over only when the device really restarted (a new boot instant).
+                rebooted = was == "offline" or (boot is not None and h.boot is not None and boot != h.boot)
+                self._late_join(device, now, rebooted=rebooted)
+            if boot is not None:
+                h.boot = boot
+        elif kind == "fired":
+            h.fired += 1
+            self.counters["fired"] += 1
+            local = body.get("local")
+            at = body.get("at")
+            if (
+                self.sync is not None
+                and isinstance(local, int)
+                and isinstance(at, int)
+                and body.get("synced")
+            ):
+                ref = self.sync.to_ref(device, local)
+                if ref is not None and len(h.fire_errors_ns) < 10_000:
+                    h.fire_errors_ns.append(ref - at)
+
+    def _late_join_ok(self) -> bool:
+        return self.engine.state in (State.PLAYING, State.PAUSED)
+
+    def _late_join(self, device: str, now: int, *, rebooted: bool) -> None:
+        """A device (re)joined mid-show: restart its clock sync and send it the state it should show."""
+        if rebooted and self.sync is not None:
+            self.sync.reset(device)
+        show_ns = self.engine.position_at(now)
+        if show_ns is None:
+            return
+        st = self.engine.state_for_device(device, show_ns)
+        self.counters["late_joins"] += 1
+        log.info(
+            "device joined mid-show; sending catch-up state",
+            extra={"device": device, "show_ns": show_ns},
+        )
+        self._queue(
+            self.delivery.state(device, st.params, st.osc, st.mqtt, now, (self.show_id, "state", 0)), None
+        )
+
+    # -- clock sync --------------------------------------------------------------------------
+
+    def _sync_tick(self, now: int) -> None:
+        assert self.sync is not None
+        for device, seq in self.sync.due_pings(now):
+            dev = self.venue.device(device)
+            ep = self.delivery.endpoint(dev)
+            if dev.sync in (Sync.TIMETAG, Sync.ECHO) and ep is not None:
+                self._queue(
+                    [UdpSend(now, device, ep, _osc_ping(seq, now), False, ("ping", device, seq))], None
+                )
+            elif dev.mqtt is not None:
+                body = self._enc.encode({"seq": seq, "t1": now})
+                self._queue(
+                    [
+                        MqttPublish(
+                            now,
+                            f"madang/dev/{device}/ping",
+                            body,
+                            0,
+                            False,
+                            device,
+                            False,
+                            ("ping", device, seq),
+                        )
+                    ],
+                    None,
+                )
+        for device in self.sync.update(now):
+            msg = self.sync.clock_message(device)
+            if msg is None:
+                continue
+            self._queue(
+                [MqttPublish(now, f"madang/dev/{device}/clock", self._enc.encode(msg), 1, True, device)], None
+            )
+
+    # -- telemetry ---------------------------------------------------------------------------
+
+    def presence(self, now: int, *, offline_after_ns: int = 12 * S) -> dict[str, int]:
+        """Counts for the operator: online, late (no news for a while), offline, unknown."""
+        out = {"online": 0, "late": 0, "offline": 0, "unknown": 0}
+        for h in self.health.values():
+            if h.status == "offline":
+                out["offline"] += 1
+            elif h.last_seen_ns is None:
+                out["unknown"] += 1
+            elif now - h.last_seen_ns > offline_after_ns:
+                out["late"] += 1
+            else:
+                out["online"] += 1
+        return out
+
+
+def _osc_ping(seq: int, t1: int) -> bytes:
+    """``/madang/ping ,ih seq t1`` (docs/protocol.md); t1 is always int64."""
+    return encode_message("/madang/ping", [Typed("i", seq & 0x7FFFFFFF), Typed("h", t1)])
+
+
+def _slug(name: str) -> str:
+    dashed = "".join(ch if ch.isalnum() else "-" for ch in name.lower())
+    slug = "-".join(p for p in dashed.split("-") if p)
+    return slug or "show"

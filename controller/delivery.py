@@ -1,0 +1,464 @@
+"""Delivery by capability: what the engine says must *happen* at an instant becomes what must be
+*sent*, when, to whom, as which bytes.
+
+Theory of operation
+-------------------
+The engine (:mod:`controller.engine`) decides that an effect takes place on some devices at a
+show-clock instant. Sending at that instant cannot be in sync (fan-out and Wi-Fi take tens to
+hundreds of milliseconds), so this module, pure and with ``now`` passed in, plans sends ahead of
+time according to each device's ``sync`` capability (docs/protocol.md):
+
+``app``
+    One JSON cue message per *group topic* (``madang/cue``, ``madang/cue/zone/{zone}``, ...)
+    naming the show-clock instant; the device maps it through its clock model. Sent ``lead``
+    ahead and repeated once halfway through the lead window (devices deduplicate by key).
+``timetag``
+    An OSC bundle whose timetag is the instant translated into the device's own clock (its clock
+    model, or the show clock when no model exists yet), sent ``lead`` ahead.
+``echo``
+    A plain OSC message or MQTT publish sent early by the measured one-way delay.
+``none``
+    A plain message sent early by the venue's configured ``latency``.
+
+Sends that must leave at a precise instant (``echo`` and ``none``) are marked ``precise``: the
+runtime hands them to the firing edge (:mod:`controller.edge`) instead of the event loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from controller.clock import NTP_IMMEDIATELY, ns_to_ntp
+from controller.osc import encode_bundle, encode_message
+from cues.timeline import Ease, JsonValue, OscArg
+from venues.model import Device, Sync, Venue
+
+__all__ = ["ClockView", "Delivery", "Key", "MqttPublish", "Send", "UdpSend", "substitute"]
+
+Key = tuple[str, str, int]  # (show, cue, seq): the idempotency key
+MS = 1_000_000
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class UdpSend:
+    """One datagram to one device's OSC endpoint."""
+
+    at_ns: int  # show-clock instant to put it on the wire
+    device: str
+    addr: tuple[str, int]
+    data: bytes
+    precise: bool  # must leave at ``at_ns`` (firing edge), not merely before it
+    key: Key | None = None  # the action it carries, so a Cancel can withdraw it
+
+
+@dataclass(frozen=True, slots=True)
+class MqttPublish:
+    """One MQTT publish; ``device`` is None for a group topic."""
+
+    at_ns: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    device: str | None
+    precise: bool = False
+    key: Key | None = None
+
+
+Send = UdpSend | MqttPublish
+
+
+class ClockView(Protocol):
+    """What delivery needs from the clock models (:mod:`controller.sync`)."""
+
+    def to_device(self, device: str, ref_ns: int) -> int | None:
+        """The device-clock reading at show-clock instant ``ref_ns``; None without a model."""
+        ...
+
+    def one_way_ns(self, device: str) -> int | None:
+        """The device's measured one-way delay (a high percentile); None without samples."""
+        ...
+
+    def lead_ns(self, device: str) -> int | None:
+        """How far ahead to send to this device; None without a model."""
+        ...
+
+
+class _NoModels:
+    def to_device(self, device: str, ref_ns: int) -> int | None:
+        return None
+
+    def one_way_ns(self, device: str) -> int | None:
+        return None
+
+    def lead_ns(self, device: str) -> int | None:
+        return None
+
+
+def substitute(text: str, attrs: Mapping[str, str]) -> str:
+    """Replace ``{name}`` placeholders with device attributes; unknown names stay as written."""
+    if "{" not in text:
+        return text
+    return _PLACEHOLDER.sub(lambda m: attrs.get(m.group(1), m.group(0)), text)
+
+
+def _subst_json(value: JsonValue, attrs: Mapping[str, str]) -> JsonValue:
+    if isinstance(value, str):
+        return substitute(value, attrs)
+    if isinstance(value, list):
+        return [_subst_json(v, attrs) for v in value]
+    if isinstance(value, dict):
+        return {k: _subst_json(v, attrs) for k, v in value.items()}
+    return value
+
+
+def _has_placeholder(value: object) -> bool:
+    if isinstance(value, str):
+        return "{" in value
+    if isinstance(value, list | tuple):
+        return any(_has_placeholder(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_placeholder(v) for v in value.values())
+    return False
+
+
+def _attrs(dev: Device) -> dict[str, str]:
+    out = {"id": dev.id, "device": dev.id, "kind": dev.kind, "zone": dev.zone}
+    out.update(dev.attrs)
+    return out
+
+
+class Delivery:
+    """Plans sends for engine effects. Pure: every method takes ``now`` and returns sends."""
+
+    def __init__(
+        self,
+        venue: Venue,
+        show_id: str,
+        *,
+        models: ClockView | None = None,
+        app_lead_ns: int = 400 * MS,
+        timetag_lead_ns: int = 150 * MS,
+        endpoints: Mapping[str, tuple[str, int]] | None = None,
+    ) -> None:
+        self.venue = venue
+        self.show_id = show_id
+        self.models: ClockView = models or _NoModels()
+        self.app_lead_ns = app_lead_ns
+        self.timetag_lead_ns = timetag_lead_ns
+        self._endpoints = dict(endpoints or {})
+        self._attrs = {d.id: _attrs(d) for d in venue.devices}
+        self._enc = msgspec.json.Encoder()
+        app = [d for d in venue.devices if d.sync is Sync.APP and (d.mqtt or d.ws)]
+        self._app_all = frozenset(d.id for d in app)
+        self._app_by_zone: dict[str, frozenset[str]] = {}
+        self._app_by_kind: dict[str, frozenset[str]] = {}
+        for d in app:
+            self._app_by_zone.setdefault(d.zone, frozenset())
+            self._app_by_kind.setdefault(d.kind, frozenset())
+        for zone in self._app_by_zone:
+            self._app_by_zone[zone] = frozenset(d.id for d in app if d.zone == zone)
+        for kind in self._app_by_kind:
+            self._app_by_kind[kind] = frozenset(d.id for d in app if d.kind == kind)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def endpoint(self, dev: Device) -> tuple[str, int] | None:
+        """The device's OSC endpoint, after any simulator/rehearsal override."""
+        if dev.id in self._endpoints:
+            return self._endpoints[dev.id]
+        if dev.osc is None:
+            return None
+        return (dev.osc.host, dev.osc.port)
+
+    def _early_ns(self, dev: Device) -> int:
+        """How early an on-receipt device must be sent to, to execute at the instant."""
+        if dev.sync is Sync.ECHO:
+            measured = self.models.one_way_ns(dev.id)
+            if measured is not None:
+                return measured
+        return dev.latency_ns
+
+    def group_topics(self, devices: Iterable[str]) -> list[str]:
+        """The fewest cue topics that reach exactly these ``app`` devices (docs/protocol.md)."""
+        want = frozenset(d for d in devices if d in self._app_all)
+        if not want:
+            return []
+        if want == self._app_all:
+            return ["madang/cue"]
+        topics: list[str] = []
+        left = set(want)
+        for zone, ids in self._app_by_zone.items():
+            if ids and ids <= left:
+                topics.append(f"madang/cue/zone/{zone}")
+                left -= ids
+        for kind, ids in self._app_by_kind.items():
+            if ids and ids <= left:
+                topics.append(f"madang/cue/kind/{kind}")
+                left -= ids
+        topics.extend(f"madang/cue/dev/{d}" for d in sorted(left))
+        return topics
+
+    def _cue_message(self, key: Key, at_ns: int, show_ns: int, op: dict[str, Any]) -> bytes:
+        return self._enc.encode(
+            {"show": key[0], "cue": key[1], "seq": key[2], "at": at_ns, "show_ns": show_ns, "op": op}
+        )
+
+    def _app_sends(
+        self,
+        key: Key,
+        at_ns: int,
+        show_ns: int,
+        devices: Sequence[str],
+        op: dict[str, Any],
+        qos: int,
+        now: int,
+    ) -> list[Send]:
+        topics = self.group_topics(devices)
+        if not topics:
+            return []
+        lead = self._group_lead(devices)
+        first = max(now, at_ns - lead)
+        payload = self._cue_message(key, at_ns, show_ns, op)
+        out: list[Send] = [MqttPublish(first, t, payload, qos, False, None) for t in topics]
+        repeat = at_ns - lead // 2
+        if repeat > first + 5 * MS:
+            out.extend(MqttPublish(repeat, t, payload, qos, False, None) for t in topics)
+        return out
+
+    def _group_lead(self, devices: Sequence[str]) -> int:
+        lead = self.app_lead_ns
+        for d in devices:
+            m = self.models.lead_ns(d)
+            if m is not None and m > lead:
+                lead = m
+        return lead
+
+    def _osc_to(
+        self, dev: Device, at_ns: int, key: Key, message: bytes, now: int, *, keyed: bool = True
+    ) -> UdpSend | None:
+        """One message to one OSC device. ``keyed``: timetag bundles carry ``/madang/key`` (not for
+        fade frames, which share their action's key and must not be deduplicated away)."""
+        ep = self.endpoint(dev)
+        if ep is None:
+            return None
+        if dev.sync is Sync.TIMETAG:
+            local = self.models.to_device(dev.id, at_ns)
+            tag = ns_to_ntp(local if local is not None else at_ns)
+            elements = [encode_message("/madang/key", [key[0], key[2]]), message] if keyed else [message]
+            lead = self.models.lead_ns(dev.id) or self.timetag_lead_ns
+            return UdpSend(max(now, at_ns - lead), dev.id, ep, encode_bundle(tag, elements), False)
+        return UdpSend(max(now, at_ns - self._early_ns(dev)), dev.id, ep, message, True)
+
+    # -- effects -----------------------------------------------------------------------------
+
+    def osc(
+        self, key: Key, at_ns: int, devices: Sequence[str], address: str, args: Sequence[OscArg], now: int
+    ) -> list[Send]:
+        """An OSC message on each device (OSC devices only; others are skipped)."""
+        shared = (
+            None
+            if _has_placeholder(address) or _has_placeholder(list(args))
+            else (encode_message(address, list(args)))
+        )
+        out: list[Send] = []
+        for did in devices:
+            dev = self.venue.device(did)
+            if dev.osc is None and did not in self._endpoints:
+                continue
+            msg = shared
+            if msg is None:
+                a = self._attrs[did]
+                msg = encode_message(
+                    substitute(address, a), [substitute(x, a) if isinstance(x, str) else x for x in args]
+                )
+            s = self._osc_to(dev, at_ns, key, msg, now)
+            if s is not None:
+                out.append(s)
+        return out
+
+    def mqtt(
+        self,
+        key: Key,
+        at_ns: int,
+        show_ns: int,
+        devices: Sequence[str],
+        topic: str,
+        payload: JsonValue,
+        qos: int,
+        retain: bool,
+        now: int,
+    ) -> list[Send]:
+        """An MQTT action: one timed cue message for ``app`` devices, raw publishes for the rest."""
+        app = [d for d in devices if d in self._app_all]
+        out: list[Send] = self._app_sends(
+            key, at_ns, show_ns, app, {"mqtt": {"topic": topic, "payload": payload}}, qos, now
+        )
+        plain = [d for d in devices if d not in self._app_all and self.venue.device(d).mqtt is not None]
+        if not plain:
+            return out
+        if not _has_placeholder(topic) and not _has_placeholder(payload):
+            # One publish serves every plain subscriber of a fixed topic: send for the earliest.
+            early = max(self._early_ns(self.venue.device(d)) for d in plain)
+            out.append(
+                MqttPublish(
+                    max(now, at_ns - early), topic, self._enc.encode(payload), qos, retain, None, True
+                )
+            )
+            return out
+        for did in plain:
+            a = self._attrs[did]
+            dev = self.venue.device(did)
+            out.append(
+                MqttPublish(
+                    max(now, at_ns - self._early_ns(dev)),
+                    substitute(topic, a),
+                    self._enc.encode(_subst_json(payload, a)),
+                    qos,
+                    retain,
+                    did,
+                    True,
+                )
+            )
+        return out
+
+    def ramp(
+        self,
+        key: Key,
+        at_ns: int,
+        show_ns: int,
+        devices: Sequence[str],
+        param: str,
+        start: float | None,
+        end: float,
+        duration_ns: int,
+        ease: Ease,
+        now: int,
+    ) -> list[Send]:
+        """A fade as one ramp description, for devices that interpolate themselves."""
+        op = {
+            "fade": {
+                "param": param,
+                "from": start,
+                "to": end,
+                "duration_ns": duration_ns,
+                "ease": {"kind": ease.kind, "params": list(ease.params)},
+            }
+        }
+        return self._app_sends(key, at_ns, show_ns, devices, op, 1, now)
+
+    def frame(
+        self,
+        key: Key,
+        at_ns: int,
+        devices: Sequence[str],
+        param: str,
+        value: float,
+        address: str | None,
+        topic: str | None,
+        now: int,
+    ) -> list[Send]:
+        """One value of a streamed fade, due at ``at_ns``, on each device."""
+        out: list[Send] = []
+        addr_t = address or f"/{param}"
+        for did in devices:
+            dev = self.venue.device(did)
+            a = self._attrs[did]
+            if dev.osc is not None or did in self._endpoints:
+                s = self._osc_to(
+                    dev, at_ns, key, encode_message(substitute(addr_t, a), [float(value)]), now, keyed=False
+                )
+                if s is not None:
+                    out.append(s)
+            elif dev.mqtt is not None:
+                t = substitute(topic or "madang/dev/{id}/param/" + param, a)
+                out.append(
+                    MqttPublish(
+                        max(now, at_ns - self._early_ns(dev)),
+                        t,
+                        self._enc.encode({"param": param, "value": value}),
+                        0,
+                        False,
+                        did,
+                        True,
+                    )
+                )
+        return out
+
+    def state(
+        self,
+        device: str,
+        params: Mapping[str, float | int | str],
+        osc: Mapping[str, Sequence[OscArg]],
+        mqtt: Mapping[str, JsonValue],
+        now: int,
+        key: Key,
+    ) -> list[Send]:
+        """Catch-up state for one device (seek, late join), to be applied on receipt."""
+        dev = self.venue.device(device)
+        out: list[Send] = []
+        if device in self._app_all:
+            op = {"state": {"params": dict(params), "mqtt": dict(mqtt)}}
+            payload = self._cue_message(key, now, 0, op)
+            out.append(MqttPublish(now, f"madang/cue/dev/{device}", payload, 1, False, device))
+            return out
+        ep = self.endpoint(dev)
+        if ep is not None:
+            a = self._attrs[device]
+            for address, args in osc.items():
+                out.append(
+                    UdpSend(now, device, ep, encode_message(substitute(address, a), list(args)), False)
+                )
+            for param, value in params.items():
+                if isinstance(value, int | float) and not isinstance(value, bool) and f"/{param}" not in osc:
+                    out.append(UdpSend(now, device, ep, encode_message(f"/{param}", [float(value)]), False))
+        elif dev.mqtt is not None:
+            a = self._attrs[device]
+            for t, p in mqtt.items():
+                out.append(
+                    MqttPublish(now, substitute(t, a), self._enc.encode(_subst_json(p, a)), 1, False, device)
+                )
+        return out
+
+    def safe(self, devices: Iterable[str], now: int, key: Key) -> list[Send]:
+        """Every device to its safe state *now* (panic, stop): no lead, no timetag."""
+        out: list[Send] = []
+        ids = list(devices)
+        app = [d for d in ids if d in self._app_all]
+        if app:
+            payload = self._cue_message(key, now, 0, {"panic": {}})
+            out.extend(MqttPublish(now, t, payload, 1, False, None) for t in self.group_topics(app))
+        for did in ids:
+            if did in self._app_all:
+                continue
+            dev = self.venue.device(did)
+            safe = dev.safe or {"brightness": 0}
+            ep = self.endpoint(dev)
+            a = self._attrs[did]
+            for param, value in safe.items():
+                v: OscArg = float(value) if isinstance(value, int | float) else value
+                if ep is not None:
+                    out.append(UdpSend(now, did, ep, encode_message(f"/{param}", [v]), False))
+                elif dev.mqtt is not None:
+                    out.append(
+                        MqttPublish(
+                            now,
+                            substitute("madang/dev/{id}/param/" + param, a),
+                            self._enc.encode({"param": param, "value": value}),
+                            1,
+                            False,
+                            did,
+                        )
+                    )
+        return out
+
+    def timetag_immediately(self) -> int:
+        """The OSC timetag for "now" (exported for tests and tools)."""
+        return NTP_IMMEDIATELY

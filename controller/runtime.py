@@ -1,0 +1,456 @@
+"""The asyncio runtime: plays a compiled show to real devices over OSC/UDP and MQTT.
+
+Theory of operation
+-------------------
+Everything that decides lives in :class:`~controller.core.ControllerCore`; this module only moves
+bytes and sleeps. One *pump* task asks the core, with the show clock's ``now``, what to send, and
+executes each item:
+
+* a :class:`~controller.delivery.UdpSend` marked ``precise`` is handed to the
+  :class:`~controller.edge.FiringEdge` thread, which writes it to its socket at the instant to
+  the microsecond; others go out at once from the receiving socket (so pongs come back to it);
+* a :class:`~controller.delivery.MqttPublish` goes to the :class:`~controller.mqtt.MqttLink`
+  outbox (never blocks; queued while the broker is away);
+* a :class:`~controller.core.Withdraw` cancels what the edge still holds for those keys.
+
+Then it sleeps until the core's next deadline, or until something arrives (an MQTT message, an OSC
+datagram, an operator command), whichever is first. Pings are re-stamped with the send instant
+just before they leave, so ``t1`` is as close to the wire as this process can make it.
+
+The view, the control port and the MQTT link run beside the pump; none of them can delay a send
+that the firing edge holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from controller.clock import Clock, SystemClock
+from controller.control import ControlPort, Query
+from controller.core import ControllerCore, PingSink, Withdraw
+from controller.delivery import Key, MqttPublish, UdpSend
+from controller.edge import FiringEdge, Handle
+from controller.engine import Accepted
+from controller.mqtt import MqttLink, Publish, controller_will
+from controller.osc import OscDecodeError, Typed, decode_packet, encode_message, messages
+from controller.transport import Arm, Command, Go, Load, SetRate, State, Stop
+from controller.udp import Datagram, DirectUdpSender, UdpReceiver
+from controller.view import ViewModel, render
+from cues.timeline import Timeline
+from venues.errors import MadangError
+from venues.model import Venue
+
+__all__ = ["Runtime", "RuntimeOptions", "run_show_cli"]
+
+log = logging.getLogger(__name__)
+
+MS = 1_000_000
+S = 1_000_000_000
+OFFLINE = msgspec.json.encode({"state": "offline"})
+
+
+@dataclass
+class RuntimeOptions:
+    """How to run a show; the command line fills this."""
+
+    broker_url: str | None = None
+    control_port: int | None = 53000
+    control_allow: list[str] | None = None
+    go: bool = False
+    exit_at_end: bool = False
+    view: bool = True
+    rate: float = 1.0
+    sync: bool = True
+    endpoints: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    client_id: str | None = None
+    report_path: Path | None = None
+    auto_go: bool = False  # press GO at every manual cue (unattended rehearsals, the demo)
+    max_seconds: float | None = None  # stop after this long (demo)
+    go_delay_ms: float = 250.0  # a GO takes effect this long after the press (see docs/operator.md)
+
+
+class Runtime:
+    """One show, one venue, played on real sockets. ``await run()``; ``request_stop()`` ends it."""
+
+    def __init__(
+        self, timeline: Timeline, venue: Venue, options: RuntimeOptions, *, clock: Clock | None = None
+    ) -> None:
+        self.timeline = timeline
+        self.venue = venue
+        self.opts = options
+        self.clock: Clock = clock or SystemClock()
+        self.sync: PingSink | None = _make_sync(venue) if options.sync else None
+        self.core = ControllerCore(
+            timeline,
+            venue,
+            sync=self.sync,
+            endpoints=options.endpoints,
+            go_delay_ns=round(options.go_delay_ms * MS),
+        )
+        self.edge = FiringEdge(self.clock, sender=DirectUdpSender())
+        self.mqtt: MqttLink | None = None
+        self.udp: UdpReceiver | None = None
+        self.control: ControlPort | None = None
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._handles: dict[Key, list[Handle]] = defaultdict(list)
+        # Precise MQTT sends waiting on the loop's timer, by key, so a Withdraw cancels them too.
+        self._timers: dict[Key, list[asyncio.TimerHandle]] = defaultdict(list)
+        self._errors: list[str] = []
+        self._enc = msgspec.json.Encoder()
+        self._osc_bad = 0
+        self.exit_code = 0
+        self.started_ns = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the show to stop cleanly (devices to their safe state, broker disconnect)."""
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> int:
+        """Play until the end (``exit_at_end``), a stop request or a signal; returns an exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        if self.sync is not None:
+            # Compile (or load from cache) every Numba kernel now: no JIT pause may land on a cue.
+            await loop.run_in_executor(None, _warm_sync)
+        self.udp = await UdpReceiver.open(self._on_datagram, local_addr=("0.0.0.0", 0), clock=self.clock)
+        for d in self.venue.devices:
+            ep = self.core.delivery.endpoint(d)
+            if ep is not None:
+                self.edge.sender.name_endpoint(ep, d.id)
+        self.edge.start()
+        tasks: list[asyncio.Task[Any]] = []
+        url = self.opts.broker_url or self.venue.broker
+        self.mqtt = MqttLink(
+            url,
+            client_id=self.opts.client_id or f"madang-controller-{os.getpid()}",
+            will=controller_will(),
+            clock=self.clock.wall_ns,
+        )
+        for kind in ("pong", "status", "fired"):
+            self.mqtt.subscribe(f"madang/dev/+/{kind}", 0)
+        for cue in self.timeline.cues:
+            if cue.trigger is not None and cue.trigger.transport == "mqtt":
+                self.mqtt.subscribe(cue.trigger.pattern, 0)
+        self.mqtt.on_message(self._on_mqtt)
+        tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+        if self.opts.control_port is not None:
+            try:
+                self.control = await ControlPort.open(
+                    self._on_control, port=self.opts.control_port, allow=self.opts.control_allow
+                )
+            except OSError as err:
+                raise ControlPortError(self.opts.control_port, str(err)) from err
+        if self.opts.view:
+            tasks.append(asyncio.create_task(self._view(), name="view"))
+        now = self.clock.wall_ns()
+        self.started_ns = now
+        self.core.command(Load(), now)
+        self.core.command(Arm(), now)
+        if self.opts.rate != 1.0:
+            self.core.command(SetRate(rate=self.opts.rate), now)
+        log.info(
+            "show armed",
+            extra={"show": self.timeline.show, "venue": self.venue.id, "devices": len(self.venue.devices)},
+        )
+        if self.opts.go:
+            self._command(Go(cue=None))
+        try:
+            await self._pump()
+        finally:
+            await self._shutdown(tasks)
+        return self.exit_code
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
+        now = self.clock.wall_ns()
+        if self.core.state not in (State.STOPPED, State.PANICKED, State.IDLE):
+            self.core.command(Stop(), now)
+        # Flush the safe states and the final controller state now, ignoring leads.
+        for item in self.core.poll(now + 10 * S):
+            self._execute(item, now, immediate=True)
+        if self.control is not None:
+            self.control.close()
+        if self.mqtt is not None:
+            await self.mqtt.close(final=[Publish("madang/controller/state", OFFLINE, 1, True)])
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.edge.stop()
+        if self.udp is not None:
+            self.udp.close()
+        if self.opts.report_path is not None:
+            self.opts.report_path.write_text(json.dumps(self.report(), indent=2) + "\n", encoding="utf-8")
+        log.info("show ended", extra={"show": self.timeline.show, "counters": self.core.counters})
+
+    # -- the pump ----------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        max_ns = None if self.opts.max_seconds is None else int(self.opts.max_seconds * S)
+        while not self._stop.is_set():
+            now = self.clock.wall_ns()
+            if self.opts.auto_go and self._wants_auto_go():
+                self._command(Go(cue=None))
+            for item in self.core.poll(now):
+                self._execute(item, now)
+            if self.opts.exit_at_end and self.core.finished:
+                log.info("show complete; exiting", extra={"show": self.timeline.show})
+                break
+            if max_ns is not None and now - self.started_ns >= max_ns:
+                break
+            deadline = self.core.next_deadline()
+            wait = 0.05 if deadline is None else min(0.05, max(0.0, (deadline - self.clock.wall_ns()) / S))
+            self._wake.clear()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            else:
+                await asyncio.sleep(0)
+
+    def _wants_auto_go(self) -> bool:
+        """Unattended runs: press GO whenever the show waits at a manual cue."""
+        state = self.core.state
+        if state is State.ARMED:
+            return True
+        snap = self.core.engine.snapshot
+        return (
+            state is State.PLAYING
+            and not snap.running
+            and snap.standby_cue is not None
+            and snap.waiting_for is None
+        )
+
+    def _execute(self, item: UdpSend | MqttPublish | Withdraw, now: int, *, immediate: bool = False) -> None:
+        if isinstance(item, Withdraw):
+            for key in item.keys:
+                for h in self._handles.pop(key, ()):
+                    self.edge.cancel(h)
+                for th in self._timers.pop(key, ()):
+                    th.cancel()
+            return
+        if isinstance(item, UdpSend):
+            data = item.data
+            if item.key is not None and item.key[0] == "ping":
+                data = encode_message(
+                    "/madang/ping", [Typed("i", item.key[2] & 0x7FFFFFFF), Typed("h", self.clock.wall_ns())]
+                )
+            if item.precise and not immediate and item.at_ns > now:
+                mono = item.at_ns - (self.clock.wall_ns() - self.clock.monotonic_ns())
+                h = self.edge.schedule_sends(mono, [(data, item.addr)])
+                if item.key is not None:
+                    hs = self._handles[item.key]
+                    hs.append(h)
+                    if len(hs) > 4096:
+                        del hs[:2048]
+            else:
+                assert self.udp is not None
+                self.udp.send(data, item.addr)
+            return
+        assert self.mqtt is not None
+        payload = item.payload
+        if item.key is not None and item.key[0] == "ping":
+            payload = self._enc.encode({"seq": item.key[2], "t1": self.clock.wall_ns()})
+        if item.precise and not immediate and item.at_ns > now + MS:
+            loop = asyncio.get_running_loop()
+            th = loop.call_later(
+                (item.at_ns - now) / S, self.mqtt.publish, item.topic, payload, item.qos, item.retain
+            )
+            if item.key is not None:
+                ths = self._timers[item.key]
+                ths[:] = [t for t in ths if not t.cancelled() and t.when() > loop.time()]
+                ths.append(th)
+        else:
+            self.mqtt.publish(item.topic, payload, item.qos, item.retain)
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def _command(self, cmd: Command) -> tuple[str, Any]:
+        now = self.clock.wall_ns()
+        result = self.core.command(cmd, now)
+        self._wake.set()
+        snap = self.core.engine.snapshot
+        if isinstance(result, Accepted):
+            log.info(
+                "transport command",
+                extra={"command": type(cmd).__name__, "state": str(result.state), "cue": snap.current_cue},
+            )
+            return "ok", {"state": str(result.state), "cue": snap.current_cue, "standby": snap.standby_cue}
+        log.warning(
+            "transport command refused", extra={"command": type(cmd).__name__, "reason": result.reason}
+        )
+        self._note_error(f"{type(cmd).__name__} refused: {result.reason}")
+        return "error", result.reason
+
+    def _on_control(self, cmd: Command | Query, source: tuple[str, int]) -> tuple[str, Any]:
+        if isinstance(cmd, Query):
+            snap = self.core.engine.snapshot
+            return "ok", {
+                "state": str(snap.state),
+                "cue": snap.current_cue,
+                "standby": snap.standby_cue,
+                "show_ns": snap.show_ns,
+                "rate": snap.rate,
+            }
+        return self._command(cmd)
+
+    def _on_mqtt(self, topic: str, payload: bytes, rx_ns: int) -> None:
+        self.core.receive_mqtt(topic, payload, rx_ns)
+        self._wake.set()
+
+    def _on_datagram(self, dg: Datagram) -> None:
+        try:
+            packet = decode_packet(dg.data)
+        except OscDecodeError:
+            self._osc_bad += 1
+            return
+        for msg in messages(packet):
+            self.core.receive_osc(dg.addr, msg.address, list(msg.args), dg.rx_wall_ns)
+        self._wake.set()
+
+    def _note_error(self, text: str) -> None:
+        self._errors.append(text)
+        del self._errors[:-20]
+
+    # -- operator view -----------------------------------------------------------------------
+
+    def view_model(self) -> ViewModel:
+        """A snapshot for the live view (and tests)."""
+        now = self.clock.wall_ns()
+        snap = self.core.engine.snapshot
+        pres = self.core.presence(now)
+        lat = self.edge.lateness_ns()
+        mstats = self.mqtt.stats if self.mqtt is not None else None
+        fire_errs = [e for h in self.core.health.values() for e in h.fire_errors_ns[-50:]]
+        return ViewModel(
+            show=self.timeline.show,
+            venue=self.venue.name,
+            state=str(snap.state),
+            show_ns=self.core.engine.position_at(now) or 0,
+            duration_ns=self.timeline.duration_ns,
+            rate=snap.rate,
+            current_cue=snap.current_cue or "",
+            standby_cue=snap.standby_cue or "",
+            running=[self.timeline.sequences[i].cues[0] for i in snap.running],
+            devices=len(self.venue.devices),
+            online=pres["online"] + pres["unknown"],
+            late=pres["late"],
+            offline=pres["offline"],
+            synced=_synced(self.sync),
+            broker=self.mqtt.url if self.mqtt is not None else "",
+            broker_connected=bool(self.mqtt and self.mqtt.connected),
+            outbox=getattr(mstats, "queued", 0) if mstats is not None else 0,
+            sends=self.core.counters["sends"],
+            send_errors=0,
+            lateness_p99_us=float(np.percentile(lat, 99) / 1000) if len(lat) else None,
+            fire_error_p99_us=float(np.percentile(np.abs(fire_errs), 99) / 1000) if fire_errs else None,
+            control_port=self.control.port if self.control is not None else None,
+            control_denied=self.control.stats.denied if self.control is not None else 0,
+            control_malformed=self.control.stats.malformed if self.control is not None else 0,
+            errors=list(self._errors),
+        )
+
+    async def _view(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console(stderr=True)
+        with Live(render(self.view_model()), console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                await asyncio.sleep(0.25)
+                live.update(render(self.view_model()))
+
+    def report(self) -> dict[str, Any]:
+        """The post-show report: counters and per-device telemetry."""
+        lat = self.edge.lateness_ns()
+        return {
+            "show": self.timeline.show,
+            "venue": self.venue.id,
+            "counters": dict(self.core.counters),
+            "edge_lateness_p50_us": float(np.percentile(lat, 50) / 1000) if len(lat) else None,
+            "edge_lateness_p99_us": float(np.percentile(lat, 99) / 1000) if len(lat) else None,
+            "control": None
+            if self.control is None
+            else {
+                "accepted": self.control.stats.accepted,
+                "rejected": self.control.stats.rejected,
+                "denied": self.control.stats.denied,
+                "malformed": self.control.stats.malformed,
+            },
+            "osc_malformed_received": self._osc_bad,
+        }
+
+
+class ControlPortError(MadangError, OSError):
+    """The control port could not be opened."""
+
+    def __init__(self, port: int, reason: str) -> None:
+        super().__init__(port, reason)
+        self.port = port
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"cannot open the OSC control port {self.port}: {self.reason}; "
+            "pick another with --control-port N, or --control-port 0 for any free port"
+        )
+
+
+def _synced(sync: PingSink | None) -> int:
+    count = getattr(sync, "synced_count", None)
+    return int(count()) if callable(count) else 0
+
+
+def _make_sync(venue: Venue) -> PingSink | None:
+    try:
+        from controller.sync.service import SyncService
+    except ImportError:
+        return None
+    return SyncService(venue)
+
+
+def _warm_sync() -> None:
+    try:
+        from controller.sync.estimator import warm
+    except ImportError:
+        return
+    warm()
+
+
+def run_show_cli(args: argparse.Namespace) -> int:
+    """``madang run``: compile, then play with a live view until the end or a signal."""
+    from cues.compiler import compile_show
+
+    timeline, venue = compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
+    opts = RuntimeOptions(
+        broker_url=args.broker,
+        control_port=None if args.control_port < 0 else args.control_port,
+        control_allow=args.control_allow,
+        go=args.go,
+        exit_at_end=args.exit_at_end,
+        view=not args.no_view and sys.stderr.isatty(),
+        rate=args.rate,
+        report_path=Path(args.report) if args.report else None,
+        go_delay_ms=args.go_latency,
+    )
+    return asyncio.run(Runtime(timeline, venue, opts).run())

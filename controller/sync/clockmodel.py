@@ -1,0 +1,515 @@
+"""Per-device clock models, ping scheduling and lead time.
+
+Theory of operation
+-------------------
+:class:`ClockModels` is the registry of every device that answers pings (``sync`` ``app``,
+``timetag`` or ``echo``): device id -> row index, the :class:`~controller.sync.samples.PingSamples`
+rings, and the latest fit of each row as arrays. The transport adapters feed it pongs
+(:meth:`ClockModels.add_sample`) and the engine calls :meth:`ClockModels.estimate` with ``now``
+after a batch of pongs; only devices with new samples are refitted, in one Numba call.
+
+A fitted model is the protocol's line (docs/protocol.md, "The clock model")::
+
+    device = show + offset_ns + drift_ppb * (show - epoch) / 1e9
+
+with the epoch the instant of the fit. :class:`ClockModel` converts one instant either way
+exactly (integer arithmetic, round half up); :meth:`ClockModels.to_device_many` converts arrays
+for a batch of ``timetag`` bundles.
+
+:class:`PingPlanner` decides who is pinged when: a joining device gets a burst (10 pings over
+its first second), then one every 1-2 s, the phase jittered by a seeded generator so that a
+venue of devices that joined together spreads out. It remembers the pings in flight per
+``(device, seq)`` so that a pong is matched to its ping, and a pong for a ping never sent,
+already answered or sent too long ago is dropped and counted.
+
+Lead time (:meth:`ClockModels.lead_ns`): a cue must leave early enough to reach a device before
+its instant even in the tail of the delay distribution: the one-way tail (the p99 round trip less
+the faster leg's share of the floor) plus a fan-out allowance plus a margin.
+
+Everything is pure: ``now`` is passed in, no clock is read, no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from controller.sync.estimator import EstimateArrays, estimate_samples
+from controller.sync.samples import PingSamples
+from venues.errors import MadangError
+
+__all__ = [
+    "ClockModel",
+    "ClockModels",
+    "NoClockModelError",
+    "PingPlanner",
+    "UnknownDeviceError",
+    "material_change",
+]
+
+log = logging.getLogger(__name__)
+
+I64 = npt.NDArray[np.int64]
+_NS = 1_000_000_000
+_SEQ_MOD = 1 << 32
+
+
+@dataclass
+class UnknownDeviceError(MadangError, KeyError):
+    """A device id or row index that the clock models do not know."""
+
+    device: str | int
+    known: int
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.device)
+
+    def __str__(self) -> str:
+        return (
+            f"clock models: unknown device {self.device!r} ({self.known} registered); "
+            "register it with ClockModels.add_device() when it joins"
+        )
+
+
+@dataclass
+class NoClockModelError(MadangError, LookupError):
+    """A device has no clock model yet (no answered ping since it joined or rebooted)."""
+
+    device: str
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.device)
+
+    def __str__(self) -> str:
+        return (
+            f"clock models: device {self.device!r} has no clock model yet; wait for its ping burst "
+            "to be answered and estimate() to run, or send it cues to execute on receipt"
+        )
+
+
+def _round_div(num: int, den: int) -> int:
+    """``num / den`` rounded half up, exactly, for ``den > 0``."""
+    return (2 * num + den) // (2 * den)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockModel:
+    """One device's clock as fitted at ``epoch`` (show clock, ns).
+
+    ``device = show + offset_ns + drift_ppb * (show - epoch) / 1e9``. ``uncertainty_ns`` bounds
+    the offset error at the epoch; it grows by about ``3 * drift_sigma_ppb`` per second after it
+    (:meth:`uncertainty_at`). Delays are round trips; ``n`` is how many samples the fit used.
+    """
+
+    epoch: int
+    offset_ns: int
+    drift_ppb: int
+    uncertainty_ns: int
+    delay_p50_ns: int
+    delay_p99_ns: int
+    n: int
+    min_delay_ns: int = 0
+    drift_sigma_ppb: int = 0
+
+    def to_device(self, ref_ns: int) -> int:
+        """The device-clock instant at show-clock instant ``ref_ns``."""
+        return ref_ns + self.offset_ns + _round_div(self.drift_ppb * (ref_ns - self.epoch), _NS)
+
+    def to_ref(self, device_ns: int) -> int:
+        """The show-clock instant at device-clock instant ``device_ns`` (inverse of
+        :meth:`to_device` to within 1 ns either way)."""
+        u = device_ns - self.offset_ns - self.epoch
+        return self.epoch + _round_div(u * _NS, _NS + self.drift_ppb)
+
+    def uncertainty_at(self, ref_ns: int) -> int:
+        """The offset uncertainty at show-clock instant ``ref_ns``: it grows with the drift's."""
+        return self.uncertainty_ns + 3 * self.drift_sigma_ppb * abs(ref_ns - self.epoch) // _NS
+
+    def to_message(self) -> dict[str, int]:
+        """The protocol's clock model message (docs/protocol.md, "The clock model")."""
+        return {
+            "epoch": self.epoch,
+            "offset_ns": self.offset_ns,
+            "drift_ppb": self.drift_ppb,
+            "uncertainty_ns": self.uncertainty_ns,
+        }
+
+
+def material_change(
+    old: ClockModel | None, new: ClockModel, at_ns: int, tolerance_ns: int, horizon_ns: int = 10 * _NS
+) -> bool:
+    """Whether ``new`` predicts the device clock differently from ``old`` by more than
+    ``tolerance_ns`` anywhere between ``at_ns`` and ``at_ns + horizon_ns`` (the longest a
+    device keeps a model before the periodic resend): i.e. whether to send it again now."""
+    if old is None:
+        return True
+    return any(abs(new.to_device(t) - old.to_device(t)) > tolerance_ns for t in (at_ns, at_ns + horizon_ns))
+
+
+class ClockModels:
+    """Every pinged device's samples and clock model, by id and by row index.
+
+    Feed it answered pings with :meth:`add_sample` / :meth:`add_samples`, call
+    :meth:`estimate` with ``now``, then read :meth:`model`, :meth:`clock_message`,
+    :meth:`lead_ns` or translate instants in batch with :meth:`to_device_many`. Call
+    :func:`controller.sync.estimator.warm` once before the show.
+    """
+
+    def __init__(
+        self,
+        window: int = 64,
+        *,
+        fanout_ns: int = 20_000_000,
+        margin_ns: int = 10_000_000,
+        default_lead_ns: int = 250_000_000,
+    ) -> None:
+        self.fanout_ns = fanout_ns
+        self.margin_ns = margin_ns
+        self.default_lead_ns = default_lead_ns
+        self.samples = PingSamples(0, window)
+        self._est = EstimateArrays(0)
+        self._ids: list[str] = []
+        self._ids_tuple: tuple[str, ...] = ()
+        self._index: dict[str, int] = {}
+        self.rejected_samples = 0
+        self._rejected_logged = False
+        self.epoch: I64 = np.zeros(0, dtype=np.int64)
+        self.offset_ns: I64 = np.zeros(0, dtype=np.int64)
+        self.drift_ppb: I64 = np.zeros(0, dtype=np.int64)
+        self.has_model: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+
+    # -- registry ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Device ids in row order."""
+        if len(self._ids_tuple) != len(self._ids):
+            self._ids_tuple = tuple(self._ids)
+        return self._ids_tuple
+
+    def add_device(self, device_id: str) -> int:
+        """Register ``device_id`` (if new) and return its row index; rows are never reused."""
+        idx = self._index.get(device_id)
+        if idx is not None:
+            return idx
+        idx = len(self._ids)
+        self._ids.append(device_id)
+        self._index[device_id] = idx
+        n = idx + 1
+        if n > self.samples.n_devices:
+            cap = max(n, 2 * self.samples.n_devices, 16)
+            self.samples.grow(cap)
+            self._est.grow(cap)
+            extra = cap - self.epoch.shape[0]
+            self.epoch = np.concatenate([self.epoch, np.zeros(extra, dtype=np.int64)])
+            self.offset_ns = np.concatenate([self.offset_ns, np.zeros(extra, dtype=np.int64)])
+            self.drift_ppb = np.concatenate([self.drift_ppb, np.zeros(extra, dtype=np.int64)])
+            self.has_model = np.concatenate([self.has_model, np.zeros(extra, dtype=np.bool_)])
+        return idx
+
+    def index(self, device_id: str) -> int:
+        """The row index of ``device_id``; raises :class:`UnknownDeviceError`."""
+        try:
+            return self._index[device_id]
+        except KeyError:
+            raise UnknownDeviceError(device_id, len(self._ids)) from None
+
+    def device_id(self, dev: int) -> str:
+        """The id of row ``dev``."""
+        self._check(dev)
+        return self._ids[dev]
+
+    def _check(self, dev: int) -> None:
+        if not 0 <= dev < len(self._ids):
+            raise UnknownDeviceError(dev, len(self._ids))
+
+    # -- samples and estimation ----------------------------------------------------------------
+
+    def add_sample(self, dev: int, t1: int, t2: int, t3: int, t4: int) -> bool:
+        """Record one answered ping of row ``dev`` (``t1``/``t4`` show clock, ``t2``/``t3``
+        device clock). An impossible sample (``t4 < t1`` or ``t3 < t2``: a broken or hostile
+        device) is dropped, counted in ``rejected_samples`` and logged once; returns whether the
+        sample was kept."""
+        self._check(dev)
+        if t4 < t1 or t3 < t2:
+            self.rejected_samples += 1
+            if not self._rejected_logged:
+                self._rejected_logged = True
+                log.warning(
+                    "impossible ping sample dropped (t4 < t1 or t3 < t2); further ones are only counted",
+                    extra={"device": self._ids[dev], "t1": t1, "t2": t2, "t3": t3, "t4": t4},
+                )
+            return False
+        self.samples.add(dev, t1, t2, t3, t4)
+        return True
+
+    def add_samples(
+        self,
+        devs: npt.ArrayLike,
+        t1s: npt.ArrayLike,
+        t2s: npt.ArrayLike,
+        t3s: npt.ArrayLike,
+        t4s: npt.ArrayLike,
+    ) -> None:
+        """Record a batch of answered pings (vectorised :meth:`add_sample`)."""
+        d = np.asarray(devs, dtype=np.int64)
+        if d.size and (int(d.min()) < 0 or int(d.max()) >= len(self._ids)):
+            raise UnknownDeviceError(int(d[(d < 0) | (d >= len(self._ids))][0]), len(self._ids))
+        self.samples.add_many(d, t1s, t2s, t3s, t4s)
+
+    def reset(self, dev: int) -> None:
+        """Forget row ``dev``'s samples and model: it rebooted and its clock may have stepped."""
+        self._check(dev)
+        self.samples.reset(dev)
+        self.has_model[dev] = False
+        log.info("clock model reset", extra={"device": self._ids[dev]})
+
+    def estimate(self, now_ns: int) -> I64:
+        """Refit every device with new samples, with ``now_ns`` as their epoch.
+
+        Returns the row indices refitted (those now have a model, unless they were reset and have
+        no samples). Costs one Numba call whatever the number of devices.
+        """
+        n = len(self._ids)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        _, rows = estimate_samples(self.samples, now_ns, self._est)
+        rows = rows[rows < n]
+        if rows.size == 0:
+            return rows
+        est = self._est
+        self.epoch[rows] = now_ns
+        self.offset_ns[rows] = est.offset_ns[rows]
+        self.drift_ppb[rows] = np.rint(est.drift_ppb[rows]).astype(np.int64)
+        self.has_model[rows] = est.n_samples[rows] > 0
+        return rows
+
+    def model(self, dev: int) -> ClockModel | None:
+        """Row ``dev``'s current model, or ``None`` before its first answered ping."""
+        self._check(dev)
+        if not self.has_model[dev]:
+            return None
+        est = self._est
+        return ClockModel(
+            epoch=int(self.epoch[dev]),
+            offset_ns=int(self.offset_ns[dev]),
+            drift_ppb=int(self.drift_ppb[dev]),
+            uncertainty_ns=int(est.uncertainty_ns[dev]),
+            delay_p50_ns=int(est.delay_p50_ns[dev]),
+            delay_p99_ns=int(est.delay_p99_ns[dev]),
+            n=int(est.n_samples[dev]),
+            min_delay_ns=int(est.min_delay_ns[dev]),
+            drift_sigma_ppb=int(np.ceil(est.drift_sigma_ppb[dev])),
+        )
+
+    def clock_message(self, dev: int) -> dict[str, int]:
+        """The clock model message for row ``dev`` (``epoch``, ``offset_ns``, ``drift_ppb``,
+        ``uncertainty_ns``); raises :class:`NoClockModelError` if it has none yet."""
+        m = self.model(dev)
+        if m is None:
+            raise NoClockModelError(self._ids[dev])
+        return m.to_message()
+
+    # -- batch translation ---------------------------------------------------------------------
+
+    def _rows_with_model(self, dev_idx: npt.ArrayLike) -> I64:
+        d = np.asarray(dev_idx, dtype=np.int64)
+        if d.size and (int(d.min()) < 0 or int(d.max()) >= len(self._ids)):
+            raise UnknownDeviceError(int(d[(d < 0) | (d >= len(self._ids))][0]), len(self._ids))
+        missing = ~self.has_model[d]
+        if missing.any():
+            raise NoClockModelError(self._ids[int(d[missing][0])])
+        return d
+
+    def to_device_many(self, dev_idx: npt.ArrayLike, ref_ns: npt.ArrayLike) -> I64:
+        """Show-clock instants ``ref_ns`` translated to the clocks of rows ``dev_idx``
+        (element-wise, broadcasting); within 1 ns of :meth:`ClockModel.to_device`."""
+        d = self._rows_with_model(dev_idx)
+        r = np.asarray(ref_ns, dtype=np.int64)
+        dt = (r - self.epoch[d]).astype(np.float64)
+        corr = np.floor(self.drift_ppb[d].astype(np.float64) * dt / 1e9 + 0.5).astype(np.int64)
+        out: I64 = r + self.offset_ns[d] + corr
+        return out
+
+    def to_ref_many(self, dev_idx: npt.ArrayLike, device_ns: npt.ArrayLike) -> I64:
+        """Device-clock instants of rows ``dev_idx`` translated to the show clock (inverse of
+        :meth:`to_device_many` to within 1 ns)."""
+        d = self._rows_with_model(dev_idx)
+        u = (np.asarray(device_ns, dtype=np.int64) - self.offset_ns[d] - self.epoch[d]).astype(np.float64)
+        scaled = np.floor(u * (1e9 / (1e9 + self.drift_ppb[d].astype(np.float64))) + 0.5)
+        out: I64 = self.epoch[d] + scaled.astype(np.int64)
+        return out
+
+    # -- lead time and health ------------------------------------------------------------------
+
+    def one_way_tail_ns(self, dev: int) -> int:
+        """An estimate of the p99 one-way delay to row ``dev``: its p99 round trip less half its
+        minimum (the return leg takes at least its share of the floor)."""
+        self._check(dev)
+        est = self._est
+        return int(est.delay_p99_ns[dev] - est.min_delay_ns[dev] // 2)
+
+    def lead_ns(self, dev: int) -> int:
+        """How far ahead of its instant a cue must leave for row ``dev``: its one-way delay
+        tail plus the fan-out allowance plus the margin (``default_lead_ns`` with no model)."""
+        self._check(dev)
+        if not self.has_model[dev]:
+            return self.default_lead_ns
+        return self.one_way_tail_ns(dev) + self.fanout_ns + self.margin_ns
+
+    def over_budget(self, budget_ns: int, now_ns: int | None = None) -> list[int]:
+        """Rows whose offset uncertainty exceeds ``budget_ns`` (at ``now_ns`` if given, which adds
+        the drift uncertainty accumulated since the fit), including rows with no model yet."""
+        n = len(self._ids)
+        unc = self._est.uncertainty_ns[:n].astype(np.float64)
+        if now_ns is not None:
+            age = np.abs(now_ns - self.epoch[:n]).astype(np.float64)
+            unc = unc + 3.0 * self._est.drift_sigma_ppb[:n] * age / 1e9
+        bad = (~self.has_model[:n]) | (unc > budget_ns)
+        return [int(i) for i in np.flatnonzero(bad)]
+
+
+class PingPlanner:
+    """Which devices are due a ping when, and which pongs answer a ping in flight.
+
+    Rows are the same indices as :class:`ClockModels`. Call :meth:`join` when a device appears
+    (or reboots), :meth:`due_at` whenever the loop wakes (it returns the rows to ping now and the
+    ``seq`` to put in each ping), sleep until :meth:`next_deadline`, and pass every pong through
+    :meth:`receive_pong` before using its sample.
+    """
+
+    def __init__(
+        self,
+        *,
+        burst: int = 10,
+        burst_span_ns: int = _NS,
+        interval_ns: int = 1_500_000_000,
+        jitter_ns: int = 1_000_000_000,
+        timeout_ns: int = 5 * _NS,
+        max_in_flight: int = 16,
+        seed: int = 0,
+    ) -> None:
+        if burst < 1 or interval_ns <= 0 or not 0 <= jitter_ns < 2 * interval_ns or max_in_flight < 1:
+            raise ValueError("need burst >= 1, interval_ns > 0, 0 <= jitter_ns < 2 * interval_ns")
+        self.burst = burst
+        self.burst_gap_ns = burst_span_ns // burst
+        self.interval_ns = interval_ns
+        self.jitter_ns = jitter_ns
+        self.timeout_ns = timeout_ns
+        self.max_in_flight = max_in_flight
+        self._rng = np.random.default_rng(seed)
+        self.active: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+        self.next_due: I64 = np.zeros(0, dtype=np.int64)
+        self.burst_left: I64 = np.zeros(0, dtype=np.int64)
+        self.next_seq: I64 = np.zeros(0, dtype=np.int64)
+        self._fl_seq: I64 = np.zeros((0, max_in_flight), dtype=np.int64)
+        self._fl_sent: I64 = np.zeros((0, max_in_flight), dtype=np.int64)
+        self.sent = 0
+        self.matched = 0
+        self.dropped_unknown = 0
+        self.dropped_stale = 0
+
+    def _grow(self, n: int) -> None:
+        extra = n - self.active.shape[0]
+        if extra <= 0:
+            return
+        extra = max(extra, self.active.shape[0], 16)
+        m = self.max_in_flight
+        self.active = np.concatenate([self.active, np.zeros(extra, dtype=np.bool_)])
+        self.next_due = np.concatenate([self.next_due, np.zeros(extra, dtype=np.int64)])
+        self.burst_left = np.concatenate([self.burst_left, np.zeros(extra, dtype=np.int64)])
+        self.next_seq = np.concatenate([self.next_seq, np.zeros(extra, dtype=np.int64)])
+        self._fl_seq = np.concatenate([self._fl_seq, np.full((extra, m), -1, dtype=np.int64)])
+        self._fl_sent = np.concatenate([self._fl_sent, np.zeros((extra, m), dtype=np.int64)])
+
+    def join(self, dev: int, now_ns: int) -> None:
+        """Start pinging row ``dev`` with a burst from ``now_ns`` (also after a reboot)."""
+        self.join_many(np.array([dev], dtype=np.int64), now_ns)
+
+    def join_many(self, devs: npt.ArrayLike, now_ns: int) -> None:
+        """:meth:`join` for many rows at once."""
+        d = np.asarray(devs, dtype=np.int64)
+        if d.size == 0:
+            return
+        if int(d.min()) < 0:
+            raise ValueError(f"negative device row {int(d.min())}")
+        self._grow(int(d.max()) + 1)
+        self.active[d] = True
+        self.next_due[d] = now_ns
+        self.burst_left[d] = self.burst
+        self._fl_seq[d] = -1  # pongs to pings sent before a reboot are not answers
+
+    def leave(self, dev: int) -> None:
+        """Stop pinging row ``dev`` (it went offline); its pongs in flight are no longer matched."""
+        if 0 <= dev < self.active.shape[0]:
+            self.active[dev] = False
+            self._fl_seq[dev] = -1
+
+    def due_at(self, now_ns: int) -> tuple[I64, I64]:
+        """Rows to ping at ``now_ns`` and the ``seq`` of each ping (32-bit, per device).
+
+        The pings count as sent at ``now_ns``; put the show clock's reading as ``t1`` in each.
+        """
+        idx = np.flatnonzero(self.active & (self.next_due <= now_ns)).astype(np.int64)
+        if idx.size == 0:
+            return idx, idx.copy()
+        seqs = self.next_seq[idx].copy()
+        self.next_seq[idx] = (seqs + 1) % _SEQ_MOD
+        slot = seqs % self.max_in_flight
+        self._fl_seq[idx, slot] = seqs
+        self._fl_sent[idx, slot] = now_ns
+        in_burst = self.burst_left[idx] > 0
+        self.burst_left[idx] = np.maximum(self.burst_left[idx] - 1, 0)
+        still = self.burst_left[idx] > 0
+        half = self.jitter_ns // 2
+        steady = self.interval_ns - half + self._rng.integers(0, self.jitter_ns + 1, size=idx.size)
+        self.next_due[idx] = now_ns + np.where(in_burst & still, self.burst_gap_ns, steady)
+        self.sent += int(idx.size)
+        return idx, seqs
+
+    def next_deadline(self) -> int | None:
+        """The earliest instant a ping falls due, or ``None`` if no device is being pinged."""
+        if not self.active.any():
+            return None
+        return int(self.next_due[self.active].min())
+
+    def receive_pong(self, dev: int, seq: int, now_ns: int) -> bool:
+        """Whether a pong ``(dev, seq)`` received at ``now_ns`` answers a ping in flight.
+
+        ``True`` once per ping; a repeat, a pong for a ping never sent (or sent before the
+        device rejoined) and one for a ping older than ``timeout_ns`` give ``False`` and are
+        counted in ``dropped_unknown`` / ``dropped_stale``.
+        """
+        if not (0 <= dev < self.active.shape[0]) or not 0 <= seq < _SEQ_MOD:
+            self.dropped_unknown += 1
+            return False
+        slot = seq % self.max_in_flight
+        if int(self._fl_seq[dev, slot]) != seq:
+            # Sent but since evicted from the in-flight ring (or answered already) counts as
+            # stale when it is among the last 2**31 seqs issued; anything else is unknown.
+            behind = (int(self.next_seq[dev]) - seq) % _SEQ_MOD
+            if (
+                self.active[dev]
+                and 0 < behind <= min(int(self.next_seq[dev]), _SEQ_MOD // 2)
+                and (behind > self.max_in_flight)
+            ):
+                self.dropped_stale += 1
+            else:
+                self.dropped_unknown += 1
+            return False
+        self._fl_seq[dev, slot] = -1
+        if now_ns - int(self._fl_sent[dev, slot]) > self.timeout_ns:
+            self.dropped_stale += 1
+            return False
+        self.matched += 1
+        return True
+
+    def in_flight(self, dev: int) -> int:
+        """How many pings to row ``dev`` await their pong."""
+        return int((self._fl_seq[dev] >= 0).sum())

@@ -1,0 +1,221 @@
+"""MQTT topic names and filters: validation, wildcard matching, and per-device templates.
+
+Theory of operation
+-------------------
+MQTT 3.1.1 §4.7 defines topic *names* (what a message is published to) and topic *filters*
+(what a client subscribes to). Both are UTF-8 strings of 1 to 65535 bytes, split into *levels*
+by ``/``; a level may be empty (``a//b`` has three levels). Neither may contain U+0000
+(§1.5.3). Filters may use two wildcards, each only as a whole level: ``+`` (exactly one level)
+and ``#`` (any number of levels, including none, and only as the last level). Names never hold
+wildcards. Topics that start with ``$`` are reserved for the broker (``$SYS/...``): a filter that
+starts with a wildcard does not match them (§4.7.2).
+
+This module is pure: no I/O, no clock. :func:`validate_topic` and :func:`validate_filter` raise
+:class:`TopicError`; :func:`matches` answers whether a filter matches a name.
+:class:`TopicTemplate` turns a show's ``xr/{device}/scene`` into each device's concrete topic,
+parsing once, and validating once per device (the result is cached), so the hot send path is a
+dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from venues.errors import MadangError
+from venues.model import Device
+
+__all__ = ["TopicError", "TopicTemplate", "matches", "validate_filter", "validate_topic"]
+
+MAX_TOPIC_BYTES = 65535  # §1.5.3: a UTF-8 string is prefixed by a 16-bit length
+
+
+@dataclass
+class TopicError(MadangError, ValueError):
+    """A topic name, filter or template that MQTT 3.1.1 does not allow, or that cannot be filled.
+
+    ``kind`` is ``"topic"``, ``"filter"`` or ``"template"``; ``reason`` says what is wrong.
+    """
+
+    topic: str
+    kind: str
+    reason: str
+    hint: str = ""
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.topic, self.reason)
+
+    def __str__(self) -> str:
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"MQTT {self.kind} {self.topic!r} is not valid: {self.reason}{hint}"
+
+
+def _check_common(text: str, kind: str) -> None:
+    if not text:
+        raise TopicError(text, kind, "it is empty", "MQTT 3.1.1 §4.7.3 requires at least one character")
+    if "\x00" in text:
+        raise TopicError(text, kind, "it contains U+0000", "remove the NUL character (§1.5.3)")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise TopicError(text, kind, "it is not encodable as UTF-8 (lone surrogate)") from exc
+    if size > MAX_TOPIC_BYTES:
+        raise TopicError(text, kind, f"it is {size} bytes long; the limit is {MAX_TOPIC_BYTES}")
+
+
+def validate_topic(topic: str) -> None:
+    """Check a topic *name* (to publish to); raise :class:`TopicError` if MQTT forbids it."""
+    _check_common(topic, "topic")
+    if "+" in topic or "#" in topic:
+        wildcard = "+" if "+" in topic else "#"
+        raise TopicError(
+            topic,
+            "topic",
+            f"it contains the wildcard {wildcard!r}",
+            "wildcards are for subscriptions; publish to a concrete topic",
+        )
+
+
+def validate_filter(topic_filter: str) -> None:
+    """Check a topic *filter* (to subscribe to); raise :class:`TopicError` if MQTT forbids it."""
+    _check_common(topic_filter, "filter")
+    levels = topic_filter.split("/")
+    last = len(levels) - 1
+    for i, level in enumerate(levels):
+        if level == "#":
+            if i != last:
+                raise TopicError(
+                    topic_filter, "filter", f"'#' is level {i + 1} but must be the last level"
+                )
+        elif level == "+":
+            continue
+        elif "#" in level or "+" in level:
+            raise TopicError(
+                topic_filter,
+                "filter",
+                f"level {i + 1} ({level!r}) mixes a wildcard with other characters",
+                "a wildcard must be a whole level, as in 'xr/+/scene' or 'xr/#'",
+            )
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic_filter`` matches the topic name ``topic`` (MQTT 3.1.1 §4.7).
+
+    Both are assumed valid (see :func:`validate_filter` and :func:`validate_topic`).
+    ``sport/#`` matches ``sport`` itself; ``+`` matches one level, even an empty one; a filter
+    starting with a wildcard does not match a name starting with ``$``.
+    """
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    f_levels = topic_filter.split("/")
+    t_levels = topic.split("/")
+    n = len(t_levels)
+    for i, f in enumerate(f_levels):
+        if f == "#":
+            return True
+        if i >= n:
+            return False
+        if f != "+" and f != t_levels[i]:
+            return False
+    return len(f_levels) == n
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+
+
+class TopicTemplate:
+    """A topic with ``{placeholders}`` naming device attributes, e.g. ``xr/{device}/scene``.
+
+    ``{device}`` is the device id (as is ``{id}``); ``{zone}``, ``{kind}`` and any attribute the
+    venue gives a device may be used. The template is parsed once; :meth:`for_device` fills and
+    validates it once per device id and caches the result, so sending to ten thousand devices
+    costs one dictionary lookup each. Raises :class:`TopicError` (kind ``"template"``) when the
+    literal parts hold a wildcard or a placeholder is malformed.
+    """
+
+    __slots__ = ("_cache", "_fields", "_parts", "template")
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        parts: list[str] = []
+        fields: list[str] = []
+        pos = 0
+        for m in _PLACEHOLDER.finditer(template):
+            parts.append(template[pos : m.start()])
+            fields.append(m.group(1))
+            pos = m.end()
+        parts.append(template[pos:])
+        for literal in parts:
+            if "{" in literal or "}" in literal:
+                raise TopicError(
+                    template,
+                    "template",
+                    "it has an unbalanced or malformed '{placeholder}'",
+                    "placeholders are attribute names in braces, like {device} or {zone}",
+                )
+            if "+" in literal or "#" in literal:
+                raise TopicError(
+                    template, "template", "it contains a wildcard", "publish topics cannot hold '+' or '#'"
+                )
+        self._parts = tuple(parts)
+        self._fields = tuple(fields)
+        self._cache: dict[str, str] = {}
+        if not fields:
+            validate_topic(template)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The placeholder names, in order of appearance."""
+        return self._fields
+
+    @property
+    def is_static(self) -> bool:
+        """True when the template has no placeholder (one topic for every device)."""
+        return not self._fields
+
+    def render(self, attrs: Mapping[str, str]) -> str:
+        """Fill the placeholders from ``attrs`` and validate the result (no caching).
+
+        ``device`` falls back to ``id``. Raises :class:`TopicError` when an attribute is
+        missing or the filled topic is not a valid MQTT topic name.
+        """
+        if not self._fields:
+            return self.template
+        out = [self._parts[0]]
+        for name, literal in zip(self._fields, self._parts[1:], strict=True):
+            value = attrs.get(name)
+            if value is None and name == "device":
+                value = attrs.get("id")
+            if value is None:
+                have = ", ".join(sorted(attrs)) or "none"
+                raise TopicError(
+                    self.template,
+                    "template",
+                    f"placeholder {{{name}}} has no value for this device",
+                    f"the device's attributes are: {have}",
+                )
+            out.append(str(value))
+            out.append(literal)
+        topic = "".join(out)
+        try:
+            validate_topic(topic)
+        except TopicError as exc:
+            raise TopicError(
+                self.template, "template", f"filled in as {topic!r}, {exc.reason}", exc.hint
+            ) from exc
+        return topic
+
+    def for_device(self, device: Device) -> str:
+        """The concrete topic for ``device``, computed and validated once, then cached by id."""
+        cached = self._cache.get(device.id)
+        if cached is not None:
+            return cached
+        attrs = {**device.attrs, "id": device.id, "kind": device.kind, "zone": device.zone}
+        attrs["device"] = device.id
+        topic = self.render(attrs)
+        self._cache[device.id] = topic
+        return topic
+
+    def __repr__(self) -> str:
+        return f"TopicTemplate({self.template!r})"

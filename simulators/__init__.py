@@ -1,0 +1,1 @@
+"""Simulated displays, headsets, networks and clocks, and the integration harness."""

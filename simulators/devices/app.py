@@ -1,0 +1,371 @@
+"""A simulated ``app`` device (an XR headset app over MQTT, or a WebXR client): a sans-I/O core.
+
+Theory of operation
+-------------------
+The core speaks the JSON messages of protocol.md on topics, whatever carries them (MQTT, or the
+WebSocket envelope ``{"topic", "payload"}``). The driver:
+
+1. calls :meth:`AppDevice.connect` once the transport is up, subscribes to :meth:`subscriptions`
+   and sends what ``connect`` returns (``ready`` status, retained);
+2. passes every message to :meth:`receive` with the true instant it arrived;
+3. calls :meth:`tick` when :meth:`due_at` (true ns) comes: scheduled cues, fade ends, heartbeats;
+4. on a crash, stops talking: the transport's last will (:meth:`will`) says ``offline``.
+
+Cues (``op``: ``mqtt``, ``fade``, ``state``, ``panic``) are deduplicated by ``(show, cue, seq)``
+and executed at the device-clock instant ``local = at + offset + drift_ppb * (at - epoch) / 1e9``
+from the last clock model received; with no model yet, at once (reported ``"synced": false``).
+``state`` and ``panic`` execute on receipt. Each execution is recorded in true and local time and
+reported on ``{base}/fired``. Bad input is dropped and counted in ``dropped``, never raised.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from simulators.clock import DeviceClock
+from simulators.devices._wire import BadInput, decode_json, encode_json, substitute
+from simulators.devices.easing import ease
+from simulators.devices.messages import Publish
+from simulators.record import Recorder
+from venues.model import Device
+
+__all__ = ["PROTO", "AppDevice", "ClockModel", "Ramp"]
+
+log = logging.getLogger(__name__)
+PROTO = 1
+HEARTBEAT_NS = 5_000_000_000  # protocol.md: "alive" at least every 5 s
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockModel:
+    """The controller's model of this device's clock (protocol.md, "The clock model")."""
+
+    epoch: int
+    offset_ns: int
+    drift_ppb: int
+    uncertainty_ns: int = 0
+
+    def local_of(self, at: int) -> int:
+        """The device-clock instant for show-clock instant ``at`` (exact integer maths, rounded)."""
+        num = self.drift_ppb * (at - self.epoch)
+        return at + self.offset_ns + (num + 500_000_000) // 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Ramp:
+    """A fade the device runs itself, in its own clock."""
+
+    param: str
+    start: float
+    end: float
+    local_start: int
+    duration_ns: int
+    kind: str
+    params: tuple[float, ...]
+
+    def value_at(self, local_ns: int) -> float:
+        """The parameter's value at device-clock instant ``local_ns``."""
+        if self.duration_ns <= 0 or local_ns >= self.local_start + self.duration_ns:
+            return self.end
+        if local_ns <= self.local_start:
+            return self.start
+        x = (local_ns - self.local_start) / self.duration_ns
+        return self.start + (self.end - self.start) * ease(self.kind, self.params, x)
+
+
+def _is_int(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool) and _I64[0] <= v <= _I64[1]
+
+
+def _is_num(v: object) -> TypeGuard[int | float]:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+class AppDevice:
+    """The core of one ``app`` device (a headset or WebXR client). See the module docstring."""
+
+    def __init__(
+        self,
+        device: Device,
+        clock: DeviceClock,
+        recorder: Recorder | None = None,
+        *,
+        report_fired: bool = True,
+    ) -> None:
+        self.device = device
+        self.clock = clock
+        self.recorder = recorder if recorder is not None else Recorder()
+        self.index = self.recorder.register(device.id)
+        self.report_fired = report_fired
+        self.attrs: dict[str, str] = {
+            **{k: str(v) for k, v in device.attrs.items()},
+            "id": device.id,
+            "device": device.id,
+            "zone": device.zone,
+            "kind": device.kind,
+        }
+        base = device.mqtt.base if device.mqtt is not None and device.mqtt.base else "madang/dev/{id}"
+        self.base: str = substitute(base, self.attrs)
+        self.dropped: Counter[str] = Counter()
+        self.alive = False
+        self.boot_local = 0
+        self.pings = 0
+        self.model: ClockModel | None = None
+        self.controller_state: dict[str, Any] | None = None
+        self.state: dict[str, Any] = {}
+        self.state_by_leaf: dict[str, Any] = {}
+        self.params: dict[str, float] = {}
+        self.ramps: dict[str, Ramp] = {}
+        self._seen: set[tuple[str, str, int]] = set()
+        self._pending: list[tuple[int, int, dict[str, Any], int]] = []  # (true_at, n, msg, local_at)
+        self._counter = 0
+        self._next_heartbeat: int | None = None
+        self._safe_state()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def subscriptions(self) -> list[str]:
+        """The topics to subscribe to (protocol.md, "Cues", "Clock synchronisation")."""
+        d = self.device
+        return [
+            "madang/cue",
+            f"madang/cue/zone/{d.zone}",
+            f"madang/cue/kind/{d.kind}",
+            f"madang/cue/dev/{d.id}",
+            f"{self.base}/ping",
+            f"{self.base}/clock",
+            "madang/controller/state",
+        ]
+
+    def will(self) -> Publish:
+        """The last will to register with the transport: ``offline``, retained."""
+        return Publish(f"{self.base}/status", encode_json({"state": "offline"}), retain=True)
+
+    def connect(self, true_now: int) -> list[Publish]:
+        """The transport is up and subscribed: announce ``ready`` and start the heartbeat."""
+        if not self.alive:
+            self.alive = True
+            self.boot_local = self.clock.local(true_now)
+        self._next_heartbeat = true_now + HEARTBEAT_NS
+        return [self._status("ready", true_now)]
+
+    def _status(self, state: str, true_now: int) -> Publish:
+        body = {"state": state, "boot": self.boot_local, "proto": PROTO, "local": self.clock.local(true_now)}
+        return Publish(f"{self.base}/status", encode_json(body), retain=True)
+
+    def crash(self) -> None:
+        """Power off: loses state, pending cues, dedup memory and its clock model."""
+        self.alive = False
+        self.model = None
+        self.controller_state = None
+        self.state.clear()
+        self.state_by_leaf.clear()
+        self.ramps.clear()
+        self._seen.clear()
+        self._pending.clear()
+        self._next_heartbeat = None
+        self._safe_state()
+
+    def boot(self, clock: DeviceClock | None = None) -> None:
+        """Power on (the driver then reconnects and calls :meth:`connect`)."""
+        if clock is not None:
+            self.clock = clock
+
+    def _safe_state(self) -> None:
+        self.params = {k: float(v) for k, v in self.device.safe.items() if _is_num(v)}
+
+    # -- input ----------------------------------------------------------------------------------
+    def _drop(self, reason: str, topic: str) -> list[Publish]:
+        self.dropped[reason] += 1
+        if self.dropped[reason] == 1:
+            log.warning(
+                "dropped bad message", extra={"device": self.device.id, "topic": topic, "reason": reason}
+            )
+        return []
+
+    def receive(self, topic: str, payload: bytes, true_now: int) -> list[Publish]:
+        """Handle one message that arrived at ``true_now``; returns what to publish."""
+        if not self.alive:
+            return []
+        try:
+            msg = decode_json(payload)
+        except BadInput as e:
+            return self._drop(e.reason, topic)
+        if topic == f"{self.base}/ping":
+            return self._pong(msg, true_now, topic)
+        if topic == f"{self.base}/clock":
+            return self._clock(msg, topic)
+        if topic == "madang/controller/state":
+            self.controller_state = msg
+            return []
+        if topic == "madang/cue" or topic.startswith("madang/cue/"):
+            return self._cue(msg, true_now, topic)
+        return self._drop("unknown_topic", topic)
+
+    def _pong(self, msg: dict[str, Any], true_now: int, topic: str) -> list[Publish]:
+        seq, t1 = msg.get("seq"), msg.get("t1")
+        if not (_is_int(seq) and _is_int(t1)):
+            return self._drop("bad_ping", topic)
+        self.pings += 1
+        t2 = self.clock.local(true_now)
+        # The core replies at once: t3 (just before sending) equals t2 in its own clock.
+        body = {"seq": seq, "t1": t1, "t2": t2, "t3": t2}
+        return [Publish(f"{self.base}/pong", encode_json(body))]
+
+    def _clock(self, msg: dict[str, Any], topic: str) -> list[Publish]:
+        epoch, off, ppb = msg.get("epoch"), msg.get("offset_ns"), msg.get("drift_ppb")
+        unc = msg.get("uncertainty_ns", 0)
+        if not (_is_int(epoch) and _is_int(off) and _is_int(ppb) and _is_int(unc)):
+            return self._drop("bad_clock", topic)
+        self.model = ClockModel(epoch, off, ppb, unc)
+        return []
+
+    def _cue(self, msg: dict[str, Any], true_now: int, topic: str) -> list[Publish]:
+        show, cue, seq, op = msg.get("show"), msg.get("cue"), msg.get("seq"), msg.get("op")
+        if not (isinstance(show, str) and isinstance(cue, str) and _is_int(seq)):
+            return self._drop("bad_cue", topic)
+        if not (isinstance(op, dict) and len(op) == 1):
+            return self._drop("bad_op", topic)
+        key = (show, cue, int(seq))
+        if key in self._seen:
+            return []
+        kind = next(iter(op))
+        local_now = self.clock.local(true_now)
+        # When it first arrived: what executing on receipt would have given (the report's baseline).
+        self.recorder.record(self.index, "rx", cue, int(seq), "", true_now, local_now)
+        if kind in ("panic", "state"):
+            self._seen.add(key)
+            return self._execute(msg, true_now, local_now, synced=self.model is not None)
+        if kind not in ("mqtt", "fade"):
+            return self._drop("unknown_op", topic)
+        at = msg.get("at")
+        if not _is_int(at):
+            return self._drop("bad_cue", topic)
+        self._seen.add(key)
+        if self.model is None:
+            return self._execute(msg, true_now, local_now, synced=False)
+        local_at = self.model.local_of(int(at))
+        if local_at <= local_now:
+            return self._execute(msg, true_now, local_now, synced=True)  # late: execute at once
+        true_at = self.clock.true_of(local_at, after=true_now)
+        self._counter += 1
+        heapq.heappush(self._pending, (true_at, self._counter, msg, local_at))
+        return []
+
+    # -- execution ------------------------------------------------------------------------------
+    def _execute(self, msg: dict[str, Any], true_at: int, local_at: int, *, synced: bool) -> list[Publish]:
+        op: dict[str, Any] = msg["op"]
+        kind, body = next(iter(op.items()))
+        cue, seq = str(msg["cue"]), int(msg["seq"])
+        rec = self.recorder.record
+        if kind == "mqtt":
+            if not isinstance(body, dict) or not isinstance(body.get("topic"), str):
+                return self._drop("bad_op", "mqtt")
+            topic = substitute(body["topic"], self.attrs)
+            payload = substitute(body.get("payload"), self.attrs)
+            self._set_topic(topic, payload)
+            rec(self.index, "cue", cue, seq, topic, true_at, local_at, payload)
+        elif kind == "fade":
+            ramp = self._ramp(body, local_at)
+            if ramp is None:
+                return self._drop("bad_fade", "fade")
+            self.ramps[ramp.param] = ramp
+            rec(self.index, "fade", cue, seq, ramp.param, true_at, local_at, ramp.end)
+        elif kind == "state":
+            if not isinstance(body, dict):
+                return self._drop("bad_state", "state")
+            self._apply_state(body, local_at)
+            rec(self.index, "state", cue, seq, "", true_at, local_at, body)
+        elif kind == "panic":
+            self._pending.clear()
+            self.ramps.clear()
+            self._safe_state()
+            rec(self.index, "panic", cue, seq, "", true_at, local_at, None)
+        if not self.report_fired:
+            return []
+        report = {"show": msg["show"], "cue": cue, "seq": seq, "local": local_at, "synced": synced}
+        return [Publish(f"{self.base}/fired", encode_json(report))]
+
+    def _set_topic(self, topic: str, payload: Any) -> None:
+        self.state[topic] = payload
+        self.state_by_leaf[topic.rsplit("/", 1)[-1]] = payload
+
+    def _ramp(self, body: Any, local_at: int) -> Ramp | None:
+        if not isinstance(body, dict):
+            return None
+        param, start, end, dur = body.get("param"), body.get("from"), body.get("to"), body.get("duration_ns")
+        if not (
+            isinstance(param, str) and _is_num(end) and _is_int(dur) and (start is None or _is_num(start))
+        ):
+            return None
+        if start is None:
+            start = self.param_at(param, local_at, local=True)
+            if start is None:
+                start = end
+        e = body.get("ease") or {}
+        kind = e.get("kind", "linear") if isinstance(e, dict) else "linear"
+        params = e.get("params", []) if isinstance(e, dict) else []
+        if not isinstance(kind, str) or not isinstance(params, list) or not all(_is_num(p) for p in params):
+            return None
+        # The ramp replaces any running one: freeze the old value so param_at stays continuous.
+        cur = self.param_at(param, local_at, local=True)
+        if cur is not None:
+            self.params[param] = cur
+        return Ramp(
+            param, float(start), float(end), local_at, int(dur), kind, tuple(float(p) for p in params)
+        )
+
+    def _apply_state(self, body: dict[str, Any], local_at: int) -> None:
+        params = body.get("params")
+        if isinstance(params, dict):
+            for k, v in params.items():
+                if _is_num(v):
+                    self.ramps.pop(k, None)
+                    self.params[k] = float(v)
+        topics = body.get("mqtt")
+        if isinstance(topics, dict):
+            for t, p in topics.items():
+                self._set_topic(substitute(t, self.attrs), substitute(p, self.attrs))
+
+    def param_at(self, param: str, when: int, *, local: bool = False) -> float | None:
+        """A parameter's value at an instant (true ns; device-clock ns with ``local=True``),
+        following any running fade; ``None`` when it was never set."""
+        local_ns = when if local else self.clock.local(when)
+        ramp = self.ramps.get(param)
+        if ramp is not None and local_ns >= ramp.local_start:
+            return ramp.value_at(local_ns)
+        return self.params.get(param)
+
+    # -- time -----------------------------------------------------------------------------------
+    def due_at(self) -> int | None:
+        """The true instant of the next thing to do (a scheduled cue or a heartbeat), or ``None``."""
+        if not self.alive:
+            return None
+        nxt = self._pending[0][0] if self._pending else None
+        hb = self._next_heartbeat
+        if hb is not None and (nxt is None or hb < nxt):
+            return hb
+        return nxt
+
+    def tick(self, true_now: int) -> list[Publish]:
+        """Execute every cue due at or before ``true_now`` (recorded at its own instant) and send
+        the heartbeat when due."""
+        out: list[Publish] = []
+        while self.alive and self._pending and self._pending[0][0] <= true_now:
+            true_at, _, msg, local_at = heapq.heappop(self._pending)
+            out.extend(self._execute(msg, true_at, local_at, synced=True))
+        if self.alive and self._next_heartbeat is not None and self._next_heartbeat <= true_now:
+            out.append(self._status("alive", true_now))
+            self._next_heartbeat = true_now + HEARTBEAT_NS
+        # Fold finished ramps into params so state reads stay cheap.
+        if self.ramps:
+            local_now = self.clock.local(true_now)
+            for p, r in list(self.ramps.items()):
+                if local_now >= r.local_start + r.duration_ns:
+                    self.params[p] = r.end
+                    del self.ramps[p]
+        return out

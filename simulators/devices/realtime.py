@@ -1,0 +1,334 @@
+"""Real-time adapters: the device cores over real UDP sockets, a real MQTT broker, WebSockets.
+
+Each adapter moves bytes between a socket and one core, applies the device's
+:class:`~simulators.network.Path` (a received datagram is delivered after its drawn delay, or
+not at all; a stream message after its delay, in order), reads true time from an injected clock
+(default ``time.time_ns``: on one host the controller's show clock is the same wall clock) and
+sleeps until the core's ``due_at()``. No show logic lives here.
+
+* :class:`UdpDisplay`: an :class:`~simulators.devices.osc_display.OscDisplay` on ``127.0.0.1``.
+* :class:`MqttApp`: an :class:`~simulators.devices.app.AppDevice` with its own MQTT client id and
+  last will (aiomqtt, one asyncio task per device, all on one loop); reconnects with back-off
+  after a broker restart.
+* :class:`WsApp`: the same core as a WebXR client over ``websockets.asyncio.client``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import WebSocketException
+
+from simulators.devices._wire import BadInput, decode_json, encode_json
+from simulators.devices.app import AppDevice
+from simulators.devices.messages import Publish
+from simulators.devices.osc_display import OscDisplay
+from simulators.network import Direction, Path
+
+__all__ = ["MqttApp", "TrueClock", "UdpDisplay", "WsApp"]
+
+log = logging.getLogger(__name__)
+TrueClock = Callable[[], int]
+
+
+class _Timer:
+    """Calls ``fn`` when the true clock reaches an instant (re-armed on every change)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: TrueClock, fn: Callable[[], None]) -> None:
+        self.loop, self.clock, self.fn = loop, clock, fn
+        self.when: int | None = None
+        self.handle: asyncio.TimerHandle | None = None
+
+    def arm(self, when: int | None) -> None:
+        if when == self.when and self.handle is not None:
+            return
+        self.cancel()
+        self.when = when
+        if when is not None:
+            delay = max(0.0, (when - self.clock()) / 1e9)
+            self.handle = self.loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self.handle = None
+        self.when = None
+        self.fn()
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.handle = None
+        self.when = None
+
+
+class UdpDisplay(asyncio.DatagramProtocol):
+    """An OSC display listening on a real UDP socket. ``await start()``; ``address`` once bound."""
+
+    def __init__(
+        self,
+        core: OscDisplay,
+        path: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: TrueClock = time.time_ns,
+    ) -> None:
+        self.core, self.path, self.host, self.port, self.clock = core, path, host, port, clock
+        self.transport: asyncio.DatagramTransport | None = None
+        self._timer: _Timer | None = None
+
+    async def start(self) -> tuple[str, int]:
+        """Bind the socket; returns ``(host, port)``."""
+        loop = asyncio.get_running_loop()
+        self._timer = _Timer(loop, self.clock, self._tick)
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(self.host, self.port))
+        self.transport = transport
+        sockname = transport.get_extra_info("sockname")
+        self.port = int(sockname[1])
+        return (self.host, self.port)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where the display listens."""
+        return (self.host, self.port)
+
+    def close(self) -> None:
+        """Close the socket and stop the timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        now = self.clock()
+        loop = asyncio.get_running_loop()
+        for d in self.path.deliveries(now, Direction.DOWN):
+            if d <= 0:
+                self._deliver(data, addr)
+            else:
+                loop.call_later(d / 1e9, self._deliver, data, addr)
+
+    def _deliver(self, data: bytes, addr: object) -> None:
+        out = self.core.receive(data, self.clock(), addr)
+        self._send(out)
+        if self._timer is not None:
+            self._timer.arm(self.core.due_at())
+
+    def _send(self, out: list[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        for dg in out:
+            for d in self.path.deliveries(self.clock(), Direction.UP):
+                if d <= 0:
+                    self._sendto(dg.data, dg.to)
+                else:
+                    loop.call_later(d / 1e9, self._sendto, dg.data, dg.to)
+
+    def _sendto(self, data: bytes, to: Any) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, to)
+
+    def _tick(self) -> None:
+        self._send(self.core.tick(self.clock()))
+        if self._timer is not None:
+            self._timer.arm(self.core.due_at())
+
+
+class _StreamApp:
+    """What the MQTT and WebSocket adapters share: in-order delayed delivery and the timer."""
+
+    def __init__(self, core: AppDevice, path: Path, clock: TrueClock) -> None:
+        self.core, self.path, self.clock = core, path, clock
+        self.task: asyncio.Task[None] | None = None
+        self._timer: _Timer | None = None
+        self._last_in = 0
+        self._out: asyncio.Queue[Publish] = asyncio.Queue()
+        self.connected = asyncio.Event()
+
+    def _incoming(self, topic: str, payload: bytes) -> None:
+        now = self.clock()
+        at = max(now + self.path.stream_delay(now, Direction.DOWN), self._last_in)
+        self._last_in = at
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(0.0, (at - now) / 1e9), self._deliver, topic, payload)
+
+    def _deliver(self, topic: str, payload: bytes) -> None:
+        self._queue(self.core.receive(topic, payload, self.clock()))
+
+    def _queue(self, out: list[Publish]) -> None:
+        for p in out:
+            self._out.put_nowait(p)
+        if self._timer is not None:
+            self._timer.arm(self.core.due_at())
+
+    def _tick(self) -> None:
+        self._queue(self.core.tick(self.clock()))
+
+    def _start_timer(self) -> None:
+        if self._timer is None:
+            self._timer = _Timer(asyncio.get_running_loop(), self.clock, self._tick)
+
+    def stop(self) -> None:
+        """Stop the device's task (cancels its connection)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+
+class MqttApp(_StreamApp):
+    """An app device with its own MQTT connection (client id = device id, last will = offline).
+
+    ``start()`` creates its task; ``crash()`` drops the TCP connection without DISCONNECT (so the
+    broker publishes the will) and stops; the owner may call ``start()`` again to reboot.
+    """
+
+    def __init__(
+        self,
+        core: AppDevice,
+        path: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        clock: TrueClock = time.time_ns,
+        keepalive: int = 10,
+    ) -> None:
+        super().__init__(core, path, clock)
+        self.host, self.port, self.keepalive = host, port, keepalive
+        self._client: aiomqtt.Client | None = None
+
+    def start(self) -> None:
+        """Connect (and keep reconnecting) in a background task on the running loop."""
+        self._out = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self._start_timer()
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"mqtt-{self.core.device.id}")
+
+    async def _run(self) -> None:
+        core = self.core
+        will = core.will()
+        backoff = 0.2
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.host,
+                    self.port,
+                    identifier=core.device.id,
+                    will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
+                    keepalive=self.keepalive,
+                    clean_session=True,
+                ) as client:
+                    self._client = client
+                    await client.subscribe([(f, 0) for f in core.subscriptions()])
+                    self._queue(core.connect(self.clock()))
+                    self.connected.set()
+                    backoff = 0.2
+                    sender = asyncio.create_task(self._sender(client))
+                    try:
+                        async for m in client.messages:
+                            payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+                            self._incoming(m.topic.value, payload)
+                    finally:
+                        sender.cancel()
+            except aiomqtt.MqttError as e:
+                self.connected.clear()
+                self._client = None
+                log.info(
+                    "MQTT connection lost; reconnecting", extra={"device": core.device.id, "error": str(e)}
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _sender(self, client: aiomqtt.Client) -> None:
+        while True:
+            p = await self._out.get()
+            d = self.path.stream_delay(self.clock(), Direction.UP)
+            if d > 0:
+                await asyncio.sleep(d / 1e9)
+            await client.publish(p.topic, p.payload, qos=p.qos, retain=p.retain)
+
+    def crash(self) -> None:
+        """Die without a DISCONNECT: the broker notices the dropped TCP connection and publishes
+        the last will (MQTT 3.1.1 section 3.1.2.5)."""
+        client = self._client
+        if client is not None:
+            # aiomqtt has no "abort" API. paho's own close path unregisters the socket from the
+            # loop before closing it (no DISCONNECT is sent), which is what a crash looks like.
+            paho_client = client._client
+            if isinstance(paho_client._sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    paho_client._sock.shutdown(socket.SHUT_RDWR)
+            paho_client._sock_close()
+        self.core.crash()
+        self.stop()
+
+
+class WsApp(_StreamApp):
+    """An app device as a WebXR client: ``ws://host:port/ws?device={id}``, JSON envelopes."""
+
+    def __init__(self, core: AppDevice, path: Path, url: str, *, clock: TrueClock = time.time_ns) -> None:
+        super().__init__(core, path, clock)
+        sep = "&" if "?" in url else "?"
+        self.url = f"{url}{sep}device={core.device.id}"
+
+    def start(self) -> None:
+        """Connect (and keep reconnecting) in a background task on the running loop."""
+        self._out = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self._start_timer()
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"ws-{self.core.device.id}")
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                async with ws_connect(self.url, max_size=64 * 1024) as ws:
+                    self._queue(self.core.connect(self.clock()))
+                    self.connected.set()
+                    backoff = 0.2
+                    sender = asyncio.create_task(self._sender(ws))
+                    try:
+                        async for frame in ws:
+                            self._frame(frame if isinstance(frame, bytes) else frame.encode())
+                    finally:
+                        sender.cancel()
+            except (OSError, WebSocketException) as e:
+                self.connected.clear()
+                log.info(
+                    "WebSocket lost; reconnecting", extra={"device": self.core.device.id, "error": str(e)}
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _frame(self, data: bytes) -> None:
+        try:
+            env = decode_json(data)
+        except BadInput as e:
+            self.core.dropped[e.reason] += 1
+            return
+        topic, payload = env.get("topic"), env.get("payload")
+        if not isinstance(topic, str):
+            self.core.dropped["bad_envelope"] += 1
+            return
+        self._incoming(topic, encode_json(payload))
+
+    async def _sender(self, ws: Any) -> None:
+        while True:
+            p = await self._out.get()
+            d = self.path.stream_delay(self.clock(), Direction.UP)
+            if d > 0:
+                await asyncio.sleep(d / 1e9)
+            body = b'{"topic":' + encode_json(p.topic) + b',"payload":' + p.payload + b"}"
+            await ws.send(body.decode())
+
+    def crash(self) -> None:
+        """Drop the connection (its close is the WebXR client's last will) and lose state."""
+        self.core.crash()
+        self.stop()

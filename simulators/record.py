@@ -1,0 +1,162 @@
+"""What every simulated device executed, and when, in true time: a compact columnar log.
+
+One :class:`Recorder` serves a whole venue. Each execution is one row: the device's index, what
+kind of thing it executed (a cue op, an OSC message, a fade, a catch-up state, a panic), the cue
+(or OSC address) and sequence number, the parameter or topic it set, the true instant and the
+device's local instant, and the value. Integer columns are ``array('q')`` (8 bytes a row), strings
+are interned once, so ten thousand devices times a show's cues stays in megabytes; ``columns()``
+hands NumPy arrays to whoever computes spreads.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["EXECUTIONS", "RECEIPT", "Fire", "Recorder"]
+
+EXECUTIONS = ("cue", "osc", "fade", "state", "panic")  # what a device did
+RECEIPT = "rx"  # when a device first received a cue (the baseline "execute on receipt" would give)
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """One execution by one device, read back from a :class:`Recorder`.
+
+    ``what`` is ``"cue"`` (an app cue op), ``"osc"`` (an OSC message), ``"fade"`` (start of a
+    ramp), ``"state"`` (catch-up), ``"panic"``, or ``"rx"``: not an execution but the instant a
+    keyed cue first arrived (what executing on receipt would have given). ``key`` is the cue id
+    (app devices) or the show of a ``/madang/key`` (OSC; ``""`` without a key); ``seq`` is ``-1``
+    when there is none.
+    ``param`` is the OSC address, the parameter, or the substituted MQTT topic.
+    """
+
+    device: int
+    device_id: str
+    what: str
+    key: str
+    seq: int
+    param: str
+    true_ns: int
+    local_ns: int
+    value: object
+
+
+class Recorder:
+    """A columnar log of executions. Devices call :meth:`record`; tests and reports read it."""
+
+    def __init__(self) -> None:
+        self._device = array("q")
+        self._what = array("q")
+        self._key = array("q")
+        self._seq = array("q")
+        self._param = array("q")
+        self._true = array("q")
+        self._local = array("q")
+        self._values: list[object] = []
+        self._strings: list[str] = []
+        self._index: dict[str, int] = {}
+        self.device_ids: list[str] = []
+
+    def _intern(self, s: str) -> int:
+        i = self._index.get(s)
+        if i is None:
+            i = self._index[s] = len(self._strings)
+            self._strings.append(s)
+        return i
+
+    def register(self, device_id: str) -> int:
+        """Give a device its index (stable: registering again returns the same index)."""
+        key = "\x00dev:" + device_id
+        i = self._index.get(key)
+        if i is None:
+            self._index[key] = i = len(self.device_ids)
+            self.device_ids.append(device_id)
+        return i
+
+    def record(
+        self,
+        device: int,
+        what: str,
+        key: str,
+        seq: int,
+        param: str,
+        true_ns: int,
+        local_ns: int,
+        value: object = None,
+    ) -> None:
+        """Append one execution (true and local instants in integer nanoseconds)."""
+        self._device.append(device)
+        self._what.append(self._intern(what))
+        self._key.append(self._intern(key))
+        self._seq.append(seq)
+        self._param.append(self._intern(param))
+        self._true.append(true_ns)
+        self._local.append(local_ns)
+        self._values.append(value)
+
+    def __len__(self) -> int:
+        return len(self._device)
+
+    def __iter__(self) -> Iterator[Fire]:
+        s = self._strings
+        for i in range(len(self._device)):
+            d = self._device[i]
+            yield Fire(
+                d,
+                self.device_ids[d] if d < len(self.device_ids) else str(d),
+                s[self._what[i]],
+                s[self._key[i]],
+                self._seq[i],
+                s[self._param[i]],
+                self._true[i],
+                self._local[i],
+                self._values[i],
+            )
+
+    def rows(self, what: Iterable[str] | None = None) -> list[Fire]:
+        """Every row in the order recorded; only those whose ``what`` is in ``what`` if given
+        (``rows(EXECUTIONS)``: executions without the receipt rows)."""
+        if what is None:
+            return list(self)
+        wanted = set(what)
+        return [f for f in self if f.what in wanted]
+
+    def columns(self) -> dict[str, npt.NDArray[Any]]:
+        """The log as NumPy columns: ``device, seq, true_ns, local_ns`` (int64) and ``what, key,
+        param`` (object arrays of str). Values stay in :meth:`rows`."""
+        s = np.array(self._strings, dtype=object) if self._strings else np.array([], dtype=object)
+
+        def strs(col: array[int]) -> npt.NDArray[Any]:
+            idx = np.frombuffer(col, dtype=np.int64)
+            return s[idx] if len(idx) else np.array([], dtype=object)
+
+        return {
+            "device": np.frombuffer(self._device, dtype=np.int64).copy(),
+            "seq": np.frombuffer(self._seq, dtype=np.int64).copy(),
+            "true_ns": np.frombuffer(self._true, dtype=np.int64).copy(),
+            "local_ns": np.frombuffer(self._local, dtype=np.int64).copy(),
+            "what": strs(self._what),
+            "key": strs(self._key),
+            "param": strs(self._param),
+        }
+
+    def spread(self, seq: int, what: Sequence[str] = ("cue", "osc")) -> int | None:
+        """Latest minus earliest true instant at which devices executed sequence ``seq``
+        (first execution per device), or ``None`` when nobody executed it."""
+        first: dict[int, int] = {}
+        wanted = {self._index[w] for w in what if w in self._index}
+        for i in range(len(self._device)):
+            if self._seq[i] == seq and self._what[i] in wanted:
+                d = self._device[i]
+                t = self._true[i]
+                if d not in first or t < first[d]:
+                    first[d] = t
+        if not first:
+            return None
+        return max(first.values()) - min(first.values())

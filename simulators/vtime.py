@@ -1,0 +1,300 @@
+"""Virtual time: a seeded discrete-event scheduler, and a network that delivers through it.
+
+Theory of operation
+-------------------
+:class:`VirtualTime` is a heap of ``(instant, counter, callback)``: the counter breaks ties in
+the order events were scheduled, so a run is a pure function of its inputs and seed. Nothing
+sleeps and nothing touches a socket; ``run_until(t)`` pops events in order, sets ``now`` to each
+instant and calls it. A whole show at ten thousand devices runs in seconds.
+
+:class:`VirtualNetwork` moves bytes between named endpoints through each device's
+:class:`~simulators.network.Path`, scheduling each delivery on the :class:`VirtualTime`:
+
+* datagrams (``send_datagram``): OSC/UDP, lost/duplicated/reordered by the path;
+* a publish/subscribe broker (``connect``/``subscribe``/``publish``): MQTT 3.1.1 semantics that
+  matter here (``+``/``#`` filters, retained messages, last will on an unclean disconnect),
+  carried over each client's path as a TCP stream (no loss, FIFO per client, retransmission delay);
+* the controller (or any endpoint without a path of its own) sits on the venue's wired LAN.
+
+Devices are the same sans-I/O cores as in real time: they get bytes and a receive instant.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulators.network import Direction, Path
+
+__all__ = ["Handle", "VirtualNetwork", "VirtualTime", "topic_matches"]
+
+
+class Handle:
+    """A scheduled call; :meth:`cancel` stops it from running."""
+
+    __slots__ = ("args", "cancelled", "fn", "when")
+
+    def __init__(self, when: int, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+        self.when = when
+        self.fn = fn
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Do not run this call (no effect once it has run)."""
+        self.cancelled = True
+
+
+class VirtualTime:
+    """A deterministic discrete-event scheduler over integer nanoseconds of true time.
+
+    ``now`` starts at ``start_ns``. ``rng`` is a seeded random stream for whoever needs one.
+    Schedule with :meth:`call_at` / :meth:`call_later`, then drive with :meth:`run_until`.
+    """
+
+    __slots__ = ("_counter", "_heap", "events_run", "now", "rng", "seed")
+
+    def __init__(self, start_ns: int = 0, seed: int = 0) -> None:
+        self.now = start_ns
+        self.seed = seed
+        self.rng = random.Random(f"vtime:{seed}")
+        self._heap: list[tuple[int, int, Handle]] = []
+        self._counter = 0
+        self.events_run = 0
+
+    def call_at(self, when: int, fn: Callable[..., object], *args: Any) -> Handle:
+        """Run ``fn(*args)`` at true instant ``when`` (``now`` if ``when`` is in the past)."""
+        when = max(when, self.now)
+        h = Handle(when, fn, args)
+        self._counter += 1
+        heapq.heappush(self._heap, (when, self._counter, h))
+        return h
+
+    def call_later(self, delay_ns: int, fn: Callable[..., object], *args: Any) -> Handle:
+        """Run ``fn(*args)`` ``delay_ns`` from now."""
+        return self.call_at(self.now + delay_ns, fn, *args)
+
+    def next_at(self) -> int | None:
+        """The instant of the next pending event, or ``None`` when there is none."""
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def run_until(self, until_ns: int) -> int:
+        """Run every event due at or before ``until_ns`` in order, then set ``now = until_ns``.
+
+        Returns how many events ran. Events scheduled while running are honoured if due in time.
+        """
+        heap = self._heap
+        pop = heapq.heappop
+        n = 0
+        while heap and heap[0][0] <= until_ns:
+            when, _, h = pop(heap)
+            if h.cancelled:
+                continue
+            self.now = when
+            h.fn(*h.args)
+            n += 1
+        self.now = max(self.now, until_ns)
+        self.events_run += n
+        return n
+
+    def run(self, limit_ns: int | None = None) -> int:
+        """Run until nothing is pending (or until ``limit_ns``); returns how many events ran."""
+        heap = self._heap
+        pop = heapq.heappop
+        n = 0
+        while heap and (limit_ns is None or heap[0][0] <= limit_ns):
+            when, _, h = pop(heap)
+            if h.cancelled:
+                continue
+            self.now = when
+            h.fn(*h.args)
+            n += 1
+        self.events_run += n
+        return n
+
+
+DatagramReceiver = Callable[[str, bytes, int], None]  # (source endpoint, data, true now)
+MessageReceiver = Callable[[str, bytes, int], None]  # (topic, payload, true now)
+
+
+def topic_matches(filter_: str, topic: str) -> bool:
+    """MQTT 3.1.1 section 4.7 topic filter matching (``+`` one level, ``#`` the rest)."""
+    fl = filter_.split("/")
+    tl = topic.split("/")
+    for i, f in enumerate(fl):
+        if f == "#":
+            return True
+        if i >= len(tl):
+            return False
+        if f != "+" and f != tl[i]:
+            return False
+    return len(fl) == len(tl)
+
+
+@dataclass(slots=True)
+class _Client:
+    name: str
+    on_message: MessageReceiver
+    will: tuple[str, bytes] | None
+    filters: set[str] = field(default_factory=set)
+    connected: bool = True
+    last_down: int = 0  # FIFO: a stream never delivers before what it delivered earlier
+    last_up: int = 0
+
+
+class VirtualNetwork:
+    """Endpoints, paths and a pub/sub broker on a :class:`VirtualTime`.
+
+    ``attach(name, on_datagram, path)`` adds an endpoint (``path=None``: on the wired LAN, like the
+    controller). ``send_datagram(src, dst, data)`` sends a UDP datagram. For pub/sub,
+    ``connect(name, on_message, will=...)``, ``subscribe(name, filter)``, ``publish(name, topic,
+    payload, retain=...)`` and ``disconnect(name, clean=...)``. Counters: ``sent``, ``delivered``,
+    ``dropped``.
+    """
+
+    def __init__(self, vt: VirtualTime, *, lan: Path | None = None) -> None:
+        self.vt = vt
+        self.lan = lan if lan is not None else Path("lan", seed=vt.seed)
+        self._paths: dict[str, Path] = {}
+        self._datagram: dict[str, DatagramReceiver] = {}
+        self._clients: dict[str, _Client] = {}
+        self._retained: dict[str, bytes] = {}
+        # Subscription index: exact topics in a dict, wildcard filters scanned (there are few).
+        self._exact: dict[str, dict[str, _Client]] = {}
+        self._wild: dict[str, dict[str, _Client]] = {}
+        self.sent = 0
+        self.delivered = 0
+        self.dropped = 0
+
+    # -- endpoints and datagrams ---------------------------------------------------------------
+    def attach(
+        self, name: str, on_datagram: DatagramReceiver | None = None, path: Path | None = None
+    ) -> None:
+        """Add (or replace) an endpoint; ``path`` is its link to the rest (``None``: wired LAN)."""
+        self._paths[name] = path if path is not None else self.lan
+        if on_datagram is not None:
+            self._datagram[name] = on_datagram
+
+    def path_of(self, name: str) -> Path:
+        """The path an endpoint sits behind."""
+        return self._paths.get(name, self.lan)
+
+    def _hops(self, src: str, dst: str) -> list[tuple[Path, Direction]]:
+        hops = []
+        ps, pd = self.path_of(src), self.path_of(dst)
+        if ps is not self.lan or pd is self.lan:
+            hops.append((ps, Direction.UP))
+        if pd is not self.lan:
+            hops.append((pd, Direction.DOWN))
+        return hops
+
+    def send_datagram(self, src: str, dst: str, data: bytes) -> None:
+        """Send ``data`` from ``src`` to ``dst`` now; it arrives later, or twice, or never."""
+        self.sent += 1
+        now = self.vt.now
+        delays = [0]
+        for path, direction in self._hops(src, dst):
+            nxt: list[int] = []
+            for d in delays:
+                nxt.extend(d + x for x in path.deliveries(now + d, direction))
+            delays = nxt
+        if not delays:
+            self.dropped += 1
+            return
+        for d in delays:
+            self.vt.call_at(now + d, self._deliver_datagram, src, dst, data)
+
+    def _deliver_datagram(self, src: str, dst: str, data: bytes) -> None:
+        fn = self._datagram.get(dst)
+        if fn is None:
+            self.dropped += 1  # nobody listening: ICMP port unreachable, which UDP senders ignore
+            return
+        self.delivered += 1
+        fn(src, data, self.vt.now)
+
+    # -- pub/sub --------------------------------------------------------------------------------
+    def connect(
+        self, name: str, on_message: MessageReceiver, *, will: tuple[str, bytes] | None = None
+    ) -> None:
+        """Connect a pub/sub client (the broker sees it at once; its path delays its traffic)."""
+        old = self._clients.get(name)
+        if old is not None:
+            if old.connected:
+                self.disconnect(name, clean=False)  # MQTT 3.1.1 3.1.4: a second CONNECT takes over
+            for f in old.filters:  # clean session: the old subscriptions go
+                for index in (self._exact, self._wild):
+                    subs = index.get(f)
+                    if subs is not None and subs.get(name) is old:
+                        del subs[name]
+        self._clients[name] = _Client(name, on_message, will)
+
+    def disconnect(self, name: str, *, clean: bool = True) -> None:
+        """Disconnect a client; an unclean disconnect (crash) publishes its last will."""
+        c = self._clients.get(name)
+        if c is None or not c.connected:
+            return
+        c.connected = False
+        if not clean and c.will is not None:
+            topic, payload = c.will
+            self._route(topic, payload, retain=True)
+
+    def subscribe(self, name: str, filter_: str) -> None:
+        """Subscribe a connected client; matching retained messages are sent to it."""
+        c = self._clients[name]
+        c.filters.add(filter_)
+        index = self._wild if ("+" in filter_ or "#" in filter_) else self._exact
+        index.setdefault(filter_, {})[name] = c
+        for topic, payload in list(self._retained.items()):
+            if topic_matches(filter_, topic):
+                self._to_client(c, topic, payload)
+
+    def publish(self, name: str, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish from client ``name``: it reaches the broker over the client's path, then every
+        subscriber over theirs."""
+        self.sent += 1
+        c = self._clients.get(name)
+        path = self.path_of(name)
+        now = self.vt.now
+        d = path.stream_delay(now, Direction.UP)
+        if c is not None:
+            d = max(now + d, c.last_up) - now
+            c.last_up = now + d
+        self.vt.call_at(now + d, self._route, topic, payload, retain)
+
+    def _route(self, topic: str, payload: bytes, retain: bool) -> None:
+        if retain:
+            if payload:
+                self._retained[topic] = payload
+            else:
+                self._retained.pop(topic, None)  # MQTT: an empty retained message clears it
+        targets: dict[str, _Client] = dict(self._exact.get(topic, {}))
+        for f, clients in self._wild.items():
+            if topic_matches(f, topic):
+                targets.update(clients)
+        for c in targets.values():
+            if c.connected and self._clients.get(c.name) is c:
+                self._to_client(c, topic, payload)
+
+    def _to_client(self, c: _Client, topic: str, payload: bytes) -> None:
+        now = self.vt.now
+        d = self.path_of(c.name).stream_delay(now, Direction.DOWN)
+        at = max(now + d, c.last_down)
+        c.last_down = at
+        self.vt.call_at(at, self._deliver_message, c, topic, payload)
+
+    def _deliver_message(self, c: _Client, topic: str, payload: bytes) -> None:
+        if not c.connected or self._clients.get(c.name) is not c:
+            self.dropped += 1
+            return
+        self.delivered += 1
+        c.on_message(topic, payload, self.vt.now)
+
+    def retained(self, topic: str) -> bytes | None:
+        """The retained message on ``topic``, if any (for tests and the harness)."""
+        return self._retained.get(topic)

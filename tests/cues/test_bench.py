@@ -1,0 +1,13 @@
+"""The check benchmark runs and reports its figures (the speed itself is not asserted)."""
+
+from __future__ import annotations
+
+from cues.bench import bench_check
+
+
+def test_bench_check_small() -> None:
+    got = bench_check(20, repeat=1)
+    assert got["ok"] is True, got["errors"]
+    assert got["cues"] == 20
+    assert isinstance(got["actions"], int) and got["actions"] > 40
+    assert isinstance(got["check_ms"], float) and got["check_ms"] > 0

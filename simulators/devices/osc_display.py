@@ -9,7 +9,10 @@ The display keeps a state model: ``state[address] = args`` for every OSC message
 * ``timetag``: a bundle executes when the device's *own* clock reaches the bundle's timetag
   (timetag 1, or a timetag already past, executes on receipt). Answers ``/madang/ping``.
 * ``echo``: executes on receipt (bundle timetags ignored); answers ``/madang/ping``.
-* ``none``: executes on receipt; answers nothing.
+* ``none``: answers nothing and executes what it receives after its venue ``latency`` (the
+  declared time from receipt to a visible change: a pump spinning up, a media server's frame
+  pipeline). Madang sends such a device early by that latency, so it fires late by the network
+  delay alone, as a real one would.
 
 A bundle that begins with ``/madang/key ,si show seq`` executes once per key; repeats are ignored
 (a device without that understanding would just ignore the unknown address).
@@ -55,6 +58,8 @@ class OscDisplay:
         self.index = self.recorder.register(device.id)
         self.report_fired = report_fired
         self.sync = device.sync
+        # A ``none`` device with a declared latency shows what it receives that much later.
+        self._slow = device.sync is Sync.NONE and device.latency_ns > 0
         self.state: dict[str, tuple[Any, ...]] = {}
         self.params: dict[str, float] = {}
         self.dropped: Counter[str] = Counter()
@@ -103,6 +108,8 @@ class OscDisplay:
         for item in items:
             if item.address == "/madang/ping" and item.timetag is None:
                 out.extend(self._pong(item, local_now, source))
+            elif item.timetag is None and self._slow:
+                self._later([item], true_now + self.device.latency_ns, source, None)
             elif item.timetag is None:
                 out.extend(self._execute([item], true_now, local_now, source))
             else:
@@ -136,19 +143,25 @@ class OscDisplay:
             self._seen.add(key)
             # When it first arrived: what executing on receipt would have given (the report's baseline).
             self.recorder.record(self.index, "rx", key[0], key[1], "", true_now, local_now)
+        if self._slow:
+            self._later(items, true_now + self.device.latency_ns, source, key)
+            return []
         tt = items[0].timetag if items else None
         if self.sync is not Sync.TIMETAG or tt is None or tt <= 1:
             return self._execute(items, true_now, local_now, source, key)
         local_at = ntp_to_ns(tt)
         if local_at <= local_now:
             return self._execute(items, true_now, local_now, source, key)  # late: execute at once
-        true_at = self.clock.true_of(local_at, after=true_now)
+        self._later(items, self.clock.true_of(local_at, after=true_now), source, key)
+        return []
+
+    def _later(self, items: list[OscItem], true_at: int, source: object, key: tuple[str, int] | None) -> None:
+        """Schedule ``items`` to execute at true instant ``true_at`` (see :meth:`tick`)."""
         self._counter += 1
         heapq.heappush(
             self._pending,
             (true_at, self._counter, key[0] if key else "", key[1] if key else -1, items, source),
         )
-        return []
 
     def _execute(
         self,

@@ -45,6 +45,23 @@ def test_other_devices_execute_bundles_on_receipt(sync: Sync) -> None:
     assert d.recorder.rows(EXECUTIONS)[0].true_ns == T0
 
 
+def test_none_device_shows_what_it_receives_after_its_declared_latency() -> None:
+    """The venue's ``latency`` is the device's receipt-to-visible time; Madang sends that early."""
+    import dataclasses
+
+    latency = 120_000_000
+    d = OscDisplay(dataclasses.replace(display(sync=Sync.NONE), latency_ns=latency), CLOCK, Recorder())
+    d.receive(msg("/flow", (0.7, "f")), T0, None)
+    d.receive(bundle(1, key("show", 7), msg("/clip", ("jet.mp4", "s"))), T0 + 5, None)
+    assert d.state == {} and d.due_at() == T0 + latency
+    d.tick(T0 + latency - 1)
+    assert d.state == {}
+    d.tick(T0 + latency + 5)
+    assert d.state == {"/flow": (pytest.approx(0.7),), "/clip": ("jet.mp4",)}
+    fires = d.recorder.rows(EXECUTIONS)
+    assert [f.true_ns for f in fires] == [T0 + latency, T0 + 5 + latency]
+
+
 def test_timetag_immediately_and_late_bundles_execute_on_receipt() -> None:
     d = core()
     d.receive(bundle(1, msg("/a", (1, "i"))), T0, None)

@@ -35,19 +35,20 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 import numpy as np
 
 from controller.clock import Clock, SystemClock
 from controller.control import ControlPort, Query
-from controller.core import ControllerCore, PingSink, Withdraw
+from controller.core import ControllerCore, Withdraw
 from controller.delivery import Key, MqttPublish, UdpSend
 from controller.edge import FiringEdge, Handle
 from controller.engine import Accepted
 from controller.mqtt import MqttLink, Publish, controller_will
 from controller.osc import OscDecodeError, Typed, decode_packet, encode_message, messages
+from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.transport import Arm, Command, Go, Load, SetRate, State, Stop
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import ViewModel, render
@@ -82,6 +83,7 @@ class RuntimeOptions:
     auto_go: bool = False  # press GO at every manual cue (unattended rehearsals, the demo)
     max_seconds: float | None = None  # stop after this long (demo)
     go_delay_ms: float = 250.0  # a GO takes effect this long after the press (see docs/operator.md)
+    sync_budget_us: float = 1000.0  # a device whose clock uncertainty exceeds this is over budget
 
 
 class Runtime:
@@ -94,7 +96,10 @@ class Runtime:
         self.venue = venue
         self.opts = options
         self.clock: Clock = clock or SystemClock()
-        self.sync: PingSink | None = _make_sync(venue) if options.sync else None
+        self.telemetry = Telemetry(venue, budget_ns=round(options.sync_budget_us * 1000))
+        inner = _make_sync(venue) if options.sync else None
+        # The core sees the service through the telemetry sink, which records accepted pongs.
+        self.sync: TelemetrySync | None = None if inner is None else TelemetrySink(inner, self.telemetry)
         self.core = ControllerCore(
             timeline,
             venue,
@@ -114,6 +119,13 @@ class Runtime:
         self._errors: list[str] = []
         self._enc = msgspec.json.Encoder()
         self._osc_bad = 0
+        self._dec = msgspec.json.Decoder()
+        # Fire reports arrive on {device root}/fired; the root is the venue's mqtt.base (ids resolved).
+        self._fired_topics = {
+            f"{d.mqtt.base if d.mqtt is not None and d.mqtt.base else f'madang/dev/{d.id}'}/fired": d.id
+            for d in venue.devices
+        }
+        self._summary: tuple[int, Any] | None = None  # (when, TelemetrySummary) for the view
         self.exit_code = 0
         self.started_ns = 0
 
@@ -147,8 +159,8 @@ class Runtime:
             will=controller_will(),
             clock=self.clock.wall_ns,
         )
-        for kind in ("pong", "status", "fired"):
-            self.mqtt.subscribe(f"madang/dev/+/{kind}", 0)
+        for topic_filter in self.core.device_filters():  # each device's root, its venue mqtt.base
+            self.mqtt.subscribe(topic_filter, 0)
         for cue in self.timeline.cues:
             if cue.trigger is not None and cue.trigger.transport == "mqtt":
                 self.mqtt.subscribe(cue.trigger.pattern, 0)
@@ -251,6 +263,8 @@ class Runtime:
             return
         if isinstance(item, UdpSend):
             data = item.data
+            if item.key is not None and item.key[0] != "ping" and data[:8] == b"#bundle\0":
+                self.telemetry.sent_bundle(item.device, item.key[2], int.from_bytes(data[8:16], "big"))
             if item.key is not None and item.key[0] == "ping":
                 data = encode_message(
                     "/madang/ping", [Typed("i", item.key[2] & 0x7FFFFFFF), Typed("h", self.clock.wall_ns())]
@@ -271,6 +285,8 @@ class Runtime:
         payload = item.payload
         if item.key is not None and item.key[0] == "ping":
             payload = self._enc.encode({"seq": item.key[2], "t1": self.clock.wall_ns()})
+        elif item.key is not None and item.topic.startswith("madang/cue"):
+            self._note_cue(payload)
         if item.precise and not immediate and item.at_ns > now + MS:
             loop = asyncio.get_running_loop()
             th = loop.call_later(
@@ -316,7 +332,39 @@ class Runtime:
 
     def _on_mqtt(self, topic: str, payload: bytes, rx_ns: int) -> None:
         self.core.receive_mqtt(topic, payload, rx_ns)
+        if topic.endswith("/fired"):
+            device = self._fired_topics.get(topic)
+            if device is not None:
+                self._note_fired(device, payload)
         self._wake.set()
+
+    def _note_cue(self, payload: bytes) -> None:
+        """Remember the show-clock instant of an app cue message we send (for fire errors)."""
+        try:
+            body = self._dec.decode(payload)
+        except msgspec.DecodeError:
+            return
+        if isinstance(body, dict):
+            seq, at = body.get("seq"), body.get("at")
+            if _is_int(seq) and _is_int(at):
+                self.telemetry.sent_cue(seq, at)
+
+    def _note_fired(self, device: str, payload: bytes) -> None:
+        """A fire report over MQTT (the core has already checked and counted it)."""
+        try:
+            body = self._dec.decode(payload)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(body, dict):
+            return
+        seq, local = body.get("seq"), body.get("local")
+        self.telemetry.receive_fired(
+            device,
+            seq if _is_int(seq) else None,
+            local if _is_int(local) else None,
+            body.get("synced") is True,
+            self.sync,
+        )
 
     def _on_datagram(self, dg: Datagram) -> None:
         try:
@@ -325,7 +373,13 @@ class Runtime:
             self._osc_bad += 1
             return
         for msg in messages(packet):
-            self.core.receive_osc(dg.addr, msg.address, list(msg.args), dg.rx_wall_ns)
+            args = list(msg.args)
+            self.core.receive_osc(dg.addr, msg.address, args, dg.rx_wall_ns)
+            if msg.address == "/madang/fired" and len(args) == 2:
+                device = self.core.by_endpoint.get(dg.addr)
+                seq, local = args
+                if device is not None and _is_int(seq) and _is_int(local):
+                    self.telemetry.receive_fired(device, seq, local, True, self.sync)
         self._wake.set()
 
     def _note_error(self, text: str) -> None:
@@ -341,7 +395,10 @@ class Runtime:
         pres = self.core.presence(now)
         lat = self.edge.lateness_ns()
         mstats = self.mqtt.stats if self.mqtt is not None else None
-        fire_errs = [e for h in self.core.health.values() for e in h.fire_errors_ns[-50:]]
+        if self._summary is None or now - self._summary[0] >= S:
+            # At most once a second: the worst-device search reads every over-budget model.
+            self._summary = (now, self.telemetry.summary(self.sync, now))
+        tel = self._summary[1]
         return ViewModel(
             show=self.timeline.show,
             venue=self.venue.name,
@@ -356,14 +413,19 @@ class Runtime:
             online=pres["online"] + pres["unknown"],
             late=pres["late"],
             offline=pres["offline"],
-            synced=_synced(self.sync),
+            synced=tel.synced,
+            pinged=tel.pinged,
+            over_budget=tel.over_budget,
+            budget_us=self.telemetry.budget_ns / 1000,
+            worst=list(tel.worst),
+            acks=tel.acks,
             broker=self.mqtt.url if self.mqtt is not None else "",
             broker_connected=bool(self.mqtt and self.mqtt.connected),
             outbox=getattr(mstats, "queued", 0) if mstats is not None else 0,
             sends=self.core.counters["sends"],
             send_errors=0,
             lateness_p99_us=float(np.percentile(lat, 99) / 1000) if len(lat) else None,
-            fire_error_p99_us=float(np.percentile(np.abs(fire_errs), 99) / 1000) if fire_errs else None,
+            fire_error_p99_us=tel.fire_error_p99_us,
             control_port=self.control.port if self.control is not None else None,
             control_denied=self.control.stats.denied if self.control is not None else 0,
             control_malformed=self.control.stats.malformed if self.control is not None else 0,
@@ -381,12 +443,21 @@ class Runtime:
                 live.update(render(self.view_model()))
 
     def report(self) -> dict[str, Any]:
-        """The post-show report: counters and per-device telemetry."""
+        """The post-show report: counters and per-device telemetry (``telemetry``: one row per
+        device, worst first, columns :data:`controller.telemetry.COLUMNS`, as of ``telemetry_at``)."""
         lat = self.edge.lateness_ns()
+        now = self.clock.wall_ns()
+        rows = self.telemetry.rows(self.sync, now)
         return {
             "show": self.timeline.show,
             "venue": self.venue.id,
             "counters": dict(self.core.counters),
+            "telemetry_at": now,
+            "sync_budget_us": self.telemetry.budget_ns / 1000,
+            "synced": sum(1 for r in rows if r["synced"]),
+            "over_budget": sum(1 for r in rows if r["over_budget"]),
+            "acks": self.telemetry.total_acks(),
+            "telemetry": rows,
             "edge_lateness_p50_us": float(np.percentile(lat, 50) / 1000) if len(lat) else None,
             "edge_lateness_p99_us": float(np.percentile(lat, 99) / 1000) if len(lat) else None,
             "control": None
@@ -416,12 +487,11 @@ class ControlPortError(MadangError, OSError):
         )
 
 
-def _synced(sync: PingSink | None) -> int:
-    count = getattr(sync, "synced_count", None)
-    return int(count()) if callable(count) else 0
+def _is_int(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _make_sync(venue: Venue) -> PingSink | None:
+def _make_sync(venue: Venue) -> TelemetrySync | None:
     try:
         from controller.sync.service import SyncService
     except ImportError:

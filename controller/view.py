@@ -50,7 +50,11 @@ class ViewModel:
     late: int = 0
     offline: int = 0
     synced: int = 0
-    over_budget: int = 0
+    pinged: int = 0  # devices that answer pings (the most that can be synced)
+    over_budget: int = 0  # pinged devices without a model or over the uncertainty budget
+    budget_us: float = 1000.0
+    worst: Sequence[tuple[str, float, float]] = ()  # (device, uncertainty us, offset us), worst first
+    acks: int = 0  # fire reports received
     broker: str = ""
     broker_connected: bool = False
     outbox: int = 0
@@ -107,10 +111,14 @@ def render(vm: ViewModel) -> RenderableType:
             style=alive_style,
         ),
     )
-    sync = f"{vm.synced:,} clock-synced"
+    sync = f"{vm.synced:,} of {vm.pinged:,} clock-synced" if vm.pinged else f"{vm.synced:,} clock-synced"
     if vm.over_budget:
-        sync += f", {vm.over_budget:,} over the sync budget"
+        sync += f", {vm.over_budget:,} over the {vm.budget_us:,.0f} us budget"
     dev.add_row("sync", Text(sync, style="yellow" if vm.over_budget else ""))
+    if vm.worst:
+        worst = "  ".join(f"{d} {u:,.0f} us" for d, u, _ in vm.worst)
+        dev.add_row("worst sync", Text(worst, style="yellow" if vm.over_budget else "dim"))
+    dev.add_row("acks", f"{vm.acks:,} fire reports")
     fire = "-" if vm.fire_error_p99_us is None else f"{vm.fire_error_p99_us:,.0f} us p99"
     late = "-" if vm.lateness_p99_us is None else f"{vm.lateness_p99_us:,.0f} us p99"
     dev.add_row("fire error", fire)

@@ -38,7 +38,7 @@ from cues.compiler import compile_show
 from cues.timeline import Fade, Timeline
 from simulators.broker import MosquittoBroker
 from simulators.devices.venue import SimulatedVenue
-from simulators.report import sync_report
+from simulators.report import sync_report, zone_spread
 from venues.model import Device, MqttEndpoint, Sync, Venue
 
 __all__ = [
@@ -377,8 +377,21 @@ async def play_real(
     expected, cue_of = _expected(timeline, rt.core)
     report = sync_report(sim.records(), expected=expected, cue_of=cue_of, devices=len(venue.devices))
     report.update({"profile": profile, "seed": seed, "mode": "real"})
-    report["controller"] = rt.report()
+    ctl = rt.report()
+    report["telemetry"] = _with_true_offsets(ctl.pop("telemetry"), sim, ctl["telemetry_at"])
+    report["zones"] = zone_spread(sim.records(), {d.id: d.zone for d in venue.devices})
+    report["controller"] = ctl
     return report, sim, rt
+
+
+def _with_true_offsets(rows: list[dict[str, Any]], sim: SimulatedVenue, at: int) -> list[dict[str, Any]]:
+    """Each telemetry row with ``offset_err_us``: the controller's offset estimate minus the
+    simulated clock's true offset at the same instant (only a simulator can know this)."""
+    for r in rows:
+        clock = sim.clocks.get(r["device"])
+        off = r.get("offset_us")
+        r["offset_err_us"] = None if clock is None or off is None else off - (clock.local(at) - at) / 1000
+    return rows
 
 
 # --------------------------------------------------------------------------------- commands

@@ -21,9 +21,11 @@ import numpy.typing as npt
 
 from simulators.record import Recorder
 
-__all__ = ["FIRE_KINDS", "spread_stats", "sync_report"]
+__all__ = ["FIRE_KINDS", "ZONE_BANDS_US", "spread_stats", "sync_report", "zone_spread"]
 
 FIRE_KINDS = ("cue", "fade", "osc")
+ZONE_BANDS_US = (0.0, 100.0, 250.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 20_000.0, 100_000.0)
+"""Lower edges (us) of the per-zone histogram's bands; the last band is open-ended."""
 
 
 def _pct(x: npt.NDArray[np.float64], q: float) -> float:
@@ -55,6 +57,7 @@ def spread_stats(
         dev = np.abs(ts - np.median(ts)) / 1000.0
         pooled.append(dev)
         per[int(s[a])] = {
+            "median_ns": int(t[a]) + round(float(np.median(ts))),
             "devices": int(b - a),
             "p50_us": _pct(dev, 50),
             "p99_us": _pct(dev, 99),
@@ -110,8 +113,10 @@ def sync_report(
             med = np.median(f_t[m])
             late_devices.update(f_dev[m][np.abs(f_t[m] - med) / 1000.0 > late_us].tolist())
     cues = []
+    t_first = min((p["median_ns"] for p in per.values()), default=0)
     for sq in sorted(per):
-        row = {"seq": sq, "cue": (cue_of or {}).get(sq, ""), **per[sq]}
+        row: dict[str, Any] = {"seq": sq, "cue": (cue_of or {}).get(sq, ""), **per[sq]}
+        row["t_s"] = (row.pop("median_ns") - t_first) / 1e9  # when it fired, from the first cue
         if sq in base_per:
             row["baseline_p99_us"] = base_per[sq]["p99_us"]
             row["baseline_range_us"] = base_per[sq]["range_us"]
@@ -131,3 +136,44 @@ def sync_report(
         "missed_by_device": dict(sorted(missed_by_device.items())[:50]),
         "cues": cues,
     }
+
+
+def zone_spread(recorder: Recorder, zone_of: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Per zone: each device's distance from its cue's median (the median over *every* device
+    that fired the cue, so a zone that fires late as a block shows), pooled over cues, with a
+    histogram over :data:`ZONE_BANDS_US`. ``zone_of`` maps device id -> zone."""
+    cols = recorder.columns()
+    fire = np.isin(cols["what"], FIRE_KINDS) & (cols["seq"] >= 0)
+    seq, dev, t = cols["seq"][fire], cols["device"][fire], cols["true_ns"][fire]
+    if seq.size == 0:
+        return {}
+    order = np.lexsort((t, dev, seq))
+    seq, dev, t = seq[order], dev[order], t[order]
+    first = np.ones(seq.size, dtype=bool)
+    first[1:] = (seq[1:] != seq[:-1]) | (dev[1:] != dev[:-1])
+    seq, dev, t = seq[first], dev[first], t[first]
+    ids = recorder.device_ids
+    zones = np.array([zone_of.get(ids[i], "") if i < len(ids) else "" for i in dev.tolist()], dtype=object)
+    devs_us = np.full(seq.size, np.nan)
+    bounds = np.flatnonzero(np.r_[True, seq[1:] != seq[:-1], True])
+    for a, b in itertools.pairwise(bounds):
+        if b - a < 2:
+            continue
+        ts = (t[a:b] - t[a]).astype(np.float64)
+        devs_us[a:b] = np.abs(ts - np.median(ts)) / 1000.0
+    edges = np.array([*ZONE_BANDS_US, np.inf])
+    out: dict[str, dict[str, Any]] = {}
+    for z in sorted({str(z) for z in zones.tolist()}):
+        x = devs_us[(zones == z) & ~np.isnan(devs_us)]
+        if x.size == 0:
+            continue
+        counts, _ = np.histogram(x, bins=edges)
+        out[z] = {
+            "devices": len(set(dev[zones == z].tolist())),
+            "fires": int(x.size),
+            "p50_us": _pct(x, 50),
+            "p99_us": _pct(x, 99),
+            "max_us": float(x.max()),
+            "hist": [int(c) for c in counts],
+        }
+    return out

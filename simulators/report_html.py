@@ -8,6 +8,8 @@ from typing import Any
 
 __all__ = ["render_html"]
 
+_BANDS_US = (0.0, 100.0, 250.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 20_000.0, 100_000.0)  # report.ZONE_BANDS_US
+
 _W, _H, _PAD = 760, 260, 48
 
 
@@ -23,7 +25,10 @@ def _axis_max(values: list[float]) -> float:
 
 
 def _spread_plot(cues: list[dict[str, Any]]) -> str:
-    """Spread per cue in order of the show: p99 of the timed delivery vs on receipt (log scale)."""
+    """Spread per cue over the show's time: p99 of the timed delivery vs on receipt (log scale).
+
+    The x axis is when each cue fired (``t_s``, seconds from the first cue); reports without it
+    fall back to cues in show order."""
     if not cues:
         return "<p>No cue reached two or more devices.</p>"
     vals = [c["p99_us"] for c in cues] + [c.get("baseline_p99_us", 0.0) for c in cues]
@@ -37,6 +42,16 @@ def _spread_plot(cues: list[dict[str, Any]]) -> str:
 
     n = len(cues)
     step = (_W - 2 * _PAD) / max(n, 1)
+    times = [c.get("t_s") for c in cues]
+    timed_x = all(isinstance(t, int | float) for t in times)
+    t_max = max([float(t) for t in times if isinstance(t, int | float)] + [1e-9])
+
+    def x_of(i: int) -> float:
+        t = times[i]
+        if timed_x and isinstance(t, int | float):
+            return _PAD + 8 + (float(t) / t_max) * (_W - 2 * _PAD - 16)
+        return _PAD + i * step + step / 2
+
     parts = [
         f'<svg viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img">',
         f'<rect width="{_W}" height="{_H}" fill="#111"/>',
@@ -51,7 +66,7 @@ def _spread_plot(cues: list[dict[str, Any]]) -> str:
         )
         decade *= 10
     for i, c in enumerate(cues):
-        x = _PAD + i * step + step / 2
+        x = x_of(i)
         if "baseline_p99_us" in c:
             parts.append(
                 f'<circle cx="{x:.1f}" cy="{y(c["baseline_p99_us"]):.1f}" r="3" fill="#e0664f">'
@@ -66,9 +81,9 @@ def _spread_plot(cues: list[dict[str, Any]]) -> str:
         f'<text x="{_PAD}" y="20" fill="#4fd18b" font-size="13">● timed delivery (p99 per cue)</text>'
     )
     parts.append(f'<text x="{_PAD + 260}" y="20" fill="#e0664f" font-size="13">● firing on receipt</text>')
+    axis = f"seconds from the first cue (0 to {t_max:,.1f} s)" if timed_x else "cues in show order"
     parts.append(
-        f'<text x="{_W / 2}" y="{_H - 12}" fill="#aaa" font-size="12" text-anchor="middle">'
-        "cues in show order</text>"
+        f'<text x="{_W / 2}" y="{_H - 12}" fill="#aaa" font-size="12" text-anchor="middle">{axis}</text>'
     )
     parts.append("</svg>")
     return "".join(parts)
@@ -126,6 +141,18 @@ def render_html(report: dict[str, Any]) -> str:
         f"<td>{c.get('baseline_p99_us', float('nan')):.0f}</td></tr>"
         for c in cues
     )
+    zones: dict[str, dict[str, Any]] = report.get("zones") or {}
+    ctl = report.get("controller") or {}
+    telemetry: list[dict[str, Any]] = report.get("telemetry") or ctl.get("telemetry") or []
+    budget = ctl.get("sync_budget_us", report.get("sync_budget_us"))
+    over = sum(1 for r in telemetry if r.get("over_budget"))
+    synced = sum(1 for r in telemetry if r.get("synced"))
+    tel_head = html.escape(
+        f"{synced:,} of {len(telemetry):,} devices clock-synced; {over:,} over the "
+        + (f"{budget:,.0f} us " if isinstance(budget, int | float) else "")
+        + "uncertainty budget (or not synced). Delays are ping round trips; fire error is the "
+        "device's reported fire instant against the cue's, read through the controller's clock model."
+    )
     mode = html.escape(str(report.get("mode", "")))
     profile = html.escape(str(report.get("profile", "")))
     head = (
@@ -141,6 +168,10 @@ h1 {{ font-size:20px; }} h2 {{ font-size:16px; margin-top:28px; }}
 table {{ border-collapse:collapse; }}
 td, th {{ padding:3px 10px; border-bottom:1px solid #222; text-align:right; }}
 td:first-child, th:first-child {{ text-align:left; }}
+.plots {{ display:flex; flex-wrap:wrap; gap:24px; }}
+.plots svg {{ max-width:100%; height:auto; }}
+tr.over td {{ color:#f2c14e; }}
+#zone-table {{ margin-top:8px; }}
 </style></head><body>
 <h1>Madang sync report: {mode} time, profile {profile}</h1>
 <p>{head}</p>
@@ -148,12 +179,137 @@ td:first-child, th:first-child {{ text-align:left; }}
 <span class="big">p99 {report["spread_p99_us"]:.0f} us</span> (p50 {report["spread_p50_us"]:.0f} us,
 max {report["spread_max_us"]:.0f} us). Firing on receipt would have given
 <span class="base">p99 {report["baseline_spread_p99_us"]:.0f} us</span>.</p>
-<h2>Spread over the show</h2>
-{_spread_plot(cues)}
+<div class="plots">
+<section><h2>Spread over the show</h2>
+{_spread_plot(cues)}</section>
+<section><h2>Per zone: distance from each cue's median</h2>
+{_zone_histogram(zones)}
+{_zone_table(zones)}</section>
+</div>
 <h2>Cues by spread (p99)</h2>
 {_histogram(cues)}
+<h2>Devices, worst first</h2>
+<p>{tel_head}</p>
+{_telemetry_table(telemetry)}
 <h2>Per cue</h2>
 <table><tr><th>cue</th><th>seq</th><th>devices</th><th>p50 us</th><th>p99 us</th><th>max us</th>
 <th>on receipt p99 us</th></tr>{rows}</table>
 </body></html>
 """
+
+
+def _band_label(i: int, edges: tuple[float, ...]) -> str:
+    if i + 1 < len(edges):
+        return f"<{_fmt_us(edges[i + 1])}"
+    return f">{_fmt_us(edges[i])}"
+
+
+_ZONE_COLOURS = ("#4fd18b", "#5aa9e6", "#f2c14e", "#c77dff", "#e0664f", "#7ae7c7", "#ff9fb2", "#b8b8b8")
+
+
+def _zone_histogram(zones: dict[str, dict[str, Any]]) -> str:
+    """Per zone, the share of its fires in each band of distance from the cue's median."""
+    if not zones:
+        return '<p id="zone-histogram">No per-zone figures in this report.</p>'
+    edges = _BANDS_US
+    nb = len(edges)
+    names = list(zones)
+    h = _H + 40
+    bw = (_W - 2 * _PAD) / nb
+    inner = bw - 10
+    parts = [
+        f'<svg id="zone-histogram" viewBox="0 0 {_W} {h}" width="{_W}" height="{h}" role="img" '
+        'aria-label="per-zone histogram of fire deviations">',
+        f'<rect width="{_W}" height="{h}" fill="#111"/>',
+    ]
+    for k in (0.25, 0.5, 0.75, 1.0):
+        yy = h - _PAD - k * (h - 2 * _PAD)
+        parts.append(f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#2a2a2a"/>')
+        parts.append(
+            f'<text x="{_PAD - 6}" y="{yy + 4:.1f}" fill="#aaa" font-size="11" '
+            f'text-anchor="end">{k:.0%}</text>'
+        )
+    for zi, z in enumerate(names):
+        counts = zones[z].get("hist", [])
+        total = max(1, sum(counts))
+        col = _ZONE_COLOURS[zi % len(_ZONE_COLOURS)]
+        w = inner / max(1, len(names))
+        for i, c in enumerate(counts[:nb]):
+            frac = c / total
+            bh = frac * (h - 2 * _PAD)
+            x = _PAD + i * bw + 5 + zi * w
+            parts.append(
+                f'<rect class="zone-bar" data-zone="{html.escape(z)}" x="{x:.1f}" y="{h - _PAD - bh:.1f}" '
+                f'width="{max(w - 1, 1):.1f}" height="{bh:.1f}" fill="{col}">'
+                f"<title>{html.escape(z)}: {c} of {total} fires {html.escape(_band_label(i, edges))} "
+                f"({frac:.1%})</title></rect>"
+            )
+    parts.extend(
+        f'<text x="{_PAD + i * bw + bw / 2:.1f}" y="{h - _PAD + 16}" fill="#aaa" font-size="11" '
+        f'text-anchor="middle">{html.escape(_band_label(i, edges))}</text>'
+        for i in range(nb)
+    )
+    lx: float = _PAD
+    for zi, z in enumerate(names):
+        col = _ZONE_COLOURS[zi % len(_ZONE_COLOURS)]
+        label = f"● {z} (p99 {zones[z].get('p99_us', 0):,.0f} us, {zones[z].get('devices', 0)} devices)"
+        parts.append(f'<text x="{lx}" y="20" fill="{col}" font-size="12">{html.escape(label)}</text>')
+        lx += 12 + 6.6 * len(label)
+        if lx > _W - 200 and zi + 1 < len(names):
+            break
+    parts.append(
+        f'<text x="{_W / 2}" y="{h - 8}" fill="#aaa" font-size="12" text-anchor="middle">'
+        "distance from the cue's median fire instant (share of the zone's fires)</text>"
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _zone_table(zones: dict[str, dict[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(z)}</td><td>{v.get('devices', 0):,}</td><td>{v.get('fires', 0):,}</td>"
+        f"<td>{v.get('p50_us', 0):,.0f}</td><td>{v.get('p99_us', 0):,.0f}</td>"
+        f"<td>{v.get('max_us', 0):,.0f}</td></tr>"
+        for z, v in zones.items()
+    )
+    return (
+        '<table id="zone-table"><tr><th>zone</th><th>devices</th><th>fires</th><th>p50 us</th>'
+        f"<th>p99 us</th><th>max us</th></tr>{rows}</table>"
+    )
+
+
+_TEL_COLS = (
+    ("device", "device", None),
+    ("zone", "zone", None),
+    ("sync", "sync", None),
+    ("offset_us", "offset us", "{:,.0f}"),
+    ("offset_err_us", "offset error us (true)", "{:,.0f}"),
+    ("drift_ppm", "drift ppm", "{:,.1f}"),
+    ("delay_p50_us", "delay p50 us", "{:,.0f}"),
+    ("delay_p99_us", "delay p99 us", "{:,.0f}"),
+    ("uncertainty_us", "uncertainty us", "{:,.0f}"),
+    ("acks", "acks", "{:,}"),
+    ("fire_error_us", "fire error us", "{:,.0f}"),
+    ("fire_error_max_us", "fire error max us", "{:,.0f}"),
+)
+
+
+def _telemetry_table(rows: list[dict[str, Any]], limit: int = 200) -> str:
+    """The per-device telemetry, worst first (the report keeps them in that order)."""
+    if not rows:
+        return '<p id="telemetry">No per-device telemetry in this report.</p>'
+    cols = [c for c in _TEL_COLS if any(c[0] in r for r in rows)]
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in cols) + "<th>state</th>"
+    body = []
+    for r in rows[:limit]:
+        cells = []
+        for key, _, fmt in cols:
+            v = r.get(key)
+            text = "-" if v is None else (fmt.format(v) if fmt else str(v))
+            cells.append(f"<td>{html.escape(text)}</td>")
+        state = "over budget" if r.get("over_budget") else ("synced" if r.get("synced") else "not synced")
+        cls = "over" if r.get("over_budget") else ""
+        cells.append(f"<td>{state}</td>")
+        body.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
+    more = "" if len(rows) <= limit else f"<p>{len(rows) - limit:,} more devices in the JSON report.</p>"
+    return f'<table id="telemetry"><tr>{head}</tr>{"".join(body)}</table>{more}'

@@ -46,6 +46,7 @@ from controller.engine import (
 )
 from controller.engine import Send as EngineSend
 from controller.osc import Typed, encode_message
+from controller.topics import device_filters, device_root
 from controller.transport import Command, State
 from cues.timeline import Fade, MqttSend, OscSend, Timeline
 from venues.model import Sync, Venue
@@ -158,6 +159,9 @@ class ControllerCore:
         self.edge_horizon_ns = edge_horizon_ns
         self.state_every_ns = state_every_ns
         self.health: dict[str, DeviceHealth] = {d.id: DeviceHealth() for d in venue.devices}
+        # Each device's MQTT topic root (its venue ``mqtt.base``, or madang/dev/{id}), both ways.
+        self.root: dict[str, str] = {d.id: device_root(d) for d in venue.devices}
+        self.by_root: dict[str, str] = {r: did for did, r in self.root.items()}
         self.by_endpoint: dict[tuple[str, int], str] = {}
         for d in venue.devices:
             ep = self.delivery.endpoint(d)
@@ -357,14 +361,14 @@ class ControllerCore:
     # -- receiving ---------------------------------------------------------------------------
 
     def receive_mqtt(self, topic: str, payload: bytes, now: int) -> None:
-        """A message from the broker (the runtime subscribes to ``madang/dev/+/#`` and event topics)."""
+        """A message from the broker (the runtime subscribes to :meth:`device_filters` and events)."""
         if len(payload) > MAX_PAYLOAD:
             self.counters["bad_messages"] += 1
             return
-        parts = topic.split("/")
-        if len(parts) == 4 and parts[0] == "madang" and parts[1] == "dev":
-            device, kind = parts[2], parts[3]
-            if device in self.health and kind in ("pong", "status", "fired"):
+        root, _, kind = topic.rpartition("/")
+        if kind in ("pong", "status", "fired"):
+            device = self.by_root.get(root)
+            if device is not None:
                 try:
                     body = msgspec.json.decode(payload)
                 except msgspec.DecodeError:
@@ -378,6 +382,11 @@ class ControllerCore:
         if self.engine.state in (State.ARMED, State.PLAYING):
             self.counters["events"] += 1
             self._plan(self.engine.receive_event("mqtt", topic, topic, now), now)
+
+    def device_filters(self) -> list[str]:
+        """What to subscribe to for every device's pongs, status and fire reports (QoS 0)."""
+        devices = self.venue.devices
+        return [f for kind in ("pong", "status", "fired") for f in device_filters(devices, kind)]
 
     def receive_osc(self, source: tuple[str, int], address: str, args: list[Any], now: int) -> None:
         """An OSC message from a device (pongs, fire reports) or an event source."""
@@ -482,7 +491,7 @@ class ControllerCore:
                     [
                         MqttPublish(
                             now,
-                            f"madang/dev/{device}/ping",
+                            f"{self.root[device]}/ping",
                             body,
                             0,
                             False,
@@ -498,7 +507,7 @@ class ControllerCore:
             if msg is None:
                 continue
             self._queue(
-                [MqttPublish(now, f"madang/dev/{device}/clock", self._enc.encode(msg), 1, True, device)], None
+                [MqttPublish(now, f"{self.root[device]}/clock", self._enc.encode(msg), 1, True, device)], None
             )
 
     # -- telemetry ---------------------------------------------------------------------------

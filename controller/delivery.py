@@ -35,6 +35,7 @@ import msgspec
 
 from controller.clock import NTP_IMMEDIATELY, ns_to_ntp
 from controller.osc import encode_bundle, encode_message
+from controller.topics import device_root
 from cues.timeline import Ease, JsonValue, OscArg
 from venues.model import Device, Sync, Venue
 
@@ -378,7 +379,7 @@ class Delivery:
                 if s is not None:
                     out.append(s)
             elif dev.mqtt is not None:
-                t = substitute(topic or "madang/dev/{id}/param/" + param, a)
+                t = substitute(topic, a) if topic else f"{device_root(dev)}/param/{param}"
                 out.append(
                     MqttPublish(
                         max(now, at_ns - self._early_ns(dev)),
@@ -441,7 +442,6 @@ class Delivery:
             dev = self.venue.device(did)
             safe = dev.safe or {"brightness": 0}
             ep = self.endpoint(dev)
-            a = self._attrs[did]
             for param, value in safe.items():
                 v: OscArg = float(value) if isinstance(value, int | float) else value
                 if ep is not None:
@@ -450,7 +450,7 @@ class Delivery:
                     out.append(
                         MqttPublish(
                             now,
-                            substitute("madang/dev/{id}/param/" + param, a),
+                            f"{device_root(dev)}/param/{param}",
                             self._enc.encode({"param": param, "value": value}),
                             1,
                             False,

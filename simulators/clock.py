@@ -75,6 +75,8 @@ class DeviceClock:
 
     def _stepped(self, true_ns: int) -> int:
         """Sum of the steps that happened at or before ``true_ns``."""
+        if not self._cum:
+            return 0
         total = 0
         for (at, _), c in zip(self.steps, self._cum, strict=True):
             if at > true_ns:
@@ -84,7 +86,8 @@ class DeviceClock:
 
     def local(self, true_ns: int) -> int:
         """The device's reading at true instant ``true_ns``."""
-        return self._linear(true_ns) + self._stepped(true_ns)
+        v = true_ns + self.offset_ns + ((true_ns - self.epoch_ns) * self._drift_ppt) // _PPT
+        return v + self._stepped(true_ns) if self._cum else v
 
     def _first_linear(self, local_ns: int, step_sum: int) -> int:
         """Smallest true ``t`` with ``_linear(t) + step_sum >= local_ns`` (no step boundaries)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,11 +48,29 @@ class Handle:
         self.cancelled = True
 
 
+# A heap entry: (instant, tie-break counter, fn, args, handle or None). ``fn is None`` marks a
+# batch: ``args`` is then a ``_Batch`` whose calls run in order under the entry's counter.
+_Entry = tuple[int, int, Callable[..., object] | None, Any, Handle | None]
+
+
+class _Batch:
+    """Calls sorted by instant that share one heap entry: ``items[i:]`` are still to run."""
+
+    __slots__ = ("i", "items")
+
+    def __init__(self, items: list[tuple[int, Callable[..., object], tuple[Any, ...]]]) -> None:
+        self.items = items
+        self.i = 0
+
+
 class VirtualTime:
     """A deterministic discrete-event scheduler over integer nanoseconds of true time.
 
     ``now`` starts at ``start_ns``. ``rng`` is a seeded random stream for whoever needs one.
-    Schedule with :meth:`call_at` / :meth:`call_later`, then drive with :meth:`run_until`.
+    Schedule with :meth:`call_at` / :meth:`call_later` (cancellable), :meth:`post` (not
+    cancellable, cheaper) or :meth:`post_batch` (many calls in one heap entry), then drive with
+    :meth:`run_until`. Events run in order of ``(instant, order of scheduling)``; the calls of one
+    batch share the order of the batch.
     """
 
     __slots__ = ("_counter", "_heap", "events_run", "now", "rng", "seed")
@@ -61,60 +79,99 @@ class VirtualTime:
         self.now = start_ns
         self.seed = seed
         self.rng = random.Random(f"vtime:{seed}")
-        self._heap: list[tuple[int, int, Handle]] = []
+        self._heap: list[_Entry] = []
         self._counter = 0
         self.events_run = 0
 
     def call_at(self, when: int, fn: Callable[..., object], *args: Any) -> Handle:
         """Run ``fn(*args)`` at true instant ``when`` (``now`` if ``when`` is in the past)."""
-        when = max(when, self.now)
+        if when < self.now:
+            when = self.now
         h = Handle(when, fn, args)
         self._counter += 1
-        heapq.heappush(self._heap, (when, self._counter, h))
+        heapq.heappush(self._heap, (when, self._counter, fn, args, h))
         return h
 
     def call_later(self, delay_ns: int, fn: Callable[..., object], *args: Any) -> Handle:
         """Run ``fn(*args)`` ``delay_ns`` from now."""
         return self.call_at(self.now + delay_ns, fn, *args)
 
+    def post(self, when: int, fn: Callable[..., object], *args: Any) -> None:
+        """Like :meth:`call_at`, without a handle: the call cannot be cancelled."""
+        if when < self.now:
+            when = self.now
+        self._counter += 1
+        heapq.heappush(self._heap, (when, self._counter, fn, args, None))
+
+    def post_batch(self, items: list[tuple[int, Callable[..., object], tuple[Any, ...]]]) -> None:
+        """Run each ``fn(*args)`` of ``(when, fn, args)`` at its instant; ``items`` must be sorted
+        by instant (not earlier than now). One heap entry serves them all: a fan-out to ten
+        thousand subscribers costs one push, and runs of them due before anything else need none."""
+        if not items:
+            return
+        if items[0][0] < self.now:
+            raise ValueError("post_batch: items must not be in the past")
+        self._counter += 1
+        heapq.heappush(self._heap, (items[0][0], self._counter, None, _Batch(items), None))
+
     def next_at(self) -> int | None:
         """The instant of the next pending event, or ``None`` when there is none."""
         heap = self._heap
-        while heap and heap[0][2].cancelled:
+        while heap:
+            h = heap[0][4]
+            if h is None or not h.cancelled:
+                return heap[0][0]
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return None
 
     def run_until(self, until_ns: int) -> int:
         """Run every event due at or before ``until_ns`` in order, then set ``now = until_ns``.
 
         Returns how many events ran. Events scheduled while running are honoured if due in time.
         """
-        heap = self._heap
-        pop = heapq.heappop
-        n = 0
-        while heap and heap[0][0] <= until_ns:
-            when, _, h = pop(heap)
-            if h.cancelled:
-                continue
-            self.now = when
-            h.fn(*h.args)
-            n += 1
-        self.now = max(self.now, until_ns)
-        self.events_run += n
+        n = self._run(until_ns)
+        if until_ns > self.now:
+            self.now = until_ns
         return n
 
     def run(self, limit_ns: int | None = None) -> int:
         """Run until nothing is pending (or until ``limit_ns``); returns how many events ran."""
+        return self._run(limit_ns)
+
+    def _run(self, until: int | None) -> int:
         heap = self._heap
         pop = heapq.heappop
+        push = heapq.heappush
         n = 0
-        while heap and (limit_ns is None or heap[0][0] <= limit_ns):
-            when, _, h = pop(heap)
-            if h.cancelled:
+        while heap and (until is None or heap[0][0] <= until):
+            when, order, fn, args, h = pop(heap)
+            if fn is not None:
+                if h is not None and h.cancelled:
+                    continue
+                self.now = when
+                fn(*args)
+                n += 1
                 continue
-            self.now = when
-            h.fn(*h.args)
-            n += 1
+            # A batch: run its calls while they come before every other pending event.
+            batch: _Batch = args
+            items = batch.items
+            i = batch.i
+            end = len(items)
+            while True:
+                at, f, a = items[i]
+                self.now = at
+                f(*a)
+                n += 1
+                i += 1
+                if i == end:
+                    break
+                nxt = items[i][0]
+                if (until is not None and nxt > until) or (
+                    heap and (heap[0][0] < nxt or (heap[0][0] == nxt and heap[0][1] < order))
+                ):
+                    batch.i = i
+                    push(heap, (nxt, order, None, batch, None))
+                    break
         self.events_run += n
         return n
 
@@ -156,6 +213,11 @@ class VirtualNetwork:
     ``connect(name, on_message, will=...)``, ``subscribe(name, filter)``, ``publish(name, topic,
     payload, retain=...)`` and ``disconnect(name, clean=...)``. Counters: ``sent``, ``delivered``,
     ``dropped``.
+
+    A publish that reaches several subscribers (a group cue, the controller's state) is routed
+    once: each subscriber's delay is drawn from its own path, and the deliveries go on the clock
+    as one batch sorted by arrival (:meth:`VirtualTime.post_batch`). Every subscriber gets the
+    same ``payload`` object, which lets a receiver decode it once for all.
     """
 
     def __init__(self, vt: VirtualTime, *, lan: Path | None = None) -> None:
@@ -165,9 +227,11 @@ class VirtualNetwork:
         self._datagram: dict[str, DatagramReceiver] = {}
         self._clients: dict[str, _Client] = {}
         self._retained: dict[str, bytes] = {}
-        # Subscription index: exact topics in a dict, wildcard filters scanned (there are few).
+        # Subscription index: exact topics in a dict, wildcard filters scanned (there are few);
+        # which wildcard filters match a topic is remembered until the set of filters changes.
         self._exact: dict[str, dict[str, _Client]] = {}
         self._wild: dict[str, dict[str, _Client]] = {}
+        self._wild_of: dict[str, tuple[str, ...]] = {}
         self.sent = 0
         self.delivered = 0
         self.dropped = 0
@@ -208,7 +272,7 @@ class VirtualNetwork:
             self.dropped += 1
             return
         for d in delays:
-            self.vt.call_at(now + d, self._deliver_datagram, src, dst, data)
+            self.vt.post(now + d, self._deliver_datagram, src, dst, data)
 
     def _deliver_datagram(self, src: str, dst: str, data: bytes) -> None:
         fn = self._datagram.get(dst)
@@ -248,8 +312,12 @@ class VirtualNetwork:
         """Subscribe a connected client; matching retained messages are sent to it."""
         c = self._clients[name]
         c.filters.add(filter_)
-        index = self._wild if ("+" in filter_ or "#" in filter_) else self._exact
-        index.setdefault(filter_, {})[name] = c
+        if "+" in filter_ or "#" in filter_:
+            if filter_ not in self._wild:
+                self._wild_of.clear()  # a new wildcard filter: topics may match it
+            self._wild.setdefault(filter_, {})[name] = c
+        else:
+            self._exact.setdefault(filter_, {})[name] = c
         for topic, payload in list(self._retained.items()):
             if topic_matches(filter_, topic):
                 self._to_client(c, topic, payload)
@@ -259,13 +327,28 @@ class VirtualNetwork:
         subscriber over theirs."""
         self.sent += 1
         c = self._clients.get(name)
-        path = self.path_of(name)
         now = self.vt.now
-        d = path.stream_delay(now, Direction.UP)
+        at = now + self._paths.get(name, self.lan).stream_up(now)
         if c is not None:
-            d = max(now + d, c.last_up) - now
-            c.last_up = now + d
-        self.vt.call_at(now + d, self._route, topic, payload, retain)
+            if at < c.last_up:
+                at = c.last_up
+            c.last_up = at
+        self.vt.post(at, self._route, topic, payload, retain)
+
+    def _targets(self, topic: str) -> Iterable[_Client]:
+        exact = self._exact.get(topic)
+        wild = self._wild_of.get(topic)
+        if wild is None:
+            wild = tuple(f for f in self._wild if topic_matches(f, topic))
+            self._wild_of[topic] = wild
+        if not wild:
+            return exact.values() if exact else ()
+        targets: dict[str, _Client] = dict(exact) if exact else {}
+        for f in wild:
+            subs = self._wild.get(f)
+            if subs:
+                targets.update(subs)
+        return list(targets.values())
 
     def _route(self, topic: str, payload: bytes, retain: bool) -> None:
         if retain:
@@ -273,20 +356,33 @@ class VirtualNetwork:
                 self._retained[topic] = payload
             else:
                 self._retained.pop(topic, None)  # MQTT: an empty retained message clears it
-        targets: dict[str, _Client] = dict(self._exact.get(topic, {}))
-        for f, clients in self._wild.items():
-            if topic_matches(f, topic):
-                targets.update(clients)
-        for c in targets.values():
-            if c.connected and self._clients.get(c.name) is c:
-                self._to_client(c, topic, payload)
+        clients = self._clients
+        live = [c for c in self._targets(topic) if c.connected and clients.get(c.name) is c]
+        if len(live) == 1:
+            self._to_client(live[0], topic, payload)
+            return
+        if not live:
+            return
+        now = self.vt.now
+        paths, lan = self._paths, self.lan
+        deliver = self._deliver_message
+        items: list[tuple[int, Callable[..., object], tuple[Any, ...]]] = []
+        for c in live:
+            at = now + paths.get(c.name, lan).stream_down(now)
+            if at < c.last_down:
+                at = c.last_down
+            c.last_down = at
+            items.append((at, deliver, (c, topic, payload)))
+        items.sort(key=_at)
+        self.vt.post_batch(items)
 
     def _to_client(self, c: _Client, topic: str, payload: bytes) -> None:
         now = self.vt.now
-        d = self.path_of(c.name).stream_delay(now, Direction.DOWN)
-        at = max(now + d, c.last_down)
+        at = now + self._paths.get(c.name, self.lan).stream_down(now)
+        if at < c.last_down:
+            at = c.last_down
         c.last_down = at
-        self.vt.call_at(at, self._deliver_message, c, topic, payload)
+        self.vt.post(at, self._deliver_message, c, topic, payload)
 
     def _deliver_message(self, c: _Client, topic: str, payload: bytes) -> None:
         if not c.connected or self._clients.get(c.name) is not c:
@@ -298,3 +394,7 @@ class VirtualNetwork:
     def retained(self, topic: str) -> bytes | None:
         """The retained message on ``topic``, if any (for tests and the harness)."""
         return self._retained.get(topic)
+
+
+def _at(item: tuple[int, Callable[..., object], tuple[Any, ...]]) -> int:
+    return item[0]

@@ -111,6 +111,9 @@ class AppDevice:
         }
         base = device.mqtt.base if device.mqtt is not None and device.mqtt.base else "madang/dev/{id}"
         self.base: str = substitute(base, self.attrs)
+        self._ping_topic = f"{self.base}/ping"
+        self._clock_topic = f"{self.base}/clock"
+        self._pong_topic = f"{self.base}/pong"
         self.dropped: Counter[str] = Counter()
         self.alive = False
         self.boot_local = 0
@@ -195,9 +198,16 @@ class AppDevice:
             msg = decode_json(payload)
         except BadInput as e:
             return self._drop(e.reason, topic)
-        if topic == f"{self.base}/ping":
+        return self.receive_decoded(topic, msg, true_now)
+
+    def receive_decoded(self, topic: str, msg: dict[str, Any], true_now: int) -> list[Publish]:
+        """:meth:`receive` for a message already decoded by :func:`~simulators.devices._wire.decode_json`
+        (a driver may decode a message sent to many devices once: ``msg`` is only read, never changed)."""
+        if not self.alive:
+            return []
+        if topic == self._ping_topic:
             return self._pong(msg, true_now, topic)
-        if topic == f"{self.base}/clock":
+        if topic == self._clock_topic:
             return self._clock(msg, topic)
         if topic == "madang/controller/state":
             self.controller_state = msg
@@ -214,7 +224,7 @@ class AppDevice:
         t2 = self.clock.local(true_now)
         # The core replies at once: t3 (just before sending) equals t2 in its own clock.
         body = {"seq": seq, "t1": t1, "t2": t2, "t3": t2}
-        return [Publish(f"{self.base}/pong", encode_json(body))]
+        return [Publish(self._pong_topic, encode_json(body))]
 
     def _clock(self, msg: dict[str, Any], topic: str) -> list[Publish]:
         epoch, off, ppb = msg.get("epoch"), msg.get("offset_ns"), msg.get("drift_ppb")

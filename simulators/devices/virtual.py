@@ -10,7 +10,9 @@ each core's :meth:`tick` at its ``due_at()``, and offers the controller side as
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from simulators.devices._wire import BadInput, decode_json
 from simulators.devices.app import AppDevice
 from simulators.devices.messages import Datagram, Publish
 from simulators.devices.osc_display import OscDisplay
@@ -20,6 +22,7 @@ from simulators.vtime import Handle, VirtualNetwork, VirtualTime
 __all__ = ["CONTROLLER", "VirtualController", "VirtualDriver"]
 
 CONTROLLER = "controller"  # the controller's endpoint name on the virtual network
+_DECODE_CACHE = 1024  # decoded payloads kept (a fan-out's deliveries come close together)
 
 
 class VirtualController:
@@ -70,6 +73,7 @@ class VirtualDriver:
         self.net = net
         self.controller = VirtualController(net)
         self._timers: dict[str, Handle] = {}
+        self._decode_cache: dict[int, tuple[bytes, dict[str, Any] | None]] = {}
 
     # -- OSC displays ---------------------------------------------------------------------------
     def add_display(self, core: OscDisplay, path: Path) -> None:
@@ -104,7 +108,11 @@ class VirtualDriver:
         will = core.will()
 
         def on_message(topic: str, payload: bytes, now: int) -> None:
-            self._publish(did, core.receive(topic, payload, now))
+            msg = self._decoded(payload)
+            # Bad input (None): the core decodes it again, then drops and counts it.
+            out = core.receive(topic, payload, now) if msg is None else core.receive_decoded(topic, msg, now)
+            if out:
+                self._publish(did, out)
             self._reschedule(did, core.due_at(), self._tick_app, core)
 
         self.net.connect(did, on_message, will=(will.topic, will.payload))
@@ -112,6 +120,25 @@ class VirtualDriver:
             self.net.subscribe(did, f)
         self._publish(did, core.connect(self.vt.now))
         self._reschedule(did, core.due_at(), self._tick_app, core)
+
+    def _decoded(self, payload: bytes) -> dict[str, Any] | None:
+        """``payload`` decoded, once for every device it reaches (``None``: bad input).
+
+        The virtual broker hands the same bytes object to every subscriber of a publish, so the
+        cache is keyed by identity; it holds the bytes, so an identity cannot be reused meanwhile.
+        """
+        hit = self._decode_cache.get(id(payload))
+        if hit is not None and hit[0] is payload:
+            return hit[1]
+        try:
+            msg: dict[str, Any] | None = decode_json(payload)
+        except BadInput:
+            msg = None
+        cache = self._decode_cache
+        if len(cache) >= _DECODE_CACHE:
+            cache.clear()
+        cache[id(payload)] = (payload, msg)
+        return msg
 
     def _publish(self, did: str, out: list[Publish]) -> None:
         for p in out:

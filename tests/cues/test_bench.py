@@ -11,3 +11,5 @@ def test_bench_check_small() -> None:
     assert got["cues"] == 20
     assert isinstance(got["actions"], int) and got["actions"] > 40
     assert isinstance(got["check_ms"], float) and got["check_ms"] > 0
+    assert isinstance(got["cpu_ms"], float) and got["cpu_ms"] > 0
+    assert isinstance(got["loadavg_1m"], float)

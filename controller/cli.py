@@ -168,7 +168,13 @@ def _bench_estimator(args: argparse.Namespace) -> dict[str, Any]:
 def _bench_sync(args: argparse.Namespace) -> dict[str, Any]:
     from simulators.harness import bench_sync
 
-    return bench_sync(devices=args.devices, profile=args.profile, virtual=args.virtual, seed=args.seed)
+    return bench_sync(
+        devices=args.devices,
+        profile=args.profile,
+        virtual=args.virtual,
+        seed=args.seed,
+        duration_s=args.duration,
+    )
 
 
 def _bench_mqtt(args: argparse.Namespace) -> dict[str, Any]:
@@ -251,7 +257,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--rate", type=float, default=1.0, help="playback rate (rehearsal at 2x: 2)")
     sp.add_argument(
-        "--go-latency", type=float, default=250.0, metavar="MS",
+        "--go-latency",
+        type=float,
+        default=250.0,
+        metavar="MS",
         help="a GO takes effect this many ms after the press, so every device can fire in sync (default 250)",
     )
     sp.add_argument("--no-view", action="store_true", help="no live terminal view")
@@ -274,7 +283,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--broker", help="MQTT broker URL (default: start a private Mosquitto)")
     sp.add_argument(
-        "--devices", type=int, default=300,
+        "--devices",
+        type=int,
+        default=300,
         help="simulate the first N headsets (default 300; the venue has 1,200: --devices 1200)",
     )
     sp.add_argument("--no-view", action="store_true")
@@ -301,6 +312,13 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--profile", default="wifi")
     bp.add_argument("--virtual", action="store_true", help="seeded virtual time instead of real sockets")
     bp.add_argument("--seed", type=int, default=1)
+    bp.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds of show after GO (default: the whole show with --virtual, 60 s over real sockets)",
+    )
     bp = bench("mqtt", _bench_mqtt, "MQTT publish throughput and round trip, TCP_NODELAY on vs off")
     bp.add_argument("--broker", default=None, help="broker URL (default: a private Mosquitto)")
     bp.add_argument("--messages", type=int, default=100_000)

@@ -133,6 +133,7 @@ class VirtualResult:
     events: int
     wall_s: float
     show_start_ns: int  # true instant of show time 0: the first GO plus the engine's GO delay
+    cpu_s: float = 0.0  # process CPU time of the run (time.process_time), beside wall_s
 
 
 def play_virtual(
@@ -162,6 +163,7 @@ def play_virtual(
     """
     quantum = max(1, poll_quantum_ns)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     sim = SimulatedVenue(venue, mode="virtual", profile=profile, seed=seed)
     sim.start()
     if on_start is not None:
@@ -256,7 +258,9 @@ def play_virtual(
     report["seed"] = seed
     report["mode"] = "virtual"
     start = state.get("start") or state["go_at"] + core.engine.go_delay_ns
-    return VirtualResult(sim, core, report, events, time.perf_counter() - t0, int(start))
+    return VirtualResult(
+        sim, core, report, events, time.perf_counter() - t0, int(start), time.process_time() - c0
+    )
 
 
 def _osc_in(core: ControllerCore, source: tuple[str, int], data: bytes, now: int) -> None:
@@ -556,18 +560,25 @@ def _write_mapped(venue: Venue, path: Path, broker: str) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def bench_sync(*, devices: int, profile: str, virtual: bool, seed: int) -> dict[str, Any]:
-    """``madang bench sync``: spread of fire instants over ``devices`` simulated headsets."""
+def bench_sync(
+    *, devices: int, profile: str, virtual: bool, seed: int, duration_s: float | None = None
+) -> dict[str, Any]:
+    """``madang bench sync``: spread of fire instants over ``devices`` simulated headsets.
+
+    ``duration_s`` is seconds of show after the first GO; ``None``: the whole show in virtual
+    time, 60 s over real sockets. A virtual run also reports its cost: ``wall_s``, ``cpu_s``
+    (``time.process_time``) and ``events`` (virtual-time events run); everything else in the
+    result is a function of the arguments alone (same seed, same JSON but for ``wall_s``/``cpu_s``).
+    """
     timeline, venue = compile_show(shipped_show("han-river"))
     timeline, venue = _scale_headsets(timeline, venue, devices)
     if virtual:
-        res = play_virtual(timeline, venue, profile=profile, seed=seed, duration_ns=120 * S)
+        duration_ns = None if duration_s is None else round(duration_s * S)
+        res = play_virtual(timeline, venue, profile=profile, seed=seed, duration_ns=duration_ns)
         rep = res.report
-        rep["wall_s"] = round(res.wall_s, 2)
-        rep["events"] = res.events
     else:
-        rep, _, _ = asyncio.run(play_real(timeline, venue, profile=profile, seed=seed, duration_s=60.0))
-    sync = res.core.sync if virtual else None
+        real_s = 60.0 if duration_s is None else duration_s
+        rep, _, _ = asyncio.run(play_real(timeline, venue, profile=profile, seed=seed, duration_s=real_s))
     out = {
         k: rep[k]
         for k in (
@@ -584,8 +595,13 @@ def bench_sync(*, devices: int, profile: str, virtual: bool, seed: int) -> dict[
     }
     out.update({"profile": profile, "virtual": virtual, "seed": seed})
     if virtual:
-        out["wall_s"] = rep["wall_s"]
-        out.update(_model_errors(res.sim, sync))
+        out["show_s"] = round((res.sim.now - res.show_start_ns) / S, 3)
+        out["events"] = res.events
+        out["wall_s"] = round(res.wall_s, 2)
+        out["cpu_s"] = round(res.cpu_s, 2)
+        out.update(_model_errors(res.sim, res.core.sync))
+    else:
+        out["show_s"] = real_s
     return out
 
 

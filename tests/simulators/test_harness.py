@@ -3,6 +3,7 @@ virtual-time runs of the real controller core. Virtual time only: nothing sleeps
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -160,12 +161,17 @@ def test_expected_leaves_out_on_receipt_displays_and_streamed_fades(yard: tuple[
 
 
 def test_bench_sync_is_deterministic_per_seed() -> None:
-    a = bench_sync(devices=12, profile="wifi", virtual=True, seed=5)
-    b = bench_sync(devices=12, profile="wifi", virtual=True, seed=5)
-    for k in ("devices", "cues_fired", "missed", "spread_p99_us", "baseline_spread_p99_us", "wall_s"):
+    a = bench_sync(devices=12, profile="wifi", virtual=True, seed=5, duration_s=60)
+    b = bench_sync(devices=12, profile="wifi", virtual=True, seed=5, duration_s=60)
+    c = bench_sync(devices=12, profile="wifi", virtual=True, seed=6, duration_s=60)
+    for k in ("devices", "cues_fired", "missed", "spread_p99_us", "baseline_spread_p99_us", "events"):
         assert k in a
     assert a["devices"] == 17 + 12 and a["synced_devices"] == a["devices"] - 2  # 'none' cannot answer
-    a.pop("wall_s")
-    b.pop("wall_s")
-    assert a == b
+    assert 59 < a["show_s"] <= 60 and a["events"] > 0  # show time 0 is the GO plus its delay
+    for r in (a, b, c):
+        assert r["wall_s"] >= 0 and r["cpu_s"] >= 0
+        del r["wall_s"], r["cpu_s"]  # the only fields that may differ between identical runs
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     assert a["spread_p99_us"] < a["baseline_spread_p99_us"]
+    assert c != a and c["seed"] == 6
+    assert {k: v for k, v in c.items() if k != "seed"} != {k: v for k, v in a.items() if k != "seed"}

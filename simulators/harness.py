@@ -37,6 +37,7 @@ from controller.transport import Arm, Go, Load, State
 from cues.compiler import compile_show
 from cues.timeline import Fade, Timeline
 from simulators.broker import MosquittoBroker
+from simulators.devices.realtime import TIMER_LATENESS
 from simulators.devices.venue import SimulatedVenue
 from simulators.report import sync_report, zone_spread
 from venues.model import Device, MqttEndpoint, Sync, Venue
@@ -314,8 +315,12 @@ async def play_real(
     exit_at_end: bool = True,
     settle_s: float = 2.0,
     faults: FaultHook | None = None,
+    go_delay_ms: float = 250.0,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
+
+    ``duration_s`` is seconds of show, counted from the first GO (the devices' connection and
+    clock-sync settling before it are not counted); ``go_delay_ms`` is the runtime's GO latency.
 
     ``faults``, when given, is started as a task beside the controller once it runs; it receives
     the simulated venue and the runtime and may inject faults at show instants, e.g.::
@@ -332,6 +337,7 @@ async def play_real(
         broker.start()
         broker_url = broker.url
     sim = SimulatedVenue(venue, mode="real", profile=profile, seed=seed, broker_url=broker_url, broker=broker)
+    TIMER_LATENESS.reset()
     try:
         await sim.start_async()
         await sim.wait_connected(timeout_s=60)
@@ -346,9 +352,19 @@ async def play_real(
                 view=view,
                 control_port=control_port,
                 exit_at_end=exit_at_end,
-                max_seconds=duration_s,
+                # A safety net only: the show is cut duration_s after the first GO (below).
+                max_seconds=None if duration_s is None else duration_s + 10 * settle_s + 120.0,
+                go_delay_ms=go_delay_ms,
             ),
         )
+
+        async def cut_after_go() -> None:
+            if duration_s is None:
+                return
+            while rt.core.state in (State.IDLE, State.LOADED, State.ARMED):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(duration_s)
+            rt.request_stop()
 
         async def delayed_auto_go() -> None:
             # Let the devices answer their ping bursts: GO once nearly every device that can be
@@ -363,11 +379,13 @@ async def play_real(
             rt.opts.auto_go = auto_go
 
         task = asyncio.create_task(delayed_auto_go())
+        cut = asyncio.create_task(cut_after_go())
         hook: asyncio.Task[None] | None = None
         if faults is not None:
             hook = asyncio.create_task(faults(sim, rt), name="faults")
         await rt.run()
         task.cancel()
+        cut.cancel()
         await asyncio.sleep(0.5)  # the last fires and reports land
         if hook is not None:
             if not hook.done():
@@ -384,6 +402,8 @@ async def play_real(
     ctl = rt.report()
     report["telemetry"] = _with_true_offsets(ctl.pop("telemetry"), sim, ctl["telemetry_at"])
     report["zones"] = zone_spread(sim.records(), {d.id: d.zone for d in venue.devices})
+    # How late the shared event loop ran the simulated devices' timers (not counted in the spread).
+    report["sim_timer_lateness"] = TIMER_LATENESS.summary()
     report["controller"] = ctl
     return report, sim, rt
 

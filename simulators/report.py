@@ -112,11 +112,20 @@ def sync_report(
             m = f_seq == sq
             med = np.median(f_t[m])
             late_devices.update(f_dev[m][np.abs(f_t[m] - med) / 1000.0 > late_us].tolist())
+    on_receipt = _on_receipt(
+        seq[fire],
+        cols["device"][fire],
+        cols["true_ns"][fire],
+        seq[rx],
+        cols["device"][rx],
+        cols["true_ns"][rx],
+    )
     cues = []
     t_first = min((p["median_ns"] for p in per.values()), default=0)
     for sq in sorted(per):
         row: dict[str, Any] = {"seq": sq, "cue": (cue_of or {}).get(sq, ""), **per[sq]}
         row["t_s"] = (row.pop("median_ns") - t_first) / 1e9  # when it fired, from the first cue
+        row["on_receipt"] = on_receipt.get(sq, 0)
         if sq in base_per:
             row["baseline_p99_us"] = base_per[sq]["p99_us"]
             row["baseline_range_us"] = base_per[sq]["range_us"]
@@ -133,6 +142,7 @@ def sync_report(
         "baseline_spread_p50_us": _pct(base, 50),
         "baseline_spread_p99_us": _pct(base, 99),
         "baseline_spread_max_us": float(base.max()) if base.size else 0.0,
+        "on_receipt": sum(on_receipt.values()),
         "missed_by_device": dict(sorted(missed_by_device.items())[:50]),
         "cues": cues,
     }
@@ -176,4 +186,31 @@ def zone_spread(recorder: Recorder, zone_of: Mapping[str, str]) -> dict[str, dic
             "max_us": float(x.max()),
             "hist": [int(c) for c in counts],
         }
+    return out
+
+
+def _on_receipt(
+    f_seq: npt.NDArray[np.int64],
+    f_dev: npt.NDArray[np.int64],
+    f_true: npt.NDArray[np.int64],
+    r_seq: npt.NDArray[np.int64],
+    r_dev: npt.NDArray[np.int64],
+    r_true: npt.NDArray[np.int64],
+) -> dict[int, int]:
+    """Per cue, how many devices executed it on receipt: their first execution came no earlier
+    than the message's arrival (it arrived after its instant, or the device had no clock model).
+    Those fires measure the network and the fan-out, not the clock sync."""
+    first_rx: dict[tuple[int, int], int] = {}
+    for k, t in zip(zip(r_seq.tolist(), r_dev.tolist(), strict=True), r_true.tolist(), strict=True):
+        if k not in first_rx or t < first_rx[k]:
+            first_rx[k] = t
+    first_fire: dict[tuple[int, int], int] = {}
+    for k, t in zip(zip(f_seq.tolist(), f_dev.tolist(), strict=True), f_true.tolist(), strict=True):
+        if k not in first_fire or t < first_fire[k]:
+            first_fire[k] = t
+    out: dict[int, int] = {}
+    for k, t in first_fire.items():
+        rx_t = first_rx.get(k)
+        if rx_t is not None and t <= rx_t:
+            out[k[0]] = out.get(k[0], 0) + 1
     return out

@@ -19,9 +19,10 @@ are supported because artists use them with anchors.
 Aliases share the anchored object (no copies). To refuse "billion laughs" documents, each alias
 adds the node count of its anchor to a running *expanded* count, bounded by ``max_nodes``.
 
-Positions are stored packed as ints (line << 32 | column, 0-based) in a dict keyed by path, and
-turned into :class:`~venues.errors.Mark` on lookup, so lookups are O(1) and loading does not
-allocate a Mark per value.
+Positions are stored packed as ints (line << 32 | column, 0-based) per collection: for each
+mapping or list, one dict (by key) or list (by index) of its values' marks, found by the
+collection's path. A scalar thus costs one int in its parent's table, not a path tuple and dict
+entries of its own; lookups stay O(1) and build the :class:`~venues.errors.Mark` on demand.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -73,7 +74,8 @@ _StreamEnd: Final = _ev.StreamEndEvent
 
 _MAX_DEPTH: Final = 512
 _QUOTES: Final = ("'", '"')
-_COL_MASK: Final = 0xFFFFFFFF
+_QUOTED_BIT: Final = 1 << 31  # in a packed mark: the scalar is quoted (see Doc)
+_COL_MASK: Final = _QUOTED_BIT - 1
 
 # ---------------------------------------------------------------------------------------------
 # YAML 1.2 core schema resolution of plain scalars
@@ -131,28 +133,65 @@ def resolve_plain(text: str) -> object:
 # ---------------------------------------------------------------------------------------------
 # The document
 
+_Slots = dict[str, int] | list[int]  # one container's packed marks: by key, or by index
+
+
+def _slot(table: Mapping[DocPath, _Slots], path: DocPath) -> int | None:
+    """The packed mark recorded for exactly ``path`` (not the root), or None."""
+    c = table.get(path[:-1])
+    if c is None:
+        return None
+    k = path[-1]
+    if type(c) is dict:
+        return c.get(k)  # type: ignore[arg-type]
+    if type(k) is int and 0 <= k < len(c):
+        return c[k]  # type: ignore[index]
+    return None
+
+
+def _unpack(file: str, packed: int) -> Mark:
+    return Mark(file, (packed >> 32) + 1, (packed & _COL_MASK) + 1)
+
 
 class _MarkMap(Mapping[DocPath, Mark]):
-    """Path -> Mark, backed by packed ints; builds the Mark on lookup."""
+    """Path -> Mark over the per-container tables; builds the Mark on lookup."""
 
-    __slots__ = ("_file", "_packed")
+    __slots__ = ("_file", "_root", "_table")
 
-    def __init__(self, file: str, packed: dict[DocPath, int]) -> None:
+    def __init__(self, file: str, table: Mapping[DocPath, _Slots], root: int | None) -> None:
         self._file = file
-        self._packed = packed
+        self._table = table
+        self._root = root
+
+    def _packed(self, path: object) -> int | None:
+        if type(path) is not tuple:
+            return None
+        if not path:
+            return self._root
+        return _slot(self._table, path)
 
     def __getitem__(self, path: DocPath) -> Mark:
-        p = self._packed[path]
-        return Mark(self._file, (p >> 32) + 1, (p & _COL_MASK) + 1)
+        p = self._packed(path)
+        if p is None:
+            raise KeyError(path)
+        return _unpack(self._file, p)
 
     def __contains__(self, path: object) -> bool:
-        return path in self._packed
+        return self._packed(path) is not None
 
     def __iter__(self) -> Iterator[DocPath]:
-        return iter(self._packed)
+        if self._root is not None:
+            yield ()
+        for base, c in self._table.items():
+            if type(c) is dict:
+                for k in c:
+                    yield (*base, k)
+            else:
+                for i in range(len(c)):
+                    yield (*base, i)
 
     def __len__(self) -> int:
-        return len(self._packed)
+        return (self._root is not None) + sum(len(c) for c in self._table.values())
 
 
 @dataclass(frozen=True)
@@ -160,17 +199,44 @@ class Doc:
     """A loaded YAML document: plain data plus the source position of every value.
 
     ``data`` holds only dict / list / str / int / float / bool / None; aliases share objects.
-    ``marks`` maps a path (keys and indices from the root; ``()`` is the root) to the start of
-    the value there; ``key_marks`` maps the path of a mapping entry to the start of its key.
-    Values reached through an alias have no marks of their own: :meth:`mark` then answers with
-    the alias's position, the nearest ancestor that has one.
+    :attr:`marks` maps a path (keys and indices from the root; ``()`` is the root) to the start
+    of the value there; :attr:`key_marks` maps the path of a mapping entry to the start of its
+    key. Values reached through an alias have no marks of their own: :meth:`mark` then answers
+    with the alias's position, the nearest ancestor that has one.
+
+    The positions are kept per collection, not per value (the loader would otherwise build a
+    path tuple and two dict entries for each of hundreds of thousands of scalars): ``_values``
+    maps the path of each collection to its values' packed marks (``line << 32 | column``,
+    0-based, bit 31 set for a quoted scalar), a dict by key for a mapping or a list by index
+    for a sequence; ``_keys`` does the same for the keys of each mapping; ``_root`` is the
+    root's packed mark.
     """
 
     data: Any
     file: str
-    marks: Mapping[tuple[str | int, ...], Mark]
-    key_marks: Mapping[tuple[str | int, ...], Mark]
-    quoted: frozenset[tuple[str | int, ...]] = frozenset()  # paths of quoted scalars
+    _values: Mapping[DocPath, _Slots] = field(default_factory=dict, repr=False)
+    _keys: Mapping[DocPath, dict[str, int]] = field(default_factory=dict, repr=False)
+    _root: int | None = field(default=None, repr=False)
+
+    @property
+    def marks(self) -> Mapping[DocPath, Mark]:
+        """Path -> start of the value there, for every value read from the file."""
+        return _MarkMap(self.file, self._values, self._root)
+
+    @property
+    def key_marks(self) -> Mapping[DocPath, Mark]:
+        """Path of a mapping entry -> start of its key."""
+        return _MarkMap(self.file, self._keys, None)
+
+    @property
+    def quoted(self) -> frozenset[DocPath]:
+        """The paths of quoted scalars."""
+        return frozenset(
+            p for p in _MarkMap(self.file, self._values, self._root) if (self._exact(p) or 0) & _QUOTED_BIT
+        )
+
+    def _exact(self, path: DocPath) -> int | None:
+        return self._root if not path else _slot(self._values, path)
 
     def text_mark(self, path: Sequence[str | int], offset: int = 0) -> Mark:
         """The position of character ``offset`` of the (one-line) string at ``path``.
@@ -179,25 +245,32 @@ class Doc:
         column ``offset`` of a string (a selector, a time code) points at the right character.
         """
         m = self.mark(path)
-        skip = 1 if tuple(path) in self.quoted else 0
+        exact = self._exact(tuple(path))
+        skip = 1 if exact is not None and exact & _QUOTED_BIT else 0
         return Mark(m.file, m.line, m.col + skip + offset)
 
     def mark(self, path: Sequence[str | int]) -> Mark:
         """The start of the value at ``path``, or of its nearest marked ancestor; never raises."""
         p = tuple(path)
-        marks = self.marks
-        while True:
-            if p in marks:
-                return marks[p]
-            if not p:
-                return Mark(self.file, 1, 1)
+        values = self._values
+        while p:
+            packed = _slot(values, p)
+            if packed is not None:
+                return _unpack(self.file, packed)
             p = p[:-1]
+        if self._root is not None:
+            return _unpack(self.file, self._root)
+        return Mark(self.file, 1, 1)
 
     def key_mark(self, path: Sequence[str | int]) -> Mark:
         """The start of the key of the mapping entry at ``path``; falls back to :meth:`mark`."""
         p = tuple(path)
-        if p in self.key_marks:
-            return self.key_marks[p]
+        if p:
+            keys = self._keys.get(p[:-1])
+            if keys is not None:
+                packed = keys.get(p[-1])  # type: ignore[arg-type]
+                if packed is not None:
+                    return _unpack(self.file, packed)
         return self.mark(p)
 
     def get(self, path: Sequence[str | int], default: Any = None) -> Any:
@@ -267,14 +340,14 @@ def _parse(text: str | bytes, file: str, *, max_nodes: int, pure: bool) -> Doc:
         text = _decode(text, file)
     if text.startswith("\ufeff"):
         text = text[1:]
-    events = _events(text, pure)
+    get_event = _event_source(text, pure)
     builder = _Builder(file, max_nodes)
     # The build allocates hundreds of thousands of containers and tuples and frees none: the
     # cyclic collector would scan them again and again for nothing (about 15% of the time).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        builder.run(events)
+        builder.run(get_event)
     except _MarkedYAMLError as e:
         raise SourceErrors.of([*builder.findings, _syntax_finding(e, file)]) from None
     except _ReaderError as e:
@@ -286,27 +359,17 @@ def _parse(text: str | bytes, file: str, *, max_nodes: int, pure: bool) -> Doc:
             gc.enable()
     if builder.findings:
         raise SourceErrors.of(builder.findings)
-    return Doc(
-        builder.root,
-        file,
-        _MarkMap(file, builder.marks),
-        _MarkMap(file, builder.key_marks),
-        frozenset(builder.quoted),
-    )
+    return Doc(builder.root, file, builder.values, builder.keys, builder.root_packed)
 
 
-def _events(text: str, pure: bool) -> Iterator[Any]:
+def _event_source(text: str, pure: bool) -> Callable[[], Any]:
+    """A function returning the next parser event (the last one is a StreamEndEvent)."""
     if not pure and _CParser is not None:
-        parser = _CParser(text)
-        get = parser.get_event
-        while True:
-            ev = get()
-            yield ev
-            if type(ev) is _StreamEnd:
-                return
+        return cast(Callable[[], Any], _CParser(text).get_event)
     from ruamel.yaml.main import YAML
 
-    yield from YAML(typ="safe", pure=True).parse(text)
+    events: Iterator[Any] = iter(YAML(typ="safe", pure=True).parse(text))
+    return events.__next__
 
 
 class _Abort(Exception):
@@ -326,6 +389,7 @@ class _Frame:
         "merges",
         "path",
         "start",
+        "vm",
     )
 
     def __init__(
@@ -338,7 +402,10 @@ class _Frame:
         self.is_map = is_map
         self.key: object = _MISSING  # mapping: the pending key, or _MISSING when a key is expected
         self.key_packed = 0
-        self.first_seen: dict[str, int] | None = {} if is_map else None  # key -> packed mark
+        # mapping: key -> packed mark of the key (duplicate detection, and the Doc's key marks)
+        self.first_seen: dict[str, int] = {}
+        # the packed marks of the values: by key for a mapping, by index for a sequence
+        self.vm: Any = {} if is_map else []
         self.merges: list[tuple[Any, DocPath | None, int]] | None = None
 
 
@@ -347,94 +414,94 @@ _BAD_KEY: Final = object()  # pending key sentinel for a rejected key: its value
 
 
 class _Builder:
-    """Consumes parser events, builds plain data and records marks."""
+    """Consumes parser events, builds plain data and records marks (per collection, see Doc)."""
 
     def __init__(self, file: str, max_nodes: int) -> None:
         self.file = file
         self.max_nodes = max_nodes
         self.findings: list[Finding] = []
-        self.marks: dict[DocPath, int] = {}
-        self.key_marks: dict[DocPath, int] = {}
+        self.values: dict[DocPath, _Slots] = {}
+        self.keys: dict[DocPath, dict[str, int]] = {}
         self.anchors: dict[str, tuple[Any, DocPath | None, int]] = {}  # name -> (value, path, size)
         self.alias_src: dict[DocPath, DocPath | None] = {}
-        self.quoted: set[DocPath] = set()
         self.root: Any = None
+        self.root_packed: int | None = None
         self.nodes = 0
 
     def mark_at(self, packed: int) -> Mark:
-        return Mark(self.file, (packed >> 32) + 1, (packed & _COL_MASK) + 1)
+        return _unpack(self.file, packed)
 
     def fail(self, packed: int, message: str, hint: str = "") -> None:
         self.findings.append(Finding(self.mark_at(packed), message, hint))
 
-    def run(self, events: Iterable[Any]) -> None:
+    def run(self, get_event: Callable[[], Any]) -> None:
+        """Build from the events ``get_event()`` returns, up to the end of the stream."""
         stack: list[_Frame] = []
         top: _Frame | None = None
-        marks = self.marks
-        key_marks = self.key_marks
+        values = self.values
+        keys = self.keys
         documents = 0
         nodes = 0
         consts = _CONSTANTS.get
         number_start = _NUMBER_START
         resolve = resolve_plain
         missing = _MISSING
-        for ev in events:
+        quotes = _QUOTES
+        quoted_bit = _QUOTED_BIT
+        scalar_t = _Scalar
+        # The open collection's fields, cached in locals (refreshed when it changes): the hot
+        # path below runs for every scalar.
+        hot = False  # the open collection records marks
+        in_map = False
+        cont: Any = None
+        vm: Any = None
+        seen: dict[str, int] = {}
+        while True:
+            ev = get_event()
             t = type(ev)
-            if t is _Scalar:
-                # The hot path, inlined: a plain scalar that is a string key, or a value under a
-                # string key, or a list item, in a marked collection.
+            if t is scalar_t:
+                # The hot path, inlined: a plain or quoted scalar without tag or anchor that is a
+                # string key, or a value under a string key, or a list item, in a marked collection.
                 m = ev.start_mark
                 packed = (m.line << 32) | m.column
                 nodes += 1
-                tag = ev.ctag
                 value: Any = ev.value
-                plain = False
-                if tag is not None:
-                    value = self.tagged_scalar(ev, _tag_text(tag), packed)
-                elif not ev.style:
+                style = ev.style
+                if ev.ctag is not None:
+                    value = self.tagged_scalar(ev, _tag_text(ev.ctag), packed)
+                    plain = False
+                elif not style:
                     plain = True
                     c = consts(value, missing)
                     if c is not missing:
                         value = c
                     elif value[0] in number_start:
                         value = resolve(value)
-                spath: DocPath | None = None
-                if top is None:
-                    self.root = value
-                    marks[()] = packed
-                    spath = ()
                 else:
-                    parent = top.path
-                    if top.is_map:
+                    plain = False
+                vpacked = packed | quoted_bit if not plain and style in quotes else packed
+                if hot and ev.anchor is None:
+                    if in_map:
+                        assert top is not None
                         key = top.key
                         if key is missing:
-                            if type(value) is str and parent is not None and not (plain and value == "<<"):
-                                seen = top.first_seen
-                                if seen is not None and value not in seen:
-                                    seen[value] = packed
-                                    top.key = value
-                                    top.key_packed = packed
-                                    continue
+                            if type(value) is str and value not in seen and not (plain and value == "<<"):
+                                seen[value] = packed
+                                top.key = value
+                                top.key_packed = packed
+                                continue
                             self.take_key(top, value, packed, plain=plain)
-                        elif type(key) is str and parent is not None:
-                            top.container[key] = value
+                            continue
+                        if type(key) is str:
+                            cont[key] = value
+                            vm[key] = vpacked
                             top.key = missing
-                            spath = (*parent, key)
-                            marks[spath] = packed
-                            key_marks[spath] = top.key_packed
-                        else:
-                            spath = self.deliver(top, value, packed, None)
-                    elif parent is not None:
-                        lst = top.container
-                        spath = (*parent, len(lst))
-                        lst.append(value)
-                        marks[spath] = packed
+                            continue
                     else:
-                        spath = self.deliver(top, value, packed, None)
-                if spath is not None and not plain and ev.style in _QUOTES:
-                    self.quoted.add(spath)
-                if ev.anchor is not None:
-                    self.anchors[ev.anchor] = (value, spath, 1)
+                        cont.append(value)
+                        vm.append(vpacked)
+                        continue
+                self.scalar(top, value, packed, vpacked, plain, ev.anchor)
             elif t is _MapStart or t is _SeqStart:
                 m = ev.start_mark
                 packed = (m.line << 32) | m.column
@@ -457,16 +524,32 @@ class _Builder:
                         path = self.deliver(top, container, packed, None)
                 else:
                     self.root = container
-                    marks[()] = packed
+                    self.root_packed = packed
                     path = ()
                 if len(stack) >= _MAX_DEPTH:
                     self.fail(packed, f"nesting deeper than {_MAX_DEPTH} levels", "flatten the structure")
                     raise _Abort
                 top = _Frame(container, path, ev.anchor, nodes - 1, is_map)
+                if path is not None:
+                    values[path] = top.vm
+                    if is_map:
+                        keys[path] = top.first_seen
                 stack.append(top)
+                hot, in_map, cont, vm, seen = path is not None, is_map, container, top.vm, top.first_seen
             elif t is _MapEnd or t is _SeqEnd:
                 frame = stack.pop()
-                top = stack[-1] if stack else None
+                if stack:
+                    top = stack[-1]
+                    hot, in_map, cont, vm, seen = (
+                        top.path is not None,
+                        top.is_map,
+                        top.container,
+                        top.vm,
+                        top.first_seen,
+                    )
+                else:
+                    top = None
+                    hot = False
                 if frame.merges:
                     self.apply_merges(frame)
                 if frame.anchor is not None:
@@ -507,7 +590,7 @@ class _Builder:
                         self.deliver(top, value, packed, src_path)
                 else:
                     self.root = value
-                    marks[()] = packed
+                    self.root_packed = packed
             elif t is _DocStart:
                 documents += 1
                 if documents > 1:
@@ -522,6 +605,8 @@ class _Builder:
                 m = ev.start_mark
                 self.fail((m.line << 32) | m.column, "empty file", _EMPTY_HINT)
                 raise _Abort
+            elif t is _StreamEnd:
+                break
         self.nodes = nodes
         if documents == 0:
             self.findings.append(Finding(Mark(self.file, 1, 1), "empty file", _EMPTY_HINT))
@@ -533,6 +618,22 @@ class _Builder:
                     "split the file",
                 )
             )
+
+    def scalar(
+        self, top: _Frame | None, value: object, packed: int, vpacked: int, plain: bool, anchor: str | None
+    ) -> None:
+        """The cases of a scalar the hot path leaves: the root, an anchor, unmarked or odd keys."""
+        spath: DocPath | None = None
+        if top is None:
+            self.root = value
+            self.root_packed = vpacked
+            spath = ()
+        elif top.is_map and top.key is _MISSING:
+            self.take_key(top, value, packed, plain=plain)
+        else:
+            spath = self.deliver(top, value, vpacked, None)
+        if anchor is not None:
+            self.anchors[anchor] = (value, spath, 1)
 
     def take_key(self, top: _Frame, key: object, packed: int, *, plain: bool) -> None:
         if type(key) is not str:
@@ -548,7 +649,6 @@ class _Builder:
             top.key_packed = packed
             return
         seen = top.first_seen
-        assert seen is not None
         first = seen.get(key)
         if first is not None:
             self.fail(
@@ -569,26 +669,25 @@ class _Builder:
             key = top.key
             top.key = _MISSING
             if key is _BAD_KEY:
-                path = None
-            elif key is _MERGE:
+                return None
+            if key is _MERGE:
                 path = None if parent is None else (*parent, "<<")
                 if top.merges is None:
                     top.merges = []
                 top.merges.append((value, path, top.key_packed))
+                top.vm["<<"] = packed
             else:
                 skey = cast(str, key)
                 top.container[skey] = value
+                top.vm[skey] = packed
                 path = None if parent is None else (*parent, skey)
-                if path is not None:
-                    self.key_marks[path] = top.key_packed
         else:
             lst = top.container
             path = None if parent is None else (*parent, len(lst))
             lst.append(value)
-        if path is not None:
-            self.marks[path] = packed
-            if src_path is not None:
-                self.alias_src[path] = src_path
+            top.vm.append(packed)
+        if path is not None and src_path is not None:
+            self.alias_src[path] = src_path
         return path
 
     def apply_merges(self, frame: _Frame) -> None:
@@ -604,9 +703,9 @@ class _Builder:
                 sources = [(value, path)]
             for item, item_path in sources:
                 if not isinstance(item, dict):
-                    at = self.marks.get(item_path, key_packed) if item_path is not None else key_packed
+                    at = _slot(self.values, item_path) if item_path else None
                     self.fail(
-                        at,
+                        key_packed if at is None else at,
                         f"merge key '<<' needs a mapping, got {_kind(item)}",
                         "write '<<: *defaults' where '&defaults' anchors a mapping (or a list of such)",
                     )
@@ -619,16 +718,20 @@ class _Builder:
                         merged[k] = v
                         merged_from[k] = src
         own = frame.container
-        base = frame.path
-        if base is not None:
+        if frame.path is not None:
+            vm = frame.vm
+            km = frame.first_seen
             for k, src in merged_from.items():
                 if k in own:
                     continue
-                if src is not None and (*src, k) in self.marks:
-                    self.marks[(*base, k)] = self.marks[(*src, k)]
-                    self.key_marks[(*base, k)] = self.key_marks.get((*src, k), self.marks[(*src, k)])
+                src_values = self.values.get(src) if src is not None else None
+                at = src_values.get(k) if type(src_values) is dict else None
+                if at is not None:
+                    src_keys = self.keys.get(src) if src is not None else None
+                    vm[k] = at
+                    km[k] = src_keys.get(k, at) if src_keys is not None else at
                 else:
-                    self.marks[(*base, k)] = self.key_marks[(*base, k)] = frame.merges[0][2]
+                    vm[k] = km[k] = frame.merges[0][2]
         merged.update(own)
         own.clear()
         own.update(merged)

@@ -79,20 +79,45 @@ def time_context(info: ValidationInfo) -> TimeContext:
     return TimeContext()
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_time_cached(kind: str, value: int | float | str, ctx: TimeContext) -> int:
-    # Shows repeat the same few times ("0", "2s", "250ms") thousands of times; parsing is exact
-    # (fractions), so memoising it is what keeps a 5,000-cue check fast. ``kind`` keeps 1 and
-    # 1.0 apart (equal and hash-equal, but not the same text).
-    del kind
-    return parse_time_ns(value, ctx)
+# Shows repeat the same few times ("0", "2s", "250ms") thousands of times; parsing is exact
+# (fractions), so memoising it is what keeps a 5,000-cue check fast. The memo is per time
+# context (found by identity: hashing the frozen dataclass on every call cost more than the
+# parse it saved), keyed by ``(type, value)`` so that 1 and 1.0 (equal and hash-equal, but not
+# the same text) stay apart. Entry: (context, times memo, durations memo, context for durations).
+_Memo = tuple[TimeContext, dict[tuple[type, object], int], dict[tuple[type, object], int], TimeContext]
+_MEMOS: dict[int, _Memo] = {}
+_MEMO_LIMIT = 4096
+_DEFAULT_TIME = TimeContext()
+
+
+def _memo(info: ValidationInfo) -> _Memo:
+    ctx = info.context
+    t = ctx.get("time") if type(ctx) is dict else None
+    if type(t) is not TimeContext:
+        t = _DEFAULT_TIME
+    memo = _MEMOS.get(id(t))
+    if memo is None or memo[0] is not t:
+        if len(_MEMOS) >= 64:
+            _MEMOS.clear()
+        # Bars are positions, not lengths: a duration reads without the tempo map, so "2.1" is
+        # refused with a hint to write "2.1s" rather than silently meaning "from bar 1 to bar 2
+        # beat 1".
+        memo = _MEMOS[id(t)] = (t, {}, {}, TimeContext(fps=t.fps))
+    return memo
 
 
 def _time(value: object, info: ValidationInfo) -> int:
     """An instant from the start of the cue body (``at``), in ns."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"expected a time: {_TIME_FORMS}; got {type(value).__name__}")
-    ns = _parse_time_cached(type(value).__name__, value, time_context(info))
+    memo = _memo(info)
+    key = (type(value), value)
+    ns = memo[1].get(key)
+    if ns is None:
+        ns = parse_time_ns(value, memo[0])
+        if len(memo[1]) >= _MEMO_LIMIT:
+            memo[1].clear()
+        memo[1][key] = ns
     if ns < 0:
         raise ValueError(
             f"time {value!r} is negative; times count from the cue body's start, write 0 or more"
@@ -104,10 +129,14 @@ def _duration(value: object, info: ValidationInfo) -> int:
     """A length of time in ns: ``2s``, ``250ms``, ``1.5``, ``2min``, ``01:30.5`` or SMPTE."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"expected a duration such as 2s, 250ms, 1.5 or 01:30.5; got {type(value).__name__}")
-    # Bars are positions, not lengths: a duration reads without the tempo map, so "2.1" is refused
-    # with a hint to write "2.1s" rather than silently meaning "from bar 1 to bar 2 beat 1".
-    ctx = time_context(info)
-    ns = _parse_time_cached(type(value).__name__, value, TimeContext(fps=ctx.fps))
+    memo = _memo(info)
+    key = (type(value), value)
+    ns = memo[2].get(key)
+    if ns is None:
+        ns = parse_time_ns(value, memo[3])
+        if len(memo[2]) >= _MEMO_LIMIT:
+            memo[2].clear()
+        memo[2][key] = ns
     if ns < 0:
         raise ValueError(f"duration {value!r} is negative; write 0 or more")
     return ns
@@ -211,16 +240,15 @@ def _osc_args(value: object) -> tuple[OscArg, ...]:
 
 
 def _json(value: object) -> JsonValue:
-    problem = _json_problem(value, 0)
-    if problem:
-        raise ValueError(problem)
-    size = len(_dumps(value).encode())
-    if size > MAX_PAYLOAD_BYTES:
-        raise ValueError(
-            f"payload is {size:,} bytes of JSON; devices drop messages over 64 KiB, keep it under "
-            f"{MAX_PAYLOAD_BYTES:,}"
-        )
-    return value  # type: ignore[return-value]  # checked by _json_problem
+    bound = _json_walk(value, 0)
+    if bound > MAX_PAYLOAD_BYTES:  # only then is the exact size worth encoding for
+        size = len(_dumps(value).encode())
+        if size > MAX_PAYLOAD_BYTES:
+            raise ValueError(
+                f"payload is {size:,} bytes of JSON; devices drop messages over 64 KiB, keep it under "
+                f"{MAX_PAYLOAD_BYTES:,}"
+            )
+    return value  # type: ignore[return-value]  # checked by _json_walk
 
 
 def _dumps(value: object) -> str:
@@ -229,33 +257,37 @@ def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _json_problem(value: object, depth: int) -> str:
+def _json_walk(value: object, depth: int) -> int:
+    """Check a payload is JSON within the protocol's limits; an upper bound of its encoded size.
+
+    Raises ``ValueError`` saying what is wrong. The bound counts 6 bytes per character of a
+    string (the longest escape, ``\\u001f``; UTF-8 needs at most 4) and 24 per float.
+    """
     if depth > MAX_JSON_DEPTH:
-        return f"payload is nested deeper than {MAX_JSON_DEPTH} levels; devices drop such messages"
-    if value is None or isinstance(value, bool | int):
-        return ""
+        raise ValueError(f"payload is nested deeper than {MAX_JSON_DEPTH} levels; devices drop such messages")
+    if value is None or isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        return value.bit_length() // 3 + 2
     if isinstance(value, float):
-        return "" if math.isfinite(value) else "payload numbers must be finite (JSON has no inf or nan)"
+        if not math.isfinite(value):
+            raise ValueError("payload numbers must be finite (JSON has no inf or nan)")
+        return 24
     if isinstance(value, str):
-        if len(value.encode()) > MAX_STRING_BYTES:
-            return "a payload string is longer than 4 KiB; devices drop such messages"
-        return ""
+        if len(value) > MAX_STRING_BYTES // 4 and len(value.encode()) > MAX_STRING_BYTES:
+            raise ValueError("a payload string is longer than 4 KiB; devices drop such messages")
+        return 6 * len(value) + 2
     if isinstance(value, list):
-        for v in value:
-            p = _json_problem(v, depth + 1)
-            if p:
-                return p
-        return ""
+        return 2 + sum(_json_walk(v, depth + 1) + 1 for v in value)
     if isinstance(value, dict):
+        total = 2
         for k, v in value.items():
             if not isinstance(k, str):
-                return f"payload keys must be strings; got {k!r} (quote it)"
-            p = _json_problem(v, depth + 1)
-            if p:
-                return p
-        return ""
+                raise ValueError(f"payload keys must be strings; got {k!r} (quote it)")
+            total += 6 * len(k) + 4 + _json_walk(v, depth + 1)
+        return total
     kinds = "null, true/false, numbers, strings, lists, maps"
-    return f"payload values must be JSON ({kinds}); got {type(value).__name__}"
+    raise ValueError(f"payload values must be JSON ({kinds}); got {type(value).__name__}")
 
 
 def _tempo(value: object) -> object:
@@ -391,6 +423,8 @@ class ActionItem(_Strict):
 
     @model_validator(mode="after")
     def _one_op(self) -> ActionItem:
+        if (self.osc is not None) + (self.mqtt is not None) + (self.fade is not None) == 1:
+            return self
         ops = [k for k in ("osc", "mqtt", "fade") if getattr(self, k) is not None]
         if len(ops) != 1:
             got = " and ".join(ops) if ops else "none"

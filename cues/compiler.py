@@ -217,7 +217,9 @@ class _Compiler:
         self.venue = venue
         self.findings: list[Finding] = list(loaded.findings)
         self._targets_cache: dict[tuple[tuple[str, ...], str], tuple[_Targets | None, list[_Problem]]] = {}
-        self._value_cache: dict[tuple[tuple[str, ...], str, str], str] = {}
+        self._value_cache: dict[tuple[int, str, str], str] = {}
+        # (id of targets, text, extra, what) -> the problems of an address or topic there
+        self._templated_cache: dict[tuple[int, str, frozenset[str], str], list[tuple[str, str]]] = {}
 
     def run(self) -> Compiled:
         loaded = self.loaded
@@ -292,7 +294,7 @@ class _Compiler:
         if prev is not None:
             sequences.append(Sequence(len(sequences), tuple(seq_cues), seq_start, seq_end))
 
-        raw.sort(key=lambda r: (r[0], r[1]))
+        raw.sort()  # by (at_ns, written order): the order is unique, so later fields never compare
         actions = tuple(
             Action(at_ns=at, cue=cue_id, seq=i + 1, devices=devs, op=op, mark=mark)
             for i, (at, _order, cue_id, devs, op, mark) in enumerate(raw)
@@ -488,41 +490,43 @@ class _Compiler:
     def _placeholders(
         self, w: Where, sub: tuple[str | int, ...], text: str, targets: _Targets, extra: frozenset[str]
     ) -> bool:
+        """Every ``{placeholder}`` in ``text`` names an attribute of every target (or ``extra``)."""
         if "{" not in text and "}" not in text:
             return True
-        ok = True
+        key = (id(targets), text, extra, "")
+        found = self._templated_cache.get(key)
+        if found is None:
+            found = self._placeholder_problems(text, targets, extra)
+            self._templated_cache[key] = found
+        for message, fix in found:
+            self.findings.append(w.finding(sub, message, fix))
+        return not found
+
+    def _placeholder_problems(
+        self, text: str, targets: _Targets, extra: frozenset[str]
+    ) -> list[tuple[str, str]]:
         if "${" in text:
-            self.findings.append(
-                w.finding(
-                    sub,
+            return [
+                (
                     f"{text!r} holds a template parameter outside a template",
                     "${name} works only in templates; write {name} for a device attribute",
                 )
-            )
-            return False
+            ]
         names = _PLACEHOLDER_RE.findall(text)
         rest = _PLACEHOLDER_RE.sub("", text)
         if "{" in rest or "}" in rest:
-            self.findings.append(
-                w.finding(sub, f"unbalanced braces in {text!r}", "a placeholder is written {name}")
-            )
-            return False
+            return [(f"unbalanced braces in {text!r}", "a placeholder is written {name}")]
+        out: list[tuple[str, str]] = []
         for name in names:
             if not _IDENT_RE.fullmatch(name):
-                self.findings.append(
-                    w.finding(
-                        sub,
-                        f"{{{name}}} is not a placeholder name",
-                        "write {device}, {zone} or {<attribute>}",
-                    )
+                out.append(
+                    (f"{{{name}}} is not a placeholder name", "write {device}, {zone} or {<attribute>}")
                 )
-                ok = False
             elif name not in targets.attrs and name not in extra:
                 missing = [d for d in targets.devices if name not in self.venue.by_id[d].attrs]
                 available = ", ".join(sorted(targets.attrs | extra))
-                self.findings.append(
-                    w.finding(
-                        sub,
+                out.append(
+                    (
                         f"placeholder {{{name}}} is not an attribute of every target "
                         f"({len(missing):,} of {len(targets.devices):,} lack it, e.g. {missing[0]!r})"
                         if missing
@@ -530,12 +534,13 @@ class _Compiler:
                         f"attributes every target has: {available}",
                     )
                 )
-                ok = False
-        return ok
+        return out
 
     def _values_problem(self, targets: _Targets, name: str, bad: str) -> str:
         """The first device value of attribute ``name`` holding a char of ``bad`` (or empty), as text."""
-        key = (targets.devices, name, bad)
+        # By identity: hashing a tuple of a thousand ids on every lookup cost more than the scan.
+        # Target tuples live in _targets_cache for the whole compile, so ids are not reused.
+        key = (id(targets.devices), name, bad)
         got = self._value_cache.get(key)
         if got is None:
             got = ""
@@ -552,16 +557,30 @@ class _Compiler:
         self, w: Where, sub: tuple[str | int, ...], text: str, targets: _Targets, extra: frozenset[str]
     ) -> bool:
         return self._templated(
-            w, sub, text, targets, extra, problem=osc_address_problem, bad_chars=" #*,?[]{}/",
-            what="OSC address", hint="use an attribute without spaces or OSC pattern characters",
+            w,
+            sub,
+            text,
+            targets,
+            extra,
+            problem=osc_address_problem,
+            bad_chars=" #*,?[]{}/",
+            what="OSC address",
+            hint="use an attribute without spaces or OSC pattern characters",
         )
 
     def _mqtt_topic(
         self, w: Where, sub: tuple[str | int, ...], text: str, targets: _Targets, extra: frozenset[str]
     ) -> bool:
         return self._templated(
-            w, sub, text, targets, extra, problem=mqtt_topic_problem, bad_chars="+#\0",
-            what="MQTT topic", hint="use an attribute without + or #",
+            w,
+            sub,
+            text,
+            targets,
+            extra,
+            problem=mqtt_topic_problem,
+            bad_chars="+#\0",
+            what="MQTT topic",
+            hint="use an attribute without + or #",
         )
 
     def _templated(
@@ -578,21 +597,44 @@ class _Compiler:
         hint: str,
     ) -> bool:
         """An address or topic with ``{placeholders}``: valid as written, every placeholder an
-        attribute of every target, and no target's value breaking it once substituted."""
+        attribute of every target, and no target's value breaking it once substituted.
+
+        The verdict depends only on the text, the targets and ``extra``; thousands of actions
+        share a few of each, so it is computed once and replayed at each action's position.
+        """
+        key = (id(targets), text, extra, what)
+        found = self._templated_cache.get(key)
+        if found is None:
+            found = self._templated_problems(text, targets, extra, problem, bad_chars, what, hint)
+            self._templated_cache[key] = found
+        for message, fix in found:
+            self.findings.append(w.finding(sub, message, fix))
+        return not found
+
+    def _templated_problems(
+        self,
+        text: str,
+        targets: _Targets,
+        extra: frozenset[str],
+        problem: Callable[[str], tuple[str, str] | None],
+        bad_chars: str,
+        what: str,
+        hint: str,
+    ) -> list[tuple[str, str]]:
         found = problem(text)
         if found:
-            self.findings.append(w.finding(sub, found[0], found[1]))
-            return False
-        if not self._placeholders(w, sub, text, targets, extra):
-            return False
+            return [found]
+        if "{" in text or "}" in text:
+            placeholders = self._placeholder_problems(text, targets, extra)
+            if placeholders:
+                return placeholders
         for name in _PLACEHOLDER_RE.findall(text):
             if name in extra:
                 continue
             bad = self._values_problem(targets, name, bad_chars)
             if bad:
-                self.findings.append(w.finding(sub, f"{{{name}}} would make an invalid {what}: {bad}", hint))
-                return False
-        return True
+                return [(f"{{{name}}} would make an invalid {what}: {bad}", hint)]
+        return []
 
     def _payload(self, w: Where, sub: tuple[str | int, ...], value: JsonValue, targets: _Targets) -> bool:
         if isinstance(value, str):

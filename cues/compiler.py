@@ -35,7 +35,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from cues.loader import (
     LoadedAction,
@@ -82,6 +82,7 @@ _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _ALWAYS = frozenset({"device", "id", "kind", "zone"})
 _FADE_EXTRA = frozenset({"param", "base"})
+_NO_EXTRA: frozenset[str] = frozenset()
 _OSC_FORBIDDEN = set(" #*,?[]{}")
 _TRANSPORTS: Mapping[str, tuple[str, ...]] = {
     "osc": ("osc",),
@@ -365,17 +366,21 @@ class _Compiler:
         at_ns = body + item.at
         w = la.where
         ok = True
-        if isinstance(spec, OscModel):
-            ok &= self._osc_address(w, (kind, "address"), spec.address, targets, frozenset())
-            for i, arg in enumerate(spec.args):
+        # Branch on the kind, not isinstance: pydantic's metaclass makes isinstance a Python call.
+        if kind == "osc":
+            osc = cast(OscModel, spec)
+            ok &= self._osc_address(w, (kind, "address"), osc.address, targets, _NO_EXTRA)
+            for i, arg in enumerate(osc.args):
                 if isinstance(arg, str):
-                    ok &= self._placeholders(w, (kind, "args", i), arg, targets, frozenset())
-            op: Op = OscSend(spec.address, spec.args)
-        elif isinstance(spec, MqttModel):
-            ok &= self._mqtt_topic(w, (kind, "topic"), spec.topic, targets, frozenset())
-            ok &= self._payload(w, (kind, "payload"), spec.payload, targets)
-            op = MqttSend(spec.topic, spec.payload, spec.qos, spec.retain)
+                    ok &= self._placeholders(w, (kind, "args", i), arg, targets, _NO_EXTRA)
+            op: Op = OscSend(osc.address, osc.args)
+        elif kind == "mqtt":
+            mqtt = cast(MqttModel, spec)
+            ok &= self._mqtt_topic(w, (kind, "topic"), mqtt.topic, targets, _NO_EXTRA)
+            ok &= self._payload(w, (kind, "payload"), mqtt.payload, targets)
+            op = MqttSend(mqtt.topic, mqtt.payload, mqtt.qos, mqtt.retain)
         else:
+            spec = cast(FadeModel, spec)
             if spec.address is not None:
                 ok &= self._osc_address(w, (kind, "address"), spec.address, targets, _FADE_EXTRA)
             if spec.topic is not None:
@@ -638,7 +643,7 @@ class _Compiler:
 
     def _payload(self, w: Where, sub: tuple[str | int, ...], value: JsonValue, targets: _Targets) -> bool:
         if isinstance(value, str):
-            return self._placeholders(w, sub, value, targets, frozenset())
+            return self._placeholders(w, sub, value, targets, _NO_EXTRA)
         if isinstance(value, list):
             return all([self._payload(w, (*sub, i), v, targets) for i, v in enumerate(value)])
         if isinstance(value, dict):

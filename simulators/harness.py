@@ -338,6 +338,7 @@ async def play_real(
         broker_url = broker.url
     sim = SimulatedVenue(venue, mode="real", profile=profile, seed=seed, broker_url=broker_url, broker=broker)
     TIMER_LATENESS.reset()
+    settle: dict[str, Any] = {}  # how long the devices were given to sync before the first GO
     try:
         await sim.start_async()
         await sim.wait_connected(timeout_s=60)
@@ -368,14 +369,35 @@ async def play_real(
 
         async def delayed_auto_go() -> None:
             # Let the devices answer their ping bursts: GO once nearly every device that can be
-            # synced has a clock model (or after 10x the settle time, whatever the count).
+            # synced has a clock model (or after 10x the settle time, whatever the count), then
+            # once nearly every model is within the sync budget, or after settle_s plus 10 ms per
+            # pinged device (the join bursts of a large venue queue up behind each other, and the
+            # first models are fitted on those queued round trips).
+            t0 = time.monotonic()
             await asyncio.sleep(settle_s)
-            sync = rt.core.sync
+            sync = rt.sync
             want = sum(1 for d in venue.devices if d.sync in (Sync.APP, Sync.TIMETAG, Sync.ECHO))
             deadline = time.monotonic() + 9 * settle_s
-            count = getattr(sync, "synced_count", None)
-            while callable(count) and count() < 0.98 * want and time.monotonic() < deadline:
+            while sync is not None and sync.synced_count() < 0.98 * want and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
+            deadline = time.monotonic() + settle_s + want / 100
+            budget = rt.telemetry.budget_ns
+            while (
+                sync is not None
+                and len(sync.over_budget(budget, rt.clock.wall_ns())) > 0.02 * want
+                and time.monotonic() < deadline
+            ):
+                await asyncio.sleep(0.2)
+            now = rt.clock.wall_ns()
+            settle.update(
+                {
+                    "waited_s": round(time.monotonic() - t0, 2),
+                    "synced": 0 if sync is None else sync.synced_count(),
+                    "over_budget": 0 if sync is None else len(sync.over_budget(budget, now)),
+                    "pinged": want,
+                    "budget_us": budget / 1000,
+                }
+            )
             rt.opts.auto_go = auto_go
 
         task = asyncio.create_task(delayed_auto_go())
@@ -404,6 +426,7 @@ async def play_real(
     report["zones"] = zone_spread(sim.records(), {d.id: d.zone for d in venue.devices})
     # How late the shared event loop ran the simulated devices' timers (not counted in the spread).
     report["sim_timer_lateness"] = TIMER_LATENESS.summary()
+    report["settle"] = settle
     report["controller"] = ctl
     return report, sim, rt
 

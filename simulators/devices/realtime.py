@@ -202,9 +202,10 @@ class _StreamApp:
         # The simulated arrival instant (see the module docstring), never in the future.
         self._queue(self.core.receive(topic, payload, min(at, self.clock())))
 
-    def _stamp(self, p: Publish) -> Publish:
-        """A pong leaves now: stamp ``t3`` with the device clock at this instant (protocol.md:
-        "t3 (its own clock just before sending)"), so queueing in the simulator is hold time."""
+    def _stamp(self, p: Publish, sent: int | None = None) -> Publish:
+        """A pong leaves now (or at true instant ``sent``): stamp ``t3`` with the device clock then
+        (protocol.md: "t3 (its own clock just before sending)"), so queueing in the simulator is
+        hold time."""
         if not p.topic.endswith("/pong"):
             return p
         try:
@@ -214,7 +215,7 @@ class _StreamApp:
         t2 = body.get("t2")
         if not isinstance(t2, int):
             return p
-        body["t3"] = max(t2, self.core.clock.local(self.clock()))
+        body["t3"] = max(t2, self.core.clock.local(self.clock() if sent is None else sent))
         return Publish(p.topic, encode_json(body), retain=p.retain, qos=p.qos)
 
     def _queue(self, out: list[Publish]) -> None:
@@ -258,6 +259,8 @@ class MqttApp(_StreamApp):
         super().__init__(core, path, clock)
         self.host, self.port, self.keepalive = host, port, keepalive
         self._client: aiomqtt.Client | None = None
+        self._last_up = 0
+        self.send_errors = 0
 
     def start(self) -> None:
         """Connect (and keep reconnecting) in a background task on the running loop."""
@@ -281,17 +284,18 @@ class MqttApp(_StreamApp):
                     clean_session=True,
                 ) as client:
                     self._client = client
+                    # A thousand devices share this loop: take messages straight from paho's
+                    # callback (aiomqtt's iterator costs a queue and a task switch per message)
+                    # and keep paho from formatting a log record for every packet.
+                    paho_client = client._client
+                    paho_client.disable_logger()
+                    paho_client.on_message = self._on_paho_message
                     await client.subscribe([(f, 0) for f in core.subscriptions()])
                     self._queue(core.connect(self.clock()))
                     self.connected.set()
                     backoff = 0.2
-                    sender = asyncio.create_task(self._sender(client))
-                    try:
-                        async for m in client.messages:
-                            payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
-                            self._incoming(m.topic.value, payload)
-                    finally:
-                        sender.cancel()
+                    await client._disconnected
+                    raise aiomqtt.MqttError("disconnected")
             except aiomqtt.MqttError as e:
                 self.connected.clear()
                 self._client = None
@@ -301,23 +305,38 @@ class MqttApp(_StreamApp):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _sender(self, client: aiomqtt.Client) -> None:
-        while True:
-            p = self._stamp(await self._out.get())
-            d = self.path.stream_delay(self.clock(), Direction.UP)
-            if d > 0:
-                await asyncio.sleep(d / 1e9)
-            try:
-                await client.publish(p.topic, p.payload, qos=p.qos, retain=p.retain)
-            except aiomqtt.MqttError:
-                # The connection dropped (a crash, a broker restart, the end of the show): the
-                # reconnect loop in _run starts a new sender; what was queued is lost, as on a device.
-                return
+    def _on_paho_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self._incoming(msg.topic, bytes(msg.payload))
+
+    def _queue(self, out: list[Publish]) -> None:
+        """Send each message after its drawn uplink delay, in order (a TCP stream)."""
+        if out:
+            now = self.clock()
+            loop = asyncio.get_running_loop()
+            for p in out:
+                d = self.path.stream_delay(now, Direction.UP)
+                at = max(now + d, self._last_up)
+                self._last_up = at
+                loop.call_later((at - now) / 1e9, self._emit, p, at - now)
+        if self._timer is not None:
+            self._timer.arm(self.core.due_at())
+
+    def _emit(self, p: Publish, network_ns: int) -> None:
+        client = self._client
+        if client is None or not self.core.alive:
+            return  # disconnected or crashed: lost, as on a device
+        # The message reaches the broker now, having spent network_ns on the (simulated) way:
+        # it left the device network_ns ago, whatever the loop's lateness (see the module docstring).
+        p = self._stamp(p, self.clock() - network_ns)
+        info = client._client.publish(p.topic, p.payload, p.qos, p.retain)
+        if info.rc != 0:
+            self.send_errors += 1
 
     def crash(self) -> None:
         """Die without a DISCONNECT: the broker notices the dropped TCP connection and publishes
         the last will (MQTT 3.1.1 section 3.1.2.5)."""
         client = self._client
+        self._client = None
         if client is not None:
             # aiomqtt has no "abort" API. paho's own close path unregisters the socket from the
             # loop before closing it (no DISCONNECT is sent), which is what a crash looks like.

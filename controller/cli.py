@@ -264,7 +264,16 @@ def _parser() -> argparse.ArgumentParser:
         help="a GO takes effect this many ms after the press, so every device can fire in sync (default 250)",
     )
     sp.add_argument("--no-view", action="store_true", help="no live terminal view")
-    sp.add_argument("--report", metavar="FILE", help="write the post-show report (JSON)")
+    sp.add_argument(
+        "--sync-budget",
+        type=float,
+        default=1000.0,
+        metavar="US",
+        help="a device whose clock uncertainty exceeds this is shown over budget (default 1000)",
+    )
+    sp.add_argument(
+        "--report", metavar="FILE", help="write the post-show report (JSON, with per-device sync telemetry)"
+    )
 
     sp = cmd("simulate", _cmd_simulate, "bring a venue to life for a controller running elsewhere")
     sp.add_argument("venue")

@@ -522,5 +522,6 @@ def run_show_cli(args: argparse.Namespace) -> int:
         rate=args.rate,
         report_path=Path(args.report) if args.report else None,
         go_delay_ms=args.go_latency,
+        sync_budget_us=args.sync_budget,
     )
     return asyncio.run(Runtime(timeline, venue, opts).run())

@@ -357,6 +357,13 @@ class VirtualNetwork:
             else:
                 self._retained.pop(topic, None)  # MQTT: an empty retained message clears it
         clients = self._clients
+        exact = self._exact.get(topic)
+        if exact is not None and len(exact) == 1 and not self._wild_of.get(topic, True):
+            # The common case (a ping, a clock model): one subscriber, no wildcard filter matches.
+            for c in exact.values():
+                if c.connected and clients.get(c.name) is c:
+                    self._to_client(c, topic, payload)
+            return
         live = [c for c in self._targets(topic) if c.connected and clients.get(c.name) is c]
         if len(live) == 1:
             self._to_client(live[0], topic, payload)

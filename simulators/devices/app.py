@@ -205,13 +205,13 @@ class AppDevice:
         (a driver may decode a message sent to many devices once: ``msg`` is only read, never changed)."""
         if not self.alive:
             return []
+        if topic == "madang/controller/state":
+            self.controller_state = msg
+            return []
         if topic == self._ping_topic:
             return self._pong(msg, true_now, topic)
         if topic == self._clock_topic:
             return self._clock(msg, topic)
-        if topic == "madang/controller/state":
-            self.controller_state = msg
-            return []
         if topic == "madang/cue" or topic.startswith("madang/cue/"):
             return self._cue(msg, true_now, topic)
         return self._drop("unknown_topic", topic)

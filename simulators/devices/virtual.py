@@ -106,6 +106,7 @@ class VirtualDriver:
         """(Re)connect an app device: last will, subscriptions, ``ready``."""
         did = core.device.id
         will = core.will()
+        timers = self._timers
 
         def on_message(topic: str, payload: bytes, now: int) -> None:
             msg = self._decoded(payload)
@@ -113,7 +114,10 @@ class VirtualDriver:
             out = core.receive(topic, payload, now) if msg is None else core.receive_decoded(topic, msg, now)
             if out:
                 self._publish(did, out)
-            self._reschedule(did, core.due_at(), self._tick_app, core)
+            when = core.due_at()
+            old = timers.get(did)
+            if old is None or old.when != when or old.cancelled:  # else: the timer stands
+                self._reschedule(did, when, self._tick_app, core)
 
         self.net.connect(did, on_message, will=(will.topic, will.payload))
         for f in core.subscriptions():

@@ -117,10 +117,13 @@ def check_show(
     with gc_paused():  # one pause for the whole check (see cues.loader.gc_paused)
         compiled = _compile_path(show_path, venue_path=venue_path, read=read)
         findings = [*compiled.findings, *cross_check(compiled)]
-    findings.sort(key=_order)
-    report = CheckReport(os.fspath(show_path), findings, None, compiled.venue)
-    if report.ok:
-        report.timeline = compiled.timeline
+        findings.sort(key=_order)
+        report = CheckReport(os.fspath(show_path), findings, None, compiled.venue)
+        if report.ok:
+            report.timeline = compiled.timeline
+        # Free the documents, models and loaded cues now, while the collector is paused: the
+        # first collection after the pause then walks only what the report keeps.
+        del compiled
     return report
 
 

@@ -499,37 +499,39 @@ class _Loader:
 
     def _subst(self, value: Any, params: Mapping[str, Any], where: Where, name: str) -> Any:
         """``value`` with every ``${param}`` replaced; unknown names are reported at their place."""
+        # A method calling itself, not a nested closure: a closure that names itself is a
+        # reference cycle, which kept every loaded document alive until the next collection.
+        return self._subst_at(value, params, where, name, ())
 
-        def walk(v: Any, path: DocPath) -> Any:
-            if isinstance(v, str):
-                if "${" not in v:
-                    return v
-                whole = _PARAM_RE.fullmatch(v)
-                if whole is not None and whole.group(1) in params:
-                    return params[whole.group(1)]
+    def _subst_at(self, v: Any, params: Mapping[str, Any], where: Where, name: str, path: DocPath) -> Any:
+        if isinstance(v, str):
+            return self._subst_text(v, params, where, name, path) if "${" in v else v
+        if isinstance(v, list):
+            return [self._subst_at(x, params, where, name, (*path, i)) for i, x in enumerate(v)]
+        if isinstance(v, dict):
+            return {k: self._subst_at(x, params, where, name, (*path, k)) for k, x in v.items()}
+        return v
 
-                def one(m: re.Match[str]) -> str:
-                    key = m.group(1)
-                    if key not in params:
-                        self.findings.append(
-                            where.finding(
-                                path,
-                                f"template {name!r} uses ${{{key}}}, which is not one of its params",
-                                _did_you_mean(key, list(params), "params") or "add it to 'params:'",
-                            )
-                        )
-                        return m.group(0)
-                    got = params[key]
-                    return got if isinstance(got, str) else _scalar_text(got)
+    def _subst_text(self, v: str, params: Mapping[str, Any], where: Where, name: str, path: DocPath) -> Any:
+        whole = _PARAM_RE.fullmatch(v)
+        if whole is not None and whole.group(1) in params:
+            return params[whole.group(1)]
 
-                return _PARAM_RE.sub(one, v)
-            if isinstance(v, list):
-                return [walk(x, (*path, i)) for i, x in enumerate(v)]
-            if isinstance(v, dict):
-                return {k: walk(x, (*path, k)) for k, x in v.items()}
-            return v
+        def one(m: re.Match[str]) -> str:
+            key = m.group(1)
+            if key not in params:
+                self.findings.append(
+                    where.finding(
+                        path,
+                        f"template {name!r} uses ${{{key}}}, which is not one of its params",
+                        _did_you_mean(key, list(params), "params") or "add it to 'params:'",
+                    )
+                )
+                return m.group(0)
+            got = params[key]
+            return got if isinstance(got, str) else _scalar_text(got)
 
-        return walk(value, ())
+        return _PARAM_RE.sub(one, v)
 
 
 def _scalar_text(v: object) -> str:

@@ -43,8 +43,9 @@ def _spread_plot(cues: list[dict[str, Any]]) -> str:
     n = len(cues)
     step = (_W - 2 * _PAD) / max(n, 1)
     times = [c.get("t_s") for c in cues]
-    timed_x = all(isinstance(t, int | float) for t in times)
-    t_max = max([float(t) for t in times if isinstance(t, int | float)] + [1e-9])
+    t_max = max([float(t) for t in times if isinstance(t, int | float)] + [0.0])
+    # Time on the x axis when the report has it and the cues span a second or more.
+    timed_x = all(isinstance(t, int | float) for t in times) and t_max >= 1.0
 
     def x_of(i: int) -> float:
         t = times[i]
@@ -169,7 +170,8 @@ table {{ border-collapse:collapse; }}
 td, th {{ padding:3px 10px; border-bottom:1px solid #222; text-align:right; }}
 td:first-child, th:first-child {{ text-align:left; }}
 .plots {{ display:flex; flex-wrap:wrap; gap:24px; }}
-.plots svg {{ max-width:100%; height:auto; }}
+.plots section {{ width:640px; }}
+.plots svg {{ width:100%; height:auto; }}
 tr.over td {{ color:#f2c14e; }}
 #zone-table {{ margin-top:8px; }}
 </style></head><body>
@@ -250,13 +252,15 @@ def _zone_histogram(zones: dict[str, dict[str, Any]]) -> str:
         for i in range(nb)
     )
     lx: float = _PAD
+    ly = 20
     for zi, z in enumerate(names):
         col = _ZONE_COLOURS[zi % len(_ZONE_COLOURS)]
-        label = f"● {z} (p99 {zones[z].get('p99_us', 0):,.0f} us, {zones[z].get('devices', 0)} devices)"
-        parts.append(f'<text x="{lx}" y="20" fill="{col}" font-size="12">{html.escape(label)}</text>')
-        lx += 12 + 6.6 * len(label)
-        if lx > _W - 200 and zi + 1 < len(names):
-            break
+        label = f"● {z}"
+        width = 24 + 7.5 * len(label)
+        if lx + width > _W - _PAD:  # wrap the legend onto a second line
+            lx, ly = _PAD, ly + 16
+        parts.append(f'<text x="{lx:.0f}" y="{ly}" fill="{col}" font-size="12">{html.escape(label)}</text>')
+        lx += width
     parts.append(
         f'<text x="{_W / 2}" y="{h - 8}" fill="#aaa" font-size="12" text-anchor="middle">'
         "distance from the cue's median fire instant (share of the zone's fires)</text>"

@@ -176,6 +176,7 @@ class ClockModels:
         self._index: dict[str, int] = {}
         self.rejected_samples = 0
         self._rejected_logged = False
+        self._pending: list[tuple[int, int, int, int, int]] = []
         self.epoch: I64 = np.zeros(0, dtype=np.int64)
         self.offset_ns: I64 = np.zeros(0, dtype=np.int64)
         self.drift_ppb: I64 = np.zeros(0, dtype=np.int64)
@@ -235,8 +236,13 @@ class ClockModels:
         """Record one answered ping of row ``dev`` (``t1``/``t4`` show clock, ``t2``/``t3``
         device clock). An impossible sample (``t4 < t1`` or ``t3 < t2``: a broken or hostile
         device) is dropped, counted in ``rejected_samples`` and logged once; returns whether the
-        sample was kept."""
-        self._check(dev)
+        sample was kept.
+
+        Cheap on purpose (it runs once per pong): the sample is appended to a pending batch that
+        :meth:`estimate` (or :meth:`flush`) stores into the rings in one vectorised call.
+        """
+        if not 0 <= dev < len(self._ids):
+            raise UnknownDeviceError(dev, len(self._ids))
         if t4 < t1 or t3 < t2:
             self.rejected_samples += 1
             if not self._rejected_logged:
@@ -246,8 +252,16 @@ class ClockModels:
                     extra={"device": self._ids[dev], "t1": t1, "t2": t2, "t3": t3, "t4": t4},
                 )
             return False
-        self.samples.add(dev, t1, t2, t3, t4)
+        self._pending.append((dev, t1, t2, t3, t4))
         return True
+
+    def flush(self) -> None:
+        """Store the pending samples (from :meth:`add_sample`) into the rings."""
+        if not self._pending:
+            return
+        a = np.array(self._pending, dtype=np.int64)
+        self._pending = []
+        self.samples.add_many(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4])
 
     def add_samples(
         self,
@@ -261,11 +275,13 @@ class ClockModels:
         d = np.asarray(devs, dtype=np.int64)
         if d.size and (int(d.min()) < 0 or int(d.max()) >= len(self._ids)):
             raise UnknownDeviceError(int(d[(d < 0) | (d >= len(self._ids))][0]), len(self._ids))
+        self.flush()
         self.samples.add_many(d, t1s, t2s, t3s, t4s)
 
     def reset(self, dev: int) -> None:
         """Forget row ``dev``'s samples and model: it rebooted and its clock may have stepped."""
         self._check(dev)
+        self.flush()
         self.samples.reset(dev)
         self.has_model[dev] = False
         log.info("clock model reset", extra={"device": self._ids[dev]})
@@ -279,6 +295,7 @@ class ClockModels:
         n = len(self._ids)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
+        self.flush()
         _, rows = estimate_samples(self.samples, now_ns, self._est)
         rows = rows[rows < n]
         if rows.size == 0:
@@ -363,16 +380,28 @@ class ClockModels:
             return self.default_lead_ns
         return self.one_way_tail_ns(dev) + self.fanout_ns + self.margin_ns
 
-    def over_budget(self, budget_ns: int, now_ns: int | None = None) -> list[int]:
-        """Rows whose offset uncertainty exceeds ``budget_ns`` (at ``now_ns`` if given, which adds
-        the drift uncertainty accumulated since the fit), including rows with no model yet."""
+    def uncertainty_ns_of(self, rows: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The offset uncertainty at their epoch of the last fit of ``rows`` (ns)."""
+        out: npt.NDArray[np.float64] = self._est.uncertainty_ns[np.asarray(rows, dtype=np.int64)].astype(
+            np.float64
+        )
+        return out
+
+    def uncertainty_now(self, now_ns: int | None = None) -> npt.NDArray[np.float64]:
+        """Every row's offset uncertainty (ns; ``inf`` without a model), at ``now_ns`` if given:
+        the fit's own plus three drift standard errors per second since the fit."""
         n = len(self._ids)
         unc = self._est.uncertainty_ns[:n].astype(np.float64)
         if now_ns is not None:
             age = np.abs(now_ns - self.epoch[:n]).astype(np.float64)
             unc = unc + 3.0 * self._est.drift_sigma_ppb[:n] * age / 1e9
-        bad = (~self.has_model[:n]) | (unc > budget_ns)
-        return [int(i) for i in np.flatnonzero(bad)]
+        out: npt.NDArray[np.float64] = np.where(self.has_model[:n], unc, np.inf)
+        return out
+
+    def over_budget(self, budget_ns: int, now_ns: int | None = None) -> list[int]:
+        """Rows whose offset uncertainty exceeds ``budget_ns`` (at ``now_ns`` if given, which adds
+        the drift uncertainty accumulated since the fit), including rows with no model yet."""
+        return [int(i) for i in np.flatnonzero(self.uncertainty_now(now_ns) > budget_ns)]
 
 
 class PingPlanner:
@@ -382,25 +411,54 @@ class PingPlanner:
     (or reboots), :meth:`due_at` whenever the loop wakes (it returns the rows to ping now and the
     ``seq`` to put in each ping), sleep until :meth:`next_deadline`, and pass every pong through
     :meth:`receive_pong` before using its sample.
+
+    The regime (docs/protocol.md, "Clock synchronisation"): a joining device gets a burst of
+    ``burst`` pings over ``burst_span_ns`` (30 over 3 s: the first model needs many samples,
+    because over Wi-Fi only the few least-queued pings of each direction say much, and many
+    recent ones, because its drift is not known yet), then one every ``interval_ns`` (about 1 s,
+    jittered) for ``fast_for_ns`` (60 s) after it joined, while its drift gets pinned; after
+    that, one every ``slow_interval_ns`` (about 5 s) while the caller says its model is good
+    (:meth:`set_settled`), else one every ``steady_interval_ns`` (1 s by default): a device on a
+    noisy path keeps needing samples, and one whose model went bad gets them again.
+    Due instants are rounded up to a ``tick_ns`` grid, so that at ten thousand devices
+    :meth:`due_at` does its (vectorised) work once per tick, not once per loop turn.
     """
 
     def __init__(
         self,
         *,
-        burst: int = 10,
-        burst_span_ns: int = _NS,
-        interval_ns: int = 1_500_000_000,
-        jitter_ns: int = 1_000_000_000,
+        burst: int = 30,
+        burst_span_ns: int = 3 * _NS,
+        interval_ns: int = _NS,
+        jitter_ns: int = 600_000_000,
+        slow_interval_ns: int = 5 * _NS,
+        steady_interval_ns: int = _NS,
+        fast_for_ns: int = 60 * _NS,
+        tick_ns: int = 10_000_000,
         timeout_ns: int = 5 * _NS,
         max_in_flight: int = 16,
         seed: int = 0,
     ) -> None:
-        if burst < 1 or interval_ns <= 0 or not 0 <= jitter_ns < 2 * interval_ns or max_in_flight < 1:
-            raise ValueError("need burst >= 1, interval_ns > 0, 0 <= jitter_ns < 2 * interval_ns")
+        if (
+            burst < 1
+            or interval_ns <= 0
+            or not 0 <= jitter_ns < 2 * interval_ns
+            or max_in_flight < 1
+            or not interval_ns <= steady_interval_ns <= slow_interval_ns
+            or tick_ns < 1
+        ):
+            raise ValueError(
+                "need burst >= 1, interval_ns > 0, 0 <= jitter_ns < 2 * interval_ns, "
+                "interval_ns <= steady_interval_ns <= slow_interval_ns, tick_ns >= 1, max_in_flight >= 1"
+            )
         self.burst = burst
         self.burst_gap_ns = burst_span_ns // burst
         self.interval_ns = interval_ns
         self.jitter_ns = jitter_ns
+        self.slow_interval_ns = slow_interval_ns
+        self.steady_interval_ns = steady_interval_ns
+        self.fast_for_ns = fast_for_ns
+        self.tick_ns = tick_ns
         self.timeout_ns = timeout_ns
         self.max_in_flight = max_in_flight
         self._rng = np.random.default_rng(seed)
@@ -408,8 +466,15 @@ class PingPlanner:
         self.next_due: I64 = np.zeros(0, dtype=np.int64)
         self.burst_left: I64 = np.zeros(0, dtype=np.int64)
         self.next_seq: I64 = np.zeros(0, dtype=np.int64)
+        self.fast_until: I64 = np.zeros(0, dtype=np.int64)
+        self.settled: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
         self._fl_seq: I64 = np.zeros((0, max_in_flight), dtype=np.int64)
         self._fl_sent: I64 = np.zeros((0, max_in_flight), dtype=np.int64)
+        # Pings in flight by key ``row << 32 | seq`` -> send instant: what receive_pong reads, so
+        # that matching a pong costs one dict operation instead of several NumPy scalar reads.
+        self._flight: dict[int, int] = {}
+        self._next: int | None = None  # cached next_deadline(); None: nothing active
+        self._purged_at = 0
         self.sent = 0
         self.matched = 0
         self.dropped_unknown = 0
@@ -425,59 +490,126 @@ class PingPlanner:
         self.next_due = np.concatenate([self.next_due, np.zeros(extra, dtype=np.int64)])
         self.burst_left = np.concatenate([self.burst_left, np.zeros(extra, dtype=np.int64)])
         self.next_seq = np.concatenate([self.next_seq, np.zeros(extra, dtype=np.int64)])
+        self.fast_until = np.concatenate([self.fast_until, np.zeros(extra, dtype=np.int64)])
+        self.settled = np.concatenate([self.settled, np.zeros(extra, dtype=np.bool_)])
         self._fl_seq = np.concatenate([self._fl_seq, np.full((extra, m), -1, dtype=np.int64)])
         self._fl_sent = np.concatenate([self._fl_sent, np.zeros((extra, m), dtype=np.int64)])
+
+    def _on_grid(self, t: I64) -> I64:
+        q = self.tick_ns
+        out: I64 = -(-t // q) * q
+        return out
+
+    def _refresh_next(self) -> None:
+        act = self.active
+        self._next = int(self.next_due[act].min()) if act.any() else None
+
+    def _forget_flight(self, devs: I64) -> None:
+        if not self._flight:
+            return
+        fl = self._fl_seq[devs]
+        for dev, seq in zip(np.repeat(devs, fl.shape[1]).tolist(), fl.ravel().tolist(), strict=True):
+            if seq >= 0:
+                self._flight.pop(dev << 32 | seq, None)
 
     def join(self, dev: int, now_ns: int) -> None:
         """Start pinging row ``dev`` with a burst from ``now_ns`` (also after a reboot)."""
         self.join_many(np.array([dev], dtype=np.int64), now_ns)
 
     def join_many(self, devs: npt.ArrayLike, now_ns: int) -> None:
-        """:meth:`join` for many rows at once."""
-        d = np.asarray(devs, dtype=np.int64)
+        """:meth:`join` for many rows at once. Every row's first ping is due at once; the rest of
+        its burst follows at a seeded random phase within one burst gap, so that a venue that
+        joined together does not send every ping of its bursts in the same instant."""
+        d = np.asarray(devs, dtype=np.int64).ravel()
         if d.size == 0:
             return
         if int(d.min()) < 0:
             raise ValueError(f"negative device row {int(d.min())}")
         self._grow(int(d.max()) + 1)
+        self._forget_flight(d)
         self.active[d] = True
         self.next_due[d] = now_ns
         self.burst_left[d] = self.burst
+        self.fast_until[d] = now_ns + self.fast_for_ns
+        self.settled[d] = False
         self._fl_seq[d] = -1  # pongs to pings sent before a reboot are not answers
+        self._refresh_next()
 
     def leave(self, dev: int) -> None:
         """Stop pinging row ``dev`` (it went offline); its pongs in flight are no longer matched."""
         if 0 <= dev < self.active.shape[0]:
+            self._forget_flight(np.array([dev], dtype=np.int64))
             self.active[dev] = False
             self._fl_seq[dev] = -1
+            self._refresh_next()
+
+    def set_settled(self, devs: npt.ArrayLike, settled: npt.ArrayLike) -> None:
+        """Say whether each of ``devs`` has a good model (``settled``): once ``fast_for_ns`` has
+        passed since it joined, a settled row is pinged every ``slow_interval_ns``, an unsettled
+        one (a noisy path, or a model whose uncertainty grew) every ``steady_interval_ns``, from
+        its next ping on."""
+        d = np.asarray(devs, dtype=np.int64)
+        if d.size:
+            self.settled[d] = np.asarray(settled, dtype=np.bool_)
 
     def due_at(self, now_ns: int) -> tuple[I64, I64]:
         """Rows to ping at ``now_ns`` and the ``seq`` of each ping (32-bit, per device).
 
         The pings count as sent at ``now_ns``; put the show clock's reading as ``t1`` in each.
+        Costs nothing until the next deadline (:meth:`next_deadline`) has come.
         """
+        if self._next is None or now_ns < self._next:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty.copy()
         idx = np.flatnonzero(self.active & (self.next_due <= now_ns)).astype(np.int64)
         if idx.size == 0:
+            self._refresh_next()
             return idx, idx.copy()
         seqs = self.next_seq[idx].copy()
         self.next_seq[idx] = (seqs + 1) % _SEQ_MOD
         slot = seqs % self.max_in_flight
+        old = self._fl_seq[idx, slot]
+        if (old >= 0).any():
+            # The ring slot still holds an unanswered ping: it is now too old to match.
+            for dev, seq in zip(idx[old >= 0].tolist(), old[old >= 0].tolist(), strict=True):
+                self._flight.pop(dev << 32 | seq, None)
         self._fl_seq[idx, slot] = seqs
         self._fl_sent[idx, slot] = now_ns
+        keys = (idx << 32) | seqs
+        self._flight.update(dict.fromkeys(keys.tolist(), now_ns))
         in_burst = self.burst_left[idx] > 0
         self.burst_left[idx] = np.maximum(self.burst_left[idx] - 1, 0)
         still = self.burst_left[idx] > 0
+        later = self.fast_until[idx] <= now_ns
+        base = np.where(
+            later,
+            np.where(self.settled[idx], self.slow_interval_ns, self.steady_interval_ns),
+            self.interval_ns,
+        )
         half = self.jitter_ns // 2
-        steady = self.interval_ns - half + self._rng.integers(0, self.jitter_ns + 1, size=idx.size)
-        self.next_due[idx] = now_ns + np.where(in_burst & still, self.burst_gap_ns, steady)
+        steady = base - half + self._rng.integers(0, self.jitter_ns + 1, size=idx.size)
+        gap = np.full(idx.size, self.burst_gap_ns, dtype=np.int64)
+        first = self.burst_left[idx] == self.burst - 1
+        if first.any():
+            gap[first] += self._rng.integers(0, max(1, self.burst_gap_ns), size=int(first.sum()))
+        self.next_due[idx] = self._on_grid(now_ns + np.where(in_burst & still, gap, steady))
         self.sent += int(idx.size)
+        self._refresh_next()
+        if now_ns - self._purged_at >= self.timeout_ns:
+            self._purge(now_ns)
         return idx, seqs
+
+    def _purge(self, now_ns: int) -> None:
+        # Lost pings never get a pong: drop their entries once they are past the timeout.
+        self._purged_at = now_ns
+        limit = now_ns - self.timeout_ns
+        stale = [k for k, sent in self._flight.items() if sent < limit]
+        for k in stale:
+            del self._flight[k]
 
     def next_deadline(self) -> int | None:
         """The earliest instant a ping falls due, or ``None`` if no device is being pinged."""
-        if not self.active.any():
-            return None
-        return int(self.next_due[self.active].min())
+        return self._next
 
     def receive_pong(self, dev: int, seq: int, now_ns: int) -> bool:
         """Whether a pong ``(dev, seq)`` received at ``now_ns`` answers a ping in flight.
@@ -489,22 +621,24 @@ class PingPlanner:
         if not (0 <= dev < self.active.shape[0]) or not 0 <= seq < _SEQ_MOD:
             self.dropped_unknown += 1
             return False
-        slot = seq % self.max_in_flight
-        if int(self._fl_seq[dev, slot]) != seq:
-            # Sent but since evicted from the in-flight ring (or answered already) counts as
-            # stale when it is among the last 2**31 seqs issued; anything else is unknown.
-            behind = (int(self.next_seq[dev]) - seq) % _SEQ_MOD
+        sent = self._flight.pop(dev << 32 | seq, None)
+        if sent is None:
+            # Sent but since evicted from the in-flight ring or purged (or answered already)
+            # counts as stale when it is among the last 2**31 seqs issued; anything else is
+            # unknown.
+            nxt = int(self.next_seq[dev])
+            behind = (nxt - seq) % _SEQ_MOD
             if (
                 self.active[dev]
-                and 0 < behind <= min(int(self.next_seq[dev]), _SEQ_MOD // 2)
-                and (behind > self.max_in_flight)
+                and 0 < behind <= min(nxt, _SEQ_MOD // 2)
+                and (behind > self.max_in_flight or int(self._fl_seq[dev, seq % self.max_in_flight]) == seq)
             ):
                 self.dropped_stale += 1
             else:
                 self.dropped_unknown += 1
             return False
-        self._fl_seq[dev, slot] = -1
-        if now_ns - int(self._fl_sent[dev, slot]) > self.timeout_ns:
+        self._fl_seq[dev, seq % self.max_in_flight] = -1
+        if now_ns - sent > self.timeout_ns:
             self.dropped_stale += 1
             return False
         self.matched += 1

@@ -13,27 +13,38 @@ at the reference instant ``r = (t1 + t4) / 2``. If the outbound and return legs 
 delay over the path's floor bounds its error: the samples with the smallest delay are the
 truthful ones, and a median of offsets is biased by half the mean asymmetric queueing.
 
-The fit, per device, over its window of ``k`` samples (oldest first):
+The fit, per device, over its window of ``k`` samples (oldest first), uses the two legs apart.
+The forward leg ``f = t2 - t1 = theta(t1) + floor_out + queue_out`` and the backward leg
+``g = t4 - t3 = floor_back + queue_back - theta(t4)`` are each bounded below by their floor, and
+each leg's *lower envelope* is reached by its own least-queued pings, which need not be the same
+pings: the best of 64 forward legs and the best of 64 backward legs are far closer to their floors
+than the forward and backward legs of the best round trip (on Wi-Fi-like paths, about 0.1 ms
+against 0.6 ms). So:
 
-1. Times are taken relative to a per-device base (the oldest ``t1``) and offsets relative to the
-   offset of the minimum-delay sample, so every float64 in the fit is small and exact to well
-   under a nanosecond, although raw instants are ~1.8e18 ns.
-2. ``dmin`` is the smallest delay; each sample's *excess* is ``e = delay - dmin``. The scale
-   ``tau`` is the excess of the sample of rank ``k // 8`` (so roughly the best eighth of the
-   window sets it), but at least :data:`TAU_MIN_NS` (timestamping noise).
-3. Weighted least squares of theta against ``r`` with weights ``exp(-(e / tau)^2)``: the
-   lower delay envelope dominates and queued samples fall away steeply. Because the fit is a
-   line, drift is taken out while the low-delay samples are found by their delay alone (delay
-   does not depend on the offset or drift), so the selection is drift-aware by construction.
-4. Drift whose standard error exceeds the prior spread of real oscillators
-   (:data:`DRIFT_PRIOR`, 100 ppm) is not trusted: it is set to 0 and its uncertainty to the
-   prior. Drift beyond :data:`MAX_DRIFT` is clamped (a clock that fast has stepped, not drifted).
-5. Uncertainty at the epoch: ``dmin / 2`` (the hard bound on the best sample's asymmetry) plus
-   three standard errors of the fitted line at the epoch, with the residual spread floored at
-   ``tau / 2`` so a few samples that happen to line up do not claim perfection. The weights
-   are read as inverse variances relative to the best sample (``sigma^2 / w``), which is what
-   makes the standard errors ``sigma / sqrt(sum w)`` and ``sigma / sqrt(Sxx)``; a sample
-   weighted out has, rightly, no say in how well the drift is known.
+1. Times are taken relative to a per-device base (the oldest ``t1``) and each leg relative to its
+   own minimum, so every float64 in the fit is small and exact to well under a nanosecond,
+   although raw instants are ~1.8e18 ns.
+2. Drift: the slope of each leg's lower convex hull at the mean instant (the linear-programming
+   skew estimator of Moon, Skelly and Towsley, 1999), the two averaged (``+b`` forward, ``-b``
+   backward). Its standard error is taken as ``C_B * q / sqrt(Sxx)``, ``q`` half the median
+   excess round trip (the queueing scale) and ``Sxx`` the spread of the ping instants; the
+   estimate is then shrunk towards 0 with the prior spread of real oscillators,
+   :data:`DRIFT_PRIOR` (30 ppm): ``b = b_hat * P / (P + s^2)``. A burst spanning a second gives a
+   slope error of hundreds of ppm, so its drift is ~0 (rightly: assuming none is better); after
+   a minute of pings the data dominate. Drift beyond :data:`MAX_DRIFT` is clamped.
+3. Offset at the epoch ``e``: every sample bounds the offset there from one side, once carried to
+   ``e`` along the drift line and widened by ``KAPPA`` drift standard errors per second of
+   carrying: ``theta(e) + floor_out <= f_i + b (e - x_i) + KAPPA * sigma_b * |e - x_i|`` and
+   likewise from below with ``g``. The tightest bound of each side is taken, and the offset is
+   their midpoint: exact when the two floors are equal (no two-way method can see a difference
+   between them; see docs/protocol.md). Old samples lose their say as the drift's uncertainty
+   makes them loose, which is what keeps an unsure drift from dragging the offset.
+4. Uncertainty at the epoch (about 99 % of errors within it on symmetric-floor paths):
+   ``K_U`` times the distance from each leg's tightest bound to its third tightest (how sharply
+   the envelope is pinned; the two legs combined in quadrature), plus three drift standard
+   errors times the age of the samples that set the bounds, at least :data:`TAU_MIN_NS`. With
+   fewer than three samples it is half the smallest round trip (the hard bound on asymmetry)
+   plus the drift term.
 
 :func:`estimate_batch` runs this over every dirty device at once; :func:`estimate_one_reference`
 is the same computation written plainly, and a property test holds the two equal. Call
@@ -56,7 +67,10 @@ from numba import njit
 from controller.sync.samples import PingSamples
 
 __all__ = [
+    "C_B",
     "DRIFT_PRIOR",
+    "KAPPA",
+    "K_U",
     "MAX_DRIFT",
     "TAU_MIN_NS",
     "Estimate",
@@ -71,20 +85,25 @@ __all__ = [
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
-#: Prior spread of oscillator drift (100 ppm, as a fraction): a drift estimate noisier than this
-#: is worse than assuming none.
-DRIFT_PRIOR = 1e-4
+#: Prior standard deviation of oscillator drift (30 ppm, as a fraction: phone and display quartz is
+#: specified at +-20-50 ppm): the drift estimate is shrunk towards 0 with it.
+DRIFT_PRIOR = 3e-5
 #: Largest drift believed (1000 ppm); beyond it the clock has stepped, not drifted.
 MAX_DRIFT = 1e-3
 #: Smallest excess-delay scale, ns: timestamping noise of a good device.
 TAU_MIN_NS = 2_000.0
-#: Standard errors of the fitted line added to ``dmin / 2`` in the uncertainty.
+#: Drift standard errors per second of age added to the uncertainty.
 _K_SIGMA = 3.0
-#: The excess-delay scale is the excess of the sample of this rank divisor (k // 8).
-_TAU_RANK_DIV = 8
-#: Samples more than this many ``tau`` above the minimum delay get weight 0 (exp(-36) ~ 2e-16):
-#: exactly what their weight would round to in the sums, without computing the exponential.
-_Z_CUT = 6.0
+#: Scale of the hull slope's standard error: ``C_B * q / sqrt(Sxx)`` (calibrated on the
+#: simulator's wifi and lan profiles: it errs on the large side for long windows).
+C_B = 0.6
+#: Drift standard errors per second of carrying that widen each sample's bound on the offset.
+KAPPA = 2.0
+#: The hulls are not computed when the slope's variance exceeds this many times the prior's: the
+#: shrunk drift would be within 0.01 % of 0 (a burst spanning a second or two).
+_SKIP_HULL = 1e4
+#: Multiple of the envelope's sharpness (tightest to third tightest bound) in the uncertainty.
+K_U = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +232,91 @@ def _select(src: I64, k: int, kth: int, a: I64, b: I64) -> int:  # pragma: no co
 
 
 @njit(cache=True)
+def _hull_slope(
+    x: F64, y: F64, k: int, xm: float, h: I64, xc: F64, yc: F64
+) -> float:  # pragma: no cover - compiled
+    # Slope of the lower convex hull of (x, y), x sorted ascending, at xm (monotone chain; of
+    # points with equal x only the lowest counts). 0 when the hull is a single point.
+    # The hull passes through the lowest point and lies below the chords from the first point to
+    # it and from it to the last, so points above those chords (most of a queued window) are
+    # dropped first, without branches: the chain's pops mispredict, the filter does not.
+    lo = 0
+    ylo = y[0]
+    for i in range(1, k):
+        yi = y[i]
+        lo = i if yi < ylo else lo
+        ylo = min(ylo, yi)
+    x0 = x[0]
+    y0 = y[0]
+    xl = x[lo]
+    yl = y[lo]
+    xk = x[k - 1]
+    yk = y[k - 1]
+    n = 0
+    for i in range(k):
+        # The chord of this side (the three named points pass: each lies on its chord).
+        left = i <= lo
+        ax = x0 if left else xl
+        ay = y0 if left else yl
+        bx = xl if left else xk
+        by = yl if left else yk
+        xi = x[i]
+        yi = y[i]
+        xc[n] = xi
+        yc[n] = yi
+        n += (yi - ay) * (bx - ax) <= (by - ay) * (xi - ax)
+    m = 0
+    for i in range(n):
+        if m > 0 and xc[h[m - 1]] == xc[i]:
+            if yc[i] >= yc[h[m - 1]]:
+                continue
+            m -= 1
+        while m >= 2:
+            i1 = h[m - 2]
+            i2 = h[m - 1]
+            if (yc[i2] - yc[i1]) * (xc[i] - xc[i1]) >= (yc[i] - yc[i1]) * (xc[i2] - xc[i1]):
+                m -= 1
+            else:
+                break
+        h[m] = i
+        m += 1
+    if m < 2:
+        return 0.0
+    j = 0
+    while j < m - 2 and xc[h[j + 1]] < xm:
+        j += 1
+    a = h[j]
+    b = h[j + 1]
+    return float((yc[b] - yc[a]) / (xc[b] - xc[a]))
+
+
+@njit(cache=True)
+def _sorted_by_x(x: F64, y: F64, k: int, xo: F64, yo: F64) -> None:  # pragma: no cover - compiled
+    # Stable insertion sort of (x, y) by x into (xo, yo): the rings are in arrival order, so
+    # only a reordered pong ever moves anything.
+    for i in range(k):
+        xi = x[i]
+        yi = y[i]
+        j = i
+        while j > 0 and xo[j - 1] > xi:
+            xo[j] = xo[j - 1]
+            yo[j] = yo[j - 1]
+            j -= 1
+        xo[j] = xi
+        yo[j] = yi
+
+
+@njit(cache=True)
+def _leg_slope(
+    x: F64, y: F64, k: int, xm: float, in_order: bool, xo: F64, yo: F64, h: I64, xc: F64, yc: F64
+) -> float:  # pragma: no cover - compiled
+    if in_order:
+        return _hull_slope(x, y, k, xm, h, xc, yc)
+    _sorted_by_x(x, y, k, xo, yo)
+    return _hull_slope(xo, yo, k, xm, h, xc, yc)
+
+
+@njit(cache=True)
 def _fit_row(
     t1: I64,
     t2: I64,
@@ -221,12 +325,18 @@ def _fit_row(
     count: int,
     head: int,
     epoch: int,
-    x: F64,
-    y: F64,
-    w: F64,
+    xf: F64,
+    xb: F64,
+    ff: F64,
+    gg: F64,
+    xo: F64,
+    yo: F64,
+    xc: F64,
+    yc: F64,
     d: I64,
     ds: I64,
     sa: I64,
+    h: I64,
 ) -> tuple[int, float, float, int, int, int, int]:  # pragma: no cover - compiled
     window = t1.shape[0]
     k = count
@@ -234,86 +344,110 @@ def _fit_row(
     if s < 0:
         s += window
     base = t1[s]
+    fref = t2[s] - base  # the legs are taken relative to the oldest sample's
+    gref = t4[s] - t3[s]
     dmin = np.int64(0)
     dmax = np.int64(0)
-    ref2 = np.int64(0)
-    # Gather the ring oldest first (no modulo in the loop: it dominated the gather).
+    sf = 0.0
+    sb_ = 0.0
+    sff = 0.0
+    f_order = True
+    b_order = True
+    # One pass over the ring, oldest first (no modulo in the loop: it dominated the gather).
     for i in range(k):
         a1 = t1[s]
         a4 = t4[s]
-        di = (a4 - a1) - (t3[s] - t2[s])
+        fi = t2[s] - a1
+        gi = a4 - t3[s]
+        di = fi + gi
         d[i] = di
         if i == 0 or di > dmax:
             dmax = di
-        s2 = (t2[s] - a1) + (t3[s] - a4)
-        y[i] = float(s2)
-        x[i] = float(a1 - base) + 0.5 * float(a4 - a1)
         if i == 0 or di < dmin:
             dmin = di
-            ref2 = s2
+        x1 = float(a1 - base)
+        x4 = float(a4 - base)
+        xf[i] = x1
+        xb[i] = x4
+        ff[i] = float(fi - fref)
+        gg[i] = float(gi - gref)
+        if i > 0:
+            f_order = f_order and x1 >= xf[i - 1]
+            b_order = b_order and x4 >= xb[i - 1]
+        sf += x1
+        sb_ += x4
+        sff += x1 * x1
         s += 1
         if s == window:
             s = 0
-    fref2 = float(ref2)
-    r_tau = k // _TAU_RANK_DIV
+    xmf = sf / k
+    xmb = sb_ / k
+    sxx = sff - sf * xmf
     r_50 = _rank_index(k, 50)
     r_99 = _rank_index(k, 99)
-    q_tau = _select(d, k, r_tau, ds, sa)
     p50 = _select(d, k, r_50, ds, sa)
     p99 = dmax if r_99 == k - 1 else _select(d, k, r_99, ds, sa)
-    tau = float(q_tau - dmin)
-    if tau < TAU_MIN_NS:
-        tau = TAU_MIN_NS
-    wsum = 0.0
-    xs = 0.0
-    ys = 0.0
-    for i in range(k):
-        yi = 0.5 * (y[i] - fref2)
-        y[i] = yi
-        z = float(d[i] - dmin) / tau
-        wi = math.exp(-(z * z)) if z < _Z_CUT else 0.0
-        w[i] = wi
-        wsum += wi
-        xs += wi * x[i]
-        ys += wi * yi
-    xbar = xs / wsum
-    ybar = ys / wsum
-    sxx = 0.0
-    sxy = 0.0
-    syy = 0.0
-    for i in range(k):
-        wi = w[i]
-        dx = x[i] - xbar
-        dy = y[i] - ybar
-        sxx += wi * dx * dx
-        sxy += wi * dx * dy
-        syy += wi * dy * dy
+    prior2 = DRIFT_PRIOR * DRIFT_PRIOR
     b = 0.0
-    if sxx > 0.0:
-        b = sxy / sxx
-        if b > MAX_DRIFT:
-            b = MAX_DRIFT
-        elif b < -MAX_DRIFT:
-            b = -MAX_DRIFT
-    # sum of w * (dy - b * dx)^2, expanded: saves a pass over the samples
-    rss = syy - 2.0 * b * sxy + b * b * sxx
-    if rss < 0.0:
-        rss = 0.0
-    sigma = math.sqrt(rss / wsum)
-    if sigma < 0.5 * tau:
-        sigma = 0.5 * tau
-    sigma_b = DRIFT_PRIOR
-    if sxx > 0.0:
-        sigma_b = sigma / math.sqrt(sxx)
-    if sigma_b >= DRIFT_PRIOR:
-        sigma_b = DRIFT_PRIOR
-        b = 0.0
-    dx_epoch = float(epoch - base) - xbar
-    theta = 0.5 * fref2 + ybar + b * dx_epoch
+    var_b = prior2
+    if k >= 3 and sxx > 0.0:
+        q = 0.5 * float(p50 - dmin)
+        if q < TAU_MIN_NS:
+            q = TAU_MIN_NS
+        s2 = (C_B * q) * (C_B * q) / sxx
+        var_b = prior2 * s2 / (prior2 + s2)
+        if s2 < _SKIP_HULL * prior2:
+            bf = _leg_slope(xf, ff, k, xmf, f_order, xo, yo, h, xc, yc)
+            bg = _leg_slope(xb, gg, k, xmb, b_order, xo, yo, h, xc, yc)
+            b = 0.5 * (bf - bg) * prior2 / (prior2 + s2)
+            if b > MAX_DRIFT:
+                b = MAX_DRIFT
+            elif b < -MAX_DRIFT:
+                b = -MAX_DRIFT
+    sb = math.sqrt(var_b)
+    e = float(epoch - base)
+    ks = KAPPA * sb
+    # The three tightest bounds of each side (u: forward, v: backward) and the ages of the best.
+    u1 = math.inf
+    u2 = math.inf
+    u3 = math.inf
+    v1 = math.inf
+    v2 = math.inf
+    v3 = math.inf
+    age_u = 0.0
+    age_v = 0.0
+    for i in range(k):
+        # Branch-free: a min/max network keeps the three smallest of each side, and the age of
+        # the smallest rides along as a select (mispredicted branches cost more than the work).
+        df = e - xf[i]
+        af = abs(df)
+        u = ff[i] + b * df + ks * af
+        age_u = af if u < u1 else age_u
+        w1 = max(u1, u)
+        u1 = min(u1, u)
+        w2 = max(u2, w1)
+        u2 = min(u2, w1)
+        u3 = min(u3, w2)
+        db = e - xb[i]
+        ab = abs(db)
+        v = gg[i] - b * db + ks * ab
+        age_v = ab if v < v1 else age_v
+        w1 = max(v1, v)
+        v1 = min(v1, v)
+        w2 = max(v2, w1)
+        v2 = min(v2, w1)
+        v3 = min(v3, w2)
+    theta = 0.5 * ((u1 + float(fref)) - (v1 + float(gref)))
     offset = math.floor(theta + 0.5)
-    line_sd = math.sqrt(sigma * sigma / wsum + (sigma_b * dx_epoch) ** 2)
-    unc = math.ceil(0.5 * float(dmin) + _K_SIGMA * line_sd)
-    return offset, b * 1e9, sigma_b * 1e9, unc, int(p50), int(p99), int(dmin)
+    drift_term = _K_SIGMA * sb * 0.5 * (age_u + age_v)
+    if k >= 3:
+        unc_f = K_U * math.sqrt((u3 - u1) * (u3 - u1) + (v3 - v1) * (v3 - v1)) + drift_term
+    else:
+        unc_f = 0.5 * float(dmin) + drift_term
+    if unc_f < TAU_MIN_NS:
+        unc_f = TAU_MIN_NS
+    unc = math.ceil(unc_f)
+    return offset, b * 1e9, sb * 1e9, unc, int(p50), int(p99), int(dmin)
 
 
 @njit(cache=True)
@@ -345,12 +479,18 @@ def estimate_batch(
     """
     n = t1.shape[0]
     window = t1.shape[1]
-    x = np.empty(window, dtype=np.float64)
-    y = np.empty(window, dtype=np.float64)
-    w = np.empty(window, dtype=np.float64)
+    xf = np.empty(window, dtype=np.float64)
+    xb = np.empty(window, dtype=np.float64)
+    ff = np.empty(window, dtype=np.float64)
+    gg = np.empty(window, dtype=np.float64)
     d = np.empty(window, dtype=np.int64)
     ds = np.empty(window, dtype=np.int64)
     sa = np.empty(window, dtype=np.int64)
+    xo = np.empty(window, dtype=np.float64)
+    yo = np.empty(window, dtype=np.float64)
+    xc = np.empty(window, dtype=np.float64)
+    yc = np.empty(window, dtype=np.float64)
+    h = np.empty(window, dtype=np.int64)
     done = 0
     for dev in range(n):
         if not dirty[dev]:
@@ -368,8 +508,9 @@ def estimate_batch(
             min_delay_ns[dev] = 0
             continue
         off, dr, drs, unc, p50, p99, dmin = _fit_row(
-            t1[dev], t2[dev], t3[dev], t4[dev], k, heads[dev], epoch[dev], x, y, w, d, ds, sa
-        )
+            t1[dev], t2[dev], t3[dev], t4[dev], k, heads[dev], epoch[dev],
+            xf, xb, ff, gg, xo, yo, xc, yc, d, ds, sa, h,
+        )  # fmt: skip
         offset_ns[dev] = off
         drift_ppb[dev] = dr
         drift_sigma_ppb[dev] = drs
@@ -452,6 +593,28 @@ def naive_offset_ns(samples: PingSamples) -> I64:
     return out
 
 
+def _hull_slope_reference(x: list[float], y: list[float], xm: float) -> float:
+    order = sorted(range(len(x)), key=lambda i: (x[i], i))
+    h: list[int] = []
+    for i in order:
+        if h and x[h[-1]] == x[i]:
+            if y[i] >= y[h[-1]]:
+                continue
+            h.pop()
+        while len(h) >= 2 and (y[h[-1]] - y[h[-2]]) * (x[i] - x[h[-2]]) >= (y[i] - y[h[-2]]) * (
+            x[h[-1]] - x[h[-2]]
+        ):
+            h.pop()
+        h.append(i)
+    if len(h) < 2:
+        return 0.0
+    j = 0
+    while j < len(h) - 2 and x[h[j + 1]] < xm:
+        j += 1
+    a, b = h[j], h[j + 1]
+    return (y[b] - y[a]) / (x[b] - x[a])
+
+
 def estimate_one_reference(
     t1: Sequence[int],
     t2: Sequence[int],
@@ -472,41 +635,54 @@ def estimate_one_reference(
     a2 = [int(v) for v in t2]
     a3 = [int(v) for v in t3]
     a4 = [int(v) for v in t4]
-    delays = [(a4[i] - a1[i]) - (a3[i] - a2[i]) for i in range(k)]
-    jmin = min(range(k), key=lambda i: (delays[i], i))
-    dmin = delays[jmin]
-    ref2 = (a2[jmin] - a1[jmin]) + (a3[jmin] - a4[jmin])
     base = a1[0]
-    xs = [float(a1[i] - base) + 0.5 * float(a4[i] - a1[i]) for i in range(k)]
-    ys = [0.5 * float((a2[i] - a1[i]) + (a3[i] - a4[i]) - ref2) for i in range(k)]
+    fwd = [a2[i] - a1[i] for i in range(k)]
+    back = [a4[i] - a3[i] for i in range(k)]
+    delays = [fwd[i] + back[i] for i in range(k)]
+    dmin = min(delays)
+    xf = [float(a1[i] - base) for i in range(k)]
+    xb = [float(a4[i] - base) for i in range(k)]
+    ff = [float(v - fwd[0]) for v in fwd]  # legs relative to the oldest sample's
+    gg = [float(v - back[0]) for v in back]
     ordered = sorted(delays)
-    tau = max(TAU_MIN_NS, float(ordered[k // _TAU_RANK_DIV] - dmin))
-    zs = [(delays[i] - dmin) / tau for i in range(k)]
-    ws = [math.exp(-(z**2)) if z < _Z_CUT else 0.0 for z in zs]
-    wsum = sum(ws)
-    xbar = sum(ws[i] * xs[i] for i in range(k)) / wsum
-    ybar = sum(ws[i] * ys[i] for i in range(k)) / wsum
-    sxx = sum(ws[i] * (xs[i] - xbar) ** 2 for i in range(k))
-    sxy = sum(ws[i] * (xs[i] - xbar) * (ys[i] - ybar) for i in range(k))
-    b = min(MAX_DRIFT, max(-MAX_DRIFT, sxy / sxx)) if sxx > 0.0 else 0.0
-    rss = sum(ws[i] * (ys[i] - ybar - b * (xs[i] - xbar)) ** 2 for i in range(k))  # >= 0, plainly
-    sigma = max(math.sqrt(rss / wsum), 0.5 * tau)
-    sigma_b = sigma / math.sqrt(sxx) if sxx > 0.0 else DRIFT_PRIOR
-    if sigma_b >= DRIFT_PRIOR:
-        sigma_b, b = DRIFT_PRIOR, 0.0
-    dx_epoch = float(epoch_ns - base) - xbar
-    theta = 0.5 * float(ref2) + ybar + b * dx_epoch
-    line_sd = math.sqrt(sigma**2 / wsum + (sigma_b * dx_epoch) ** 2)
 
     def rank(pct: int) -> int:
         return ordered[max(0, (pct * k + 99) // 100 - 1)]
 
+    sf, sb_, sff = 0.0, 0.0, 0.0
+    for i in range(k):  # the kernel's single pass, in its order (float sums are order-sensitive)
+        sf += xf[i]
+        sb_ += xb[i]
+        sff += xf[i] * xf[i]
+    xmf, xmb = sf / k, sb_ / k
+    sxx = sff - sf * xmf
+    prior2 = DRIFT_PRIOR * DRIFT_PRIOR
+    b, var_b = 0.0, prior2
+    if k >= 3 and sxx > 0.0:
+        q = max(TAU_MIN_NS, 0.5 * float(rank(50) - dmin))
+        s2 = (C_B * q) * (C_B * q) / sxx
+        var_b = prior2 * s2 / (prior2 + s2)
+        if s2 < _SKIP_HULL * prior2:
+            bh = 0.5 * (_hull_slope_reference(xf, ff, xmf) - _hull_slope_reference(xb, gg, xmb))
+            b = min(MAX_DRIFT, max(-MAX_DRIFT, bh * prior2 / (prior2 + s2)))
+    sb = math.sqrt(var_b)
+    e = float(epoch_ns - base)
+    ups = [(ff[i] + b * (e - xf[i]) + KAPPA * sb * abs(e - xf[i]), i) for i in range(k)]
+    los = [(gg[i] - b * (e - xb[i]) + KAPPA * sb * abs(e - xb[i]), i) for i in range(k)]
+    ups.sort()
+    los.sort()
+    theta = 0.5 * ((ups[0][0] + float(fwd[0])) - (los[0][0] + float(back[0])))
+    drift_term = _K_SIGMA * sb * 0.5 * (abs(e - xf[ups[0][1]]) + abs(e - xb[los[0][1]]))
+    if k >= 3:
+        unc = K_U * math.hypot(ups[2][0] - ups[0][0], los[2][0] - los[0][0]) + drift_term
+    else:
+        unc = 0.5 * float(dmin) + drift_term
     return Estimate(
         epoch_ns=epoch_ns,
         offset_ns=math.floor(theta + 0.5),
         drift_ppb=b * 1e9,
-        drift_sigma_ppb=sigma_b * 1e9,
-        uncertainty_ns=math.ceil(0.5 * dmin + _K_SIGMA * line_sd),
+        drift_sigma_ppb=sb * 1e9,
+        uncertainty_ns=math.ceil(max(unc, TAU_MIN_NS)),
         delay_p50_ns=rank(50),
         delay_p99_ns=rank(99),
         min_delay_ns=dmin,

@@ -110,8 +110,8 @@ def test_joining_device_gets_a_usable_model_after_its_burst() -> None:
     models, planner, now = _run_join(LAN, 1.05, seed=3)
     m = models.model(0)
     assert m is not None
-    assert m.n >= 9  # the burst: about 10 pings over the first second
-    assert planner.sent == 10
+    assert m.n >= 9  # the burst: one ping every 100 ms, 20 of them over the first 2 s
+    assert planner.sent == 11
     assert m.uncertainty_ns < 2 * MS
     assert T0 < m.epoch <= now
     true_offset = 1_234_567_890 + round(37_000 * (m.epoch - T0) / 1e9)
@@ -129,23 +129,73 @@ def test_joining_wifi_device_model_error_stays_within_its_uncertainty(seed: int)
     assert abs(m.offset_ns - true_offset) <= m.uncertainty_ns < 20 * MS
 
 
-def test_steady_rate_after_burst_is_one_every_one_to_two_seconds() -> None:
-    planner = PingPlanner(seed=1)
-    planner.join_many(np.arange(100), T0)
+def _send_times(planner: PingPlanner, until: int, step: int = 10 * MS) -> dict[int, list[int]]:
     sends: dict[int, list[int]] = {}
     now = T0
-    while now < T0 + 20 * S:
+    while now < until:
         devs, _ = planner.due_at(now)
         for d in devs.tolist():
             sends.setdefault(d, []).append(now)
+        now += step
+    return sends
+
+
+def test_burst_then_fast_then_slow_once_settled() -> None:
+    planner = PingPlanner(seed=1)
+    planner.join_many(np.arange(100), T0)
+    planner.set_settled(np.arange(50), np.ones(50, dtype=np.bool_))  # rows 0-49 have good models
+    sends = _send_times(planner, T0 + 90 * S)
+    for dev in (7, 77):
+        t = np.array(sends[dev])
+        assert t[0] == T0  # the first ping at once
+        gaps = np.diff(t)
+        assert 100 * MS <= gaps[0] < 200 * MS  # then the burst, at a seeded phase
+        assert (gaps[1:29] == 100 * MS).all()  # the burst: 30 pings over 3 s
+        fast = gaps[29:][t[30:] <= T0 + 60 * S]
+        assert len(fast) >= 50 and fast.min() >= 700 * MS and fast.max() <= 1_300 * MS + 10 * MS
+    late7 = np.diff(np.array(sends[7]))[np.array(sends[7])[1:] > T0 + 65 * S]
+    late77 = np.diff(np.array(sends[77]))[np.array(sends[77])[1:] > T0 + 65 * S]
+    assert late7.min() >= 4_700 * MS and late7.max() <= 5_300 * MS + 10 * MS  # settled: slow
+    assert late77.max() <= 1_300 * MS + 10 * MS  # not settled: stays fast
+    # jitter spreads devices that joined together over every 10 ms tick of a burst gap, and
+    # again over the fast interval; instants after the first sit on the 10 ms tick grid
+    assert len({v[1] for v in sends.values()}) == 10
+    assert len({v[31] for v in sends.values()}) > 30
+    assert all(t % (10 * MS) == T0 % (10 * MS) for v in sends.values() for t in v)
+
+
+def test_unsettled_device_goes_back_to_the_fast_interval() -> None:
+    planner = PingPlanner(seed=2)
+    planner.join(0, T0)
+    planner.set_settled([0], [True])
+    sends: list[int] = []
+    now = T0
+    while now < T0 + 110 * S:
+        if now == T0 + 80 * S:
+            planner.set_settled([0], [False])  # e.g. its pongs stopped coming and the model aged
+        devs, _ = planner.due_at(now)
+        if devs.size:
+            sends.append(now)
         now += 10 * MS
-    gaps = np.diff(np.array(sends[7]))
-    assert len(sends[7]) > 10
-    assert (gaps[:9] == 100 * MS).all()  # the burst
-    steady = gaps[9:]
-    assert steady.min() >= S and steady.max() <= 2 * S + 10 * MS
-    # jitter spreads devices that joined together
-    assert len({tuple(v[10:12]) for v in sends.values()}) > 50
+    t = np.array(sends)
+    slow = np.diff(t[(t > T0 + 65 * S) & (t < T0 + 80 * S)])
+    assert slow.size >= 2 and slow.min() >= 4_700 * MS
+    fast = np.diff(t[t > T0 + 86 * S])
+    assert fast.size >= 15 and fast.max() <= 1_300 * MS + 10 * MS
+
+
+def test_due_at_does_no_work_before_the_next_deadline() -> None:
+    planner = PingPlanner(seed=0)
+    planner.join_many(np.arange(1000), T0)
+    first = planner.next_deadline()
+    assert first is not None and first >= T0
+    before = planner.sent
+    devs, seqs = planner.due_at(first - 1)
+    assert devs.size == 0 and seqs.size == 0 and planner.sent == before
+    devs, _ = planner.due_at(first)
+    assert devs.size >= 1
+    nxt = planner.next_deadline()
+    assert nxt is not None and nxt > first
 
 
 def test_pongs_are_matched_once_and_stale_or_unknown_ones_counted() -> None:
@@ -159,10 +209,13 @@ def test_pongs_are_matched_once_and_stale_or_unknown_ones_counted() -> None:
     assert not planner.receive_pong(2, 77, T0 + MS)  # never sent
     assert not planner.receive_pong(9, 0, T0 + MS)  # unknown device
     assert planner.dropped_unknown == 3
-    _, seqs = planner.due_at(T0 + 100 * MS)
-    assert not planner.receive_pong(2, int(seqs[0]), T0 + 100 * MS + 6 * S)  # too late
+    second = planner.next_deadline()
+    assert second is not None and T0 + 100 * MS <= second < T0 + 200 * MS  # the burst's phase
+    assert planner.due_at(second - 1)[0].size == 0
+    _, seqs = planner.due_at(second)
+    assert not planner.receive_pong(2, int(seqs[0]), second + 6 * S)  # too late
     assert planner.dropped_stale == 1 and planner.matched == 1
-    assert planner.next_deadline() == T0 + 200 * MS
+    assert planner.next_deadline() == second + 100 * MS
     planner.leave(2)
     assert planner.next_deadline() is None
 

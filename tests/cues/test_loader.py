@@ -193,3 +193,68 @@ cues:
     (f,) = r.errors
     assert f.mark is not None and f.mark.line == 9 and "negative" in f.message
     assert "used by cue 'bad'" in f.hint
+
+
+def test_template_used_again_with_the_same_values(check: Check) -> None:
+    # The expanded body is built once per (template, values); each use keeps its own marks and
+    # "used by" note, and a bad value is reported at every use that gives it.
+    r = check(
+        """\
+templates:
+  wait:
+    params: [t, who]
+    actions:
+      - at: "${t}"
+        osc: {targets: "${who}", address: /x}
+cues:
+  - id: a
+    use: wait
+    with: {t: 2s, who: barges}
+  - id: b
+    use: wait
+    with: {t: 2s, who: barges}
+  - id: c
+    use: wait
+    with: {t: 2, who: barges}
+  - id: d
+    use: wait
+    with: {t: -1s, who: barges}
+  - id: e
+    use: wait
+    with: {t: -1s, who: barges}
+"""
+    )
+    bad = [f for f in r.errors if "negative" in f.message]
+    assert [f.hint.rsplit("used by ", 1)[1].split(" ")[1] for f in bad] == ["'d'", "'e'"]
+    assert all(f.mark is not None and f.mark.line == 9 for f in bad)  # the at: (after a 4-line header)
+    clean = check(
+        """\
+templates:
+  wait:
+    params: [t, who]
+    actions:
+      - at: "${t}"
+        osc: {targets: "${who}", address: /x}
+cues:
+  - id: a
+    use: wait
+    with: {t: 2s, who: barges}
+  - id: b
+    go: auto-continue
+    use: wait
+    with: {t: 2s, who: barges}
+  - id: c
+    go: auto-continue
+    use: wait
+    with: {t: 3, who: fountain}
+"""
+    )
+    assert clean.ok, clean.findings
+    t = clean.timeline
+    assert t is not None
+    (a,), (b,), (c,) = t.actions_by_cue["a"], t.actions_by_cue["b"], t.actions_by_cue["c"]
+    assert (
+        a.mark is not None and b.mark is not None and (a.mark.line, b.mark.line) == (13, 17)
+    )  # each its own use:
+    assert a.devices == b.devices == ("barge-1", "barge-2") and c.devices != a.devices
+    assert (b.at_ns - t.cues[1].body_ns, c.at_ns - t.cues[2].body_ns) == (2 * 10**9, 3 * 10**9)

@@ -485,7 +485,8 @@ class _Builder:
                     if c is not missing:
                         value = c
                     elif value[0] in number_start:
-                        value = resolved[value] = resolve(value)
+                        c = resolved[value] = resolve(value)
+                        value = c
                 else:
                     plain = False
                 vpacked = packed | quoted_bit if not plain and style in quotes else packed

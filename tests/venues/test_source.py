@@ -303,3 +303,29 @@ def test_big_show_loads_with_marks_for_every_value() -> None:
     assert pure.data == doc.data
     assert dict(pure.marks) == dict(doc.marks)
     assert dict(pure.key_marks) == dict(doc.key_marks)
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["libyaml", "pure"])
+def test_repeated_plain_scalars_resolve_each_time(pure: bool) -> None:
+    # Resolution is memoised per document: repeats must come out the same, quoting still wins.
+    items = [
+        "0",
+        "0",
+        "'0'",
+        "0.0",
+        "0.0",
+        "1:30",
+        "1:30",
+        "0o17",
+        "0o17",
+        "null",
+        "'null'",
+        "null",
+        "2.1",
+        "2.1",
+    ]
+    text = "a:\n" + "".join(f"  - {v}\n" for v in items)
+    doc = parse(text, pure=pure)
+    assert doc.data["a"] == [0, 0, "0", 0.0, 0.0, "1:30", "1:30", 15, 15, None, "null", None, 2.1, 2.1]
+    assert [type(v) for v in doc.data["a"][:5]] == [int, int, str, float, float]
+    assert doc.mark(["a", 13]) == Mark("f.yaml", 15, 5)

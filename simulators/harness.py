@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from controller.core import ControllerCore, Withdraw
 from controller.delivery import MqttPublish, UdpSend
@@ -39,6 +40,7 @@ from cues.timeline import Fade, Timeline
 from simulators.broker import MosquittoBroker
 from simulators.devices.realtime import TIMER_LATENESS
 from simulators.devices.venue import SimulatedVenue
+from simulators.devices.worker import HeadsetSpec, HeadsetWorker
 from simulators.report import sync_report, zone_spread
 from venues.model import Device, MqttEndpoint, Sync, Venue
 
@@ -316,11 +318,17 @@ async def play_real(
     settle_s: float = 2.0,
     faults: FaultHook | None = None,
     go_delay_ms: float = 250.0,
+    headset_process: bool | None = None,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
     ``duration_s`` is seconds of show, counted from the first GO (the devices' connection and
     clock-sync settling before it are not counted); ``go_delay_ms`` is the runtime's GO latency.
+
+    ``headset_process``: run the MQTT headsets in a child process
+    (:class:`~simulators.devices.worker.HeadsetWorker`), so that the controller does not share an
+    event loop with them, as it would not in a venue. By default this is done when there are 200
+    or more of them and no fault hook (faults need the devices in this process).
 
     ``faults``, when given, is started as a task beside the controller once it runs; it receives
     the simulated venue and the runtime and may inject faults at show instants, e.g.::
@@ -339,9 +347,22 @@ async def play_real(
     sim = SimulatedVenue(venue, mode="real", profile=profile, seed=seed, broker_url=broker_url, broker=broker)
     TIMER_LATENESS.reset()
     settle: dict[str, Any] = {}  # how long the devices were given to sync before the first GO
+    worker: HeadsetWorker | None = None
+    mqtt_apps = [did for did, app in sim.apps.items() if app.device.mqtt is not None]
+    if headset_process is None:
+        headset_process = faults is None and len(mqtt_apps) >= 200
+    if headset_process and mqtt_apps:
+        specs = [HeadsetSpec(sim.apps[did].device, sim.clocks[did], sim.paths[did]) for did in mqtt_apps]
+        for did in mqtt_apps:
+            del sim.apps[did]  # the child runs them (same clocks and paths); sim.clocks keeps them
+        url = urlsplit(broker_url)
+        worker = HeadsetWorker(specs, url.hostname or "127.0.0.1", url.port or 1883)
+        worker.start()
     try:
         await sim.start_async()
         await sim.wait_connected(timeout_s=60)
+        if worker is not None:
+            await worker.wait_connected()
         rt = Runtime(
             timeline,
             venue,
@@ -415,6 +436,8 @@ async def play_real(
             with contextlib.suppress(asyncio.CancelledError):
                 await hook
     finally:
+        if worker is not None:
+            TIMER_LATENESS.samples.extend(await worker.stop(sim.recorder))
         await sim.stop_async()
         if broker is not None:
             broker.stop()
@@ -427,6 +450,7 @@ async def play_real(
     # How late the shared event loop ran the simulated devices' timers (not counted in the spread).
     report["sim_timer_lateness"] = TIMER_LATENESS.summary()
     report["settle"] = settle
+    report["headset_process"] = worker is not None
     report["controller"] = ctl
     return report, sim, rt
 

@@ -57,7 +57,7 @@ def run() -> tuple[dict[str, Any], SimulatedVenue, Runtime, list[ViewModel]]:
 def test_every_device_has_a_row_with_every_column(
     run: tuple[dict[str, Any], SimulatedVenue, Runtime, Any],
 ) -> None:
-    report, sim, rt, _ = run
+    report, _sim, rt, _ = run
     rows = report["telemetry"]
     assert sorted(r["device"] for r in rows) == sorted(d.id for d in rt.venue.devices)
     for r in rows:
@@ -95,7 +95,7 @@ def test_pinged_devices_have_plausible_clock_figures(
 def test_acks_and_fire_errors_match_what_the_devices_executed(
     run: tuple[dict[str, Any], SimulatedVenue, Runtime, Any],
 ) -> None:
-    report, sim, rt, _ = run
+    report, sim, _rt, _ = run
     rows = {r["device"]: r for r in report["telemetry"]}
     executed: dict[str, int] = {}
     keyed_cues: dict[str, int] = {}
@@ -105,9 +105,10 @@ def test_acks_and_fire_errors_match_what_the_devices_executed(
             keyed_cues[f.device_id] = keyed_cues.get(f.device_id, 0) + 1
     for did in sim.apps:
         r = rows[did]
-        # Every scene cue it executed was acknowledged (fire reports of the final safe state may
-        # still be in flight when the controller disconnects, hence <= executions).
-        assert keyed_cues[did] <= r["acks"] <= executed[did], (r, keyed_cues[did], executed[did])
+        # Every scene cue it executed was acknowledged, but for the last one perhaps: the controller
+        # exits at the end of the show, and that report (and those of the final safe state) may
+        # still be on their way then.
+        assert keyed_cues[did] - 1 <= r["acks"] <= executed[did], (r, keyed_cues[did], executed[did])
         assert r["fire_error_us"] is not None and r["fire_error_us"] < FIRE_ERROR_BOUND_US, r
         assert r["fire_error_max_us"] >= r["fire_error_us"]
     for did, dev in sim.displays.items():
@@ -144,3 +145,28 @@ def test_live_view_shows_synced_devices_and_the_worst(
     text = console.export_text()
     assert f"{pinged} of {pinged} clock-synced" in text
     assert vm.worst[0][0] in text
+
+
+@pytest.mark.integration
+def test_headsets_in_their_own_process_report_back_every_cue() -> None:
+    """play_real(headset_process=True): the MQTT headsets run in a child process (as the real-time
+    bench does at 1,000 devices); their records come back and the controller synced them."""
+    timeline, venue = compile_show(SIM_YARD)
+    report, sim, _rt = asyncio.run(
+        play_real(timeline, venue, profile="lan", seed=4, view=False, control_port=None, headset_process=True)
+    )
+    assert report["headset_process"] is True
+    assert not sim.apps  # none ran in this process
+    headsets = [d.id for d in venue.devices if d.sync is Sync.APP]
+    rows = sim.records().rows()
+    for did in headsets:
+        cues = [
+            r.key for r in sorted(rows, key=lambda r: r.true_ns) if r.device_id == did and r.what == "cue"
+        ]
+        assert cues == ["open", "river", "bloom", "moon", "finale"], (did, cues)
+    assert report["missed"] == 0, report["missed_by_device"]
+    tel = {r["device"]: r for r in report["telemetry"]}
+    for did in headsets:
+        assert tel[did]["synced"] and abs(tel[did]["offset_err_us"]) < OFFSET_BOUND_US, tel[did]
+        assert tel[did]["acks"] >= 4  # the finale's report may arrive after the controller left
+    assert report["sim_timer_lateness"]["n"] > 0

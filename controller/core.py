@@ -134,7 +134,7 @@ class ControllerCore:
         control_rate_hz: float = 50.0,
         debounce_ns: int = 250 * MS,
         go_delay_ns: int = 250 * MS,
-        state_every_ns: int = S,
+        state_every_ns: int = 5 * S,  # a keep-alive: every change is published at once anyway
     ) -> None:
         self.timeline = timeline
         self.venue = venue

@@ -496,6 +496,19 @@ def _print_report(report: dict[str, Any]) -> None:
         f"p99 {report['spread_p99_us']:.0f} us, max {report['spread_max_us']:.0f} us; firing on receipt "
         f"would have given p99 {report['baseline_spread_p99_us']:.0f} us."
     )
+    tel = report.get("telemetry") or []
+    if tel:
+        synced = sum(1 for r in tel if r["synced"])
+        over = sum(1 for r in tel if r["over_budget"])
+        worst = ", ".join(
+            f"{r['device']} {r['uncertainty_us']:,.0f} us" for r in tel[:3] if r["uncertainty_us"] is not None
+        )
+        budget = report.get("controller", {}).get("sync_budget_us", 0)
+        con.print(
+            f"Clock sync: {synced:,} of {len(tel):,} devices synced, {over:,} over the "
+            f"{budget:,.0f} us budget (worst: {worst or '-'}); "
+            f"{report.get('on_receipt', 0):,} fires on receipt (the cue arrived after its instant)."
+        )
 
 
 def _write_report(report: dict[str, Any], path: Path) -> None:

@@ -16,9 +16,10 @@ with the epoch the instant of the fit. :class:`ClockModel` converts one instant 
 exactly (integer arithmetic, round half up); :meth:`ClockModels.to_device_many` converts arrays
 for a batch of ``timetag`` bundles.
 
-:class:`PingPlanner` decides who is pinged when: a joining device gets a burst (10 pings over
-its first second), then one every 1-2 s, the phase jittered by a seeded generator so that a
-venue of devices that joined together spreads out. It remembers the pings in flight per
+:class:`PingPlanner` decides who is pinged when: a joining device gets a burst (30 pings over
+its first 3 s), then one about every second, and after its first minute one every 5 s while its
+model is good; phases are jittered by a seeded generator so that a venue of devices that joined
+together spreads out. It remembers the pings in flight per
 ``(device, seq)`` so that a pong is matched to its ping, and a pong for a ping never sent,
 already answered or sent too long ago is dropped and counted.
 
@@ -420,8 +421,9 @@ class PingPlanner:
     that, one every ``slow_interval_ns`` (about 5 s) while the caller says its model is good
     (:meth:`set_settled`), else one every ``steady_interval_ns`` (1 s by default): a device on a
     noisy path keeps needing samples, and one whose model went bad gets them again.
-    Due instants are rounded up to a ``tick_ns`` grid, so that at ten thousand devices
-    :meth:`due_at` does its (vectorised) work once per tick, not once per loop turn.
+    Due instants are rounded up to a ``tick_ns`` grid (2 ms), so that at ten thousand devices
+    :meth:`due_at` does its (vectorised) work once per tick, not once per loop turn, and returns
+    each tick's pings in a seeded random order.
     """
 
     def __init__(
@@ -434,7 +436,7 @@ class PingPlanner:
         slow_interval_ns: int = 5 * _NS,
         steady_interval_ns: int = _NS,
         fast_for_ns: int = 60 * _NS,
-        tick_ns: int = 10_000_000,
+        tick_ns: int = 2_000_000,
         timeout_ns: int = 5 * _NS,
         max_in_flight: int = 16,
         seed: int = 0,
@@ -565,6 +567,11 @@ class PingPlanner:
         if idx.size == 0:
             self._refresh_next()
             return idx, idx.copy()
+        if idx.size > 1:
+            # In a seeded random order: pings leave one after another, and the last of a batch
+            # queues behind the others; always in row order, the same devices would always
+            # queue, and their offsets would carry that as a bias.
+            idx = self._rng.permutation(idx)
         seqs = self.next_seq[idx].copy()
         self.next_seq[idx] = (seqs + 1) % _SEQ_MOD
         slot = seqs % self.max_in_flight

@@ -168,6 +168,9 @@ class ControllerCore:
             if ep is not None:
                 self.by_endpoint[ep] = d.id
         self._pending: list[tuple[int, int, Send]] = []
+        # MQTT cues and ramps planned (and so perhaps sent ahead) whose instant may still be to
+        # come: a device that reconnects inside their lead gets them again (_resend_ahead).
+        self._ahead: list[EngineSend | Ramp] = []
         self._withdrawn: list[Withdraw] = []
         self._tie = itertools.count()
         self._enc = msgspec.json.Encoder()
@@ -185,6 +188,7 @@ class ControllerCore:
             "bad_messages": 0,
             "events": 0,
             "late_joins": 0,
+            "resent_ahead": 0,
         }
 
     # -- operator ----------------------------------------------------------------------------
@@ -281,6 +285,10 @@ class ControllerCore:
                 safes = []
             if isinstance(o, EngineSend | Ramp | Frame):
                 self.emitted_seqs.add(o.key[2])
+            if isinstance(o, Ramp) or (isinstance(o, EngineSend) and isinstance(o.op, MqttSend)):
+                self._ahead.append(o)
+                if len(self._ahead) > 512:
+                    self._ahead = [a for a in self._ahead if a.at > now]
             if isinstance(o, EngineSend):
                 op = o.op
                 if isinstance(op, OscSend):
@@ -327,6 +335,7 @@ class ControllerCore:
     def _cancel(self, c: Cancel) -> None:
         if not c.keys:
             return
+        self._ahead = [o for o in self._ahead if not (o.key in c.keys and o.at > c.at)]
         before = len(self._pending)
         self._pending = [item for item in self._pending if not (item[2].key in c.keys and item[0] > c.at)]
         heapq.heapify(self._pending)
@@ -473,6 +482,32 @@ class ControllerCore:
         self._queue(
             self.delivery.state(device, st.params, st.osc, st.mqtt, now, (self.show_id, "state", 0)), None
         )
+        self._resend_ahead(device, now)
+
+    def _resend_ahead(self, device: str, now: int) -> None:
+        """Send ``device`` again, on its own, what went out ahead of time and has not fired yet.
+
+        The catch-up state is the show *now*; a cue sent to the group before the device was back
+        (inside the cue's lead) but due after ``now`` is in neither. The device deduplicates by
+        key, so a copy it did get already is harmless (docs/protocol.md).
+        """
+        self._ahead = [o for o in self._ahead if o.at > now]
+        dl = self.delivery
+        for o in self._ahead:
+            if device not in o.devices:
+                continue
+            if isinstance(o, Ramp):
+                sends = dl.ramp(
+                    o.key, o.at, o.show_ns, [device], o.param, o.start, o.end, o.duration_ns, o.ease, now
+                )
+            else:
+                op = o.op
+                assert isinstance(op, MqttSend)
+                sends = dl.mqtt(
+                    o.key, o.at, o.show_ns, [device], op.topic, op.payload, op.qos, op.retain, now
+                )
+            self.counters["resent_ahead"] += len(sends)
+            self._queue(sends, o.key)
 
     # -- clock sync --------------------------------------------------------------------------
 

@@ -94,9 +94,12 @@ MAX_DRIFT = 1e-3
 TAU_MIN_NS = 2_000.0
 #: Drift standard errors per second of age added to the uncertainty.
 _K_SIGMA = 3.0
-#: Scale of the hull slope's standard error: ``C_B * q / sqrt(Sxx)`` (calibrated on the
-#: simulator's wifi and lan profiles: it errs on the large side for long windows).
-C_B = 0.6
+#: Scale of the hull slope's standard error: ``C_B * q / sqrt(Sxx)``. About twice the error
+#: measured on the simulator's wifi and lan profiles (0.45-0.65 there): the extra shrinkage costs
+#: drift accuracy but gave better offsets, where it counts (p99 over devices, offline on samples
+#: recorded from ``madang bench sync``: LAN 3 s into the burst 85 -> 78 us, Wi-Fi at 48 s
+#: 827 -> 779 us; on synthetic Wi-Fi with drifts to 100 ppm it costs 337 -> 396 us).
+C_B = 1.0
 #: Drift standard errors per second of carrying that widen each sample's bound on the offset.
 KAPPA = 2.0
 #: The hulls are not computed when the slope's variance exceeds this many times the prior's: the

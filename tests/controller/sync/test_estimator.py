@@ -147,9 +147,10 @@ def test_accuracy_wifi_like_asymmetric() -> None:
     # set by its own least-queued pings, so the 4:1 split costs little (the round trip's
     # least-queued ping alone would be off by ~0.6 ms).
     a = _accuracy(WIFI, seed=12)
-    assert a["p50"] <= 100_000
-    assert a["p99"] <= 520_000
-    assert a["drift_p50"] <= 5_000 and a["drift_p99"] <= 20_000
+    assert a["p50"] <= 110_000
+    assert a["p99"] <= 560_000
+    # drifts here reach 100 ppm, well past the 30 ppm prior, which shrinks the largest a little
+    assert a["drift_p50"] <= 8_000 and a["drift_p99"] <= 25_000
     # a median of offsets is biased by half the mean asymmetric queueing (1.5 ms) and by drift
     assert a["naive_p99"] >= 2.5 * a["p99"]
     assert a["covered"] >= 0.999
@@ -157,9 +158,9 @@ def test_accuracy_wifi_like_asymmetric() -> None:
 
 def test_accuracy_wifi_like_symmetric() -> None:
     a = _accuracy(WIFI_SYMMETRIC, seed=13)
-    assert a["p50"] <= 100_000
-    assert a["p99"] <= 450_000
-    assert a["drift_p99"] <= 20_000
+    assert a["p50"] <= 110_000
+    assert a["p99"] <= 500_000
+    assert a["drift_p99"] <= 25_000
     assert a["covered"] >= 0.999
 
 

@@ -421,7 +421,7 @@ class PingPlanner:
     that, one every ``slow_interval_ns`` (about 5 s) while the caller says its model is good
     (:meth:`set_settled`), else one every ``steady_interval_ns`` (1 s by default): a device on a
     noisy path keeps needing samples, and one whose model went bad gets them again.
-    Due instants are rounded up to a ``tick_ns`` grid (2 ms), so that at ten thousand devices
+    Due instants are rounded up to a ``tick_ns`` grid (10 ms), so that at ten thousand devices
     :meth:`due_at` does its (vectorised) work once per tick, not once per loop turn, and returns
     each tick's pings in a seeded random order.
     """
@@ -436,7 +436,7 @@ class PingPlanner:
         slow_interval_ns: int = 5 * _NS,
         steady_interval_ns: int = _NS,
         fast_for_ns: int = 60 * _NS,
-        tick_ns: int = 2_000_000,
+        tick_ns: int = 10_000_000,
         timeout_ns: int = 5 * _NS,
         max_in_flight: int = 16,
         seed: int = 0,

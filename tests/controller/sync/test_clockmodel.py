@@ -152,16 +152,16 @@ def test_burst_then_fast_then_slow_once_settled() -> None:
         assert 100 * MS <= gaps[0] < 200 * MS  # then the burst, at a seeded phase
         assert (gaps[1:29] == 100 * MS).all()  # the burst: 30 pings over 3 s
         fast = gaps[29:][t[30:] <= T0 + 60 * S]
-        assert len(fast) >= 50 and fast.min() >= 700 * MS and fast.max() <= 1_300 * MS + 10 * MS
+        assert len(fast) >= 50 and fast.min() >= 700 * MS and fast.max() <= 1_300 * MS + 2 * MS
     late7 = np.diff(np.array(sends[7]))[np.array(sends[7])[1:] > T0 + 65 * S]
     late77 = np.diff(np.array(sends[77]))[np.array(sends[77])[1:] > T0 + 65 * S]
-    assert late7.min() >= 4_700 * MS and late7.max() <= 5_300 * MS + 10 * MS  # settled: slow
-    assert late77.max() <= 1_300 * MS + 10 * MS  # not settled: stays fast
+    assert late7.min() >= 4_700 * MS and late7.max() <= 5_300 * MS + 2 * MS  # settled: slow
+    assert late77.max() <= 1_300 * MS + 2 * MS  # not settled: stays fast
     # jitter spreads devices that joined together over the ticks of a burst gap, and again over
-    # the fast interval; instants sit on the 10 ms tick grid
-    assert len({v[1] for v in sends.values()}) == 10
-    assert len({v[31] for v in sends.values()}) > 30
-    assert all(t % (10 * MS) == T0 % (10 * MS) for v in sends.values() for t in v)
+    # the fast interval; instants sit on the 2 ms tick grid
+    assert len({v[1] for v in sends.values()}) >= 30
+    assert len({v[31] for v in sends.values()}) > 50
+    assert all(t % (2 * MS) == T0 % (2 * MS) for v in sends.values() for t in v)
 
 
 def test_unsettled_device_goes_back_to_the_fast_interval() -> None:
@@ -181,7 +181,7 @@ def test_unsettled_device_goes_back_to_the_fast_interval() -> None:
     slow = np.diff(t[(t > T0 + 65 * S) & (t < T0 + 80 * S)])
     assert slow.size >= 2 and slow.min() >= 4_700 * MS
     fast = np.diff(t[t > T0 + 86 * S])
-    assert fast.size >= 15 and fast.max() <= 1_300 * MS + 10 * MS
+    assert fast.size >= 15 and fast.max() <= 1_300 * MS + 2 * MS
 
 
 def test_due_at_does_no_work_before_the_next_deadline() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 import logging
 import socket
 import threading
@@ -18,6 +19,17 @@ from controller.osc import OscMessage, decode_packet, encode_message
 from controller.udp import DirectUdpSender
 
 MS = 1_000_000
+
+
+def _eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    """True once ``check()`` is: the edge thread counts a batch just *after* its syscall returns,
+    so a receiver can see the packets before the counters move (no timing is asserted here)."""
+    end = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.001)
+    return True
 
 
 def _noop() -> None:
@@ -144,9 +156,11 @@ def test_edge_sends_batches_over_udp_at_their_instant() -> None:
         arrived = clock.monotonic_ns()
         assert arrived >= due + 2 * MS
         assert [m.args[0] for m in got if isinstance(m, OscMessage)] == [0, 1, 2, 3, 4, 10, 11, 12]
-        assert sender.stats(dest).sent == 8
-        assert edge.stats().packets_sent == 8
-        assert len(edge.lateness_ns()) == 2  # one sample per scheduled batch
+        assert _eventually(lambda: sender.stats(dest).sent == 8), sender.stats(dest)
+        assert _eventually(lambda: edge.stats().packets_sent == 8), edge.stats()
+        assert _eventually(lambda: len(edge.lateness_ns()) == 2)  # one sample per scheduled batch
+        time.sleep(0.05)
+        assert sender.stats(dest).sent == 8 and edge.stats().packets_sent == 8  # and no more
     finally:
         edge.stop()
         sender.close()

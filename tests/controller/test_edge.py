@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given

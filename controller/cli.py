@@ -174,6 +174,7 @@ def _bench_sync(args: argparse.Namespace) -> dict[str, Any]:
         virtual=args.virtual,
         seed=args.seed,
         duration_s=args.duration,
+        go_latency_ms=args.go_latency,
     )
 
 
@@ -327,6 +328,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S",
         help="seconds of show after GO (default: the whole show with --virtual, 60 s over real sockets)",
+    )
+    bp.add_argument(
+        "--go-latency",
+        type=float,
+        default=250.0,
+        metavar="MS",
+        help="the controller's GO latency, as madang run --go-latency (default 250)",
     )
     bp = bench("mqtt", _bench_mqtt, "MQTT publish throughput and round trip, TCP_NODELAY on vs off")
     bp.add_argument("--broker", default=None, help="broker URL (default: a private Mosquitto)")

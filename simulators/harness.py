@@ -147,6 +147,7 @@ def play_virtual(
     seed: int = 0,
     duration_ns: int | None = None,
     settle_ns: int = 3 * S,
+    go_delay_ns: int = 250 * MS,
     auto_go: bool = True,
     poll_quantum_ns: int = MS,
     on_start: Callable[[SimulatedVenue], None] | None = None,
@@ -174,10 +175,10 @@ def play_virtual(
     vt = sim.vt
     assert vt is not None
     vc = sim.controller
-    core = ControllerCore(timeline, venue, sync=SyncService(venue, seed=seed))
+    core = ControllerCore(timeline, venue, sync=SyncService(venue, seed=seed), go_delay_ns=go_delay_ns)
     endpoint_of = {did: core.delivery.endpoint(venue.device(did)) for did in sim.displays}
     device_at = {ep: did for did, ep in endpoint_of.items() if ep is not None}
-    for f in ("madang/dev/+/pong", "madang/dev/+/status", "madang/dev/+/fired"):
+    for f in core.device_filters():  # each device's topic root (its venue mqtt.base)
         vc.subscribe(f)
     for c in timeline.cues:
         if c.trigger is not None and c.trigger.transport == "mqtt":
@@ -641,7 +642,13 @@ def _write_mapped(venue: Venue, path: Path, broker: str) -> None:
 
 
 def bench_sync(
-    *, devices: int, profile: str, virtual: bool, seed: int, duration_s: float | None = None
+    *,
+    devices: int,
+    profile: str,
+    virtual: bool,
+    seed: int,
+    duration_s: float | None = None,
+    go_latency_ms: float = 250.0,
 ) -> dict[str, Any]:
     """``madang bench sync``: spread of fire instants over ``devices`` simulated headsets.
 
@@ -649,16 +656,28 @@ def bench_sync(
     time, 60 s over real sockets. A virtual run also reports its cost: ``wall_s``, ``cpu_s``
     (``time.process_time``) and ``events`` (virtual-time events run); everything else in the
     result is a function of the arguments alone (same seed, same JSON but for ``wall_s``/``cpu_s``).
+    ``go_latency_ms`` is the controller's GO latency (``madang run --go-latency``).
     """
     timeline, venue = compile_show(shipped_show("han-river"))
     timeline, venue = _scale_headsets(timeline, venue, devices)
     if virtual:
         duration_ns = None if duration_s is None else round(duration_s * S)
-        res = play_virtual(timeline, venue, profile=profile, seed=seed, duration_ns=duration_ns)
+        res = play_virtual(
+            timeline,
+            venue,
+            profile=profile,
+            seed=seed,
+            duration_ns=duration_ns,
+            go_delay_ns=round(go_latency_ms * MS),
+        )
         rep = res.report
     else:
         real_s = 60.0 if duration_s is None else duration_s
-        rep, _, _ = asyncio.run(play_real(timeline, venue, profile=profile, seed=seed, duration_s=real_s))
+        rep, _, _ = asyncio.run(
+            play_real(
+                timeline, venue, profile=profile, seed=seed, duration_s=real_s, go_delay_ms=go_latency_ms
+            )
+        )
     out = {
         k: rep[k]
         for k in (
@@ -673,7 +692,7 @@ def bench_sync(
             "baseline_spread_p99_us",
         )
     }
-    out.update({"profile": profile, "virtual": virtual, "seed": seed})
+    out.update({"profile": profile, "virtual": virtual, "seed": seed, "go_latency_ms": go_latency_ms})
     if virtual:
         out["show_s"] = round((res.sim.now - res.show_start_ns) / S, 3)
         out["events"] = res.events

@@ -165,6 +165,12 @@ def _bench_estimator(args: argparse.Namespace) -> dict[str, Any]:
     return run(devices=args.devices, samples=args.samples)
 
 
+def _bench_sync_tick(args: argparse.Namespace) -> dict[str, Any]:
+    from controller.bench.sync_tick import run
+
+    return run(devices=args.devices, seconds=args.seconds, seed=args.seed)
+
+
 def _bench_sync(args: argparse.Namespace) -> dict[str, Any]:
     from simulators.harness import bench_sync
 
@@ -317,6 +323,10 @@ def _parser() -> argparse.ArgumentParser:
     bp = bench("estimator", _bench_estimator, "clock-model estimation time per batch (Numba vs reference)")
     bp.add_argument("--devices", type=int, default=10_000)
     bp.add_argument("--samples", type=int, default=64)
+    bp = bench("sync-tick", _bench_sync_tick, "CPU per ping of the controller's clock-sync service")
+    bp.add_argument("--devices", type=int, default=10_000)
+    bp.add_argument("--seconds", type=int, default=120, help="seconds of show clock to drive")
+    bp.add_argument("--seed", type=int, default=1)
     bp = bench("sync", _bench_sync, "fire-instant spread across simulated devices")
     bp.add_argument("--devices", type=int, default=1000)
     bp.add_argument("--profile", default="wifi")

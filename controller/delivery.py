@@ -426,6 +426,18 @@ class Delivery:
                 out.append(
                     MqttPublish(now, substitute(t, a), self._enc.encode(_subst_json(p, a)), 1, False, device)
                 )
+            root = device_root(dev)
+            for param, value in params.items():  # where fades left it, as safe() sends it
+                out.append(
+                    MqttPublish(
+                        now,
+                        f"{root}/param/{param}",
+                        self._enc.encode({"param": param, "value": value}),
+                        1,
+                        False,
+                        device,
+                    )
+                )
         return out
 
     def safe(self, devices: Iterable[str], now: int, key: Key) -> list[Send]:

@@ -89,3 +89,11 @@ def test_safe_state_goes_to_the_device_root(tmp_path: Path) -> None:
     assert [(s.topic, s.payload) for s in safe if isinstance(s, MqttPublish)] == [
         ("rig/lamps/lamp-1/param/level", b'{"param":"level","value":0}')
     ]
+
+
+def test_catch_up_state_of_a_plain_mqtt_device_carries_its_faded_parameters(tmp_path: Path) -> None:
+    core = _core(tmp_path)
+    sends = core.delivery.state("lamp-1", {"level": 0.5}, {}, {}, 7 * S, ("Topic roots", "state", 0))
+    assert [(s.topic, s.payload) for s in sends if isinstance(s, MqttPublish)] == [
+        ("rig/lamps/lamp-1/param/level", b'{"param":"level","value":0.5}')
+    ]

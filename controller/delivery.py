@@ -379,18 +379,9 @@ class Delivery:
                 if s is not None:
                     out.append(s)
             elif dev.mqtt is not None:
-                t = substitute(topic, a) if topic else f"{device_root(dev)}/param/{param}"
-                out.append(
-                    MqttPublish(
-                        max(now, at_ns - self._early_ns(dev)),
-                        t,
-                        self._enc.encode({"param": param, "value": value}),
-                        0,
-                        False,
-                        did,
-                        True,
-                    )
-                )
+                at = max(now, at_ns - self._early_ns(dev))
+                t = substitute(topic, a) if topic else None
+                out.append(self._param_publish(dev, param, value, at, topic=t, qos=0, precise=True))
         return out
 
     def state(
@@ -426,18 +417,8 @@ class Delivery:
                 out.append(
                     MqttPublish(now, substitute(t, a), self._enc.encode(_subst_json(p, a)), 1, False, device)
                 )
-            root = device_root(dev)
-            for param, value in params.items():  # where fades left it, as safe() sends it
-                out.append(
-                    MqttPublish(
-                        now,
-                        f"{root}/param/{param}",
-                        self._enc.encode({"param": param, "value": value}),
-                        1,
-                        False,
-                        device,
-                    )
-                )
+            # Where fades left it, as safe() sends it.
+            out.extend(self._param_publish(dev, param, value, now) for param, value in params.items())
         return out
 
     def safe(self, devices: Iterable[str], now: int, key: Key) -> list[Send]:
@@ -459,17 +440,31 @@ class Delivery:
                 if ep is not None:
                     out.append(UdpSend(now, did, ep, encode_message(f"/{param}", [v]), False))
                 elif dev.mqtt is not None:
-                    out.append(
-                        MqttPublish(
-                            now,
-                            f"{device_root(dev)}/param/{param}",
-                            self._enc.encode({"param": param, "value": value}),
-                            1,
-                            False,
-                            did,
-                        )
-                    )
+                    out.append(self._param_publish(dev, param, value, now))
         return out
+
+    def _param_publish(
+        self,
+        dev: Device,
+        param: str,
+        value: float | int | str,
+        at_ns: int,
+        *,
+        topic: str | None = None,
+        qos: int = 1,
+        precise: bool = False,
+    ) -> MqttPublish:
+        """A parameter value for a plain MQTT device: ``{"param", "value"}`` on ``topic``, by
+        default ``<its topic root>/param/<param>`` (docs/protocol.md)."""
+        return MqttPublish(
+            at_ns,
+            topic or f"{device_root(dev)}/param/{param}",
+            self._enc.encode({"param": param, "value": value}),
+            qos,
+            False,
+            dev.id,
+            precise,
+        )
 
     def timetag_immediately(self) -> int:
         """The OSC timetag for "now" (exported for tests and tools)."""

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import queue
-import shutil
 import socket
 import struct
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -327,59 +322,7 @@ def test_fuzz_mutated_packets_only_raise_decode_error(
 
 
 # --------------------------------------------------------------------------- liblo's oscdump
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def oscdump() -> Iterator[tuple[int, queue.Queue[str]]]:
-    binary = shutil.which("oscdump")
-    if binary is None:
-        if os.environ.get("CI") == "true":  # .ci/run installs it: a missing tool there is a failure
-            pytest.fail("liblo's oscdump is not installed under CI (.ci/run installs liblo-tools)")
-        pytest.skip("liblo's oscdump is not installed (apt-get install liblo-tools)")
-    lines: queue.Queue[str] = queue.Queue()
-    port = _free_udp_port()
-    proc = subprocess.Popen(
-        # liblo reads a host in a server URL as a multicast group, so give the bare port; we only
-        # ever send to it over 127.0.0.1.
-        [binary, "-L", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "LC_ALL": "C.UTF-8"},
-    )
-    assert proc.stdout is not None
-    stdout = proc.stdout
-
-    def pump() -> None:
-        for line in stdout:
-            lines.put(line.rstrip("\n"))
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        # oscdump prints nothing when it is ready: probe until a probe is echoed back.
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            deadline = time.monotonic() + 10
-            while True:
-                s.sendto(encode_message("/probe", []), ("127.0.0.1", port))
-                try:
-                    if "/probe" in lines.get(timeout=0.05):
-                        break
-                except queue.Empty:
-                    assert proc.poll() is None, "oscdump exited"
-                    assert time.monotonic() < deadline, "oscdump never answered"
-        while not lines.empty():
-            lines.get_nowait()
-        yield port, lines
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
+# (the ``oscdump`` fixture is in tests/conftest.py)
 
 
 def _next_line(lines: queue.Queue[str], skip: str = "/probe") -> str:

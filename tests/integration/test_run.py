@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import queue
 import re
-import shutil
 import signal
 import socket
-import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -378,51 +374,14 @@ def test_signal_stops_cleanly(
 # 4. what Madang sends, through the runtime, decodes in liblo's oscdump
 
 
-@pytest.fixture
-def oscdump_port() -> Iterator[tuple[int, queue.Queue[str]]]:
-    binary = shutil.which("oscdump")
-    if binary is None:
-        if os.environ.get("CI") == "true":  # .ci/run installs it: a missing tool there is a failure
-            pytest.fail("liblo's oscdump is not installed under CI (.ci/run installs liblo-tools)")
-        pytest.skip("liblo's oscdump is not installed (apt-get install liblo-tools)")
-    port = free_udp_port()
-    proc = subprocess.Popen(
-        [binary, "-L", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    out = proc.stdout
-
-    def pump() -> None:
-        for ln in out:
-            lines.put(ln.rstrip("\n"))
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-
-            def answered() -> bool:
-                s.sendto(b"/probe\x00\x00,\x00\x00\x00", ("127.0.0.1", port))
-                try:
-                    return "/probe" in lines.get(timeout=0.05)
-                except queue.Empty:
-                    return False
-
-            wait_until(answered, what="oscdump to listen")
-        yield port, lines
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
-
-
 def test_oscdump_decodes_what_the_runtime_sends(
     tmp_path: Path,
-    oscdump_port: tuple[int, queue.Queue[str]],
+    oscdump: tuple[int, queue.Queue[str]],
     fresh_mosquitto: MosquittoBroker,
     osc_sink: Callable[[], OscSink],
     controllers: Callable[..., Controller],
 ) -> None:
-    port, lines = oscdump_port
+    port, lines = oscdump
     n, x = osc_sink(), osc_sink()
     venue = write_venue(tmp_path, t=port, n=n.port, x=x.port)  # the timetag device is oscdump
     ctl = controllers(SHOW, venue, fresh_mosquitto.url, "--go", "--exit-at-end")

@@ -9,17 +9,15 @@ under CI (``CI=true``), where a missing browser is a failure: .ci/run installs i
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from simulators.report import ZONE_BANDS_US
 from simulators.report_html import render_html
+from tests.conftest import missing_tool
 
 
 def _report() -> dict[str, Any]:
@@ -123,9 +121,7 @@ def _chromium() -> str | None:
 def test_a_real_browser_renders_the_zone_histogram_and_the_telemetry_table(tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing under CI: .ci/run installs Debian's chromium package")
-        pytest.skip("no chromium on PATH (apt-get install chromium); CI installs it and runs this")
+        missing_tool("chromium", "chromium")
     page = tmp_path / "report.html"
     page.write_text(render_html(_report()), encoding="utf-8")
     out = subprocess.run(

@@ -40,7 +40,7 @@ import bisect
 import random
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -88,28 +88,30 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: delays must be >= 0 and spike_min <= spike_max")
 
 
+# A decent Wi-Fi 5/6 cell: 2 ms floor, 4 ms mean contention; 2 % of frames hit a spike of 30-200 ms
+# (power-save: a dozing station wakes every DTIM beacon, 102.4 ms x DTIM period; retries at low
+# MCS; roaming). 1 % residual loss after link-layer retries, 0.2 % dups.
+_WIFI = Profile(
+    "wifi",
+    floor_ns=2 * _MS,
+    queue_mean_ns=4 * _MS,
+    queue_shape=1.5,
+    spike_prob=0.02,
+    spike_min_ns=30 * _MS,
+    spike_max_ns=200 * _MS,
+    spike_alpha=1.2,
+    loss=0.01,
+    dup=0.002,
+    up_scale=1.25,
+)
+
 PROFILES: Mapping[str, Profile] = {
     p.name: p
     for p in (
         Profile("perfect", floor_ns=0, queue_mean_ns=0),
         # Switched gigabit LAN, one or two hops: ~150 us through two kernel stacks, tens of us jitter.
         Profile("lan", floor_ns=150 * _US, queue_mean_ns=50 * _US, queue_shape=1.0),
-        # A decent Wi-Fi 5/6 cell: 2 ms floor, 4 ms mean contention; 2 % of frames hit a spike of
-        # 30-200 ms (power-save: a dozing station wakes every DTIM beacon, 102.4 ms x DTIM period;
-        # retries at low MCS; roaming). 1 % residual loss after link-layer retries, 0.2 % dups.
-        Profile(
-            "wifi",
-            floor_ns=2 * _MS,
-            queue_mean_ns=4 * _MS,
-            queue_shape=1.5,
-            spike_prob=0.02,
-            spike_min_ns=30 * _MS,
-            spike_max_ns=200 * _MS,
-            spike_alpha=1.2,
-            loss=0.01,
-            dup=0.002,
-            up_scale=1.25,
-        ),
+        _WIFI,
         # A stadium of phones: thousands of stations per channel, hidden nodes, heavy retries.
         Profile(
             "wifi-crowded",
@@ -125,19 +127,7 @@ PROFILES: Mapping[str, Profile] = {
             up_scale=1.5,
         ),
         # Wi-Fi at the edge of coverage: the wifi delays, one message in five lost.
-        Profile(
-            "lossy",
-            floor_ns=2 * _MS,
-            queue_mean_ns=4 * _MS,
-            queue_shape=1.5,
-            spike_prob=0.02,
-            spike_min_ns=30 * _MS,
-            spike_max_ns=200 * _MS,
-            spike_alpha=1.2,
-            loss=0.20,
-            dup=0.002,
-            up_scale=1.25,
-        ),
+        replace(_WIFI, name="lossy", loss=0.20),
     )
 }
 

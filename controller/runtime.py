@@ -454,6 +454,7 @@ class Runtime:
             "counters": dict(self.core.counters),
             "telemetry_at": now,
             "sync_budget_us": self.telemetry.budget_ns / 1000,
+            "go_delay_ms": self.core.engine.go_delay_ns / MS,
             "synced": sum(1 for r in rows if r["synced"]),
             "over_budget": sum(1 for r in rows if r["over_budget"]),
             "acks": self.telemetry.total_acks(),

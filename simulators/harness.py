@@ -320,11 +320,15 @@ async def play_real(
     faults: FaultHook | None = None,
     go_delay_ms: float = 250.0,
     headset_process: bool | None = None,
+    rate: float = 1.0,
+    sync_budget_us: float = 1000.0,
+    control_allow: list[str] | None = None,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
     ``duration_s`` is seconds of show, counted from the first GO (the devices' connection and
-    clock-sync settling before it are not counted); ``go_delay_ms`` is the runtime's GO latency.
+    clock-sync settling before it are not counted); ``go_delay_ms``, ``rate``, ``sync_budget_us``
+    and ``control_allow`` are the runtime's options of those names (``madang run``'s flags).
 
     ``headset_process``: run the MQTT headsets in a child process
     (:class:`~simulators.devices.worker.HeadsetWorker`), so that the controller does not share an
@@ -378,6 +382,9 @@ async def play_real(
                 # A safety net only: the show is cut duration_s after the first GO (below).
                 max_seconds=None if duration_s is None else duration_s + 10 * settle_s + 120.0,
                 go_delay_ms=go_delay_ms,
+                rate=rate,
+                sync_budget_us=sync_budget_us,
+                control_allow=control_allow,
             ),
         )
 
@@ -563,6 +570,10 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
             view=not args.no_view and sys.stderr.isatty(),
             control_port=None if args.control_port < 0 else args.control_port,
             exit_at_end=args.exit_at_end,
+            go_delay_ms=args.go_latency,
+            rate=args.rate,
+            sync_budget_us=args.sync_budget,
+            control_allow=args.control_allow,
         )
     )
     _print_report(report)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -289,29 +289,8 @@ class ControllerCore:
                 self._ahead.append(o)
                 if len(self._ahead) > 512:
                     self._ahead = [a for a in self._ahead if a.at > now]
-            if isinstance(o, EngineSend):
-                op = o.op
-                if isinstance(op, OscSend):
-                    self._queue(dl.osc(o.key, o.at, o.devices, op.address, op.args, now), o.key)
-                elif isinstance(op, MqttSend):
-                    self._queue(
-                        dl.mqtt(
-                            o.key, o.at, o.show_ns, o.devices, op.topic, op.payload, op.qos, op.retain, now
-                        ),
-                        o.key,
-                    )
-            elif isinstance(o, Frame):
-                fade = o.action.op
-                address = fade.address if isinstance(fade, Fade) else None
-                topic = fade.topic if isinstance(fade, Fade) else None
-                self._queue(dl.frame(o.key, o.at, o.devices, o.param, o.value, address, topic, now), o.key)
-            elif isinstance(o, Ramp):
-                self._queue(
-                    dl.ramp(
-                        o.key, o.at, o.show_ns, o.devices, o.param, o.start, o.end, o.duration_ns, o.ease, now
-                    ),
-                    o.key,
-                )
+            if isinstance(o, EngineSend | Frame | Ramp):
+                self._queue(self._sends(o, o.devices, now), o.key)
             elif isinstance(o, StateSync):
                 st = o.state
                 key = (self.show_id, "state", 0)
@@ -320,6 +299,25 @@ class ControllerCore:
                 self._cancel(o)
         if safes:
             self._plan_safe(safes, now)
+
+    def _sends(self, o: EngineSend | Frame | Ramp, devices: Sequence[str], now: int) -> list[Send]:
+        """What one engine output becomes on the wire for ``devices``, by their capabilities."""
+        dl = self.delivery
+        if isinstance(o, Frame):
+            fade = o.action.op
+            address = fade.address if isinstance(fade, Fade) else None
+            topic = fade.topic if isinstance(fade, Fade) else None
+            return dl.frame(o.key, o.at, devices, o.param, o.value, address, topic, now)
+        if isinstance(o, Ramp):
+            return dl.ramp(
+                o.key, o.at, o.show_ns, devices, o.param, o.start, o.end, o.duration_ns, o.ease, now
+            )
+        op = o.op
+        if isinstance(op, OscSend):
+            return dl.osc(o.key, o.at, devices, op.address, op.args, now)
+        if isinstance(op, MqttSend):
+            return dl.mqtt(o.key, o.at, o.show_ns, devices, op.topic, op.payload, op.qos, op.retain, now)
+        return []
 
     def _plan_safe(self, safes: list[Safe], now: int) -> None:
         """Safe states for many devices at once: the engine emits one :class:`Safe` per device,
@@ -492,20 +490,10 @@ class ControllerCore:
         key, so a copy it did get already is harmless (docs/protocol.md).
         """
         self._ahead = [o for o in self._ahead if o.at > now]
-        dl = self.delivery
         for o in self._ahead:
             if device not in o.devices:
                 continue
-            if isinstance(o, Ramp):
-                sends = dl.ramp(
-                    o.key, o.at, o.show_ns, [device], o.param, o.start, o.end, o.duration_ns, o.ease, now
-                )
-            else:
-                op = o.op
-                assert isinstance(op, MqttSend)
-                sends = dl.mqtt(
-                    o.key, o.at, o.show_ns, [device], op.topic, op.payload, op.qos, op.retain, now
-                )
+            sends = self._sends(o, [device], now)
             self.counters["resent_ahead"] += len(sends)
             self._queue(sends, o.key)
 

@@ -46,7 +46,7 @@ from controller.engine import (
 )
 from controller.engine import Send as EngineSend
 from controller.osc import Typed, encode_message
-from controller.topics import device_filters, device_root
+from controller.topics import device_filters
 from controller.transport import Command, State
 from cues.timeline import Fade, MqttSend, OscSend, Timeline
 from venues.model import Sync, Venue
@@ -160,7 +160,7 @@ class ControllerCore:
         self.state_every_ns = state_every_ns
         self.health: dict[str, DeviceHealth] = {d.id: DeviceHealth() for d in venue.devices}
         # Each device's MQTT topic root (its venue ``mqtt.base``, or madang/dev/{id}), both ways.
-        self.root: dict[str, str] = {d.id: device_root(d) for d in venue.devices}
+        self.root: dict[str, str] = {d.id: d.topic_root for d in venue.devices}
         self.by_root: dict[str, str] = {r: did for did, r in self.root.items()}
         self.by_endpoint: dict[tuple[str, int], str] = {}
         for d in venue.devices:

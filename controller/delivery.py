@@ -35,7 +35,6 @@ import msgspec
 
 from controller.clock import NTP_IMMEDIATELY, ns_to_ntp
 from controller.osc import encode_bundle, encode_message
-from controller.topics import device_root
 from cues.timeline import Ease, JsonValue, OscArg
 from venues.model import Device, Sync, Venue
 
@@ -458,7 +457,7 @@ class Delivery:
         default ``<its topic root>/param/<param>`` (docs/protocol.md)."""
         return MqttPublish(
             at_ns,
-            topic or f"{device_root(dev)}/param/{param}",
+            topic or f"{dev.topic_root}/param/{param}",
             self._enc.encode({"param": param, "value": value}),
             qos,
             False,

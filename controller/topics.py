@@ -27,17 +27,14 @@ from venues.errors import MadangError
 from venues.model import Device
 
 __all__ = [
-    "DEFAULT_ROOT",
     "TopicError",
     "TopicTemplate",
     "device_filters",
-    "device_root",
     "matches",
     "validate_filter",
     "validate_topic",
 ]
 
-DEFAULT_ROOT = "madang/dev/{id}"  # a device's topic root when its venue entry gives no ``base``
 
 MAX_TOPIC_BYTES = 65535  # §1.5.3: a UTF-8 string is prefixed by a 16-bit length
 
@@ -232,15 +229,6 @@ class TopicTemplate:
         return f"TopicTemplate({self.template!r})"
 
 
-def device_root(device: Device) -> str:
-    """The device's MQTT topic root (docs/protocol.md): its venue ``mqtt.base`` with ``{id}``,
-    ``{kind}`` and ``{zone}`` filled in by the loader, or ``madang/dev/{id}``. A device reached
-    only over WebSocket keeps the default root: the gateway speaks for it on the broker."""
-    if device.mqtt is not None and device.mqtt.base:
-        return device.mqtt.base
-    return DEFAULT_ROOT.replace("{id}", device.id)
-
-
 def device_filters(devices: list[Device] | tuple[Device, ...], kind: str) -> list[str]:
     """The fewest subscription filters that receive ``<root>/<kind>`` from every one of ``devices``.
 
@@ -250,6 +238,6 @@ def device_filters(devices: list[Device] | tuple[Device, ...], kind: str) -> lis
     """
     out: dict[str, None] = {}
     for d in devices:
-        levels = ["+" if level == d.id else level for level in device_root(d).split("/")]
+        levels = ["+" if level == d.id else level for level in d.topic_root.split("/")]
         out["/".join([*levels, kind])] = None
     return list(out)

@@ -29,7 +29,7 @@ from typing import Any, Final
 import pydantic
 
 from venues.errors import Finding, Mark, SourceError, SourceErrors
-from venues.model import Device, MqttEndpoint, OscEndpoint, Sync, Venue, WsEndpoint
+from venues.model import Device, MqttEndpoint, OscEndpoint, Sync, Venue, WsEndpoint, topic_root
 from venues.schema import DEFAULT_SAFE, DeviceSpec, VenueSpec, venue_json_schema
 from venues.selector import And, Name, Node, Not, Or, SelectorIndex, Term, parse_selector
 from venues.source import Doc, load_yaml
@@ -464,10 +464,7 @@ def _build_devices(entries: list[_Entry], spec: VenueSpec) -> list[Device]:
             osc = OscEndpoint(s.osc.host, e.ports[n]) if s.osc is not None and e.ports is not None else None
             mqtt = None
             if s.mqtt is not None:
-                base = s.mqtt.base or "madang/dev/{id}"
-                mqtt = MqttEndpoint(
-                    base.replace("{id}", dev_id).replace("{kind}", s.kind).replace("{zone}", s.zone)
-                )
+                mqtt = MqttEndpoint(topic_root(s.mqtt.base, dev_id, s.kind, s.zone))
             devices.append(
                 Device(
                     id=dev_id,

@@ -11,7 +11,26 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
-__all__ = ["Device", "MqttEndpoint", "OscEndpoint", "Sync", "Venue", "WsEndpoint"]
+__all__ = [
+    "DEFAULT_MQTT_ROOT",
+    "Device",
+    "MqttEndpoint",
+    "OscEndpoint",
+    "Sync",
+    "Venue",
+    "WsEndpoint",
+    "topic_root",
+]
+
+DEFAULT_MQTT_ROOT = "madang/dev/{id}"  # a device's topic root when its venue entry gives no ``base``
+
+
+def topic_root(base: str | None, device_id: str, kind: str, zone: str) -> str:
+    """A device's MQTT topic root: ``base`` (or :data:`DEFAULT_MQTT_ROOT`) with ``{id}``,
+    ``{kind}`` and ``{zone}`` filled in (docs/venues.md)."""
+    return (
+        (base or DEFAULT_MQTT_ROOT).replace("{id}", device_id).replace("{kind}", kind).replace("{zone}", zone)
+    )
 
 
 class Sync(StrEnum):
@@ -82,6 +101,13 @@ class Device:
         if self.ws is not None:
             out.append("ws")
         return tuple(out)
+
+    @property
+    def topic_root(self) -> str:
+        """The device's MQTT topic root (docs/protocol.md): its ``mqtt.base``, or
+        ``madang/dev/{id}`` (also for a device reached only over WebSocket: the gateway speaks
+        for it on the broker), placeholders filled in."""
+        return topic_root(self.mqtt.base if self.mqtt is not None else None, self.id, self.kind, self.zone)
 
 
 @dataclass(frozen=True)  # not slotted: ``by_id`` is a cached_property, which needs a __dict__

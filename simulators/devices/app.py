@@ -109,8 +109,7 @@ class AppDevice:
             "zone": device.zone,
             "kind": device.kind,
         }
-        base = device.mqtt.base if device.mqtt is not None and device.mqtt.base else "madang/dev/{id}"
-        self.base: str = substitute(base, self.attrs)
+        self.base: str = device.topic_root
         self._ping_topic = f"{self.base}/ping"
         self._clock_topic = f"{self.base}/clock"
         self._pong_topic = f"{self.base}/pong"

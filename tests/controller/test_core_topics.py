@@ -11,7 +11,7 @@ from pathlib import Path
 from controller.core import ControllerCore
 from controller.delivery import MqttPublish
 from controller.sync.service import SyncService
-from controller.topics import device_filters, device_root
+from controller.topics import device_filters
 from controller.transport import Arm, Load
 from cues.compiler import compile_show
 
@@ -56,7 +56,7 @@ def test_roots_and_filters_follow_the_venue(tmp_path: Path) -> None:
         "xr-9": "madang/dev/xr-9",
         "lamp-1": "rig/lamps/lamp-1",
     }
-    assert device_root(core.venue.device("xr-9")) == "madang/dev/xr-9"
+    assert core.venue.device("xr-9").topic_root == "madang/dev/xr-9"
     # One filter per distinct pattern, not one per device.
     assert device_filters(core.venue.devices, "pong") == [
         "site/north/hmd/+/pong",

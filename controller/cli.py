@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from controller.outputs import write_text
 from venues.errors import MadangError, SourceErrors
 
 __all__ = ["main"]
@@ -93,7 +94,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     timeline, venue = _compile(args)
     if args.svg:
-        Path(args.svg).write_text(render_svg(timeline, venue), encoding="utf-8")
+        write_text(args.svg, render_svg(timeline, venue), "plan")
         print(f"wrote {args.svg}")
     if not args.svg or args.table:
         Console().print(render_table(timeline, venue))
@@ -111,7 +112,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
         schema = venue_json_schema()
     text = json.dumps(schema, indent=2)
     if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        write_text(args.output, text + "\n", "schema")
     else:
         print(text)
     return 0

@@ -48,6 +48,7 @@ from controller.edge import FiringEdge, Handle
 from controller.engine import Accepted
 from controller.mqtt import MqttLink, Publish, controller_will
 from controller.osc import OscDecodeError, Typed, decode_packet, encode_message, messages
+from controller.outputs import prepare, write_text
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.transport import Arm, Command, Go, Load, SetRate, State, Stop
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
@@ -213,7 +214,7 @@ class Runtime:
         if self.udp is not None:
             self.udp.close()
         if self.opts.report_path is not None:
-            self.opts.report_path.write_text(json.dumps(self.report(), indent=2) + "\n", encoding="utf-8")
+            write_text(self.opts.report_path, json.dumps(self.report(), indent=2) + "\n", "report")
         log.info("show ended", extra={"show": self.timeline.show, "counters": self.core.counters})
 
     # -- the pump ----------------------------------------------------------------------------
@@ -521,7 +522,7 @@ def run_show_cli(args: argparse.Namespace) -> int:
         exit_at_end=args.exit_at_end,
         view=not args.no_view and sys.stderr.isatty(),
         rate=args.rate,
-        report_path=Path(args.report) if args.report else None,
+        report_path=prepare(args.report, "report") if args.report else None,  # fail before the show
         go_delay_ms=args.go_latency,
         sync_budget_us=args.sync_budget,
     )

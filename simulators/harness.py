@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from controller.core import ControllerCore, Withdraw
 from controller.delivery import MqttPublish, UdpSend
+from controller.outputs import prepare, write_text
 from controller.runtime import Runtime, RuntimeOptions
 from controller.sync.service import SyncService
 from controller.transport import Arm, Go, Load, State
@@ -519,17 +520,30 @@ def _print_report(report: dict[str, Any]) -> None:
         )
 
 
+def _html_of(path: Path) -> Path:
+    return path.with_suffix(".html") if path.suffix == ".json" else Path(str(path) + ".html")
+
+
+def _report_path(args: argparse.Namespace) -> Path | None:
+    """``--report FILE``, checked (with its page beside it) before the show, not after it."""
+    if not args.report:
+        return None
+    path = prepare(args.report, "report")
+    prepare(_html_of(path), "report page")
+    return path
+
+
 def _write_report(report: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(report, indent=2) + "\n", "report")
     from simulators.report_html import render_html
 
-    html = path.with_suffix(".html") if path.suffix == ".json" else Path(str(path) + ".html")
-    html.write_text(render_html(report), encoding="utf-8")
+    html = write_text(_html_of(path), render_html(report), "report page")
     print(f"wrote {path} and {html}")
 
 
 def demo_cli(args: argparse.Namespace) -> int:
     """``madang demo``: the shipped show on its simulated venue under ``wifi``, then the report."""
+    report_path = _report_path(args)
     timeline, venue = compile_show(shipped_show(args.venue))
     timeline, venue = limit_headsets(timeline, venue, args.devices)
     print(
@@ -550,13 +564,14 @@ def demo_cli(args: argparse.Namespace) -> int:
         )
     )
     _print_report(report)
-    if args.report:
-        _write_report(report, Path(args.report))
+    if report_path is not None:
+        _write_report(report, report_path)
     return 0
 
 
 def run_simulated_cli(args: argparse.Namespace) -> int:
     """``madang run SHOW --simulate``: the show against its simulated venue, in one command."""
+    report_path = _report_path(args)
     timeline, venue = compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
     report, _, rt = asyncio.run(
         play_real(
@@ -577,13 +592,15 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
         )
     )
     _print_report(report)
-    if args.report:
-        _write_report(report, Path(args.report))
+    if report_path is not None:
+        _write_report(report, report_path)
     return rt.exit_code
 
 
 def simulate_cli(args: argparse.Namespace) -> int:
     """``madang simulate VENUE``: bring a venue to life for a controller running elsewhere."""
+    if args.map:
+        prepare(args.map, "mapped venue")
     from venues.loader import find_venue, load_venue
 
     venue = load_venue(find_venue(args.venue, None))
@@ -649,7 +666,7 @@ def _write_mapped(venue: Venue, path: Path, broker: str) -> None:
     lines.append("groups:")
     for g, members in venue.groups.items():
         lines.append(f"  {g}: {json.dumps(' | '.join(members) if members else '')}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(lines) + "\n", "mapped venue")
 
 
 def bench_sync(

@@ -18,7 +18,7 @@ SIM_YARD = Path(__file__).resolve().parents[1] / "data" / "sim" / "sim-yard.yaml
 
 
 def test_run_simulate_plays_the_show_and_honours_runs_options(tmp_path: Path) -> None:
-    report_path = tmp_path / "report.json"
+    report_path = tmp_path / "out" / "report.json"  # a folder that does not exist yet, as in the README
     proc = subprocess.run(
         [
             sys.executable,
@@ -53,3 +53,31 @@ def test_run_simulate_plays_the_show_and_honours_runs_options(tmp_path: Path) ->
     ctl = report["controller"]
     assert ctl["sync_budget_us"] == 2500.0  # --sync-budget reached the runtime
     assert ctl["go_delay_ms"] == 400.0  # and so did --go-latency
+
+
+def test_a_report_path_that_cannot_be_written_fails_before_the_show(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("not a folder", encoding="utf-8")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "run",
+            str(SIM_YARD),
+            "--simulate",
+            "--go",
+            "--exit-at-end",
+            "--no-view",
+            "--report",
+            str(tmp_path / "plain" / "report.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    assert "madang: cannot create the folder" in proc.stderr
+    assert "plain is a file, not a folder; choose another path" in proc.stderr
+    assert "sync report" not in proc.stdout  # nothing was played (no report table)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 import re
 import signal
@@ -312,12 +313,22 @@ def test_broker_down_at_start_then_up(
     n.wait_for("/one", timeout=60)
     t.wait_for("/one")
     assert ctl.proc.poll() is None
+    # The queued cue message is not retained: the observer must be subscribed before the
+    # controller's retry loop reaches the new broker. Hold the controller still meanwhile.
+    broker = MosquittoBroker(port=port)
+    os.kill(ctl.proc.pid, signal.SIGSTOP)
     try:
-        broker = MosquittoBroker(port=port).start()
-    except BrokerNotFound as exc:
-        pytest.skip(str(exc))
-    try:
+        try:
+            broker.start()
+        except BrokerNotFound as exc:
+            pytest.skip(str(exc))
         obs = MqttObserver(port)
+    except BaseException:
+        broker.close()
+        raise
+    finally:
+        os.kill(ctl.proc.pid, signal.SIGCONT)
+    try:
         try:
             # The cue message queued while the broker was away arrives once it is up.
             got = obs.wait_for(lambda m: m.topic == "madang/cue" and m.body["cue"] == "one")

@@ -51,7 +51,7 @@ from controller.transport import Command, State
 from cues.timeline import Fade, MqttSend, OscSend, Timeline
 from venues.model import Sync, Venue
 
-__all__ = ["ControllerCore", "DeviceHealth", "PingSink", "Withdraw"]
+__all__ = ["ControllerCore", "DeviceHealth", "PingSink", "SyncCarrier", "Withdraw"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,25 @@ class PingSink(Protocol):
         ...
 
 
+class SyncCarrier(Protocol):
+    """Carries the clock-sync messages of some devices another way than :meth:`ControllerCore.poll`.
+
+    The virtual-time harness's sync lane (:class:`simulators.devices.virtual.SyncLane`) sets one
+    with :meth:`ControllerCore.carry_sync`: at ten thousand headsets the pings, pongs and clock
+    models are nine messages in ten, and the lane moves them over the same simulated paths
+    without a JSON body or an event per hop. The pongs come back through
+    :meth:`ControllerCore.receive_pong`. The real runtime never sets one.
+    """
+
+    def pings(self, items: list[tuple[str, int]], t1: int) -> None:
+        """Send a ping ``(device, seq)`` to each of ``items``, stamped ``t1`` (show clock, now)."""
+        ...
+
+    def models(self, items: list[tuple[str, str, bytes]], now: int) -> None:
+        """Publish each clock model ``(device, topic, payload)`` now (retained, as the wire would)."""
+        ...
+
+
 class ControllerCore:
     """Everything the controller decides, sans I/O. See the module docstring."""
 
@@ -168,6 +187,8 @@ class ControllerCore:
             if ep is not None:
                 self.by_endpoint[ep] = d.id
         self._pending: list[tuple[int, int, Send]] = []
+        self._carrier: SyncCarrier | None = None
+        self._carried: frozenset[str] = frozenset()
         # MQTT cues and ramps planned (and so perhaps sent ahead) whose instant may still be to
         # come: a device that reconnects inside their lead gets them again (_resend_ahead).
         self._ahead: list[EngineSend | Ramp] = []
@@ -189,7 +210,14 @@ class ControllerCore:
             "events": 0,
             "late_joins": 0,
             "resent_ahead": 0,
+            "carried": 0,
         }
+
+    def carry_sync(self, carrier: SyncCarrier | None, devices: Iterable[str] = ()) -> None:
+        """Hand the pings and clock models of ``devices`` to ``carrier`` instead of :meth:`poll`
+        (``None``: take them back). See :class:`SyncCarrier`."""
+        self._carrier = carrier
+        self._carried = frozenset(devices) if carrier is not None else frozenset()
 
     # -- operator ----------------------------------------------------------------------------
 
@@ -415,21 +443,34 @@ class ControllerCore:
             sender = device or f"{source[0]}:{source[1]}"
             self._plan(self.engine.receive_event("osc", address, sender, now), now)
 
+    def receive_pong(self, device: str, seq: int, t1: int, t2: int, t3: int, now: int) -> bool:
+        """A pong from ``device`` received at ``now`` (decoded: from MQTT, OSC or a sync lane);
+        False when the clock sync dropped it (unknown or stale seq, implausible stamps)."""
+        h = self.health[device]
+        h.last_seen_ns = now
+        ok = self.sync is not None and self.sync.receive_pong(device, seq, t1, t2, t3, now)
+        self.counters["pongs" if ok else "pongs_dropped"] += 1
+        if h.status == "unknown":
+            h.status = "alive"
+        return ok
+
+    def receive_pongs(self, pongs: list[tuple[str, int, int, int, int, int]]) -> None:
+        """:meth:`receive_pong` for each ``(device, seq, t1, t2, t3, received)`` in order of
+        receipt (a sync lane's poll's worth, see :class:`SyncCarrier`)."""
+        receive = self.receive_pong
+        for p in pongs:
+            receive(*p)
+
     def _device_message(self, device: str, kind: str, body: dict[str, Any], now: int) -> None:
         h = self.health[device]
         h.last_seen_ns = now
         if kind == "pong":
-            ok = False
-            if self.sync is not None:
-                try:
-                    ok = self.sync.receive_pong(
-                        device, int(body["seq"]), int(body["t1"]), int(body["t2"]), int(body["t3"]), now
-                    )
-                except (KeyError, TypeError, ValueError):
-                    ok = False
-            self.counters["pongs" if ok else "pongs_dropped"] += 1
-            if h.status == "unknown":
-                h.status = "alive"
+            try:
+                stamps = int(body["seq"]), int(body["t1"]), int(body["t2"]), int(body["t3"])
+            except (KeyError, TypeError, ValueError):
+                self.counters["pongs_dropped"] += 1
+                return
+            self.receive_pong(device, *stamps, now)
         elif kind == "status":
             state = body.get("state")
             if not isinstance(state, str):
@@ -501,7 +542,12 @@ class ControllerCore:
 
     def _sync_tick(self, now: int) -> None:
         assert self.sync is not None
+        carried = self._carried
+        lane: list[tuple[str, int]] = []
         for device, seq in self.sync.due_pings(now):
+            if device in carried:
+                lane.append((device, seq))
+                continue
             dev = self.venue.device(device)
             ep = self.delivery.endpoint(dev)
             if dev.sync in (Sync.TIMETAG, Sync.ECHO) and ep is not None:
@@ -525,13 +571,22 @@ class ControllerCore:
                     ],
                     None,
                 )
+        models: list[tuple[str, str, bytes]] = []
         for device in self.sync.update(now):
             msg = self.sync.clock_message(device)
             if msg is None:
                 continue
-            self._queue(
-                [MqttPublish(now, f"{self.root[device]}/clock", self._enc.encode(msg), 1, True, device)], None
-            )
+            topic, payload = f"{self.root[device]}/clock", self._enc.encode(msg)
+            if device in carried:
+                models.append((device, topic, payload))
+            else:
+                self._queue([MqttPublish(now, topic, payload, 1, True, device)], None)
+        if self._carrier is not None and (lane or models):
+            self.counters["carried"] += len(lane) + len(models)
+            if lane:
+                self._carrier.pings(lane, now)
+            if models:
+                self._carrier.models(models, now)
 
     # -- telemetry ---------------------------------------------------------------------------
 

@@ -152,6 +152,7 @@ def play_virtual(
     auto_go: bool = True,
     poll_quantum_ns: int = MS,
     on_start: Callable[[SimulatedVenue], None] | None = None,
+    sync_lane: bool = True,
 ) -> VirtualResult:
     """Play ``timeline`` on a simulated ``venue`` in seeded virtual time; deterministic per seed.
 
@@ -185,6 +186,9 @@ def play_virtual(
         if c.trigger is not None and c.trigger.transport == "mqtt":
             vc.subscribe(c.trigger.pattern)
     state: dict[str, Any] = {"next": None, "go_at": vt.now + settle_ns, "end": None}
+    lane = sim.sync_lane() if sync_lane else None
+    if lane is not None:
+        core.carry_sync(lane, [d.id for d in venue.devices if d.id in sim.apps and d.mqtt is not None])
 
     def execute(item: UdpSend | MqttPublish) -> None:
         if isinstance(item, UdpSend):
@@ -200,10 +204,17 @@ def play_virtual(
         if nxt is not None:
             nxt.cancel()
         state["next"] = vt.call_at(at, step)
+        if lane is not None:
+            lane.next_take = at
 
     def step() -> None:
         state["next"] = None
         now = vt.now
+        if lane is not None:
+            lane.next_take = None
+            pongs = lane.take(now)
+            if pongs:
+                core.receive_pongs(pongs)
         if auto_go and now >= state["go_at"]:
             st = core.state
             snap = core.engine.snapshot
@@ -231,6 +242,10 @@ def play_virtual(
         cand = now + 50 * MS if nd is None else min(max(nd, now + 1), now + 50 * MS)
         if auto_go and now < state["go_at"]:
             cand = min(cand, state["go_at"])
+        if lane is not None:
+            pong = lane.next_at()
+            if pong is not None:
+                cand = min(cand, pong)
         wake(cand)
 
     def on_message(topic: str, payload: bytes, now: int) -> None:
@@ -243,6 +258,8 @@ def play_virtual(
 
     vc.on_message = on_message
     vc.on_datagram = on_datagram
+    if lane is not None:
+        lane.on_pong = wake
     now = vt.now
     core.command(Load(), now)
     core.command(Arm(), now)
@@ -669,6 +686,13 @@ def _write_mapped(venue: Venue, path: Path, broker: str) -> None:
     write_text(path, "\n".join(lines) + "\n", "mapped venue")
 
 
+# The bench polls the controller core every 10 ms of virtual time (play_virtual's default is 1 ms):
+# its reactions to what arrives wait up to 10 ms, which changes no fire instant (cues leave 400 ms
+# ahead, precise sends 30 ms ahead, every receipt is stamped when it arrives) and, at ten
+# thousand headsets, costs a third less CPU than 1 ms (docs/benchmarks.md).
+BENCH_POLL_NS = 10 * MS
+
+
 def bench_sync(
     *,
     devices: int,
@@ -697,6 +721,7 @@ def bench_sync(
             seed=seed,
             duration_ns=duration_ns,
             go_delay_ns=round(go_latency_ms * MS),
+            poll_quantum_ns=BENCH_POLL_NS,
         )
         rep = res.report
     else:
@@ -722,6 +747,7 @@ def bench_sync(
     }
     out.update({"profile": profile, "virtual": virtual, "seed": seed, "go_latency_ms": go_latency_ms})
     if virtual:
+        out["poll_ms"] = BENCH_POLL_NS / MS
         out["show_s"] = round((res.sim.now - res.show_start_ns) / S, 3)
         out["events"] = res.events
         out["wall_s"] = round(res.wall_s, 2)

@@ -104,11 +104,13 @@ class VirtualTime:
         heapq.heappush(self._heap, (when, self._counter, fn, args, None))
 
     def post_batch(self, items: list[tuple[int, Callable[..., object], tuple[Any, ...]]]) -> None:
-        """Run each ``fn(*args)`` of ``(when, fn, args)`` at its instant; ``items`` must be sorted
-        by instant (not earlier than now). One heap entry serves them all: a fan-out to ten
-        thousand subscribers costs one push, and runs of them due before anything else need none."""
+        """Run each ``fn(*args)`` of ``(when, fn, args)`` at its instant (not earlier than now);
+        ``items`` is sorted here, in place, by instant (stable: equal instants keep their order).
+        One heap entry serves them all: a fan-out to ten thousand subscribers costs one push, and
+        runs of them due before anything else need none."""
         if not items:
             return
+        items.sort(key=_at)
         if items[0][0] < self.now:
             raise ValueError("post_batch: items must not be in the past")
         self._counter += 1
@@ -380,7 +382,6 @@ class VirtualNetwork:
                 at = c.last_down
             c.last_down = at
             items.append((at, deliver, (c, topic, payload)))
-        items.sort(key=_at)
         self.vt.post_batch(items)
 
     def _to_client(self, c: _Client, topic: str, payload: bytes) -> None:
@@ -397,6 +398,81 @@ class VirtualNetwork:
             return
         self.delivered += 1
         c.on_message(topic, payload, self.vt.now)
+
+    # -- lanes: one message to one client, without the broker's subscription lookup -------------
+    # A lane (simulators.devices.virtual.SyncLane) carries the high-volume messages whose topic
+    # has exactly one subscriber (a ping to a headset, its pong, its clock model) with the same
+    # delay draws and per-client FIFO as publish/_route, but computes the hops when the message
+    # is sent instead of with an event per hop.
+
+    def lane_down(self, src: str, dsts: list[str], now: int) -> list[tuple[int, _Client] | None]:
+        """Messages ``src`` publishes now, in order, each to a topic only one client of ``dsts``
+        subscribes to: for each, the instant it reaches that client and the connection it
+        reaches, or ``None`` when the client is not connected (the broker drops it). Both streams
+        stay FIFO with everything else they carry; the broker hop is computed now rather than when
+        the message reaches the broker (a LAN delay later), which may put it ahead of a message to
+        the same client published within that delay before it."""
+        clients, paths, lan = self._clients, self._paths, self.lan
+        s = clients.get(src)
+        up = paths.get(src, lan).stream_up
+        last_up = s.last_up if s is not None else 0
+        out: list[tuple[int, _Client] | None] = []
+        dropped = 0
+        for dst in dsts:
+            at = now + up(now)
+            if at < last_up:
+                at = last_up
+            last_up = at
+            c = clients.get(dst)
+            if c is None or not c.connected:
+                dropped += 1
+                out.append(None)
+                continue
+            arrive = at + paths.get(dst, lan).stream_down(at)
+            if arrive < c.last_down:
+                arrive = c.last_down
+            c.last_down = arrive
+            out.append((arrive, c))
+        if s is not None:
+            s.last_up = last_up
+        self.sent += len(dsts)
+        self.dropped += dropped
+        return out
+
+    def lane_reply(self, c: _Client, now: int) -> int | None:
+        """A lane message reached connection ``c`` now (delivered if :meth:`lane_live`) and its
+        client answers at once (a pong) to a topic only a LAN endpoint (the controller) reads: the
+        instant the answer arrives there, or ``None`` when ``c`` is no longer live (dropped).
+        The client's stream stays FIFO; the broker-to-receiver LAN hop is drawn from the LAN path
+        but not ordered against the receiver's other traffic (that would take an event at the
+        broker hop)."""
+        if not (c.connected and self._clients.get(c.name) is c):
+            self.dropped += 1
+            return None
+        self.delivered += 1
+        self.sent += 1
+        at = now + self._paths.get(c.name, self.lan).stream_up(now)
+        if at < c.last_up:
+            at = c.last_up
+        c.last_up = at
+        self.delivered += 1
+        return at + self.lan.stream_down(at)
+
+    def lane_live(self, c: _Client) -> bool:
+        """Whether a lane message for connection ``c`` is delivered (it is still the live
+        connection of its client); counts it as delivered or dropped."""
+        if c.connected and self._clients.get(c.name) is c:
+            self.delivered += 1
+            return True
+        self.dropped += 1
+        return False
+
+    def retain(self, topic: str, payload: bytes) -> None:
+        """Store (or, with an empty payload, clear) the retained message on ``topic`` now."""
+        if payload:
+            self._retained[topic] = payload
+        else:
+            self._retained.pop(topic, None)
 
     def retained(self, topic: str) -> bytes | None:
         """The retained message on ``topic``, if any (for tests and the harness)."""

@@ -22,7 +22,7 @@ from simulators.clock import DeviceClock, clocks_for_venue
 from simulators.devices.app import AppDevice
 from simulators.devices.osc_display import OscDisplay
 from simulators.devices.realtime import MqttApp, UdpDisplay, WsApp
-from simulators.devices.virtual import VirtualController, VirtualDriver
+from simulators.devices.virtual import SyncLane, VirtualController, VirtualDriver
 from simulators.network import Path, profile
 from simulators.record import Recorder
 from simulators.vtime import VirtualNetwork, VirtualTime
@@ -127,6 +127,11 @@ class SimulatedVenue:
             drv.add_display(core, self.paths[did])
         for did, app in self.apps.items():
             drv.add_app(app, self.paths[did])
+
+    def sync_lane(self) -> SyncLane:
+        """Virtual mode: a :class:`~simulators.devices.virtual.SyncLane` over this venue's app
+        devices, for a controller core's :meth:`~controller.core.ControllerCore.carry_sync`."""
+        return SyncLane(self._need_virtual("sync_lane()"), self.apps)
 
     def run_until(self, true_ns: int) -> int:
         """Virtual mode: advance true time to ``true_ns``; returns how many events ran."""

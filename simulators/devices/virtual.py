@@ -9,7 +9,8 @@ each core's :meth:`tick` at its ``due_at()``, and offers the controller side as
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from simulators.devices._wire import BadInput, decode_json
@@ -19,7 +20,7 @@ from simulators.devices.osc_display import OscDisplay
 from simulators.network import Path
 from simulators.vtime import Handle, VirtualNetwork, VirtualTime
 
-__all__ = ["CONTROLLER", "VirtualController", "VirtualDriver"]
+__all__ = ["CONTROLLER", "SyncLane", "VirtualController", "VirtualDriver"]
 
 CONTROLLER = "controller"  # the controller's endpoint name on the virtual network
 _DECODE_CACHE = 1024  # decoded payloads kept (a fan-out's deliveries come close together)
@@ -170,3 +171,92 @@ class VirtualDriver:
         old = self._timers.pop(did, None)
         if old is not None:
             old.cancel()
+
+
+class SyncLane:
+    """The clock-sync traffic of MQTT headsets in virtual time, without a message per hop.
+
+    At ten thousand headsets nine messages in ten are pings, pongs and clock models, and carried
+    one by one (a JSON body, an event at the broker and one at each end) they cost most of a
+    virtual show. The lane moves them over the same simulated paths, with the same stream delay
+    draws and the same FIFO per connection (:meth:`VirtualNetwork.lane_down`,
+    :meth:`~VirtualNetwork.lane_reply`), and runs the same device logic at the instant each one
+    arrives: :meth:`AppDevice.answer_ping` stamps the pong in the headset's own clock, a clock
+    model goes through :meth:`AppDevice.receive_decoded`. A headset that is off or disconnected
+    when the message arrives does not answer. What differs from the message path is said in
+    ``docs/simulators.md`` ("The sync lane").
+
+    It implements :class:`controller.core.SyncCarrier`: the controller core hands it pings and
+    models (:meth:`pings`, :meth:`models`), and the harness takes the pongs that have reached the
+    controller with :meth:`take` and gives them to :meth:`ControllerCore.receive_pong`.
+    ``on_pong(t4)`` is called when a pong will reach the controller before ``next_take``
+    (the harness's next poll), so that it can poll earlier.
+    """
+
+    def __init__(self, driver: VirtualDriver, apps: Mapping[str, AppDevice]) -> None:
+        self.vt = driver.vt
+        self.net = driver.net
+        self._apps = apps
+        self._inbox: list[tuple[int, str, int, int, int]] = []  # (t4, device, seq, t1, t2)
+        self.on_pong: Callable[[int], None] = lambda _t4: None
+        self.next_take: int | None = None
+
+    def pings(self, items: list[tuple[str, int]], t1: int) -> None:
+        """Send each ``(device, seq)`` a ping stamped ``t1`` (= now)."""
+        arrive = self._ping_arrives
+        hits = self.net.lane_down(CONTROLLER, [did for did, _ in items], t1)
+        batch: list[tuple[int, Callable[..., object], tuple[Any, ...]]] = [
+            (hit[0], arrive, (hit[1], did, seq, t1))
+            for (did, seq), hit in zip(items, hits, strict=True)
+            if hit is not None
+        ]
+        self.vt.post_batch(batch)
+
+    def _ping_arrives(self, c: Any, did: str, seq: int, t1: int) -> None:
+        core = self._apps[did]
+        if not core.alive:
+            self.net.lane_live(c)  # counted, delivered to a dead app or dropped
+            return
+        now = self.vt.now
+        t4 = self.net.lane_reply(c, now)
+        if t4 is None:
+            return
+        heapq.heappush(self._inbox, (t4, did, seq, t1, core.answer_ping(now)))
+        nxt = self.next_take
+        if nxt is None or t4 < nxt:
+            self.on_pong(t4)
+
+    def models(self, items: list[tuple[str, str, bytes]], now: int) -> None:
+        """Publish each clock model ``(device, topic, payload)`` now, retained."""
+        for _, topic, payload in items:
+            self.net.retain(topic, payload)  # a headset that reconnects reads it from the broker
+        arrive = self._model_arrives
+        hits = self.net.lane_down(CONTROLLER, [did for did, _, _ in items], now)
+        self.vt.post_batch(
+            [
+                (hit[0], arrive, (hit[1], did, topic, payload))
+                for (did, topic, payload), hit in zip(items, hits, strict=True)
+                if hit is not None
+            ]
+        )
+
+    def _model_arrives(self, c: Any, did: str, topic: str, payload: bytes) -> None:
+        if self.net.lane_live(c):
+            self._apps[did].receive(topic, payload, self.vt.now)  # a model never changes due_at()
+
+    def take(self, now: int) -> list[tuple[str, int, int, int, int, int]]:
+        """The pongs that have reached the controller by ``now``: ``(device, seq, t1, t2, t3, t4)``
+        in order of arrival (``t3`` equals ``t2``: the headset answers at once), as
+        :meth:`ControllerCore.receive_pongs` takes them."""
+        inbox = self._inbox
+        out: list[tuple[str, int, int, int, int, int]] = []
+        pop = heapq.heappop
+        while inbox and inbox[0][0] <= now:
+            t4, did, seq, t1, t2 = pop(inbox)
+            out.append((did, seq, t1, t2, t2, t4))
+        return out
+
+    def next_at(self) -> int | None:
+        """When the next pong reaches the controller (None: none in flight past the broker)."""
+        return self._inbox[0][0] if self._inbox else None
+

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from controller.delivery import Delivery, Key, MqttPublish, Send, UdpSend
 from controller.engine import (
@@ -60,6 +62,9 @@ S = 1_000_000_000
 STATE_TOPIC = "madang/controller/state"
 MAX_PAYLOAD = 64 * 1024
 
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
 
 @dataclass(frozen=True, slots=True)
 class Withdraw:
@@ -81,14 +86,27 @@ class DeviceHealth:
 
 
 class PingSink(Protocol):
-    """The clock-sync service as the core uses it (implemented in :mod:`controller.sync`)."""
+    """The clock-sync service as the core uses it (implemented in :mod:`controller.sync`).
 
-    def due_pings(self, now: int) -> list[tuple[str, int]]:
-        """(device id, seq) of pings to send now."""
+    Devices are rows: indices into :attr:`ids`, so that ten thousand pings a second cost array
+    operations, not a tuple each.
+    """
+
+    @property
+    def ids(self) -> Sequence[str]:
+        """The pinged devices; a row is an index into this."""
+        ...
+
+    def due_rows(self, now: int) -> tuple[I64, I64]:
+        """The rows to ping now and the ``seq`` of each ping."""
         ...
 
     def receive_pong(self, device: str, seq: int, t1: int, t2: int, t3: int, t4: int) -> bool:
         """A pong arrived; False when it was dropped (unknown seq, stale, implausible)."""
+        ...
+
+    def receive_pong_rows(self, rows: I64, seqs: I64, t1: I64, t2: I64, t3: I64, t4: I64) -> Bools:
+        """:meth:`receive_pong` for arrays of pongs in order of receipt; which were kept."""
         ...
 
     def update(self, now: int) -> list[str]:
@@ -123,11 +141,15 @@ class SyncCarrier(Protocol):
     with :meth:`ControllerCore.carry_sync`: at ten thousand headsets the pings, pongs and clock
     models are nine messages in ten, and the lane moves them over the same simulated paths
     without a JSON body or an event per hop. The pongs come back through
-    :meth:`ControllerCore.receive_pong`. The real runtime never sets one.
+    :meth:`ControllerCore.receive_pong_rows`. The real runtime never sets one.
     """
 
-    def pings(self, items: list[tuple[str, int]], t1: int) -> None:
-        """Send a ping ``(device, seq)`` to each of ``items``, stamped ``t1`` (show clock, now)."""
+    def bind(self, ids: Sequence[str]) -> None:
+        """The clock sync's devices: the rows of :meth:`pings` (and of the pongs) index ``ids``."""
+        ...
+
+    def pings(self, rows: I64, seqs: I64, t1: int) -> None:
+        """Send row ``rows[i]`` a ping ``seqs[i]``, stamped ``t1`` (show clock, now), in order."""
         ...
 
     def models(self, items: list[tuple[str, str, bytes]], now: int) -> None:
@@ -189,6 +211,7 @@ class ControllerCore:
         self._pending: list[tuple[int, int, Send]] = []
         self._carrier: SyncCarrier | None = None
         self._carried: frozenset[str] = frozenset()
+        self._carried_rows: Bools = np.zeros(0, dtype=np.bool_)
         # MQTT cues and ramps planned (and so perhaps sent ahead) whose instant may still be to
         # come: a device that reconnects inside their lead gets them again (_resend_ahead).
         self._ahead: list[EngineSend | Ramp] = []
@@ -218,6 +241,10 @@ class ControllerCore:
         (``None``: take them back). See :class:`SyncCarrier`."""
         self._carrier = carrier
         self._carried = frozenset(devices) if carrier is not None else frozenset()
+        ids = self.sync.ids if self.sync is not None else ()
+        self._carried_rows = np.array([d in self._carried for d in ids], dtype=np.bool_)
+        if carrier is not None:
+            carrier.bind(ids)
 
     # -- operator ----------------------------------------------------------------------------
 
@@ -454,12 +481,21 @@ class ControllerCore:
             h.status = "alive"
         return ok
 
-    def receive_pongs(self, pongs: list[tuple[str, int, int, int, int, int]]) -> None:
-        """:meth:`receive_pong` for each ``(device, seq, t1, t2, t3, received)`` in order of
-        receipt (a sync lane's poll's worth, see :class:`SyncCarrier`)."""
-        receive = self.receive_pong
-        for p in pongs:
-            receive(*p)
+    def receive_pong_rows(self, rows: I64, seqs: I64, t1: I64, t2: I64, t3: I64, received: I64) -> None:
+        """:meth:`receive_pong` for arrays of pongs in order of receipt, by sync row (a sync
+        lane's poll's worth, see :class:`SyncCarrier`)."""
+        if self.sync is None or rows.size == 0:
+            return
+        ok = self.sync.receive_pong_rows(rows, seqs, t1, t2, t3, received)
+        kept = int(ok.sum())
+        self.counters["pongs"] += kept
+        self.counters["pongs_dropped"] += int(rows.size) - kept
+        ids, health = self.sync.ids, self.health
+        for r, now in zip(rows.tolist(), received.tolist(), strict=True):
+            h = health[ids[r]]
+            h.last_seen_ns = now
+            if h.status == "unknown":
+                h.status = "alive"
 
     def _device_message(self, device: str, kind: str, body: dict[str, Any], now: int) -> None:
         h = self.health[device]
@@ -542,12 +578,17 @@ class ControllerCore:
 
     def _sync_tick(self, now: int) -> None:
         assert self.sync is not None
-        carried = self._carried
-        lane: list[tuple[str, int]] = []
-        for device, seq in self.sync.due_pings(now):
-            if device in carried:
-                lane.append((device, seq))
-                continue
+        rows, seqs = self.sync.due_rows(now)
+        carrier = self._carrier
+        if carrier is not None and rows.size:
+            lane = self._carried_rows[rows]
+            if lane.any():
+                self.counters["carried"] += int(lane.sum())
+                carrier.pings(rows[lane], seqs[lane], now)
+                rows, seqs = rows[~lane], seqs[~lane]
+        ids = self.sync.ids
+        for row, seq in zip(rows.tolist(), seqs.tolist(), strict=True):
+            device = ids[row]
             dev = self.venue.device(device)
             ep = self.delivery.endpoint(dev)
             if dev.sync in (Sync.TIMETAG, Sync.ECHO) and ep is not None:
@@ -577,16 +618,13 @@ class ControllerCore:
             if msg is None:
                 continue
             topic, payload = f"{self.root[device]}/clock", self._enc.encode(msg)
-            if device in carried:
+            if device in self._carried:
                 models.append((device, topic, payload))
             else:
                 self._queue([MqttPublish(now, topic, payload, 1, True, device)], None)
-        if self._carrier is not None and (lane or models):
-            self.counters["carried"] += len(lane) + len(models)
-            if lane:
-                self._carrier.pings(lane, now)
-            if models:
-                self._carrier.models(models, now)
+        if carrier is not None and models:
+            self.counters["carried"] += len(models)
+            carrier.models(models, now)
 
     # -- telemetry ---------------------------------------------------------------------------
 

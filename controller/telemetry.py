@@ -23,13 +23,13 @@ terminal shows.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from controller.core import PingSink
+from controller.core import I64, Bools, PingSink
 from controller.sync.clockmodel import ClockModel
 from venues.model import Sync, Venue
 
@@ -248,15 +248,34 @@ class TelemetrySink:
         self.inner = inner
         self.telemetry = telemetry
 
-    def due_pings(self, now: int) -> list[tuple[str, int]]:
+    @property
+    def ids(self) -> Sequence[str]:
         """See :class:`~controller.core.PingSink`."""
-        return self.inner.due_pings(now)
+        return self.inner.ids
+
+    def due_rows(self, now: int) -> tuple[I64, I64]:
+        """See :class:`~controller.core.PingSink`."""
+        return self.inner.due_rows(now)
+
+    def due_pings(self, now: int) -> list[tuple[str, int]]:
+        """:meth:`due_rows` as (device, seq) pairs."""
+        rows, seqs = self.due_rows(now)
+        ids = self.ids
+        return [(ids[r], q) for r, q in zip(rows.tolist(), seqs.tolist(), strict=True)]
 
     def receive_pong(self, device: str, seq: int, t1: int, t2: int, t3: int, t4: int) -> bool:
         """Pass the pong on; record its delay when the service keeps it."""
         ok = self.inner.receive_pong(device, seq, t1, t2, t3, t4)
         if ok:
             self.telemetry.receive_pong(device, t1, t2, t3, t4)
+        return ok
+
+    def receive_pong_rows(self, rows: I64, seqs: I64, t1: I64, t2: I64, t3: I64, t4: I64) -> Bools:
+        """Pass the pongs on; record the delay of each the service keeps."""
+        ok = self.inner.receive_pong_rows(rows, seqs, t1, t2, t3, t4)
+        ids = self.ids
+        for i in np.flatnonzero(ok).tolist():
+            self.telemetry.receive_pong(ids[int(rows[i])], int(t1[i]), int(t2[i]), int(t3[i]), int(t4[i]))
         return ok
 
     def update(self, now: int) -> list[str]:

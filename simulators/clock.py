@@ -24,9 +24,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numpy as np
+import numpy.typing as npt
+
 from venues.model import Device, Sync, Venue
 
-__all__ = ["ClockKind", "DeviceClock", "clock_kind_of", "clocks_for_venue", "random_clock"]
+__all__ = ["ClockKind", "ClockTable", "DeviceClock", "clock_kind_of", "clocks_for_venue", "random_clock"]
 
 _PPT = 10**12  # parts per trillion: the unit of drift inside the clock
 _MS = 1_000_000
@@ -130,6 +133,53 @@ class DeviceClock:
         return DeviceClock(
             self.offset_ns, self.drift_ppm, (*self.steps, (at_true_ns, step_ns)), self.seed, self.epoch_ns
         )
+
+
+_SPLIT = 10**6  # sqrt(_PPT): products are split at it so that every one fits in int64
+_VECTOR_PPT = 10**10  # drifts beyond 1 % are read one by one (their products would not fit)
+I64 = npt.NDArray[np.int64]
+
+
+class ClockTable:
+    """Many device clocks read at once: ``local(rows, t)`` equals ``clocks[row].local(t)`` exactly.
+
+    For each row, :meth:`set` folds the clock's offset, drift and the part of
+    ``(t - epoch) * drift`` up to a base instant (now) into integers; a reading is then a few
+    int64 array operations, with the drift product split so that nothing overflows. Clocks with
+    steps (or an absurd drift) are read one by one through :meth:`DeviceClock.local`.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._clock: list[DeviceClock | None] = [None] * n
+        self._base = np.zeros(n, dtype=np.int64)
+        self._off = np.zeros(n, dtype=np.int64)  # offset + floor((base - epoch) * ppt / 10**12)
+        self._rem = np.zeros(n, dtype=np.int64)  # ... and its remainder (0 <= rem < 10**12)
+        self._ppt = np.zeros(n, dtype=np.int64)
+        self._exact = np.zeros(n, dtype=np.bool_)  # read one by one
+
+    def set(self, row: int, clock: DeviceClock, base_ns: int) -> None:
+        """Row ``row`` reads ``clock`` from now (``base_ns``) on."""
+        q, r = divmod((base_ns - clock.epoch_ns) * clock.drift_ppt, _PPT)
+        self._clock[row] = clock
+        self._base[row] = base_ns
+        self._off[row] = clock.offset_ns + q
+        self._rem[row] = r
+        self._ppt[row] = clock.drift_ppt
+        self._exact[row] = bool(clock.steps) or abs(clock.drift_ppt) > _VECTOR_PPT
+
+    def local(self, rows: I64, true_ns: I64) -> I64:
+        """Each ``rows[i]``'s reading at true instant ``true_ns[i]``."""
+        x = true_ns - self._base[rows]
+        ppt = self._ppt[rows]
+        a, b = np.divmod(x, _SPLIT)
+        aq, ar = np.divmod(a * ppt, _SPLIT)
+        out: I64 = true_ns + self._off[rows] + aq + (self._rem[rows] + ar * _SPLIT + b * ppt) // _PPT
+        exact = np.flatnonzero(self._exact[rows])
+        for i in exact.tolist():
+            clock = self._clock[int(rows[i])]
+            assert clock is not None
+            out[i] = clock.local(int(true_ns[i]))
+        return out
 
 
 class ClockKind(StrEnum):

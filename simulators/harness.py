@@ -213,8 +213,8 @@ def play_virtual(
         if lane is not None:
             lane.next_take = None
             pongs = lane.take(now)
-            if pongs:
-                core.receive_pongs(pongs)
+            if pongs[0].size:
+                core.receive_pong_rows(*pongs)
         if auto_go and now >= state["go_at"]:
             st = core.state
             snap = core.engine.snapshot

@@ -44,8 +44,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
+import numpy.typing as npt
 
-__all__ = ["PROFILES", "Direction", "Path", "Profile", "profile", "profile_names"]
+__all__ = ["PROFILES", "Direction", "Path", "Profile", "profile", "profile_names", "stream_delays"]
 
 _US = 1_000
 _MS = 1_000_000
@@ -261,30 +262,33 @@ class Path:
         if gen is None:
             gen = np.random.Generator(np.random.PCG64([self.seed % (1 << 64), _DIR_CODE[key], 0x5EED]))
             self._gen[key] = gen
-        p = self.profile
-        scale = p.up_scale if key == "up" else 1.0
-        d = np.full(n, float(p.floor_ns))
-        if p.queue_mean_ns:
-            k = p.queue_shape
-            d += gen.gamma(k, p.queue_mean_ns * scale / k, n)
-        if p.spike_prob:
-            hit = gen.random(n) < p.spike_prob
-            d += np.where(
-                hit,
-                _bounded_pareto_np(
-                    gen.random(n), p.spike_alpha, p.spike_min_ns * scale, p.spike_max_ns * scale
-                ),
-                0.0,
-            )
-        out = d.astype(np.int64)
-        if p.loss:
-            # Losses before the segment gets through: geometric; each costs an RTO, doubling.
-            losses = gen.geometric(1.0 - p.loss, n) - 1 if p.loss < 1.0 else np.full(n, 64)
-            rto = _RTO_NS
-            for j in range(int(losses.max(initial=0))):
-                out += np.where(losses > j, rto, 0)
-                rto = min(rto * 2, _RTO_MAX_NS)
-        return array("q", out.tobytes())
+        return array("q", stream_delays(gen, self.profile, n, up=key == "up").tobytes())
+
+
+def stream_delays(gen: np.random.Generator, p: Profile, n: int, *, up: bool) -> npt.NDArray[np.int64]:
+    """``n`` stream delays (ns) of profile ``p`` drawn from ``gen``, as :meth:`Path.stream_delay`
+    draws them: floor, queueing, spikes, and a retransmission timeout (200 ms, doubling) per loss."""
+    scale = p.up_scale if up else 1.0
+    d = np.full(n, float(p.floor_ns))
+    if p.queue_mean_ns:
+        k = p.queue_shape
+        d += gen.gamma(k, p.queue_mean_ns * scale / k, n)
+    if p.spike_prob:
+        hit = gen.random(n) < p.spike_prob
+        d += np.where(
+            hit,
+            _bounded_pareto_np(gen.random(n), p.spike_alpha, p.spike_min_ns * scale, p.spike_max_ns * scale),
+            0.0,
+        )
+    out: npt.NDArray[np.int64] = d.astype(np.int64)
+    if p.loss:
+        # Losses before the segment gets through: geometric; each costs an RTO, doubling.
+        losses = gen.geometric(1.0 - p.loss, n) - 1 if p.loss < 1.0 else np.full(n, 64)
+        rto = _RTO_NS
+        for j in range(int(losses.max(initial=0))):
+            out += np.where(losses > j, rto, 0)
+            rto = min(rto * 2, _RTO_MAX_NS)
+    return out
 
 
 def _bounded_pareto_np(u: np.ndarray, alpha: float, lo: float, hi: float) -> np.ndarray:

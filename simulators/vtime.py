@@ -237,6 +237,8 @@ class VirtualNetwork:
         self.sent = 0
         self.delivered = 0
         self.dropped = 0
+        self.on_presence: Callable[[str, bool], None] | None = None
+        """Called with ``(client, connected)`` whenever a pub/sub client connects or disconnects."""
 
     # -- endpoints and datagrams ---------------------------------------------------------------
     def attach(
@@ -299,6 +301,8 @@ class VirtualNetwork:
                     if subs is not None and subs.get(name) is old:
                         del subs[name]
         self._clients[name] = _Client(name, on_message, will)
+        if self.on_presence is not None:
+            self.on_presence(name, True)
 
     def disconnect(self, name: str, *, clean: bool = True) -> None:
         """Disconnect a client; an unclean disconnect (crash) publishes its last will."""
@@ -306,9 +310,16 @@ class VirtualNetwork:
         if c is None or not c.connected:
             return
         c.connected = False
+        if self.on_presence is not None:
+            self.on_presence(name, False)
         if not clean and c.will is not None:
             topic, payload = c.will
             self._route(topic, payload, retain=True)
+
+    def is_connected(self, name: str) -> bool:
+        """Whether pub/sub client ``name`` is connected now."""
+        c = self._clients.get(name)
+        return c is not None and c.connected
 
     def subscribe(self, name: str, filter_: str) -> None:
         """Subscribe a connected client; matching retained messages are sent to it."""
@@ -401,9 +412,9 @@ class VirtualNetwork:
 
     # -- lanes: one message to one client, without the broker's subscription lookup -------------
     # A lane (simulators.devices.virtual.SyncLane) carries the high-volume messages whose topic
-    # has exactly one subscriber (a ping to a headset, its pong, its clock model) with the same
-    # delay draws and per-client FIFO as publish/_route, but computes the hops when the message
-    # is sent instead of with an event per hop.
+    # has exactly one subscriber (a clock model to a headset) with the same delay draws and
+    # per-client FIFO as publish/_route, but computes the hops when the message is sent instead
+    # of with an event per hop.
 
     def lane_down(self, src: str, dsts: list[str], now: int) -> list[tuple[int, _Client] | None]:
         """Messages ``src`` publishes now, in order, each to a topic only one client of ``dsts``
@@ -438,25 +449,6 @@ class VirtualNetwork:
         self.sent += len(dsts)
         self.dropped += dropped
         return out
-
-    def lane_reply(self, c: _Client, now: int) -> int | None:
-        """A lane message reached connection ``c`` now (delivered if :meth:`lane_live`) and its
-        client answers at once (a pong) to a topic only a LAN endpoint (the controller) reads: the
-        instant the answer arrives there, or ``None`` when ``c`` is no longer live (dropped).
-        The client's stream stays FIFO; the broker-to-receiver LAN hop is drawn from the LAN path
-        but not ordered against the receiver's other traffic (that would take an event at the
-        broker hop)."""
-        if not (c.connected and self._clients.get(c.name) is c):
-            self.dropped += 1
-            return None
-        self.delivered += 1
-        self.sent += 1
-        at = now + self._paths.get(c.name, self.lan).stream_up(now)
-        if at < c.last_up:
-            at = c.last_up
-        c.last_up = at
-        self.delivered += 1
-        return at + self.lan.stream_down(at)
 
     def lane_live(self, c: _Client) -> bool:
         """Whether a lane message for connection ``c`` is delivered (it is still the live

@@ -656,6 +656,31 @@ class PingPlanner:
         self.matched += 1
         return True
 
+    def receive_pong_rows(self, devs: I64, seqs: I64, now_ns: I64) -> npt.NDArray[np.bool_]:
+        """:meth:`receive_pong` for arrays of pongs in order of receipt (``now_ns`` each's
+        receipt), vectorised; which answer a ping in flight."""
+        n = devs.size
+        keys = (devs << 32) | seqs
+        rows_ok = n > 0 and int(devs.min()) >= 0 and int(devs.max()) < self.active.shape[0]
+        if not rows_ok or np.unique(keys).size != n:
+            # A repeat within the batch, or a row out of range: one by one, as they came.
+            each = zip(devs.tolist(), seqs.tolist(), now_ns.tolist(), strict=True)
+            return np.array([self.receive_pong(d, q, t) for d, q, t in each], dtype=np.bool_)
+        slot = seqs % self.max_in_flight
+        ring = np.flatnonzero((seqs >= 0) & (seqs < _SEQ_MOD) & (self._fl_seq[devs, slot] == seqs))
+        flight = self._flight
+        hit = np.zeros(n, dtype=np.bool_)
+        hit[ring] = [flight.pop(k, None) is not None for k in keys[ring].tolist()]
+        ok: npt.NDArray[np.bool_] = hit & (now_ns - self._fl_sent[devs, slot] <= self.timeout_ns)
+        self._fl_seq[devs[hit], slot[hit]] = -1
+        n_ok = int(ok.sum())
+        self.matched += n_ok
+        self.dropped_stale += int(hit.sum()) - n_ok
+        miss = np.flatnonzero(~hit)
+        for i in miss.tolist():  # never answers a ping in flight: classified as stale or unknown
+            self.receive_pong(int(devs[i]), int(seqs[i]), int(now_ns[i]))
+        return ok
+
     def in_flight(self, dev: int) -> int:
         """How many pings to row ``dev`` await their pong."""
         return int((self._fl_seq[dev] >= 0).sum())

@@ -13,6 +13,8 @@ estimate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -24,6 +26,8 @@ __all__ = ["SyncService"]
 
 MS = 1_000_000
 S = 1_000_000_000
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
 
 
 class SyncService:
@@ -85,15 +89,23 @@ class SyncService:
     def _idx(self, device: str) -> int | None:
         return self._index.get(device)
 
-    def due_pings(self, now: int) -> list[tuple[str, int]]:
-        """(device, seq) of the pings to send at ``now``; every device joins with a burst at first."""
+    @property
+    def ids(self) -> Sequence[str]:
+        """The pinged devices, in row order (rows of :meth:`due_rows` and :meth:`receive_pong_rows`)."""
+        return self._pinged
+
+    def due_rows(self, now: int) -> tuple[I64, I64]:
+        """Rows (into :attr:`ids`) to ping at ``now`` and each ping's seq; every device joins
+        with a burst at first."""
         self._now = now
         if not self._joined:
             self._joined = True
             self.planner.join_many(np.arange(len(self._pinged), dtype=np.int64), now)
-        rows, seqs = self.planner.due_at(now)
-        if rows.size == 0:
-            return []
+        return self.planner.due_at(now)
+
+    def due_pings(self, now: int) -> list[tuple[str, int]]:
+        """:meth:`due_rows` as (device, seq) pairs."""
+        rows, seqs = self.due_rows(now)
         ids = self._pinged
         return [(ids[r], s) for r, s in zip(rows.tolist(), seqs.tolist(), strict=True)]
 
@@ -109,6 +121,17 @@ class SyncService:
             return False
         self.models.add_sample(idx, t1, t2, t3, t4)
         return True
+
+    def receive_pong_rows(self, rows: I64, seqs: I64, t1: I64, t2: I64, t3: I64, t4: I64) -> Bools:
+        """:meth:`receive_pong` for arrays of pongs (by row, in order of receipt), vectorised;
+        which were kept."""
+        plausible = (t1 <= t4) & (t4 - t1 < 10 * S) & (t3 >= t2) & (t3 - t2 < S)
+        self.implausible += int(plausible.size - plausible.sum())
+        ok = plausible.copy()
+        ok[plausible] = self.planner.receive_pong_rows(rows[plausible], seqs[plausible], t4[plausible])
+        if ok.any():
+            self.models.add_samples(rows[ok], t1[ok], t2[ok], t3[ok], t4[ok])
+        return ok
 
     def update(self, now: int) -> list[str]:
         """Re-estimate (at most every ``estimate_every_ns``); app devices whose model should be sent.

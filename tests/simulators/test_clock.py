@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulators.clock import ClockKind, DeviceClock, clocks_for_venue, random_clock
+from simulators.clock import ClockKind, ClockTable, DeviceClock, clocks_for_venue, random_clock
 from tests.simulators._helpers import small_venue
 
 S = 1_000_000_000
@@ -63,3 +64,36 @@ def test_venue_clocks_depend_on_seed() -> None:
     assert clocks_for_venue(v, 1) == clocks_for_venue(v, 1)
     assert clocks_for_venue(v, 1) != clocks_for_venue(v, 2)
     assert set(clocks_for_venue(v, 1)) == {d.id for d in v.devices}
+
+
+_T = 1_700_000_000 * 10**9  # a plausible true instant (Unix ns)
+
+
+@given(
+    clocks=st.lists(
+        st.tuples(
+            st.integers(-(10**13), 10**13),  # offset
+            st.floats(-500.0, 500.0),  # drift ppm
+            st.integers(0, 2 * _T),  # epoch
+            st.booleans(),  # a step
+            st.integers(-(10**12), 10**12),  # base, from _T
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    reads=st.lists(st.tuples(st.integers(0, 5), st.integers(-(10**13), 10**13)), min_size=1, max_size=20),
+)
+def test_a_clock_table_reads_every_clock_exactly(
+    clocks: list[tuple[int, float, int, bool, int]], reads: list[tuple[int, int]]
+) -> None:
+    table = ClockTable(len(clocks))
+    made = []
+    for row, (off, ppm, epoch, step, base) in enumerate(clocks):
+        c = DeviceClock(offset_ns=off, drift_ppm=ppm, epoch_ns=epoch, steps=((_T, 7_000),) if step else ())
+        table.set(row, c, _T + base)
+        made.append(c)
+    rows = np.array([r % len(clocks) for r, _ in reads], dtype=np.int64)
+    at = np.array([_T + dt for _, dt in reads], dtype=np.int64)
+    assert table.local(rows, at).tolist() == [
+        made[r].local(int(t)) for r, t in zip(rows.tolist(), at, strict=True)
+    ]

@@ -220,6 +220,40 @@ def test_pongs_are_matched_once_and_stale_or_unknown_ones_counted() -> None:
     assert planner.next_deadline() is None
 
 
+@pytest.mark.parametrize("batch", [1, 5, 64])
+def test_pongs_matched_as_arrays_count_as_one_by_one(batch: int) -> None:
+    planners = [PingPlanner(timeout_ns=2 * S, seed=4) for _ in range(2)]
+    pongs: list[tuple[int, int, int]] = []
+    rng = np.random.default_rng(batch)
+    for p in planners:
+        p.join_many(np.arange(8), T0)
+    t = T0
+    while t < T0 + 6 * S:
+        got = [p.due_at(t) for p in planners]
+        assert got[0][0].tolist() == got[1][0].tolist()
+        for dev, seq in zip(*(a.tolist() for a in got[0]), strict=True):
+            late = int(rng.choice([MS, 30 * MS, 3 * S]))  # answered, or past the timeout
+            pongs.append((dev, seq, t + late))
+            if rng.random() < 0.1:
+                pongs.append((dev, seq, t + late + MS))  # a duplicate
+        t += 50 * MS
+        if t == T0 + 3 * S:
+            for p in planners:
+                p.join(5, t)  # a reboot: its pings in flight are no longer answers
+    pongs += [(3, 1 << 20, T0 + S), (99, 0, T0 + S), (-1, 0, T0 + S)]  # never sent, unknown rows
+    pongs.sort(key=lambda x: x[2])
+    one = [planners[0].receive_pong(d, q, at) for d, q, at in pongs]
+    arrays = np.array(pongs, dtype=np.int64)
+    many: list[bool] = []
+    for i in range(0, len(pongs), batch):
+        chunk = arrays[i : i + batch]
+        many += planners[1].receive_pong_rows(chunk[:, 0], chunk[:, 1], chunk[:, 2]).tolist()
+    assert many == one and any(one) and not all(one)
+    a, b = planners
+    assert (a.matched, a.dropped_stale, a.dropped_unknown) == (b.matched, b.dropped_stale, b.dropped_unknown)
+    assert [a.in_flight(d) for d in range(8)] == [b.in_flight(d) for d in range(8)]
+
+
 def test_batch_translation_matches_the_scalar_model() -> None:
     models = ClockModels()
     rng = np.random.default_rng(8)

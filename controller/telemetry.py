@@ -257,12 +257,6 @@ class TelemetrySink:
         """See :class:`~controller.core.PingSink`."""
         return self.inner.due_rows(now)
 
-    def due_pings(self, now: int) -> list[tuple[str, int]]:
-        """:meth:`due_rows` as (device, seq) pairs."""
-        rows, seqs = self.due_rows(now)
-        ids = self.ids
-        return [(ids[r], q) for r, q in zip(rows.tolist(), seqs.tolist(), strict=True)]
-
     def receive_pong(self, device: str, seq: int, t1: int, t2: int, t3: int, t4: int) -> bool:
         """Pass the pong on; record its delay when the service keeps it."""
         ok = self.inner.receive_pong(device, seq, t1, t2, t3, t4)

@@ -219,17 +219,11 @@ class AppDevice:
         seq, t1 = msg.get("seq"), msg.get("t1")
         if not (_is_int(seq) and _is_int(t1)):
             return self._drop("bad_ping", topic)
-        t2 = self.answer_ping(true_now)
+        self.pings += 1
+        t2 = self.clock.local(true_now)
         # The core replies at once: t3 (just before sending) equals t2 in its own clock.
         body = {"seq": seq, "t1": t1, "t2": t2, "t3": t2}
         return [Publish(self._pong_topic, encode_json(body))]
-
-    def answer_ping(self, true_now: int) -> int:
-        """A ping arrived at ``true_now``: count it and return the reading ``t2`` (= ``t3``) its
-        pong carries. The message-level half is :meth:`receive`; a virtual-time sync lane calls
-        this directly (after checking :attr:`alive`)."""
-        self.pings += 1
-        return self.clock.local(true_now)
 
     def _clock(self, msg: dict[str, Any], topic: str) -> list[Publish]:
         epoch, off, ppb = msg.get("epoch"), msg.get("offset_ns"), msg.get("drift_ppb")

@@ -272,10 +272,10 @@ class SyncLane:
 
     def _delays(self, rows: I64, at: I64, *, up: bool) -> I64:
         """One stream delay per row, each from its own path's profile, held by partitions."""
-        kinds = self._profile_of[rows]
         if len(self._profiles) == 1:
             d = self._draw(self._profiles[0], rows.size, up=up)
         else:
+            kinds = self._profile_of[rows]
             d = np.zeros(rows.size, dtype=np.int64)
             for k in np.unique(kinds).tolist():
                 sel = kinds == k
@@ -312,7 +312,7 @@ class SyncLane:
             nth = np.empty(rows.size, dtype=np.int64)
             for i, r in enumerate(rows.tolist()):
                 nth[i] = seen[r] = seen.get(r, -1) + 1
-            levels = (nth == k for k in range(int(nth.max()) + 1))
+            levels = (nth == j for j in range(int(nth.max()) + 1))
             batch = np.concatenate([self._trips(rows[m], seqs[m], at[m], t1) for m in levels], axis=1)
         merged = np.concatenate([self._pending, batch], axis=1)
         self._pending = merged[:, np.argsort(merged[5], kind="stable")]

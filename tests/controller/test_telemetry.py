@@ -31,7 +31,8 @@ def _synced(budget_ns: int = 10 * MS) -> tuple[Telemetry, TelemetrySink, int]:
     sink = TelemetrySink(SyncService(venue), tel)
     now = T0
     for _ in range(40):
-        for device, seq in sink.due_pings(now):
+        rows, seqs = sink.due_rows(now)
+        for device, seq in zip([sink.ids[r] for r in rows.tolist()], seqs.tolist(), strict=True):
             t1 = now
             t2 = t1 + MS + OFFSET  # 1 ms each way, device clock 5 ms ahead
             sink.receive_pong(device, seq, t1, t2, t2, t1 + 2 * MS)

@@ -109,12 +109,13 @@ class PingSink(Protocol):
         """:meth:`receive_pong` for arrays of pongs in order of receipt; which were kept."""
         ...
 
-    def update(self, now: int) -> list[str]:
-        """Re-estimate models with new samples; returns devices whose clock message should go out."""
+    def update_rows(self, now: int) -> I64:
+        """Re-estimate models with new samples; returns the rows whose clock message should go out."""
         ...
 
-    def clock_message(self, device: str) -> dict[str, int] | None:
-        """The protocol's clock-model message for ``device``."""
+    def model_rows(self, rows: I64) -> tuple[I64, I64, I64, I64]:
+        """The clock-model messages of ``rows`` (each has a model): ``epoch``, ``offset_ns``,
+        ``drift_ppb`` and ``uncertainty_ns`` arrays (docs/protocol.md, "The clock model")."""
         ...
 
     def to_device(self, device: str, ref_ns: int) -> int | None: ...
@@ -152,8 +153,11 @@ class SyncCarrier(Protocol):
         """Send row ``rows[i]`` a ping ``seqs[i]``, stamped ``t1`` (show clock, now), in order."""
         ...
 
-    def models(self, items: list[tuple[str, str, bytes]], now: int) -> None:
-        """Publish each clock model ``(device, topic, payload)`` now (retained, as the wire would)."""
+    def models(
+        self, rows: I64, epoch: I64, offset_ns: I64, drift_ppb: I64, uncertainty_ns: I64, now: int
+    ) -> None:
+        """Send row ``rows[i]`` its clock model (the fields of the protocol's clock message) now,
+        retained, as the wire would."""
         ...
 
 
@@ -497,6 +501,17 @@ class ControllerCore:
             if h.status == "unknown":
                 h.status = "alive"
 
+    def receive_alive(self, devices: Sequence[str], received: Sequence[int]) -> None:
+        """``alive`` heartbeats (a status message with the device's current boot), in order of
+        receipt: what :meth:`receive_mqtt` does with each, for heartbeats a sync lane carried
+        (:meth:`simulators.devices.virtual.SyncLane.take_alive`)."""
+        health = self.health
+        for device, now in zip(devices, received, strict=True):
+            h = health[device]
+            if h.last_seen_ns is None or now > h.last_seen_ns:  # pongs of the same poll went first
+                h.last_seen_ns = now
+            h.status = "alive"
+
     def _device_message(self, device: str, kind: str, body: dict[str, Any], now: int) -> None:
         h = self.health[device]
         h.last_seen_ns = now
@@ -612,19 +627,25 @@ class ControllerCore:
                     ],
                     None,
                 )
-        models: list[tuple[str, str, bytes]] = []
-        for device in self.sync.update(now):
-            msg = self.sync.clock_message(device)
-            if msg is None:
-                continue
-            topic, payload = f"{self.root[device]}/clock", self._enc.encode(msg)
-            if device in self._carried:
-                models.append((device, topic, payload))
-            else:
-                self._queue([MqttPublish(now, topic, payload, 1, True, device)], None)
-        if carrier is not None and models:
-            self.counters["carried"] += len(models)
-            carrier.models(models, now)
+        rows = self.sync.update_rows(now)
+        if rows.size == 0:
+            return
+        epoch, offset, drift, unc = self.sync.model_rows(rows)
+        if carrier is not None:
+            lane = self._carried_rows[rows]
+            if lane.any():
+                self.counters["carried"] += int(lane.sum())
+                carrier.models(rows[lane], epoch[lane], offset[lane], drift[lane], unc[lane], now)
+                rest = ~lane
+                rows, epoch, offset = rows[rest], epoch[rest], offset[rest]
+                drift, unc = drift[rest], unc[rest]
+        each = zip(rows.tolist(), epoch.tolist(), offset.tolist(), drift.tolist(), unc.tolist(), strict=True)
+        for row, e, o, d, u in each:
+            device = ids[row]
+            msg = {"epoch": e, "offset_ns": o, "drift_ppb": d, "uncertainty_ns": u}
+            self._queue(
+                [MqttPublish(now, f"{self.root[device]}/clock", self._enc.encode(msg), 1, True, device)], None
+            )
 
     # -- telemetry ---------------------------------------------------------------------------
 

@@ -272,13 +272,13 @@ class TelemetrySink:
             self.telemetry.receive_pong(ids[int(rows[i])], int(t1[i]), int(t2[i]), int(t3[i]), int(t4[i]))
         return ok
 
-    def update(self, now: int) -> list[str]:
+    def update_rows(self, now: int) -> I64:
         """See :class:`~controller.core.PingSink`."""
-        return self.inner.update(now)
+        return self.inner.update_rows(now)
 
-    def clock_message(self, device: str) -> dict[str, int] | None:
+    def model_rows(self, rows: I64) -> tuple[I64, I64, I64, I64]:
         """See :class:`~controller.core.PingSink`."""
-        return self.inner.clock_message(device)
+        return self.inner.model_rows(rows)
 
     def to_device(self, device: str, ref_ns: int) -> int | None:
         """See :class:`~controller.core.PingSink`."""

@@ -215,6 +215,9 @@ def play_virtual(
             pongs = lane.take(now)
             if pongs[0].size:
                 core.receive_pong_rows(*pongs)
+            alive = lane.take_alive(now)
+            if alive[0]:
+                core.receive_alive(*alive)
         if auto_go and now >= state["go_at"]:
             st = core.state
             snap = core.engine.snapshot

@@ -181,6 +181,11 @@ class Path:
         if end_ns > start_ns:
             bisect.insort(self._partitions, (start_ns, end_ns))
 
+    @property
+    def has_partitions(self) -> bool:
+        """Whether any partition was ever set on this path (past ones included)."""
+        return bool(self._partitions)
+
     def partitioned_until(self, now_ns: int) -> int | None:
         """The end of the partition covering ``now_ns``, or ``None`` when the path is up."""
         if not self._partitions:

@@ -410,55 +410,6 @@ class VirtualNetwork:
         self.delivered += 1
         c.on_message(topic, payload, self.vt.now)
 
-    # -- lanes: one message to one client, without the broker's subscription lookup -------------
-    # A lane (simulators.devices.virtual.SyncLane) carries the high-volume messages whose topic
-    # has exactly one subscriber (a clock model to a headset) with the same delay draws and
-    # per-client FIFO as publish/_route, but computes the hops when the message is sent instead
-    # of with an event per hop.
-
-    def lane_down(self, src: str, dsts: list[str], now: int) -> list[tuple[int, _Client] | None]:
-        """Messages ``src`` publishes now, in order, each to a topic only one client of ``dsts``
-        subscribes to: for each, the instant it reaches that client and the connection it
-        reaches, or ``None`` when the client is not connected (the broker drops it). Both streams
-        stay FIFO with everything else they carry; the broker hop is computed now rather than when
-        the message reaches the broker (a LAN delay later), which may put it ahead of a message to
-        the same client published within that delay before it."""
-        clients, paths, lan = self._clients, self._paths, self.lan
-        s = clients.get(src)
-        up = paths.get(src, lan).stream_up
-        last_up = s.last_up if s is not None else 0
-        out: list[tuple[int, _Client] | None] = []
-        dropped = 0
-        for dst in dsts:
-            at = now + up(now)
-            if at < last_up:
-                at = last_up
-            last_up = at
-            c = clients.get(dst)
-            if c is None or not c.connected:
-                dropped += 1
-                out.append(None)
-                continue
-            arrive = at + paths.get(dst, lan).stream_down(at)
-            if arrive < c.last_down:
-                arrive = c.last_down
-            c.last_down = arrive
-            out.append((arrive, c))
-        if s is not None:
-            s.last_up = last_up
-        self.sent += len(dsts)
-        self.dropped += dropped
-        return out
-
-    def lane_live(self, c: _Client) -> bool:
-        """Whether a lane message for connection ``c`` is delivered (it is still the live
-        connection of its client); counts it as delivered or dropped."""
-        if c.connected and self._clients.get(c.name) is c:
-            self.delivered += 1
-            return True
-        self.dropped += 1
-        return False
-
     def retain(self, topic: str, payload: bytes) -> None:
         """Store (or, with an empty payload, clear) the retained message on ``topic`` now."""
         if payload:

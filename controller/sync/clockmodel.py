@@ -327,6 +327,13 @@ class ClockModels:
             drift_sigma_ppb=int(np.ceil(est.drift_sigma_ppb[dev])),
         )
 
+    def model_rows(self, rows: I64) -> tuple[I64, I64, I64, I64]:
+        """The clock model message of each of ``rows`` (which must have a model) as arrays:
+        ``epoch``, ``offset_ns``, ``drift_ppb``, ``uncertainty_ns``, the fields of
+        :meth:`clock_message` in its order."""
+        r = np.asarray(rows, dtype=np.int64)
+        return self.epoch[r], self.offset_ns[r], self.drift_ppb[r], self._est.uncertainty_ns[r].copy()
+
     def clock_message(self, dev: int) -> dict[str, int]:
         """The clock model message for row ``dev`` (``epoch``, ``offset_ns``, ``drift_ppb``,
         ``uncertainty_ns``); raises :class:`NoClockModelError` if it has none yet."""

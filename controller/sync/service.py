@@ -134,7 +134,19 @@ class SyncService:
         return ok
 
     def update(self, now: int) -> list[str]:
-        """Re-estimate (at most every ``estimate_every_ns``); app devices whose model should be sent.
+        """:meth:`update_rows` as device ids."""
+        ids = self._pinged
+        return [ids[r] for r in self.update_rows(now).tolist()]
+
+    def model_rows(self, rows: I64) -> tuple[I64, I64, I64, I64]:
+        """The clock-model messages of ``rows`` (rows of :attr:`ids` that have a model, as
+        :meth:`update_rows` returns them) as arrays: ``epoch``, ``offset_ns``, ``drift_ppb``,
+        ``uncertainty_ns``; row for row what :meth:`clock_message` says."""
+        return self.models.model_rows(rows)
+
+    def update_rows(self, now: int) -> I64:
+        """Re-estimate (at most every ``estimate_every_ns``); the rows (of :attr:`ids`) of the
+        app devices whose model should be sent.
 
         A model is sent when the device has none yet, when ``resend_every_ns`` has passed since the
         last one, or when the new one predicts its clock differently from the last one sent, now
@@ -142,19 +154,18 @@ class SyncService:
         uncertainty (at least 5 us, at most ``tolerance_ns``).
         """
         self._now = now
+        none = np.zeros(0, dtype=np.int64)
         if self._last_estimate is not None and now - self._last_estimate < self.estimate_every_ns:
-            return []
+            return none
         self._last_estimate = now
         m = self.models
         rows = m.estimate(now)
         n = len(self._pinged)
         unc = m.uncertainty_now(now)
         self.planner.set_settled(np.arange(n, dtype=np.int64), unc <= self.settle_ns)
-        if rows.size == 0:
-            return []
         rows = rows[self._is_app[rows] & m.has_model[rows]]
         if rows.size == 0:
-            return []
+            return none
         off = m.offset_ns[rows]
         drift = m.drift_ppb[rows]
         s_off = self._sent_offset[rows]
@@ -176,14 +187,13 @@ class SyncService:
         )
         out_rows = rows[send]
         if out_rows.size == 0:
-            return []
+            return none
         self._sent_has[out_rows] = True
         self._sent_epoch[out_rows] = m.epoch[out_rows]
         self._sent_offset[out_rows] = m.offset_ns[out_rows]
         self._sent_drift[out_rows] = m.drift_ppb[out_rows]
         self._sent_at[out_rows] = now
-        ids = self._pinged
-        return [ids[r] for r in out_rows.tolist()]
+        return out_rows
 
     def clock_message(self, device: str) -> dict[str, int] | None:
         """The protocol's clock-model message (docs/protocol.md), or None without a model."""

@@ -127,6 +127,7 @@ class AppDevice:
         self._pending: list[tuple[int, int, dict[str, Any], int]] = []  # (true_at, n, msg, local_at)
         self._counter = 0
         self._next_heartbeat: int | None = None
+        self.heartbeats = True  # False: a sync lane sends them (hand_over_heartbeats)
         self._safe_state()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -152,8 +153,17 @@ class AppDevice:
         if not self.alive:
             self.alive = True
             self.boot_local = self.clock.local(true_now)
-        self._next_heartbeat = true_now + HEARTBEAT_NS
+        self._next_heartbeat = true_now + HEARTBEAT_NS if self.heartbeats else None
         return [self._status("ready", true_now)]
+
+    def hand_over_heartbeats(self) -> int | None:
+        """Stop sending ``alive`` heartbeats: from now on a sync lane
+        (:class:`~simulators.devices.virtual.SyncLane`) sends them for this device, every
+        ``HEARTBEAT_NS`` from each connection, as :meth:`tick` would. Returns the instant the
+        next one was due (``None``: not connected)."""
+        self.heartbeats = False
+        nxt, self._next_heartbeat = self._next_heartbeat, None
+        return nxt
 
     def _status(self, state: str, true_now: int) -> Publish:
         body = {"state": state, "boot": self.boot_local, "proto": PROTO, "local": self.clock.local(true_now)}

@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from simulators.clock import ClockTable
-from simulators.devices._wire import BadInput, decode_json
-from simulators.devices.app import AppDevice
+from simulators.devices._wire import BadInput, decode_json, encode_json
+from simulators.devices.app import HEARTBEAT_NS, AppDevice, ClockModel
 from simulators.devices.messages import Datagram, Publish
 from simulators.devices.osc_display import OscDisplay
 from simulators.network import Path, Profile, stream_delays
@@ -80,6 +80,9 @@ class VirtualDriver:
         self.net = net
         self.controller = VirtualController(net)
         self._timers: dict[str, Handle] = {}
+        self.before_message: Callable[[str, int], None] | None = None
+        """Called with ``(device, now)`` before an app device handles a message (a sync lane
+        applies the clock models that reached it by then)."""
         self._decode_cache: dict[int, tuple[bytes, dict[str, Any] | None]] = {}
 
     # -- OSC displays ---------------------------------------------------------------------------
@@ -116,6 +119,9 @@ class VirtualDriver:
         timers = self._timers
 
         def on_message(topic: str, payload: bytes, now: int) -> None:
+            hook = self.before_message
+            if hook is not None:
+                hook(did, now)
             msg = self._decoded(payload)
             # Bad input (None): the core decodes it again, then drops and counts it.
             out = core.receive(topic, payload, now) if msg is None else core.receive_decoded(topic, msg, now)
@@ -180,30 +186,40 @@ class VirtualDriver:
 
 
 class SyncLane:
-    """The clock-sync traffic of MQTT headsets in virtual time, as arrays.
+    """The routine traffic of MQTT headsets in virtual time, as arrays: clock-sync pings, pongs
+    and models, and the ``alive`` heartbeats.
 
-    At ten thousand headsets nine messages in ten are pings, pongs and clock models, and carried
-    one by one (a JSON body, an event at the broker and one at each end) they cost most of a
-    virtual show. The lane computes a whole batch of pings at once, when the controller sends
-    it: each ping's trip to its headset (the controller's LAN uplink, kept in order, then the
-    headset's own downlink), the headset's clock reading at the instant it arrives (``t2``, from
-    a :class:`~simulators.clock.ClockTable`), and its pong's trip back (the headset's uplink, then
-    the LAN). Delays are drawn from the same profiles as every other stream message
+    At ten thousand headsets nineteen messages in twenty are these, and carried one by one (a
+    JSON body, an event at the broker and one at each end) they cost most of a virtual show.
+    The lane computes a whole batch at once, when it is sent: each ping's trip to its headset
+    (the controller's LAN uplink, kept in order, then the headset's own downlink), the headset's
+    clock reading at the instant it arrives (``t2``, from a
+    :class:`~simulators.clock.ClockTable`), and its pong's trip back (the headset's uplink, then
+    the LAN); each clock model's trip, the same way down; each heartbeat's trip up. Delays are
+    drawn from the same profiles as every other stream message
     (:func:`~simulators.network.stream_delays`, a partition holds a message until it ends), and
-    each headset's downlink and uplink stay FIFO. Pongs wait in arrays sorted by arrival until
-    the harness takes them (:meth:`take`). A headset that is not connected when a ping leaves
-    never gets it; one that disconnects or crashes drops every ping that had not reached it yet.
-    Clock models go one by one, through :meth:`AppDevice.receive`, at the instant each arrives.
-    What differs from the message path is said in ``docs/simulators.md`` ("The sync lane").
+    each headset's downlink and uplink stay FIFO among the lane's messages. A headset that is
+    not connected when a message leaves never gets it; one that disconnects or crashes drops
+    every ping and model that had not reached it yet.
+
+    Pongs and heartbeats wait in arrays sorted by arrival until the harness takes them
+    (:meth:`take`, :meth:`take_alive`). A model takes effect at the instant it reaches its
+    headset: the lane sets it before anything else the headset receives from then on
+    (:attr:`VirtualDriver.before_message`) and at each :meth:`take`. Heartbeats start on each
+    connection as :meth:`AppDevice.tick` would start them (the lane takes them over with
+    :meth:`AppDevice.hand_over_heartbeats`). What differs from the message path is said in
+    ``docs/simulators.md`` ("The sync lane").
 
     It implements :class:`controller.core.SyncCarrier`: the controller core binds its rows
     (:meth:`bind`) and hands it pings and models (:meth:`pings`, :meth:`models`); the harness
     takes the pongs that have reached the controller with :meth:`take` and gives them to
-    :meth:`ControllerCore.receive_pong_rows`. ``on_pong(t4)`` is called when a pong will reach
+    :meth:`ControllerCore.receive_pong_rows`, and the heartbeats with :meth:`take_alive` for
+    :meth:`ControllerCore.receive_alive`. ``on_pong(t4)`` is called when a pong will reach
     the controller before ``next_take`` (the harness's next poll), so that it can poll earlier.
     """
 
     _FIELDS = 6  # pending pongs: row, seq, t1, t2, arrival at the headset, t4
+    # pending models: row, arrival at the headset, epoch, offset_ns, drift_ppb, uncertainty_ns
 
     def __init__(self, driver: VirtualDriver, apps: Mapping[str, AppDevice]) -> None:
         self.vt = driver.vt
@@ -212,6 +228,7 @@ class SyncLane:
         self.on_pong: Callable[[int], None] = lambda _t4: None
         self.next_take: int | None = None
         self._gen = np.random.Generator(np.random.PCG64([self.vt.seed % (1 << 64), 0x51A9E]))
+        self._ids: list[str] = []
         self._row: dict[str, int] = {}
         self._app_of: list[AppDevice | None] = []
         self._paths: list[Path] = []
@@ -222,13 +239,22 @@ class SyncLane:
         self._last_up: I64 = np.zeros(0, dtype=np.int64)
         self._clocks = ClockTable(0)
         self._ctl_last_up = 0
-        self._pending: I64 = np.zeros((self._FIELDS, 0), dtype=np.int64)
+        self._pending: I64 = _empty(self._FIELDS)
+        self._models: I64 = _empty(self._FIELDS)
+        self._model_due: I64 = np.zeros(0, dtype=np.int64)  # per row: first pending model's arrival
+        self._latest: I64 = _empty(4)  # per row (a column): the last model sent, retained at the broker
+        self._has_latest: Bools = np.zeros(0, dtype=np.bool_)
+        self._beat_due: I64 = np.zeros(0, dtype=np.int64)  # per row: next heartbeat (_NEVER: none)
+        self._beats: I64 = _empty(2)  # pending heartbeats: row, arrival at the controller
         self._drawn: dict[tuple[Profile, bool], tuple[I64, int]] = {}  # per profile and way: block, next
         self.net.on_presence = self._presence
+        driver.before_message = self._settle
 
     def bind(self, ids: Sequence[str]) -> None:
-        """Rows of :meth:`pings` index ``ids`` (the controller's clock-sync devices)."""
+        """Rows of :meth:`pings` index ``ids`` (the controller's clock-sync devices); the lane
+        takes over the heartbeats of the headsets among them."""
         n = len(ids)
+        self._ids = list(ids)
         self._row = {did: r for r, did in enumerate(ids) if did in self._apps}
         self._app_of = [self._apps.get(did) for did in ids]
         self._paths = [self.net.path_of(did) for did in ids]
@@ -241,8 +267,15 @@ class SyncLane:
         self._last_down = np.zeros(n, dtype=np.int64)
         self._last_up = np.zeros(n, dtype=np.int64)
         self._clocks = ClockTable(n)
-        for did in self._row:
+        self._model_due = np.full(n, _NEVER, dtype=np.int64)
+        self._latest = np.zeros((4, n), dtype=np.int64)
+        self._has_latest = np.zeros(n, dtype=np.bool_)
+        self._beat_due = np.full(n, _NEVER, dtype=np.int64)
+        for did, r in self._row.items():
             self._presence(did, self.net.is_connected(did))
+            app = self._apps[did]
+            nxt = app.hand_over_heartbeats()
+            self._beat_due[r] = _NEVER if nxt is None or not self._live[r] else nxt
 
     def _presence(self, did: str, connected: bool) -> None:
         r = self._row.get(did)
@@ -254,13 +287,27 @@ class SyncLane:
         self._live[r] = connected  # a crash disconnects (SimulatedVenue.crash)
         if connected:
             self._clocks.set(r, app.clock, now)  # it may have rebooted with a stepped clock
+            self._beat_due[r] = now + HEARTBEAT_NS  # as AppDevice.connect starts them
+            if self._has_latest[r]:
+                # The broker holds the last model sent, retained: the headset reads it when it
+                # subscribes, right after this (the lane writes it only when someone can read it).
+                e, o, d, u = self._latest[:, r].tolist()
+                body = {"epoch": e, "offset_ns": o, "drift_ppb": d, "uncertainty_ns": u}
+                self.net.retain(f"{app.base}/clock", encode_json(body))
             return
-        # Gone: the pings that had not reached it yet are lost with the connection.
-        p = self._pending
-        lost = (p[0] == r) & (p[4] >= now)
-        if lost.any():
-            self.net.dropped += int(lost.sum())
-            self._pending = p[:, ~lost]
+        self._beat_due[r] = _NEVER
+        # Gone: the pings and models that had not reached it yet are lost with the connection;
+        # a model that had, and was not yet applied, takes effect (a clean disconnect keeps it).
+        self._settle_row(r, now - 1)
+        lost = 0
+        for name in ("_pending", "_models"):
+            p: I64 = getattr(self, name)
+            gone = (p[0] == r) & (p[4 if name == "_pending" else 1] >= now)
+            if gone.any():
+                lost += int(gone.sum())
+                setattr(self, name, p[:, ~gone])
+        self._model_due[r] = _NEVER
+        self.net.dropped += lost
 
     def _draw(self, p: Profile, n: int, *, up: bool) -> I64:
         """The next ``n`` stream delays of profile ``p`` one way, from blocks drawn ahead."""
@@ -281,11 +328,33 @@ class SyncLane:
                 sel = kinds == k
                 d[sel] = self._draw(self._profiles[k], int(sel.sum()), up=up)
         paths = self._paths
-        for i, (r, t) in enumerate(zip(rows.tolist(), at.tolist(), strict=True)):
-            until = paths[r].partitioned_until(t)
+        cut = [i for i, r in enumerate(rows.tolist()) if paths[r].has_partitions]
+        for i in cut:
+            t = int(at[i])
+            until = paths[int(rows[i])].partitioned_until(t)
             if until is not None:
                 d[i] += until - t
         return d
+
+    def _uplink(self, k: int, now: int) -> I64:
+        """When ``k`` messages the controller sends now, in order, reach the broker."""
+        left = now + self._draw(self.net.lan.profile, k, up=True)
+        left[0] = max(int(left[0]), self._ctl_last_up)
+        at: I64 = np.maximum.accumulate(left)
+        self._ctl_last_up = int(at[-1])
+        return at
+
+    def _down(self, rows: I64, at: I64) -> I64:
+        """When messages at the broker at ``at`` reach the headsets ``rows`` (FIFO per headset)."""
+        if np.unique(rows).size == rows.size:
+            arrive: I64 = np.maximum(at + self._delays(rows, at, up=False), self._last_down[rows])
+            self._last_down[rows] = arrive
+            return arrive
+        # The same headset twice: its n-th message after its (n-1)-th, in order.
+        arrive = np.empty(rows.size, dtype=np.int64)
+        for m in _levels(rows):
+            arrive[m] = self._down(rows[m], at[m])
+        return arrive
 
     def pings(self, rows: I64, seqs: I64, t1: int) -> None:
         """Send row ``rows[i]`` a ping ``seqs[i]`` stamped ``t1`` (= now), in order."""
@@ -294,64 +363,105 @@ class SyncLane:
             return
         net = self.net
         net.sent += k
-        # The controller's uplink to the broker: one stream, in order.
-        left = t1 + self._draw(net.lan.profile, k, up=True)
-        left[0] = max(int(left[0]), self._ctl_last_up)
-        at = np.maximum.accumulate(left)
-        self._ctl_last_up = int(at[-1])
+        at = self._uplink(k, t1)  # the controller's uplink to the broker: one stream, in order
         live = self._live[rows]
         if not live.all():
             net.dropped += int(k - live.sum())  # the broker has no connection to send it on
             rows, seqs, at = rows[live], seqs[live], at[live]
             if rows.size == 0:
                 return
-        if np.unique(rows).size == rows.size:
-            batch = self._trips(rows, seqs, at, t1)
-        else:  # the same headset twice: its n-th pings after its (n-1)-th, in order
-            seen: dict[int, int] = {}
-            nth = np.empty(rows.size, dtype=np.int64)
-            for i, r in enumerate(rows.tolist()):
-                nth[i] = seen[r] = seen.get(r, -1) + 1
-            levels = (nth == j for j in range(int(nth.max()) + 1))
-            batch = np.concatenate([self._trips(rows[m], seqs[m], at[m], t1) for m in levels], axis=1)
-        merged = np.concatenate([self._pending, batch], axis=1)
-        self._pending = merged[:, np.argsort(merged[5], kind="stable")]
-        first = int(batch[5].min())
+        arrive = self._down(rows, at)
+        t2 = self._clocks.local(rows, arrive)  # the headset answers at once: t3 = t2
+        leave = self._up(rows, arrive)
+        t4 = leave + self._draw(net.lan.profile, rows.size, up=False)
+        batch = np.stack([rows, seqs, np.full(rows.size, t1, dtype=np.int64), t2, arrive, t4])
+        self._pending = _merge(self._pending, batch, 5)
+        first = int(t4.min())
         if self.next_take is None or first < self.next_take:
             self.on_pong(first)
 
-    def _trips(self, rows: I64, seqs: I64, at: I64, t1: int) -> I64:
-        """Pings to distinct headsets, at the broker at ``at``: the pending-pong rows of each."""
-        arrive = np.maximum(at + self._delays(rows, at, up=False), self._last_down[rows])
-        self._last_down[rows] = arrive
-        t2 = self._clocks.local(rows, arrive)  # the headset answers at once: t3 = t2
-        leave = np.maximum(arrive + self._delays(rows, arrive, up=True), self._last_up[rows])
-        self._last_up[rows] = leave
-        t4 = leave + self._draw(self.net.lan.profile, rows.size, up=False)
-        return np.stack([rows, seqs, np.full(rows.size, t1, dtype=np.int64), t2, arrive, t4])
+    def _up(self, rows: I64, sent: I64) -> I64:
+        """When messages the headsets ``rows`` send at ``sent`` reach the broker (FIFO each)."""
+        if np.unique(rows).size == rows.size:
+            leave: I64 = np.maximum(sent + self._delays(rows, sent, up=True), self._last_up[rows])
+            self._last_up[rows] = leave
+            return leave
+        leave = np.empty(rows.size, dtype=np.int64)
+        for m in _levels(rows):
+            leave[m] = self._up(rows[m], sent[m])
+        return leave
 
-    def models(self, items: list[tuple[str, str, bytes]], now: int) -> None:
-        """Publish each clock model ``(device, topic, payload)`` now, retained."""
-        for _, topic, payload in items:
-            self.net.retain(topic, payload)  # a headset that reconnects reads it from the broker
-        arrive = self._model_arrives
-        hits = self.net.lane_down(CONTROLLER, [did for did, _, _ in items], now)
-        self.vt.post_batch(
-            [
-                (hit[0], arrive, (hit[1], did, topic, payload))
-                for (did, topic, payload), hit in zip(items, hits, strict=True)
-                if hit is not None
-            ]
-        )
+    def models(
+        self, rows: I64, epoch: I64, offset_ns: I64, drift_ppb: I64, uncertainty_ns: I64, now: int
+    ) -> None:
+        """Send row ``rows[i]`` its clock model now (the fields of the protocol's clock message),
+        retained; it takes effect when it reaches the headset."""
+        k = rows.size
+        if k == 0:
+            return
+        net = self.net
+        net.sent += k
+        at = self._uplink(k, now)  # on the controller's uplink, in order with its pings
+        fields = np.stack([epoch, offset_ns, drift_ppb, uncertainty_ns])
+        self._latest[:, rows] = fields
+        self._has_latest[rows] = True
+        live = self._live[rows]
+        if not live.all():
+            net.dropped += int(k - live.sum())
+            rows, at, fields = rows[live], at[live], fields[:, live]
+            if rows.size == 0:
+                return
+        arrive = self._down(rows, at)
+        self._models = _merge(self._models, np.concatenate([np.stack([rows, arrive]), fields]), 1)
+        np.minimum.at(self._model_due, rows, arrive)
 
-    def _model_arrives(self, c: Any, did: str, topic: str, payload: bytes) -> None:
-        if self.net.lane_live(c):
-            self._apps[did].receive(topic, payload, self.vt.now)  # a model never changes due_at()
+    def _settle(self, did: str, now: int) -> None:
+        """Before headset ``did`` handles a message at ``now``: the models that reached it by then."""
+        r = self._row.get(did)
+        if r is not None and self._model_due[r] <= now:
+            self._settle_row(r, now)
+
+    def _settle_row(self, r: int, now: int) -> None:
+        m = self._models
+        due = np.flatnonzero((m[0] == r) & (m[1] <= now))
+        if due.size == 0:
+            return
+        self._apply(m[:, due])
+        keep = np.ones(m.shape[1], dtype=np.bool_)
+        keep[due] = False
+        self._models = m = m[:, keep]
+        left = m[1, m[0] == r]
+        self._model_due[r] = int(left.min()) if left.size else _NEVER
+
+    def _apply(self, got: I64) -> None:
+        apps = self._app_of
+        for r, e, o, d, u in zip(*(a.tolist() for a in got[[0, 2, 3, 4, 5]]), strict=True):
+            app = apps[r]
+            assert app is not None
+            if app.alive:
+                app.model = ClockModel(e, o, d, u)
+        self.net.delivered += got.shape[1]
+
+    def flush_models(self, now: int) -> None:
+        """Apply every model that has reached its headset by ``now`` (:meth:`take` does it too)."""
+        m = self._models
+        i = int(np.searchsorted(m[1], now, side="right"))
+        if i == 0:
+            return
+        got, self._models = m[:, :i], m[:, i:]
+        self._apply(got)
+        rows = np.unique(got[0])
+        self._model_due[rows] = _NEVER
+        rest = self._models
+        again = np.isin(rest[0], rows)
+        np.minimum.at(self._model_due, rest[0, again], rest[1, again])
 
     def take(self, now: int) -> tuple[I64, I64, I64, I64, I64, I64]:
         """The pongs that have reached the controller by ``now``, in order of arrival, as
         arrays ``(rows, seqs, t1, t2, t3, t4)`` (``t3`` is ``t2``: the headset answers at once),
-        as :meth:`ControllerCore.receive_pong_rows` takes them."""
+        as :meth:`ControllerCore.receive_pong_rows` takes them. The models that have reached
+        their headsets by ``now`` are applied first."""
+        self.flush_models(now)
         p = self._pending
         i = int(np.searchsorted(p[5], now, side="right"))
         got, self._pending = p[:, :i], p[:, i:]
@@ -365,7 +475,64 @@ class SyncLane:
                 app.pings += 1
         return got[0], got[1], got[2], got[3], got[3], got[5]
 
+    def take_alive(self, now: int) -> tuple[list[str], list[int]]:
+        """The heartbeats that have reached the controller by ``now``, in order of arrival:
+        the devices and the instants, as :meth:`ControllerCore.receive_alive` takes them.
+
+        Each connected headset sends one every ``HEARTBEAT_NS`` (5 s) from when it connected,
+        at that exact instant, up its own path (a partition holds it); they are computed here,
+        once their instant has come."""
+        due = np.flatnonzero(self._beat_due <= now)
+        while due.size:
+            sent = self._beat_due[due]
+            arrive = self._up(due, sent) + self._draw(self.net.lan.profile, due.size, up=False)
+            self._beats = _merge(self._beats, np.stack([due, arrive]), 1)
+            self._beat_due[due] = sent + HEARTBEAT_NS
+            self.net.sent += due.size
+            due = np.flatnonzero(self._beat_due <= now)
+        b = self._beats
+        i = int(np.searchsorted(b[1], now, side="right"))
+        if i == 0:
+            return [], []
+        got, self._beats = b[:, :i], b[:, i:]
+        self.net.delivered += i
+        ids = self._ids
+        return [ids[r] for r in got[0].tolist()], got[1].tolist()
+
     def next_at(self) -> int | None:
-        """When the next pong reaches the controller (None: none in flight)."""
-        p = self._pending
-        return int(p[5, 0]) if p.shape[1] else None
+        """When the controller should next look (None: nothing in flight or due): the next pong
+        or heartbeat to reach it, or the next heartbeat to leave."""
+        nxt = [int(self._pending[5, 0])] if self._pending.shape[1] else []
+        if self._beats.shape[1]:
+            nxt.append(int(self._beats[1, 0]))
+        if self._beat_due.size:
+            due = int(self._beat_due.min())
+            if due != _NEVER:
+                nxt.append(due)
+        return min(nxt) if nxt else None
+
+
+_NEVER = np.iinfo(np.int64).max
+
+
+def _empty(fields: int) -> I64:
+    return np.zeros((fields, 0), dtype=np.int64)
+
+
+def _merge(pending: I64, batch: I64, key: int) -> I64:
+    """``batch`` merged into ``pending`` (both sorted by row ``key``; ties keep pending first)."""
+    if pending.shape[1] == 0:
+        out: I64 = batch[:, np.argsort(batch[key], kind="stable")]
+        return out
+    merged = np.concatenate([pending, batch], axis=1)
+    out = merged[:, np.argsort(merged[key], kind="stable")]
+    return out  # noqa: RET504 (typed for mypy)
+
+
+def _levels(rows: I64) -> list[Bools]:
+    """Masks over ``rows``: the first occurrence of each row, the second, and so on."""
+    seen: dict[int, int] = {}
+    nth = np.empty(rows.size, dtype=np.int64)
+    for i, r in enumerate(rows.tolist()):
+        nth[i] = seen[r] = seen.get(r, -1) + 1
+    return [nth == j for j in range(int(nth.max()) + 1)]

@@ -36,7 +36,7 @@ def _synced(budget_ns: int = 10 * MS) -> tuple[Telemetry, TelemetrySink, int]:
             t1 = now
             t2 = t1 + MS + OFFSET  # 1 ms each way, device clock 5 ms ahead
             sink.receive_pong(device, seq, t1, t2, t2, t1 + 2 * MS)
-        sink.update(now)
+        sink.update_rows(now)
         now += 100 * MS
     return tel, sink, now
 

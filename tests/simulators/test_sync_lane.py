@@ -73,7 +73,8 @@ def test_a_pong_carries_the_headsets_own_reading_between_send_and_receipt(
         assert clock.local(arrived) == t2
     assert t2s[0] <= t2s[1]  # one connection, in order
     assert sim.apps[did].pings == 2
-    assert lane.next_at() is None
+    # Nothing in flight: the next thing is a heartbeat leaving, 5 s after the headsets connected.
+    assert lane.next_at() == int(lane._beat_due.min()) > sim.now
 
 
 def test_a_dead_or_disconnected_headset_does_not_answer(small: tuple[Timeline, Venue]) -> None:
@@ -121,25 +122,92 @@ def test_an_answered_ping_survives_a_crash_and_a_partition_holds_one(small: tupl
     assert sim.clocks[ids[1]].true_of(int(t2[0])) >= t1 + 3 * S and int(t4[0]) > t1 + 3 * S
 
 
-def test_a_clock_model_is_applied_when_it_arrives_and_kept_retained(small: tuple[Timeline, Venue]) -> None:
+def _model(lane: SyncLane, rows: list[int], now: int, offset: int = 1234) -> None:
+    r = np.array(rows, dtype=np.int64)
+    k = r.size
+    full = np.full
+    lane.models(r, full(k, now), full(k, offset), full(k, -5), full(k, 800), now)
+
+
+def test_a_clock_model_takes_effect_when_it_arrives_and_a_reconnect_reads_it_retained(
+    small: tuple[Timeline, Venue],
+) -> None:
     _, venue = small
     sim = _started(venue)
     lane, ids = _lane(sim)
     did = ids[0]
     app = sim.apps[did]
-    msg = {"epoch": sim.now, "offset_ns": 1234, "drift_ppb": -5, "uncertainty_ns": 800}
-    topic = f"{app.base}/clock"
-    payload = json.dumps(msg).encode()
-    lane.models([(did, topic, payload)], sim.now)
+    t0 = sim.now
+    _model(lane, [0], t0)
+    arrive = int(lane._models[1, 0])
     assert app.model is None  # not before it arrives
-    assert sim.net is not None and sim.net.retained(topic) == payload
+    lane.flush_models(arrive - 1)
+    assert app.model is None
+    # A message reaching the headset after the model sees it, whether or not the harness polled.
+    assert sim.net is not None
+    sim.run_until(arrive)
+    sim.net.publish("controller", f"madang/cue/dev/{did}", b"{}")
+    seen: list[ClockModel | None] = []
+    real = app.receive_decoded
+    app.receive_decoded = lambda topic, msg, now: seen.append(app.model) or real(topic, msg, now)  # type: ignore[method-assign,func-returns-value]
+    sim.run_until(arrive + S)
+    assert seen == [ClockModel(t0, 1234, -5, 800)] and app.model == ClockModel(t0, 1234, -5, 800)
+    # The broker holds the last model sent, retained: after a broker restart the headset reads it.
+    _model(lane, [0], sim.now, offset=99)
+    lane.flush_models(sim.now + S)
+    app.model = None
+    sim.restart_broker(S)
+    sim.run_until(sim.now + 3 * S)
+    assert app.model == ClockModel(sim.now - 3 * S, 99, -5, 800)
+    assert json.loads(sim.net.retained(f"{app.base}/clock") or b"")["offset_ns"] == 99
+
+
+def test_a_model_in_flight_is_lost_with_the_connection(small: tuple[Timeline, Venue]) -> None:
+    _, venue = small
+    sim = _started(venue)
+    lane, ids = _lane(sim)
+    assert sim.net is not None
+    dropped = sim.net.dropped
+    _model(lane, [0, 1], sim.now)
+    sim.crash(ids[0])
     sim.run_until(sim.now + S)
-    assert app.model == ClockModel(msg["epoch"], 1234, -5, 800)
-    # A model the headset cannot read is dropped and counted by the headset, as on the wire.
-    lane.models([(did, topic, b'{"epoch": "soon"}')], sim.now)
-    sim.run_until(sim.now + S)
-    assert app.model == ClockModel(msg["epoch"], 1234, -5, 800)
-    assert app.dropped["bad_clock"] == 1
+    lane.flush_models(sim.now)
+    assert sim.apps[ids[0]].model is None and sim.apps[ids[1]].model is not None
+    assert sim.net.dropped == dropped + 1
+
+
+def test_heartbeats_every_5_s_from_each_connection(small: tuple[Timeline, Venue]) -> None:
+    _, venue = small
+    sim = _started(venue)
+    lane, ids = _lane(sim)
+    beats: dict[str, list[int]] = {did: [] for did in ids}
+    crashed = ids[0]
+
+    def run(until: int) -> None:
+        while sim.now < until:
+            sim.run_until(sim.now + 10 * MS)
+            for did, at in zip(*lane.take_alive(sim.now), strict=True):
+                assert at <= sim.now
+                beats[did].append(at)
+
+    t0 = sim.now - S  # when the headsets connected
+    run(t0 + 12 * S)
+    for did in ids:
+        # Sent every 5 s exactly from connecting, each received a Wi-Fi trip later.
+        assert len(beats[did]) == 2
+        for k, at in enumerate(beats[did], start=1):
+            assert 2 * MS <= at - (t0 + 5 * k * S) < 500 * MS
+    sim.reboot(crashed, 3 * S)  # at 12 s: down until 15 s, then heartbeats from 20 s
+    run(t0 + 24 * S)
+    assert len(beats[crashed]) == 3 and beats[crashed][2] >= t0 + 20 * S
+    assert all(len(beats[did]) == 4 for did in ids[1:])
+    # A partition holds them in the headset's uplink until it ends.
+    sim.paths[ids[1]].partition(t0 + 24 * S, t0 + 32 * S)
+    run(t0 + 32 * S - 1)
+    assert len(beats[ids[1]]) == 4
+    run(t0 + 33 * S)
+    assert len(beats[ids[1]]) == 6 and min(beats[ids[1]][4:]) >= t0 + 32 * S
+    assert sim.apps[ids[1]].due_at() is None  # the app sends none itself
 
 
 @pytest.mark.parametrize("seed", [1, 3, 5])

@@ -42,6 +42,7 @@ from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -180,6 +181,11 @@ class Path:
         """Cut the path during ``[start_ns, end_ns)``: datagrams sent then are dropped."""
         if end_ns > start_ns:
             bisect.insort(self._partitions, (start_ns, end_ns))
+            Path.cuts += 1
+
+    cuts: ClassVar[int] = 0
+    """How many partitions were ever set on any path (a cache of which paths have one can
+    check this to know it is stale)."""
 
     @property
     def has_partitions(self) -> bool:

@@ -10,7 +10,7 @@ each core's :meth:`tick` at its ``due_at()``, and offers the controller side as
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -247,6 +247,8 @@ class SyncLane:
         self._beat_due: I64 = np.zeros(0, dtype=np.int64)  # per row: next heartbeat (_NEVER: none)
         self._beats: I64 = _empty(2)  # pending heartbeats: row, arrival at the controller
         self._drawn: dict[tuple[Profile, bool], tuple[I64, int]] = {}  # per profile and way: block, next
+        self._cut: Bools = np.zeros(0, dtype=np.bool_)  # per row: its path has partitions
+        self._cuts_seen = -1
         self.net.on_presence = self._presence
         driver.before_message = self._settle
 
@@ -271,6 +273,7 @@ class SyncLane:
         self._latest = np.zeros((4, n), dtype=np.int64)
         self._has_latest = np.zeros(n, dtype=np.bool_)
         self._beat_due = np.full(n, _NEVER, dtype=np.int64)
+        self._cuts_seen = -1
         for did, r in self._row.items():
             self._presence(did, self.net.is_connected(did))
             app = self._apps[did]
@@ -327,9 +330,12 @@ class SyncLane:
             for k in np.unique(kinds).tolist():
                 sel = kinds == k
                 d[sel] = self._draw(self._profiles[k], int(sel.sum()), up=up)
+        if self._cuts_seen != Path.cuts:  # a partition was set somewhere since last looked
+            self._cuts_seen = Path.cuts
+            self._cut = np.array([p.has_partitions for p in self._paths], dtype=np.bool_)
+        cut = np.flatnonzero(self._cut[rows])
         paths = self._paths
-        cut = [i for i, r in enumerate(rows.tolist()) if paths[r].has_partitions]
-        for i in cut:
+        for i in cut.tolist():
             t = int(at[i])
             until = paths[int(rows[i])].partitioned_until(t)
             if until is not None:
@@ -450,11 +456,11 @@ class SyncLane:
             return
         got, self._models = m[:, :i], m[:, i:]
         self._apply(got)
-        rows = np.unique(got[0])
-        self._model_due[rows] = _NEVER
+        due = self._model_due
+        due[got[0]] = _NEVER
         rest = self._models
-        again = np.isin(rest[0], rows)
-        np.minimum.at(self._model_due, rest[0, again], rest[1, again])
+        # Sorted by arrival: written backwards, each row's earliest pending arrival is written last.
+        due[rest[0, ::-1]] = rest[1, ::-1]
 
     def take(self, now: int) -> tuple[I64, I64, I64, I64, I64, I64]:
         """The pongs that have reached the controller by ``now``, in order of arrival, as
@@ -468,11 +474,9 @@ class SyncLane:
         if i:
             self.net.delivered += 2 * i  # the ping, then its pong
             self.net.sent += i
-            apps = self._app_of
+            apps = cast(list[AppDevice], self._app_of)  # only headsets' rows are ever live
             for r in got[0].tolist():
-                app = apps[r]
-                assert app is not None
-                app.pings += 1
+                apps[r].pings += 1
         return got[0], got[1], got[2], got[3], got[3], got[5]
 
     def take_alive(self, now: int) -> tuple[list[str], list[int]]:

@@ -287,13 +287,16 @@ class Engine:
         self._num, self._den = 1, 1
         self._now = 0
         self.debounced = 0
+        self._index = StateIndex(timeline, venue)
+        self._timeline = timeline
         self._install(timeline)
 
     # --- setup ------------------------------------------------------------------------------
 
     def _install(self, timeline: Timeline) -> None:
+        if timeline is not self._timeline:  # the index is read-only once built: a reload keeps it
+            self._index = StateIndex(timeline, self._venue)
         self._timeline = timeline
-        self._index = StateIndex(timeline, self._venue)
         self._cue_index = {c.id: c.index for c in timeline.cues}
         by_seq: list[list[Action]] = [[] for _ in timeline.sequences]
         cue_seq = {c.id: c.sequence for c in timeline.cues}

@@ -153,6 +153,7 @@ def play_virtual(
     poll_quantum_ns: int = MS,
     on_start: Callable[[SimulatedVenue], None] | None = None,
     sync_lane: bool = True,
+    sync_quantum_ns: int | None = None,
 ) -> VirtualResult:
     """Play ``timeline`` on a simulated ``venue`` in seeded virtual time; deterministic per seed.
 
@@ -166,6 +167,12 @@ def play_virtual(
     arrives), pings are stamped when they leave, and precise sends are handed out
     ``edge_horizon_ns`` (30 ms) ahead and executed at their exact instant, so the grid only
     delays the controller's reactions (catch-up state, event triggers) by less than one quantum.
+
+    ``sync_quantum_ns`` (``None``: the poll quantum) is the grid of the clock sync's traffic when
+    it rides the sync lane: pings fall due on it (the planner's tick, 2 ms in the runtime), and
+    the lane's pongs, heartbeats and models are taken on it. Over Wi-Fi, where each ping is
+    jittered by +-300 ms anyway, 50 ms left the figures of ``madang bench sync`` as they were
+    and saved a fifth of its cost at ten thousand headsets (docs/benchmarks.md).
     """
     quantum = max(1, poll_quantum_ns)
     t0 = time.perf_counter()
@@ -177,7 +184,9 @@ def play_virtual(
     vt = sim.vt
     assert vt is not None
     vc = sim.controller
-    core = ControllerCore(timeline, venue, sync=SyncService(venue, seed=seed), go_delay_ns=go_delay_ns)
+    sq = quantum if sync_quantum_ns is None else max(quantum, sync_quantum_ns)
+    sync = SyncService(venue, seed=seed, **({} if sync_quantum_ns is None else {"tick_ns": sq}))
+    core = ControllerCore(timeline, venue, sync=sync, go_delay_ns=go_delay_ns)
     endpoint_of = {did: core.delivery.endpoint(venue.device(did)) for did in sim.displays}
     device_at = {ep: did for did, ep in endpoint_of.items() if ep is not None}
     for f in core.device_filters():  # each device's topic root (its venue mqtt.base)
@@ -210,7 +219,7 @@ def play_virtual(
     def step() -> None:
         state["next"] = None
         now = vt.now
-        if lane is not None:
+        if lane is not None and now % sq == 0:  # the lane's traffic is taken on the sync grid
             lane.next_take = None
             pongs = lane.take(now)
             if pongs[0].size:
@@ -248,7 +257,7 @@ def play_virtual(
         if lane is not None:
             pong = lane.next_at()
             if pong is not None:
-                cand = min(cand, pong)
+                cand = min(cand, -(-pong // sq) * sq)
         wake(cand)
 
     def on_message(topic: str, payload: bytes, now: int) -> None:
@@ -262,7 +271,7 @@ def play_virtual(
     vc.on_message = on_message
     vc.on_datagram = on_datagram
     if lane is not None:
-        lane.on_pong = wake
+        lane.on_pong = lambda t4: wake(-(-t4 // sq) * sq)
     now = vt.now
     core.command(Load(), now)
     core.command(Arm(), now)
@@ -694,6 +703,7 @@ def _write_mapped(venue: Venue, path: Path, broker: str) -> None:
 # ahead, precise sends 30 ms ahead, every receipt is stamped when it arrives) and, at ten
 # thousand headsets, costs a third less CPU than 1 ms (docs/benchmarks.md).
 BENCH_POLL_NS = 10 * MS
+BENCH_SYNC_NS = 50 * MS
 
 
 def bench_sync(
@@ -725,6 +735,7 @@ def bench_sync(
             duration_ns=duration_ns,
             go_delay_ns=round(go_latency_ms * MS),
             poll_quantum_ns=BENCH_POLL_NS,
+            sync_quantum_ns=BENCH_SYNC_NS,
         )
         rep = res.report
     else:

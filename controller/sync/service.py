@@ -52,6 +52,7 @@ class SyncService:
         ping_interval_ns: int = S,
         slow_interval_ns: int = 5 * S,
         settle_ns: int = MS,
+        tick_ns: int = 2 * MS,
     ) -> None:
         self.models = ClockModels(window)
         self.planner = PingPlanner(
@@ -59,6 +60,7 @@ class SyncService:
             interval_ns=ping_interval_ns,
             jitter_ns=min(1_000_000_000, ping_interval_ns * 3 // 5),
             slow_interval_ns=max(slow_interval_ns, ping_interval_ns),
+            tick_ns=tick_ns,
         )
         self.estimate_every_ns = estimate_every_ns
         self.resend_every_ns = resend_every_ns

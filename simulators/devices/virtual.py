@@ -10,7 +10,7 @@ each core's :meth:`tick` at its ``due_at()``, and offers the controller side as
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -129,7 +129,10 @@ class VirtualDriver:
                 self._publish(did, out)
             when = core.due_at()
             old = timers.get(did)
-            if old is None or old.when != when or old.cancelled:  # else: the timer stands
+            if old is None:
+                if when is not None:
+                    timers[did] = self.vt.call_at(when, self._tick_app, core)
+            elif old.when != when or old.cancelled:  # else: the timer stands
                 self._reschedule(did, when, self._tick_app, core)
 
         self.net.connect(did, on_message, will=(will.topic, will.payload))
@@ -248,6 +251,7 @@ class SyncLane:
         self._beats: I64 = _empty(2)  # pending heartbeats: row, arrival at the controller
         self._drawn: dict[tuple[Profile, bool], tuple[I64, int]] = {}  # per profile and way: block, next
         self._cut: Bools = np.zeros(0, dtype=np.bool_)  # per row: its path has partitions
+        self._answered: I64 = np.zeros(0, dtype=np.int64)  # per row: pings answered
         self._cuts_seen = -1
         self.net.on_presence = self._presence
         driver.before_message = self._settle
@@ -274,6 +278,7 @@ class SyncLane:
         self._has_latest = np.zeros(n, dtype=np.bool_)
         self._beat_due = np.full(n, _NEVER, dtype=np.int64)
         self._cuts_seen = -1
+        self._answered = np.zeros(n, dtype=np.int64)
         for did, r in self._row.items():
             self._presence(did, self.net.is_connected(did))
             app = self._apps[did]
@@ -474,10 +479,14 @@ class SyncLane:
         if i:
             self.net.delivered += 2 * i  # the ping, then its pong
             self.net.sent += i
-            apps = cast(list[AppDevice], self._app_of)  # only headsets' rows are ever live
-            for r in got[0].tolist():
-                apps[r].pings += 1
+            np.add.at(self._answered, got[0], 1)
         return got[0], got[1], got[2], got[3], got[3], got[5]
+
+    def answered(self, did: str) -> int:
+        """How many of the lane's pings headset ``did`` has answered (counted when the pong
+        reaches the controller; on the message path :attr:`AppDevice.pings` counts them)."""
+        r = self._row.get(did)
+        return 0 if r is None else int(self._answered[r])
 
     def take_alive(self, now: int) -> tuple[list[str], list[int]]:
         """The heartbeats that have reached the controller by ``now``, in order of arrival:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from controller.core import ControllerCore, Withdraw
+from controller.core import STATE_TOPIC, ControllerCore, Withdraw
 from controller.delivery import MqttPublish, UdpSend
 from controller.outputs import prepare, write_text
 from controller.runtime import Runtime, RuntimeOptions
@@ -202,6 +202,8 @@ def play_virtual(
     def execute(item: UdpSend | MqttPublish) -> None:
         if isinstance(item, UdpSend):
             vc.send_osc(device_at.get(item.addr, item.device), item.data)
+        elif lane is not None and item.topic == STATE_TOPIC:
+            lane.controller_state(item.payload, vt.now, retain=item.retain)
         else:
             vc.publish(item.topic, item.payload, retain=item.retain)
 

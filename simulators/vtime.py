@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,9 +335,11 @@ class VirtualNetwork:
             if topic_matches(filter_, topic):
                 self._to_client(c, topic, payload)
 
-    def publish(self, name: str, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def publish(
+        self, name: str, topic: str, payload: bytes, *, retain: bool = False, skip: Container[str] = ()
+    ) -> None:
         """Publish from client ``name``: it reaches the broker over the client's path, then every
-        subscriber over theirs."""
+        subscriber over theirs (but the clients in ``skip``: a lane carries it to them)."""
         self.sent += 1
         c = self._clients.get(name)
         now = self.vt.now
@@ -346,7 +348,10 @@ class VirtualNetwork:
             if at < c.last_up:
                 at = c.last_up
             c.last_up = at
-        self.vt.post(at, self._route, topic, payload, retain)
+        if skip:
+            self.vt.post(at, self._route, topic, payload, retain, skip)
+        else:
+            self.vt.post(at, self._route, topic, payload, retain)
 
     def _targets(self, topic: str) -> Iterable[_Client]:
         exact = self._exact.get(topic)
@@ -363,7 +368,7 @@ class VirtualNetwork:
                 targets.update(subs)
         return list(targets.values())
 
-    def _route(self, topic: str, payload: bytes, retain: bool) -> None:
+    def _route(self, topic: str, payload: bytes, retain: bool, skip: Container[str] = ()) -> None:
         if retain:
             if payload:
                 self._retained[topic] = payload
@@ -371,6 +376,15 @@ class VirtualNetwork:
                 self._retained.pop(topic, None)  # MQTT: an empty retained message clears it
         clients = self._clients
         exact = self._exact.get(topic)
+        if skip:
+            live = [
+                c
+                for c in self._targets(topic)
+                if c.connected and clients.get(c.name) is c and c.name not in skip
+            ]
+            for c in live:
+                self._to_client(c, topic, payload)
+            return
         if exact is not None and len(exact) == 1 and not self._wild_of.get(topic, True):
             # The common case (a ping, a clock model): one subscriber, no wildcard filter matches.
             for c in exact.values():

@@ -117,7 +117,8 @@ class AppDevice:
         self.alive = False
         self.boot_local = 0
         self.pings = 0
-        self.model: ClockModel | None = None
+        self._model: ClockModel | None = None
+        self._model_fields: tuple[int, int, int, int] | None = None  # set_model, built when read
         self.controller_state: dict[str, Any] | None = None
         self.state: dict[str, Any] = {}
         self.state_by_leaf: dict[str, Any] = {}
@@ -129,6 +130,23 @@ class AppDevice:
         self._next_heartbeat: int | None = None
         self.heartbeats = True  # False: a sync lane sends them (hand_over_heartbeats)
         self._safe_state()
+
+    @property
+    def model(self) -> ClockModel | None:
+        """The last clock model received (``None``: none since it booted)."""
+        f = self._model_fields
+        if f is not None:
+            self._model, self._model_fields = ClockModel(*f), None
+        return self._model
+
+    @model.setter
+    def model(self, m: ClockModel | None) -> None:
+        self._model, self._model_fields = m, None
+
+    def set_model(self, epoch: int, offset_ns: int, drift_ppb: int, uncertainty_ns: int) -> None:
+        """Take a clock model already checked (a sync lane's; the wire's goes through
+        :meth:`receive`): the fields of the protocol's clock message."""
+        self._model_fields = (epoch, offset_ns, drift_ppb, uncertainty_ns)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def subscriptions(self) -> list[str]:
@@ -265,9 +283,10 @@ class AppDevice:
         if not _is_int(at):
             return self._drop("bad_cue", topic)
         self._seen.add(key)
-        if self.model is None:
+        model = self.model
+        if model is None:
             return self._execute(msg, true_now, local_now, synced=False)
-        local_at = self.model.local_of(int(at))
+        local_at = model.local_of(int(at))
         if local_at <= local_now:
             return self._execute(msg, true_now, local_now, synced=True)  # late: execute at once
         true_at = self.clock.true_of(local_at, after=true_now)

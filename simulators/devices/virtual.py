@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from simulators.clock import ClockTable
 from simulators.devices._wire import BadInput, decode_json, encode_json
-from simulators.devices.app import HEARTBEAT_NS, AppDevice, ClockModel
+from simulators.devices.app import HEARTBEAT_NS, AppDevice
 from simulators.devices.messages import Datagram, Publish
 from simulators.devices.osc_display import OscDisplay
 from simulators.network import Path, Profile, stream_delays
@@ -249,6 +249,10 @@ class SyncLane:
         self._has_latest: Bools = np.zeros(0, dtype=np.bool_)
         self._beat_due: I64 = np.zeros(0, dtype=np.int64)  # per row: next heartbeat (_NEVER: none)
         self._beats: I64 = _empty(2)  # pending heartbeats: row, arrival at the controller
+        self._states: I64 = _empty(3)  # pending controller states: row, arrival, index into _state_msgs
+        self._state_msgs: list[dict[str, Any]] = []
+        self._state_due: I64 = np.zeros(0, dtype=np.int64)  # per row: first pending state's arrival
+        self._names: frozenset[str] = frozenset()
         self._drawn: dict[tuple[Profile, bool], tuple[I64, int]] = {}  # per profile and way: block, next
         self._cut: Bools = np.zeros(0, dtype=np.bool_)  # per row: its path has partitions
         self._answered: I64 = np.zeros(0, dtype=np.int64)  # per row: pings answered
@@ -277,6 +281,8 @@ class SyncLane:
         self._latest = np.zeros((4, n), dtype=np.int64)
         self._has_latest = np.zeros(n, dtype=np.bool_)
         self._beat_due = np.full(n, _NEVER, dtype=np.int64)
+        self._state_due = np.full(n, _NEVER, dtype=np.int64)
+        self._names = frozenset(self._row)
         self._cuts_seen = -1
         self._answered = np.zeros(n, dtype=np.int64)
         for did, r in self._row.items():
@@ -304,17 +310,19 @@ class SyncLane:
                 self.net.retain(f"{app.base}/clock", encode_json(body))
             return
         self._beat_due[r] = _NEVER
-        # Gone: the pings and models that had not reached it yet are lost with the connection;
-        # a model that had, and was not yet applied, takes effect (a clean disconnect keeps it).
+        # Gone: the pings, models and states that had not reached it yet are lost with the
+        # connection; one that had, and was not yet applied, takes effect (a clean disconnect
+        # keeps it).
         self._settle_row(r, now - 1)
         lost = 0
-        for name in ("_pending", "_models"):
+        for name, when in (("_pending", 4), ("_models", 1), ("_states", 1)):
             p: I64 = getattr(self, name)
-            gone = (p[0] == r) & (p[4 if name == "_pending" else 1] >= now)
+            gone = (p[0] == r) & (p[when] >= now)
             if gone.any():
                 lost += int(gone.sum())
                 setattr(self, name, p[:, ~gone])
         self._model_due[r] = _NEVER
+        self._state_due[r] = _NEVER
         self.net.dropped += lost
 
     def _draw(self, p: Profile, n: int, *, up: bool) -> I64:
@@ -427,12 +435,22 @@ class SyncLane:
         np.minimum.at(self._model_due, rows, arrive)
 
     def _settle(self, did: str, now: int) -> None:
-        """Before headset ``did`` handles a message at ``now``: the models that reached it by then."""
+        """Before headset ``did`` handles a message at ``now``: the models and controller states
+        that reached it by then."""
         r = self._row.get(did)
-        if r is not None and self._model_due[r] <= now:
+        if r is not None and (self._model_due[r] <= now or self._state_due[r] <= now):
             self._settle_row(r, now)
 
     def _settle_row(self, r: int, now: int) -> None:
+        st = self._states
+        due = np.flatnonzero((st[0] == r) & (st[1] <= now))
+        if due.size:
+            self._apply_states(st[:, due])
+            keep = np.ones(st.shape[1], dtype=np.bool_)
+            keep[due] = False
+            self._states = st = st[:, keep]
+            left = st[1, st[0] == r]
+            self._state_due[r] = int(left.min()) if left.size else _NEVER
         m = self._models
         due = np.flatnonzero((m[0] == r) & (m[1] <= now))
         if due.size == 0:
@@ -450,11 +468,54 @@ class SyncLane:
             app = apps[r]
             assert app is not None
             if app.alive:
-                app.model = ClockModel(e, o, d, u)
+                app.set_model(e, o, d, u)
+        self.net.delivered += got.shape[1]
+
+    def controller_state(self, payload: bytes, now: int, *, retain: bool) -> None:
+        """The controller publishes its state (``madang/controller/state``, to every headset) now:
+        the lane carries it to its connected headsets, which store it when it arrives; the
+        broker delivers it to every other subscriber and keeps it retained."""
+        net = self.net
+        net.publish(CONTROLLER, "madang/controller/state", payload, retain=retain, skip=self._names)
+        rows = np.flatnonzero(self._live)
+        try:
+            msg = decode_json(payload)
+        except BadInput:
+            return  # the headsets would drop and count it; the controller never sends one
+        if rows.size == 0:
+            return
+        net.sent += rows.size - 1  # (publish counted one)
+        at = np.full(rows.size, int(self._uplink(1, now)[0]), dtype=np.int64)
+        arrive = self._down(rows, at)
+        self._state_msgs.append(msg)
+        k = len(self._state_msgs) - 1
+        batch = np.stack([rows, arrive, np.full(rows.size, k, dtype=np.int64)])
+        self._states = _merge(self._states, batch, 1)
+        np.minimum.at(self._state_due, rows, arrive)
+
+    def _apply_states(self, got: I64) -> None:
+        apps, msgs = self._app_of, self._state_msgs
+        for r, k in zip(got[0].tolist(), got[2].tolist(), strict=True):
+            app = apps[r]
+            assert app is not None
+            if app.alive:
+                app.controller_state = msgs[k]
         self.net.delivered += got.shape[1]
 
     def flush_models(self, now: int) -> None:
-        """Apply every model that has reached its headset by ``now`` (:meth:`take` does it too)."""
+        """Apply every model and controller state that has reached its headset by ``now``
+        (:meth:`take` does it too)."""
+        st = self._states
+        i = int(np.searchsorted(st[1], now, side="right"))
+        if i:
+            got, self._states = st[:, :i], st[:, i:]
+            self._apply_states(got)
+            due = self._state_due
+            due[got[0]] = _NEVER
+            rest = self._states
+            due[rest[0, ::-1]] = rest[1, ::-1]
+            if rest.shape[1] == 0:
+                self._state_msgs.clear()
         m = self._models
         i = int(np.searchsorted(m[1], now, side="right"))
         if i == 0:

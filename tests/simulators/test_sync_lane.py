@@ -149,7 +149,7 @@ def test_a_clock_model_takes_effect_when_it_arrives_and_a_reconnect_reads_it_ret
     sim.net.publish("controller", f"madang/cue/dev/{did}", b"{}")
     seen: list[ClockModel | None] = []
     real = app.receive_decoded
-    app.receive_decoded = lambda topic, msg, now: seen.append(app.model) or real(topic, msg, now)  # type: ignore[method-assign,func-returns-value]
+    app.receive_decoded = lambda topic, msg, now: seen.append(app.model) or real(topic, msg, now)  # type: ignore[method-assign,func-returns-value,assignment]
     sim.run_until(arrive + S)
     assert seen == [ClockModel(t0, 1234, -5, 800)] and app.model == ClockModel(t0, 1234, -5, 800)
     # The broker holds the last model sent, retained: after a broker restart the headset reads it.
@@ -263,3 +263,31 @@ def test_a_coarser_sync_grid_plays_the_same_show() -> None:
     assert abs(planner[0].sent - planner[1].sent) <= 0.02 * planner[0].sent
     p99 = [r.report["spread_p99_us"] for r in (fine, coarse)]
     assert max(p99) <= 1.5 * min(p99) + 300
+
+
+def test_the_controller_state_reaches_every_headset_and_other_subscribers(
+    small: tuple[Timeline, Venue],
+) -> None:
+    _, venue = small
+    sim = _started(venue)
+    lane, ids = _lane(sim)
+    assert sim.net is not None
+    heard: list[tuple[str, int]] = []
+    sim.net.connect("observer", lambda topic, payload, now: heard.append((topic, now)))
+    sim.net.subscribe("observer", "madang/controller/#")
+    sim.crash(ids[1])  # not connected: it gets nothing
+    t0 = sim.now
+    lane.controller_state(b'{"state": "playing", "cue": "bloom"}', t0, retain=True)
+    arrive = {ids[int(r)]: int(t) for r, t in zip(lane._states[0], lane._states[1], strict=True)}
+    assert set(arrive) == set(ids) - {ids[1]} and min(arrive.values()) > t0
+    first = min(arrive, key=arrive.__getitem__)
+    lane.flush_models(arrive[first] - 1)
+    assert all(sim.apps[did].controller_state is None for did in ids)
+    sim.run_until(t0 + S)
+    lane.flush_models(sim.now)
+    for did in ids:
+        want = None if did == ids[1] else {"state": "playing", "cue": "bloom"}
+        assert sim.apps[did].controller_state == want
+    # The broker delivers it to everyone else and keeps it retained, as on the wire.
+    assert [t for t, _ in heard] == ["madang/controller/state"] and heard[0][1] > t0
+    assert sim.net.retained("madang/controller/state") == b'{"state": "playing", "cue": "bloom"}'

@@ -313,7 +313,7 @@ class SyncLane:
         # Gone: the pings, models and states that had not reached it yet are lost with the
         # connection; one that had, and was not yet applied, takes effect (a clean disconnect
         # keeps it).
-        self._settle_row(r, now - 1)
+        self.flush_models(now - 1)
         lost = 0
         for name, when in (("_pending", 4), ("_models", 1), ("_states", 1)):
             p: I64 = getattr(self, name)
@@ -436,31 +436,10 @@ class SyncLane:
 
     def _settle(self, did: str, now: int) -> None:
         """Before headset ``did`` handles a message at ``now``: the models and controller states
-        that reached it by then."""
+        that reached it by then (and every other headset's that arrived by then: in one pass)."""
         r = self._row.get(did)
         if r is not None and (self._model_due[r] <= now or self._state_due[r] <= now):
-            self._settle_row(r, now)
-
-    def _settle_row(self, r: int, now: int) -> None:
-        st = self._states
-        due = np.flatnonzero((st[0] == r) & (st[1] <= now))
-        if due.size:
-            self._apply_states(st[:, due])
-            keep = np.ones(st.shape[1], dtype=np.bool_)
-            keep[due] = False
-            self._states = st = st[:, keep]
-            left = st[1, st[0] == r]
-            self._state_due[r] = int(left.min()) if left.size else _NEVER
-        m = self._models
-        due = np.flatnonzero((m[0] == r) & (m[1] <= now))
-        if due.size == 0:
-            return
-        self._apply(m[:, due])
-        keep = np.ones(m.shape[1], dtype=np.bool_)
-        keep[due] = False
-        self._models = m = m[:, keep]
-        left = m[1, m[0] == r]
-        self._model_due[r] = int(left.min()) if left.size else _NEVER
+            self.flush_models(now)
 
     def _apply(self, got: I64) -> None:
         apps = self._app_of

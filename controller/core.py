@@ -204,7 +204,8 @@ class ControllerCore:
         self.edge_horizon_ns = edge_horizon_ns
         self.state_every_ns = state_every_ns
         self.health: dict[str, DeviceHealth] = {d.id: DeviceHealth() for d in venue.devices}
-        self._health_by_row: list[DeviceHealth] = []  # by clock-sync row (receive_pong_rows)
+        # By clock-sync row, for receive_pong_rows.
+        self._health_by_row = [self.health[d] for d in sync.ids] if sync is not None else []
         # Each device's MQTT topic root (its venue ``mqtt.base``, or madang/dev/{id}), both ways.
         self.root: dict[str, str] = {d.id: d.topic_root for d in venue.devices}
         self.by_root: dict[str, str] = {r: did for did, r in self.root.items()}
@@ -496,8 +497,6 @@ class ControllerCore:
         self.counters["pongs"] += kept
         self.counters["pongs_dropped"] += int(rows.size) - kept
         by_row = self._health_by_row
-        if len(by_row) != len(self.sync.ids):
-            self._health_by_row = by_row = [self.health[d] for d in self.sync.ids]
         for r, now in zip(rows.tolist(), received.tolist(), strict=True):
             h = by_row[r]
             h.last_seen_ns = now

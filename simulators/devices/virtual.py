@@ -244,14 +244,12 @@ class SyncLane:
         self._ctl_last_up = 0
         self._pending: I64 = _empty(self._FIELDS)
         self._models: I64 = _empty(self._FIELDS)
-        self._model_due: I64 = np.zeros(0, dtype=np.int64)  # per row: first pending model's arrival
         self._latest: I64 = _empty(4)  # per row (a column): the last model sent, retained at the broker
         self._has_latest: Bools = np.zeros(0, dtype=np.bool_)
         self._beat_due: I64 = np.zeros(0, dtype=np.int64)  # per row: next heartbeat (_NEVER: none)
         self._beats: I64 = _empty(2)  # pending heartbeats: row, arrival at the controller
         self._states: I64 = _empty(3)  # pending controller states: row, arrival, index into _state_msgs
         self._state_msgs: list[dict[str, Any]] = []
-        self._state_due: I64 = np.zeros(0, dtype=np.int64)  # per row: first pending state's arrival
         self._names: frozenset[str] = frozenset()
         self._drawn: dict[tuple[Profile, bool], tuple[I64, int]] = {}  # per profile and way: block, next
         self._cut: Bools = np.zeros(0, dtype=np.bool_)  # per row: its path has partitions
@@ -277,11 +275,9 @@ class SyncLane:
         self._last_down = np.zeros(n, dtype=np.int64)
         self._last_up = np.zeros(n, dtype=np.int64)
         self._clocks = ClockTable(n)
-        self._model_due = np.full(n, _NEVER, dtype=np.int64)
         self._latest = np.zeros((4, n), dtype=np.int64)
         self._has_latest = np.zeros(n, dtype=np.bool_)
         self._beat_due = np.full(n, _NEVER, dtype=np.int64)
-        self._state_due = np.full(n, _NEVER, dtype=np.int64)
         self._names = frozenset(self._row)
         self._cuts_seen = -1
         self._answered = np.zeros(n, dtype=np.int64)
@@ -321,8 +317,6 @@ class SyncLane:
             if gone.any():
                 lost += int(gone.sum())
                 setattr(self, name, p[:, ~gone])
-        self._model_due[r] = _NEVER
-        self._state_due[r] = _NEVER
         self.net.dropped += lost
 
     def _draw(self, p: Profile, n: int, *, up: bool) -> I64:
@@ -363,17 +357,19 @@ class SyncLane:
         self._ctl_last_up = int(at[-1])
         return at
 
-    def _down(self, rows: I64, at: I64) -> I64:
-        """When messages at the broker at ``at`` reach the headsets ``rows`` (FIFO per headset)."""
+    def _hop(self, rows: I64, at: I64, *, up: bool) -> I64:
+        """When messages sent at ``at`` reach the other end of each headset's own path: the
+        broker (``up``, from headsets ``rows``) or the headsets ``rows``; FIFO per headset and way."""
+        last = self._last_up if up else self._last_down
         if np.unique(rows).size == rows.size:
-            arrive: I64 = np.maximum(at + self._delays(rows, at, up=False), self._last_down[rows])
-            self._last_down[rows] = arrive
-            return arrive
+            out: I64 = np.maximum(at + self._delays(rows, at, up=up), last[rows])
+            last[rows] = out
+            return out
         # The same headset twice: its n-th message after its (n-1)-th, in order.
-        arrive = np.empty(rows.size, dtype=np.int64)
+        out = np.empty(rows.size, dtype=np.int64)
         for m in _levels(rows):
-            arrive[m] = self._down(rows[m], at[m])
-        return arrive
+            out[m] = self._hop(rows[m], at[m], up=up)
+        return out
 
     def pings(self, rows: I64, seqs: I64, t1: int) -> None:
         """Send row ``rows[i]`` a ping ``seqs[i]`` stamped ``t1`` (= now), in order."""
@@ -389,26 +385,15 @@ class SyncLane:
             rows, seqs, at = rows[live], seqs[live], at[live]
             if rows.size == 0:
                 return
-        arrive = self._down(rows, at)
+        arrive = self._hop(rows, at, up=False)
         t2 = self._clocks.local(rows, arrive)  # the headset answers at once: t3 = t2
-        leave = self._up(rows, arrive)
+        leave = self._hop(rows, arrive, up=True)
         t4 = leave + self._draw(net.lan.profile, rows.size, up=False)
         batch = np.stack([rows, seqs, np.full(rows.size, t1, dtype=np.int64), t2, arrive, t4])
         self._pending = _merge(self._pending, batch, 5)
         first = int(t4.min())
         if self.next_take is None or first < self.next_take:
             self.on_pong(first)
-
-    def _up(self, rows: I64, sent: I64) -> I64:
-        """When messages the headsets ``rows`` send at ``sent`` reach the broker (FIFO each)."""
-        if np.unique(rows).size == rows.size:
-            leave: I64 = np.maximum(sent + self._delays(rows, sent, up=True), self._last_up[rows])
-            self._last_up[rows] = leave
-            return leave
-        leave = np.empty(rows.size, dtype=np.int64)
-        for m in _levels(rows):
-            leave[m] = self._up(rows[m], sent[m])
-        return leave
 
     def models(
         self, rows: I64, epoch: I64, offset_ns: I64, drift_ppb: I64, uncertainty_ns: I64, now: int
@@ -430,15 +415,14 @@ class SyncLane:
             rows, at, fields = rows[live], at[live], fields[:, live]
             if rows.size == 0:
                 return
-        arrive = self._down(rows, at)
+        arrive = self._hop(rows, at, up=False)
         self._models = _merge(self._models, np.concatenate([np.stack([rows, arrive]), fields]), 1)
-        np.minimum.at(self._model_due, rows, arrive)
 
-    def _settle(self, did: str, now: int) -> None:
-        """Before headset ``did`` handles a message at ``now``: the models and controller states
-        that reached it by then (and every other headset's that arrived by then: in one pass)."""
-        r = self._row.get(did)
-        if r is not None and (self._model_due[r] <= now or self._state_due[r] <= now):
+    def _settle(self, _did: str, now: int) -> None:
+        """Before a headset handles a message at ``now``: every model and controller state that
+        has reached its headset by then takes effect (in one pass; both wait sorted by arrival)."""
+        m, st = self._models, self._states
+        if (m.shape[1] and m[1, 0] <= now) or (st.shape[1] and st[1, 0] <= now):
             self.flush_models(now)
 
     def _apply(self, got: I64) -> None:
@@ -465,12 +449,11 @@ class SyncLane:
             return
         net.sent += rows.size - 1  # (publish counted one)
         at = np.full(rows.size, int(self._uplink(1, now)[0]), dtype=np.int64)
-        arrive = self._down(rows, at)
+        arrive = self._hop(rows, at, up=False)
         self._state_msgs.append(msg)
         k = len(self._state_msgs) - 1
         batch = np.stack([rows, arrive, np.full(rows.size, k, dtype=np.int64)])
         self._states = _merge(self._states, batch, 1)
-        np.minimum.at(self._state_due, rows, arrive)
 
     def _apply_states(self, got: I64) -> None:
         apps, msgs = self._app_of, self._state_msgs
@@ -484,28 +467,14 @@ class SyncLane:
     def flush_models(self, now: int) -> None:
         """Apply every model and controller state that has reached its headset by ``now``
         (:meth:`take` does it too)."""
-        st = self._states
-        i = int(np.searchsorted(st[1], now, side="right"))
-        if i:
-            got, self._states = st[:, :i], st[:, i:]
+        got, self._states = _arrived(self._states, 1, now)
+        if got.shape[1]:
             self._apply_states(got)
-            due = self._state_due
-            due[got[0]] = _NEVER
-            rest = self._states
-            due[rest[0, ::-1]] = rest[1, ::-1]
-            if rest.shape[1] == 0:
+            if self._states.shape[1] == 0:
                 self._state_msgs.clear()
-        m = self._models
-        i = int(np.searchsorted(m[1], now, side="right"))
-        if i == 0:
-            return
-        got, self._models = m[:, :i], m[:, i:]
-        self._apply(got)
-        due = self._model_due
-        due[got[0]] = _NEVER
-        rest = self._models
-        # Sorted by arrival: written backwards, each row's earliest pending arrival is written last.
-        due[rest[0, ::-1]] = rest[1, ::-1]
+        got, self._models = _arrived(self._models, 1, now)
+        if got.shape[1]:
+            self._apply(got)
 
     def take(self, now: int) -> tuple[I64, I64, I64, I64, I64, I64]:
         """The pongs that have reached the controller by ``now``, in order of arrival, as
@@ -513,9 +482,8 @@ class SyncLane:
         as :meth:`ControllerCore.receive_pong_rows` takes them. The models that have reached
         their headsets by ``now`` are applied first."""
         self.flush_models(now)
-        p = self._pending
-        i = int(np.searchsorted(p[5], now, side="right"))
-        got, self._pending = p[:, :i], p[:, i:]
+        got, self._pending = _arrived(self._pending, 5, now)
+        i = got.shape[1]
         if i:
             self.net.delivered += 2 * i  # the ping, then its pong
             self.net.sent += i
@@ -538,17 +506,15 @@ class SyncLane:
         due = np.flatnonzero(self._beat_due <= now)
         while due.size:
             sent = self._beat_due[due]
-            arrive = self._up(due, sent) + self._draw(self.net.lan.profile, due.size, up=False)
+            arrive = self._hop(due, sent, up=True) + self._draw(self.net.lan.profile, due.size, up=False)
             self._beats = _merge(self._beats, np.stack([due, arrive]), 1)
             self._beat_due[due] = sent + HEARTBEAT_NS
             self.net.sent += due.size
             due = np.flatnonzero(self._beat_due <= now)
-        b = self._beats
-        i = int(np.searchsorted(b[1], now, side="right"))
-        if i == 0:
+        got, self._beats = _arrived(self._beats, 1, now)
+        if got.shape[1] == 0:
             return [], []
-        got, self._beats = b[:, :i], b[:, i:]
-        self.net.delivered += i
+        self.net.delivered += got.shape[1]
         ids = self._ids
         return [ids[r] for r in got[0].tolist()], got[1].tolist()
 
@@ -580,6 +546,13 @@ def _merge(pending: I64, batch: I64, key: int) -> I64:
     merged = np.concatenate([pending, batch], axis=1)
     out = merged[:, np.argsort(merged[key], kind="stable")]
     return out  # noqa: RET504 (typed for mypy)
+
+
+def _arrived(pending: I64, key: int, now: int) -> tuple[I64, I64]:
+    """``pending`` (sorted by row ``key``, an arrival) split into what has arrived by ``now``
+    and the rest."""
+    i = int(np.searchsorted(pending[key], now, side="right"))
+    return pending[:, :i], pending[:, i:]
 
 
 def _levels(rows: I64) -> list[Bools]:

@@ -42,7 +42,7 @@ from typing import Any, cast
 import msgspec
 
 from controller.osc import OscDecodeError, OscMessage, decode_packet, encode_message, messages
-from controller.transport import (
+from controller.playback import (
     Command,
     Go,
     Panic,

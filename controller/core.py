@@ -3,13 +3,18 @@
 Theory of operation
 -------------------
 :class:`ControllerCore` owns no socket and reads no clock. Adapters feed it what arrives (operator
-commands, MQTT messages, OSC datagrams, each with the instant it was received) and ask it, with
+commands, MQTT messages and OSC datagrams as bytes, each with the instant it was received:
+:meth:`ControllerCore.receive_mqtt`, :meth:`ControllerCore.receive_datagram`) and ask it, with
 ``now``, what to send. It answers with :class:`~controller.delivery.UdpSend` and
-:class:`~controller.delivery.MqttPublish` items, and with :class:`Withdraw` when sends already
-handed out must not leave after all (pause, stop, seek). The asyncio runtime
-(:mod:`controller.runtime`) executes them on real sockets; the virtual-time harness
-(:mod:`simulators.harness`) executes them on a simulated network. Both run this same code, so a
-virtual-time rehearsal exercises the real decisions.
+:class:`~controller.delivery.MqttPublish` items, which carry what they are (``kind``, ``key``,
+the instant they name, a bundle's timetag) beside their bytes so that no driver parses what the
+core produced; with :class:`PingBatch` and :class:`ModelBatch`, the clock sync's pings and models
+for many devices at once (a driver turns them into sends with :meth:`ControllerCore.expand`, or
+carries them another way); and with :class:`Withdraw` when sends already handed out must not
+leave after all (pause, stop, seek). The asyncio runtime (:mod:`controller.runtime`) executes them
+on real sockets; the virtual-time harness (:mod:`simulators.harness`) executes them on a simulated
+network; both through the same :class:`~controller.player.Player`. So a virtual-time rehearsal
+exercises the real decisions and the real encoding.
 
 Sends are released by :meth:`ControllerCore.poll`:
 
@@ -27,14 +32,14 @@ import heapq
 import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import ClassVar, Protocol
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from controller.delivery import Delivery, Key, MqttPublish, Send, UdpSend
+from controller import wire
+from controller.delivery import Delivery, Key, Kind, MqttPublish, Send, UdpSend
 from controller.engine import (
     Accepted,
     Cancel,
@@ -47,20 +52,19 @@ from controller.engine import (
     StateSync,
 )
 from controller.engine import Send as EngineSend
-from controller.osc import Typed, encode_message
+from controller.osc import OscDecodeError, decode_packet, messages
+from controller.playback import Command, State
+from controller.presence import DeviceHealth, Presence
 from controller.topics import device_filters
-from controller.transport import Command, State
 from cues.timeline import Fade, MqttSend, OscSend, Timeline
 from venues.model import Sync, Venue
 
-__all__ = ["ControllerCore", "DeviceHealth", "PingSink", "SyncCarrier", "Withdraw"]
+__all__ = ["ControllerCore", "DeviceHealth", "Item", "ModelBatch", "PingBatch", "PingSink", "Withdraw"]
 
 log = logging.getLogger(__name__)
 
 MS = 1_000_000
 S = 1_000_000_000
-STATE_TOPIC = "madang/controller/state"
-MAX_PAYLOAD = 64 * 1024
 
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -74,15 +78,44 @@ class Withdraw:
     keys: frozenset[Key]
 
 
-@dataclass(slots=True)
-class DeviceHealth:
-    """What the controller knows of one device's presence and timing."""
+@dataclass(frozen=True, slots=True)
+class PingBatch:
+    """Pings due at ``at_ns``: ``seqs[i]`` to clock-sync row ``rows[i]``, in order. Turn it into
+    sends with :meth:`ControllerCore.expand` (stamped with the instant they leave)."""
 
-    status: str = "unknown"  # unknown | ready | alive | offline
-    last_seen_ns: int | None = None
-    boot: int | None = None  # the device's boot instant (its own clock), from its status
-    fired: int = 0
-    fire_errors_ns: list[int] = field(default_factory=list)
+    at_ns: int
+    rows: I64
+    seqs: I64
+    precise: ClassVar[bool] = False  # leaves at or after ``at_ns``, not at it to the microsecond
+
+
+@dataclass(frozen=True, slots=True)
+class ModelBatch:
+    """Clock models to send at ``at_ns``, retained: row ``rows[i]`` gets the fields of the
+    protocol's clock message at ``i`` (docs/protocol.md, "The clock model")."""
+
+    precise: ClassVar[bool] = False
+    at_ns: int
+    rows: I64
+    epoch: I64
+    offset_ns: I64
+    drift_ppb: I64
+    uncertainty_ns: I64
+
+    def take(self, keep: Bools) -> ModelBatch:
+        """The models of the rows where ``keep`` is true."""
+        return ModelBatch(
+            self.at_ns,
+            self.rows[keep],
+            self.epoch[keep],
+            self.offset_ns[keep],
+            self.drift_ppb[keep],
+            self.uncertainty_ns[keep],
+        )
+
+
+Item = Send | PingBatch | ModelBatch | Withdraw
+"""What :meth:`ControllerCore.poll` hands a driver."""
 
 
 class PingSink(Protocol):
@@ -135,32 +168,6 @@ class PingSink(Protocol):
         ...
 
 
-class SyncCarrier(Protocol):
-    """Carries the clock-sync messages of some devices another way than :meth:`ControllerCore.poll`.
-
-    The virtual-time harness's sync lane (:class:`simulators.devices.virtual.SyncLane`) sets one
-    with :meth:`ControllerCore.carry_sync`: at ten thousand headsets the pings, pongs and clock
-    models are nine messages in ten, and the lane moves them over the same simulated paths
-    without a JSON body or an event per hop. The pongs come back through
-    :meth:`ControllerCore.receive_pong_rows`. The real runtime never sets one.
-    """
-
-    def bind(self, ids: Sequence[str]) -> None:
-        """The clock sync's devices: the rows of :meth:`pings` (and of the pongs) index ``ids``."""
-        ...
-
-    def pings(self, rows: I64, seqs: I64, t1: int) -> None:
-        """Send row ``rows[i]`` a ping ``seqs[i]``, stamped ``t1`` (show clock, now), in order."""
-        ...
-
-    def models(
-        self, rows: I64, epoch: I64, offset_ns: I64, drift_ppb: I64, uncertainty_ns: I64, now: int
-    ) -> None:
-        """Send row ``rows[i]`` its clock model (the fields of the protocol's clock message) now,
-        retained, as the wire would."""
-        ...
-
-
 class ControllerCore:
     """Everything the controller decides, sans I/O. See the module docstring."""
 
@@ -203,8 +210,9 @@ class ControllerCore:
         )
         self.edge_horizon_ns = edge_horizon_ns
         self.state_every_ns = state_every_ns
-        self.health: dict[str, DeviceHealth] = {d.id: DeviceHealth() for d in venue.devices}
-        # By clock-sync row, for receive_pong_rows.
+        self.presence = Presence(d.id for d in venue.devices)
+        self.health: dict[str, DeviceHealth] = self.presence.health
+        # By clock-sync row, for receive_pongs.
         self._health_by_row = [self.health[d] for d in sync.ids] if sync is not None else []
         # Each device's MQTT topic root (its venue ``mqtt.base``, or madang/dev/{id}), both ways.
         self.root: dict[str, str] = {d.id: d.topic_root for d in venue.devices}
@@ -214,16 +222,13 @@ class ControllerCore:
             ep = self.delivery.endpoint(d)
             if ep is not None:
                 self.by_endpoint[ep] = d.id
-        self._pending: list[tuple[int, int, Send]] = []
-        self._carrier: SyncCarrier | None = None
-        self._carried: frozenset[str] = frozenset()
-        self._carried_rows: Bools = np.zeros(0, dtype=np.bool_)
+        self._pending: list[tuple[int, int, Send | PingBatch | ModelBatch]] = []
+        self._fired: list[tuple[str, wire.Fired]] = []
         # MQTT cues and ramps planned (and so perhaps sent ahead) whose instant may still be to
         # come: a device that reconnects inside their lead gets them again (_resend_ahead).
         self._ahead: list[EngineSend | Ramp] = []
         self._withdrawn: list[Withdraw] = []
         self._tie = itertools.count()
-        self._enc = msgspec.json.Encoder()
         self.emitted_seqs: set[int] = set()  # action seqs the engine has emitted (for reports)
         self._last_state_pub: int | None = None
         self._last_state: str | None = None
@@ -239,18 +244,8 @@ class ControllerCore:
             "events": 0,
             "late_joins": 0,
             "resent_ahead": 0,
-            "carried": 0,
+            "osc_malformed": 0,
         }
-
-    def carry_sync(self, carrier: SyncCarrier | None, devices: Iterable[str] = ()) -> None:
-        """Hand the pings and clock models of ``devices`` to ``carrier`` instead of :meth:`poll`
-        (``None``: take them back). See :class:`SyncCarrier`."""
-        self._carrier = carrier
-        self._carried = frozenset(devices) if carrier is not None else frozenset()
-        ids = self.sync.ids if self.sync is not None else ()
-        self._carried_rows = np.array([d in self._carried for d in ids], dtype=np.bool_)
-        if carrier is not None:
-            carrier.bind(ids)
 
     # -- operator ----------------------------------------------------------------------------
 
@@ -274,15 +269,16 @@ class ControllerCore:
 
     # -- time --------------------------------------------------------------------------------
 
-    def poll(self, now: int) -> list[Send | Withdraw]:
-        """Everything to send (or withdraw) as of ``now``. Call again at :meth:`next_deadline`."""
+    def poll(self, now: int) -> list[Item]:
+        """Everything to send (or withdraw) as of ``now``, in order. Call again at
+        :meth:`next_deadline`."""
         deadline = self.engine.next_deadline()
         if deadline is not None and deadline <= now:
             self._plan(self.engine.poll(now), now)
         if self.sync is not None:
             self._sync_tick(now)
         self._publish_state(now)
-        out: list[Send | Withdraw] = list(self._withdrawn)
+        out: list[Item] = list(self._withdrawn)
         self._withdrawn.clear()
         horizon = now + self.edge_horizon_ns
         pend = self._pending
@@ -295,7 +291,7 @@ class ControllerCore:
             out.append(send)
         if pend and any(s.precise and a <= horizon for a, _, s in pend[:64]):
             # Rare: a precise send queued behind a later non-precise one; release it too.
-            keep: list[tuple[int, int, Send]] = []
+            keep: list[tuple[int, int, Send | PingBatch | ModelBatch]] = []
             for item in pend:
                 if item[2].precise and item[0] <= horizon:
                     out.append(item[2])
@@ -303,7 +299,11 @@ class ControllerCore:
                     keep.append(item)
             heapq.heapify(keep)
             self._pending = keep
-        self.counters["sends"] += sum(1 for s in out if not isinstance(s, Withdraw))
+        self.counters["sends"] += sum(
+            s.rows.size if isinstance(s, PingBatch | ModelBatch) else 1
+            for s in out
+            if not isinstance(s, Withdraw)
+        )
         return out
 
     def next_deadline(self) -> int | None:
@@ -327,9 +327,9 @@ class ControllerCore:
 
     # -- planning ----------------------------------------------------------------------------
 
-    def _queue(self, sends: Iterable[Send], key: Key | None) -> None:
+    def _queue(self, sends: Iterable[Send | PingBatch | ModelBatch], key: Key | None) -> None:
         for s in sends:
-            if key is not None and s.key is None:
+            if key is not None and isinstance(s, UdpSend | MqttPublish) and s.key is None:
                 s = replace(s, key=key)
             heapq.heappush(self._pending, (s.at_ns, next(self._tie), s))
 
@@ -396,7 +396,11 @@ class ControllerCore:
             return
         self._ahead = [o for o in self._ahead if not (o.key in c.keys and o.at > c.at)]
         before = len(self._pending)
-        self._pending = [item for item in self._pending if not (item[2].key in c.keys and item[0] > c.at)]
+        self._pending = [
+            item
+            for item in self._pending
+            if not (isinstance(item[2], UdpSend | MqttPublish) and item[2].key in c.keys and item[0] > c.at)
+        ]
         heapq.heapify(self._pending)
         self.counters["withdrawn"] += before - len(self._pending)
         self._withdrawn.append(Withdraw(c.at, c.keys))
@@ -414,38 +418,35 @@ class ControllerCore:
         self._last_state = state
         self._last_state_pub = now
         self._state_seq += 1
-        body = {
-            "state": state,
-            "show": self.show_id,
-            "cue": snap.current_cue,
-            "standby": snap.standby_cue,
-            "show_ns": self.engine.position_at(now),
-            "at": now,
-            "rate": snap.rate,
-            "seq": self._state_seq,
-        }
-        self._queue([MqttPublish(now, STATE_TOPIC, self._enc.encode(body), 1, True, None)], None)
+        body = wire.controller_state_json(
+            state=state,
+            show=self.show_id,
+            cue=snap.current_cue,
+            standby=snap.standby_cue,
+            show_ns=self.engine.position_at(now),
+            at=now,
+            rate=snap.rate,
+            seq=self._state_seq,
+        )
+        publish = MqttPublish(
+            at_ns=now, topic=wire.STATE_TOPIC, payload=body, kind=Kind.CONTROLLER, qos=1, retain=True
+        )
+        self._queue([publish], None)
 
     # -- receiving ---------------------------------------------------------------------------
 
     def receive_mqtt(self, topic: str, payload: bytes, now: int) -> None:
-        """A message from the broker (the runtime subscribes to :meth:`device_filters` and events)."""
-        if len(payload) > MAX_PAYLOAD:
+        """A message from the broker, received at ``now`` (subscribe to :meth:`subscriptions`).
+        Device reports are decoded by :mod:`controller.wire`; anything else is an event a cue
+        may wait for. What is malformed is counted, never raised."""
+        if len(payload) > wire.MAX_PAYLOAD:
             self.counters["bad_messages"] += 1
             return
         root, _, kind = topic.rpartition("/")
-        if kind in ("pong", "status", "fired"):
+        if kind in wire.DEVICE_REPORTS:
             device = self.by_root.get(root)
             if device is not None:
-                try:
-                    body = msgspec.json.decode(payload)
-                except msgspec.DecodeError:
-                    self.counters["bad_messages"] += 1
-                    return
-                if not isinstance(body, dict):
-                    self.counters["bad_messages"] += 1
-                    return
-                self._device_message(device, kind, body, now)
+                self._report(device, wire.decode_report(kind, payload), now, pong=kind == "pong")
                 return
         if self.engine.state in (State.ARMED, State.PLAYING):
             self.counters["events"] += 1
@@ -454,42 +455,40 @@ class ControllerCore:
     def device_filters(self) -> list[str]:
         """What to subscribe to for every device's pongs, status and fire reports (QoS 0)."""
         devices = self.venue.devices
-        return [f for kind in ("pong", "status", "fired") for f in device_filters(devices, kind)]
+        return [f for kind in wire.DEVICE_REPORTS for f in device_filters(devices, kind)]
 
-    def receive_osc(self, source: tuple[str, int], address: str, args: list[Any], now: int) -> None:
-        """An OSC message from a device (pongs, fire reports) or an event source."""
+    def subscriptions(self) -> list[str]:
+        """Every MQTT filter a driver subscribes to for this show (QoS 0): the devices' reports
+        (:meth:`device_filters`), then the show's MQTT event triggers."""
+        triggers = [
+            c.trigger.pattern
+            for c in self.timeline.cues
+            if c.trigger is not None and c.trigger.transport == "mqtt"
+        ]
+        return [*self.device_filters(), *triggers]
+
+    def receive_datagram(self, data: bytes, source: tuple[str, int], now: int) -> None:
+        """A UDP datagram from ``source``, received at ``now``: OSC pongs and fire reports from a
+        device's endpoint, or events. A datagram that is not OSC is counted and dropped."""
+        try:
+            packet = decode_packet(data)
+        except OscDecodeError:
+            self.counters["bad_messages"] += 1
+            self.counters["osc_malformed"] += 1
+            return
         device = self.by_endpoint.get(source)
-        if address == "/madang/pong" and device is not None:
-            if len(args) == 4 and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
-                self._device_message(
-                    device, "pong", {"seq": args[0], "t1": args[1], "t2": args[2], "t3": args[3]}, now
-                )
-            else:
-                self.counters["bad_messages"] += 1
-            return
-        if address == "/madang/fired" and device is not None:
-            if len(args) == 2 and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
-                self._device_message(device, "fired", {"seq": args[0], "local": args[1]}, now)
-            return
-        if self.engine.state in (State.ARMED, State.PLAYING):
-            self.counters["events"] += 1
-            sender = device or f"{source[0]}:{source[1]}"
-            self._plan(self.engine.receive_event("osc", address, sender, now), now)
+        for msg in messages(packet):
+            report = wire.decode_osc_report(msg.address, msg.args) if device is not None else None
+            if report is not None and device is not None:
+                self._report(device, report, now, pong=msg.address == wire.OSC_PONG)
+            elif self.engine.state in (State.ARMED, State.PLAYING):
+                self.counters["events"] += 1
+                sender = device or f"{source[0]}:{source[1]}"
+                self._plan(self.engine.receive_event("osc", msg.address, sender, now), now)
 
-    def receive_pong(self, device: str, seq: int, t1: int, t2: int, t3: int, now: int) -> bool:
-        """A pong from ``device`` received at ``now`` (decoded: from MQTT, OSC or a sync lane);
-        False when the clock sync dropped it (unknown or stale seq, implausible stamps)."""
-        h = self.health[device]
-        h.last_seen_ns = now
-        ok = self.sync is not None and self.sync.receive_pong(device, seq, t1, t2, t3, now)
-        self.counters["pongs" if ok else "pongs_dropped"] += 1
-        if h.status == "unknown":
-            h.status = "alive"
-        return ok
-
-    def receive_pong_rows(self, rows: I64, seqs: I64, t1: I64, t2: I64, t3: I64, received: I64) -> None:
-        """:meth:`receive_pong` for arrays of pongs in order of receipt, by sync row (a sync
-        lane's poll's worth, see :class:`SyncCarrier`)."""
+    def receive_pongs(self, rows: I64, seqs: I64, t1: I64, t2: I64, t3: I64, received: I64) -> None:
+        """Pongs already decoded into arrays, by clock-sync row (:attr:`PingSink.ids`), in order
+        of receipt (``received``: each's arrival): for a driver that gathers them in bulk."""
         if self.sync is None or rows.size == 0:
             return
         ok = self.sync.receive_pong_rows(rows, seqs, t1, t2, t3, received)
@@ -503,57 +502,35 @@ class ControllerCore:
             if h.status == "unknown":
                 h.status = "alive"
 
-    def receive_alive(self, devices: Sequence[str], received: Sequence[int]) -> None:
-        """``alive`` heartbeats (a status message with the device's current boot), in order of
-        receipt: what :meth:`receive_mqtt` does with each, for heartbeats a sync lane carried
-        (:meth:`simulators.devices.virtual.SyncLane.take_alive`)."""
-        health = self.health
-        for device, now in zip(devices, received, strict=True):
-            h = health[device]
-            if h.last_seen_ns is None or now > h.last_seen_ns:  # pongs of the same poll went first
-                h.last_seen_ns = now
-            h.status = "alive"
+    def take_fired(self) -> list[tuple[str, wire.Fired]]:
+        """The fire reports received since the last call, with their devices, oldest first (for
+        telemetry: :class:`~controller.player.Player` takes them)."""
+        out, self._fired = self._fired, []
+        return out
 
-    def _device_message(self, device: str, kind: str, body: dict[str, Any], now: int) -> None:
-        h = self.health[device]
-        h.last_seen_ns = now
-        if kind == "pong":
-            try:
-                stamps = int(body["seq"]), int(body["t1"]), int(body["t2"]), int(body["t3"])
-            except (KeyError, TypeError, ValueError):
-                self.counters["pongs_dropped"] += 1
-                return
-            self.receive_pong(device, *stamps, now)
-        elif kind == "status":
-            state = body.get("state")
-            if not isinstance(state, str):
-                self.counters["bad_messages"] += 1
-                return
-            was = h.status
-            h.status = state
-            boot = body.get("boot")
-            boot = boot if isinstance(boot, int) and not isinstance(boot, bool) else None
-            if state == "ready" and self._late_join_ok():
+    def _report(self, device: str, msg: wire.Report | wire.Malformed, now: int, *, pong: bool) -> None:
+        if isinstance(msg, wire.Malformed):
+            if msg.parsed:
+                self.presence.seen(device, now)
+            self.counters["pongs_dropped" if pong and msg.parsed else "bad_messages"] += 1
+            return
+        if isinstance(msg, wire.Pong):
+            sync = self.sync
+            ok = sync is not None and sync.receive_pong(device, msg.seq, msg.t1, msg.t2, msg.t3, now)
+            self.counters["pongs" if ok else "pongs_dropped"] += 1
+            self.presence.answered(device, now)
+        elif isinstance(msg, wire.Status):
+            ready, rebooted = self.presence.receive_status(device, msg, now)
+            if ready and self._late_join_ok():
                 # Every (re)connection mid-show gets catch-up state (docs/protocol.md); clock sync
                 # starts over only when the device really restarted (a new boot instant).
-                rebooted = was == "offline" or (boot is not None and h.boot is not None and boot != h.boot)
                 self._late_join(device, now, rebooted=rebooted)
-            if boot is not None:
-                h.boot = boot
-        elif kind == "fired":
-            h.fired += 1
+        else:
+            self.presence.seen(device, now).fired += 1
             self.counters["fired"] += 1
-            local = body.get("local")
-            at = body.get("at")
-            if (
-                self.sync is not None
-                and isinstance(local, int)
-                and isinstance(at, int)
-                and body.get("synced")
-            ):
-                ref = self.sync.to_ref(device, local)
-                if ref is not None and len(h.fire_errors_ns) < 10_000:
-                    h.fire_errors_ns.append(ref - at)
+            self._fired.append((device, msg))
+            if len(self._fired) > 100_000:  # nobody takes them: keep the newest
+                del self._fired[:50_000]
 
     def _late_join_ok(self) -> bool:
         return self.engine.state in (State.PLAYING, State.PAUSED)
@@ -596,79 +573,70 @@ class ControllerCore:
     def _sync_tick(self, now: int) -> None:
         assert self.sync is not None
         rows, seqs = self.sync.due_rows(now)
-        carrier = self._carrier
-        if carrier is not None and rows.size:
-            lane = self._carried_rows[rows]
-            if lane.any():
-                self.counters["carried"] += int(lane.sum())
-                carrier.pings(rows[lane], seqs[lane], now)
-                rows, seqs = rows[~lane], seqs[~lane]
-        ids = self.sync.ids
-        for row, seq in zip(rows.tolist(), seqs.tolist(), strict=True):
-            device = ids[row]
-            dev = self.venue.device(device)
-            ep = self.delivery.endpoint(dev)
-            if dev.sync in (Sync.TIMETAG, Sync.ECHO) and ep is not None:
-                self._queue(
-                    [UdpSend(now, device, ep, _osc_ping(seq, now), False, ("ping", device, seq))], None
-                )
-            elif dev.mqtt is not None:
-                body = self._enc.encode({"seq": seq, "t1": now})
-                self._queue(
-                    [
-                        MqttPublish(
-                            now,
-                            f"{self.root[device]}/ping",
-                            body,
-                            0,
-                            False,
-                            device,
-                            False,
-                            ("ping", device, seq),
-                        )
-                    ],
-                    None,
-                )
+        if rows.size:
+            self._queue([PingBatch(now, rows, seqs)], None)
         rows = self.sync.update_rows(now)
-        if rows.size == 0:
-            return
-        epoch, offset, drift, unc = self.sync.model_rows(rows)
-        if carrier is not None:
-            lane = self._carried_rows[rows]
-            if lane.any():
-                self.counters["carried"] += int(lane.sum())
-                carrier.models(rows[lane], epoch[lane], offset[lane], drift[lane], unc[lane], now)
-                rest = ~lane
-                rows, epoch, offset = rows[rest], epoch[rest], offset[rest]
-                drift, unc = drift[rest], unc[rest]
-        each = zip(rows.tolist(), epoch.tolist(), offset.tolist(), drift.tolist(), unc.tolist(), strict=True)
+        if rows.size:
+            self._queue([ModelBatch(now, rows, *self.sync.model_rows(rows))], None)
+
+    def expand(self, batch: PingBatch | ModelBatch, t1: int) -> list[Send]:
+        """The sends of a batch, each to its device by its capability: a ping over OSC to a
+        ``timetag`` or ``echo`` device with an endpoint, else over MQTT; a clock model over MQTT,
+        retained. Pings are stamped ``t1`` (a driver that can, re-stamps each as it leaves:
+        :func:`~controller.delivery.restamp`)."""
+        assert self.sync is not None
+        ids = self.sync.ids
+        out: list[Send] = []
+        if isinstance(batch, PingBatch):
+            for row, seq in zip(batch.rows.tolist(), batch.seqs.tolist(), strict=True):
+                device = ids[row]
+                dev = self.venue.device(device)
+                ep = self.delivery.endpoint(dev)
+                if dev.sync in (Sync.TIMETAG, Sync.ECHO) and ep is not None:
+                    data = wire.ping_osc(seq, t1)
+                    out.append(
+                        UdpSend(at_ns=batch.at_ns, device=device, addr=ep, data=data, kind=Kind.PING, seq=seq)
+                    )
+                elif dev.mqtt is not None:
+                    out.append(
+                        MqttPublish(
+                            at_ns=batch.at_ns,
+                            topic=f"{self.root[device]}/ping",
+                            payload=wire.ping_json(seq, t1),
+                            kind=Kind.PING,
+                            device=device,
+                            seq=seq,
+                        )
+                    )
+            return out
+        each = zip(
+            batch.rows.tolist(),
+            batch.epoch.tolist(),
+            batch.offset_ns.tolist(),
+            batch.drift_ppb.tolist(),
+            batch.uncertainty_ns.tolist(),
+            strict=True,
+        )
         for row, e, o, d, u in each:
             device = ids[row]
-            msg = {"epoch": e, "offset_ns": o, "drift_ppb": d, "uncertainty_ns": u}
-            self._queue(
-                [MqttPublish(now, f"{self.root[device]}/clock", self._enc.encode(msg), 1, True, device)], None
+            out.append(
+                MqttPublish(
+                    at_ns=batch.at_ns,
+                    topic=f"{self.root[device]}/clock",
+                    payload=wire.clock_json(e, o, d, u),
+                    kind=Kind.CLOCK,
+                    qos=1,
+                    retain=True,
+                    device=device,
+                )
             )
+        return out
 
     # -- telemetry ---------------------------------------------------------------------------
 
-    def presence(self, now: int, *, offline_after_ns: int = 12 * S) -> dict[str, int]:
+    def presence_counts(self, now: int, *, offline_after_ns: int = 12 * S) -> dict[str, int]:
         """Counts for the operator: online, late (no news for a while), offline, unknown."""
-        out = {"online": 0, "late": 0, "offline": 0, "unknown": 0}
-        for h in self.health.values():
-            if h.status == "offline":
-                out["offline"] += 1
-            elif h.last_seen_ns is None:
-                out["unknown"] += 1
-            elif now - h.last_seen_ns > offline_after_ns:
-                out["late"] += 1
-            else:
-                out["online"] += 1
-        return out
-
-
-def _osc_ping(seq: int, t1: int) -> bytes:
-    """``/madang/ping ,ih seq t1`` (docs/protocol.md); t1 is always int64."""
-    return encode_message("/madang/ping", [Typed("i", seq & 0x7FFFFFFF), Typed("h", t1)])
+        return self.presence.counts(now, offline_after_ns=offline_after_ns)
 
 
 def _slug(name: str) -> str:

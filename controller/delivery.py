@@ -26,19 +26,18 @@ runtime hands them to the firing edge (:mod:`controller.edge`) instead of the ev
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import msgspec
-
-from controller.clock import NTP_IMMEDIATELY, ns_to_ntp
+from controller import wire
 from controller.osc import encode_bundle, encode_message
 from cues.timeline import Ease, JsonValue, OscArg
 from venues.model import Device, Sync, Venue
 
-__all__ = ["ClockView", "Delivery", "Key", "MqttPublish", "Send", "UdpSend", "substitute"]
+__all__ = ["ClockView", "Delivery", "Key", "Kind", "MqttPublish", "Send", "UdpSend", "restamp", "substitute"]
 
 Key = tuple[str, str, int]  # (show, cue, seq): the idempotency key
 MS = 1_000_000
@@ -46,7 +45,19 @@ MS = 1_000_000
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 
 
-@dataclass(frozen=True, slots=True)
+class Kind(enum.Enum):
+    """What a send carries, so that no driver has to parse the bytes the core produced."""
+
+    CUE = "cue"  # an action: an app cue message, an OSC message or bundle, a plain MQTT publish
+    FRAME = "frame"  # one value of a streamed fade
+    STATE = "state"  # catch-up state (late join, seek)
+    SAFE = "safe"  # safe state or panic
+    PING = "ping"  # a clock-sync ping (``seq``; re-stamp it with :func:`restamp` as it leaves)
+    CLOCK = "clock"  # a device's clock model
+    CONTROLLER = "controller"  # the retained controller state
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UdpSend:
     """One datagram to one device's OSC endpoint."""
 
@@ -54,25 +65,41 @@ class UdpSend:
     device: str
     addr: tuple[str, int]
     data: bytes
-    precise: bool  # must leave at ``at_ns`` (firing edge), not merely before it
+    kind: Kind
+    precise: bool = False  # must leave at ``at_ns`` (firing edge), not merely before it
     key: Key | None = None  # the action it carries, so a Cancel can withdraw it
+    due_ns: int | None = None  # the show-clock instant the device is to act (cues)
+    timetag: int | None = None  # a bundle's NTP timetag, in the device's own clock
+    seq: int | None = None  # a ping's sequence number
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MqttPublish:
     """One MQTT publish; ``device`` is None for a group topic."""
 
     at_ns: int
     topic: str
     payload: bytes
-    qos: int
-    retain: bool
-    device: str | None
+    kind: Kind
+    qos: int = 0
+    retain: bool = False
+    device: str | None = None
     precise: bool = False
     key: Key | None = None
+    due_ns: int | None = None  # the show-clock instant the devices are to act (cue messages)
+    seq: int | None = None  # a ping's sequence number
 
 
 Send = UdpSend | MqttPublish
+
+
+def restamp(send: Send, t1: int) -> bytes:
+    """A ping's bytes stamped ``t1``: a driver calls this as the ping leaves, so that ``t1`` is as
+    close to the wire as it can make it (RFC 5905's on-wire exchange wants the send instant)."""
+    assert send.kind is Kind.PING and send.seq is not None
+    if isinstance(send, UdpSend):
+        return wire.ping_osc(send.seq, t1)
+    return wire.ping_json(send.seq, t1)
 
 
 class ClockView(Protocol):
@@ -155,7 +182,6 @@ class Delivery:
         self.timetag_lead_ns = timetag_lead_ns
         self._endpoints = dict(endpoints or {})
         self._attrs = {d.id: _attrs(d) for d in venue.devices}
-        self._enc = msgspec.json.Encoder()
         app = [d for d in venue.devices if d.sync is Sync.APP and (d.mqtt or d.ws)]
         self._app_all = frozenset(d.id for d in app)
         self._app_by_zone: dict[str, frozenset[str]] = {}
@@ -192,7 +218,7 @@ class Delivery:
         if not want:
             return []
         if want == self._app_all:
-            return ["madang/cue"]
+            return [wire.CUE_TOPIC]
         topics: list[str] = []
         left = set(want)
         for zone, ids in self._app_by_zone.items():
@@ -207,9 +233,7 @@ class Delivery:
         return topics
 
     def _cue_message(self, key: Key, at_ns: int, show_ns: int, op: dict[str, Any]) -> bytes:
-        return self._enc.encode(
-            {"show": key[0], "cue": key[1], "seq": key[2], "at": at_ns, "show_ns": show_ns, "op": op}
-        )
+        return wire.cue_json(key[0], key[1], key[2], at_ns, show_ns, op)
 
     def _app_sends(
         self,
@@ -227,10 +251,16 @@ class Delivery:
         lead = self._group_lead(devices)
         first = max(now, at_ns - lead)
         payload = self._cue_message(key, at_ns, show_ns, op)
-        out: list[Send] = [MqttPublish(first, t, payload, qos, False, None) for t in topics]
+        out: list[Send] = [
+            MqttPublish(at_ns=first, topic=t, payload=payload, kind=Kind.CUE, qos=qos, due_ns=at_ns)
+            for t in topics
+        ]
         repeat = at_ns - lead // 2
         if repeat > first + 5 * MS:
-            out.extend(MqttPublish(repeat, t, payload, qos, False, None) for t in topics)
+            out.extend(
+                MqttPublish(at_ns=repeat, topic=t, payload=payload, kind=Kind.CUE, qos=qos, due_ns=at_ns)
+                for t in topics
+            )
         return out
 
     def _group_lead(self, devices: Sequence[str]) -> int:
@@ -251,11 +281,27 @@ class Delivery:
             return None
         if dev.sync is Sync.TIMETAG:
             local = self.models.to_device(dev.id, at_ns)
-            tag = ns_to_ntp(local if local is not None else at_ns)
-            elements = [encode_message("/madang/key", [key[0], key[2]]), message] if keyed else [message]
+            tag = wire.ns_to_ntp(local if local is not None else at_ns)
+            elements = [wire.key_osc(key[0], key[2]), message] if keyed else [message]
             lead = self.models.lead_ns(dev.id) or self.timetag_lead_ns
-            return UdpSend(max(now, at_ns - lead), dev.id, ep, encode_bundle(tag, elements), False)
-        return UdpSend(max(now, at_ns - self._early_ns(dev)), dev.id, ep, message, True)
+            return UdpSend(
+                at_ns=max(now, at_ns - lead),
+                device=dev.id,
+                addr=ep,
+                data=encode_bundle(tag, elements),
+                kind=Kind.CUE if keyed else Kind.FRAME,
+                due_ns=at_ns,
+                timetag=tag,
+            )
+        return UdpSend(
+            at_ns=max(now, at_ns - self._early_ns(dev)),
+            device=dev.id,
+            addr=ep,
+            data=message,
+            kind=Kind.CUE if keyed else Kind.FRAME,
+            precise=True,
+            due_ns=at_ns,
+        )
 
     # -- effects -----------------------------------------------------------------------------
 
@@ -309,7 +355,14 @@ class Delivery:
             early = max(self._early_ns(self.venue.device(d)) for d in plain)
             out.append(
                 MqttPublish(
-                    max(now, at_ns - early), topic, self._enc.encode(payload), qos, retain, None, True
+                    at_ns=max(now, at_ns - early),
+                    topic=topic,
+                    payload=wire.json_value(payload),
+                    kind=Kind.CUE,
+                    qos=qos,
+                    retain=retain,
+                    precise=True,
+                    due_ns=at_ns,
                 )
             )
             return out
@@ -318,13 +371,15 @@ class Delivery:
             dev = self.venue.device(did)
             out.append(
                 MqttPublish(
-                    max(now, at_ns - self._early_ns(dev)),
-                    substitute(topic, a),
-                    self._enc.encode(_subst_json(payload, a)),
-                    qos,
-                    retain,
-                    did,
-                    True,
+                    at_ns=max(now, at_ns - self._early_ns(dev)),
+                    topic=substitute(topic, a),
+                    payload=wire.json_value(_subst_json(payload, a)),
+                    kind=Kind.CUE,
+                    qos=qos,
+                    retain=retain,
+                    device=did,
+                    precise=True,
+                    due_ns=at_ns,
                 )
             )
         return out
@@ -380,7 +435,11 @@ class Delivery:
             elif dev.mqtt is not None:
                 at = max(now, at_ns - self._early_ns(dev))
                 t = substitute(topic, a) if topic else None
-                out.append(self._param_publish(dev, param, value, at, topic=t, qos=0, precise=True))
+                out.append(
+                    self._param_publish(
+                        dev, param, value, at, Kind.FRAME, topic=t, qos=0, precise=True, due_ns=at_ns
+                    )
+                )
         return out
 
     def state(
@@ -398,26 +457,44 @@ class Delivery:
         if device in self._app_all:
             op = {"state": {"params": dict(params), "mqtt": dict(mqtt)}}
             payload = self._cue_message(key, now, 0, op)
-            out.append(MqttPublish(now, f"madang/cue/dev/{device}", payload, 1, False, device))
+            out.append(
+                MqttPublish(
+                    at_ns=now,
+                    topic=f"{wire.CUE_TOPIC}/dev/{device}",
+                    payload=payload,
+                    kind=Kind.STATE,
+                    qos=1,
+                    device=device,
+                )
+            )
             return out
         ep = self.endpoint(dev)
         if ep is not None:
             a = self._attrs[device]
             for address, args in osc.items():
-                out.append(
-                    UdpSend(now, device, ep, encode_message(substitute(address, a), list(args)), False)
-                )
+                data = encode_message(substitute(address, a), list(args))
+                out.append(UdpSend(at_ns=now, device=device, addr=ep, data=data, kind=Kind.STATE))
             for param, value in params.items():
                 if isinstance(value, int | float) and not isinstance(value, bool) and f"/{param}" not in osc:
-                    out.append(UdpSend(now, device, ep, encode_message(f"/{param}", [float(value)]), False))
+                    data = encode_message(f"/{param}", [float(value)])
+                    out.append(UdpSend(at_ns=now, device=device, addr=ep, data=data, kind=Kind.STATE))
         elif dev.mqtt is not None:
             a = self._attrs[device]
             for t, p in mqtt.items():
                 out.append(
-                    MqttPublish(now, substitute(t, a), self._enc.encode(_subst_json(p, a)), 1, False, device)
+                    MqttPublish(
+                        at_ns=now,
+                        topic=substitute(t, a),
+                        payload=wire.json_value(_subst_json(p, a)),
+                        kind=Kind.STATE,
+                        qos=1,
+                        device=device,
+                    )
                 )
             # Where fades left it, as safe() sends it.
-            out.extend(self._param_publish(dev, param, value, now) for param, value in params.items())
+            out.extend(
+                self._param_publish(dev, param, value, now, Kind.STATE) for param, value in params.items()
+            )
         return out
 
     def safe(self, devices: Iterable[str], now: int, key: Key) -> list[Send]:
@@ -427,7 +504,10 @@ class Delivery:
         app = [d for d in ids if d in self._app_all]
         if app:
             payload = self._cue_message(key, now, 0, {"panic": {}})
-            out.extend(MqttPublish(now, t, payload, 1, False, None) for t in self.group_topics(app))
+            out.extend(
+                MqttPublish(at_ns=now, topic=t, payload=payload, kind=Kind.SAFE, qos=1)
+                for t in self.group_topics(app)
+            )
         for did in ids:
             if did in self._app_all:
                 continue
@@ -437,9 +517,10 @@ class Delivery:
             for param, value in safe.items():
                 v: OscArg = float(value) if isinstance(value, int | float) else value
                 if ep is not None:
-                    out.append(UdpSend(now, did, ep, encode_message(f"/{param}", [v]), False))
+                    data = encode_message(f"/{param}", [v])
+                    out.append(UdpSend(at_ns=now, device=did, addr=ep, data=data, kind=Kind.SAFE))
                 elif dev.mqtt is not None:
-                    out.append(self._param_publish(dev, param, value, now))
+                    out.append(self._param_publish(dev, param, value, now, Kind.SAFE))
         return out
 
     def _param_publish(
@@ -448,23 +529,22 @@ class Delivery:
         param: str,
         value: float | int | str,
         at_ns: int,
+        kind: Kind,
         *,
         topic: str | None = None,
         qos: int = 1,
         precise: bool = False,
+        due_ns: int | None = None,
     ) -> MqttPublish:
         """A parameter value for a plain MQTT device: ``{"param", "value"}`` on ``topic``, by
         default ``<its topic root>/param/<param>`` (docs/protocol.md)."""
         return MqttPublish(
-            at_ns,
-            topic or f"{dev.topic_root}/param/{param}",
-            self._enc.encode({"param": param, "value": value}),
-            qos,
-            False,
-            dev.id,
-            precise,
+            at_ns=at_ns,
+            topic=topic or f"{dev.topic_root}/param/{param}",
+            payload=wire.param_json(param, value),
+            kind=kind,
+            qos=qos,
+            device=dev.id,
+            precise=precise,
+            due_ns=due_ns,
         )
-
-    def timetag_immediately(self) -> int:
-        """The OSC timetag for "now" (exported for tests and tools)."""
-        return NTP_IMMEDIATELY

@@ -7,7 +7,7 @@ nanoseconds on the show clock) and returns what to do; it never sleeps, reads a 
 a socket. The runtime around it calls
 
 * :meth:`Engine.command` for operator commands (GO, pause, seek...), which answers
-  :class:`Accepted` with the outputs produced at once, or :class:`~controller.transport.Rejected`
+  :class:`Accepted` with the outputs produced at once, or :class:`~controller.playback.Rejected`
   with the reason;
 * :meth:`Engine.poll` whenever :meth:`Engine.next_deadline` is reached, which returns every
   output due up to ``now + lookahead`` exactly once, in instant order (the runtime sends ahead);
@@ -45,8 +45,7 @@ from fractions import Fraction
 from typing import Literal, TypeAlias
 
 from controller.fades import value_at
-from controller.state import DeviceState, DeviceStates, StateIndex
-from controller.transport import (
+from controller.playback import (
     Command,
     Effect,
     EventArrived,
@@ -64,6 +63,7 @@ from controller.transport import (
     Transition,
     transition,
 )
+from controller.state import DeviceState, DeviceStates, StateIndex
 from cues.timeline import NS_PER_S, Action, CueSpan, Ease, EventTrigger, Fade, MqttSend, OscSend, Timeline
 from venues.model import Venue
 

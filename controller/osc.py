@@ -328,12 +328,12 @@ def encode_message(address: str, args: Sequence[EncodableArg] = ()) -> bytes:
 def encode_bundle(timetag_ntp: int, elements: Sequence[bytes]) -> bytes:
     """Encode an OSC 1.0 bundle of already encoded messages or bundles.
 
-    ``timetag_ntp`` is a 64-bit NTP timestamp (:func:`controller.clock.ns_to_ntp`), or
+    ``timetag_ntp`` is a 64-bit NTP timestamp (:func:`controller.wire.ns_to_ntp`), or
     :data:`IMMEDIATELY`.
     """
     if not isinstance(timetag_ntp, int) or not 0 <= timetag_ntp <= _U64_MAX:
         raise OscEncodeError(f"bundle timetag {timetag_ntp!r} is not a 64-bit unsigned NTP timestamp",
-                             hint="convert ns with controller.clock.ns_to_ntp")
+                             hint="convert ns with controller.wire.ns_to_ntp")
     parts = [BUNDLE_TAG, _U64.pack(timetag_ntp)]
     for index, element in enumerate(elements):
         if len(element) == 0 or len(element) & 3:

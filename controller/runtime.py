@@ -2,20 +2,24 @@
 
 Theory of operation
 -------------------
-Everything that decides lives in :class:`~controller.core.ControllerCore`; this module only moves
-bytes and sleeps. One *pump* task asks the core, with the show clock's ``now``, what to send, and
-executes each item:
+Everything that decides lives in :class:`~controller.core.ControllerCore`, driven by the
+:class:`~controller.player.Player` that the virtual-time harness uses too; this module only moves
+bytes and sleeps. One *pump* task asks the player, with the show clock's ``now``, what to send,
+and executes each item:
 
 * a :class:`~controller.delivery.UdpSend` marked ``precise`` is handed to the
   :class:`~controller.edge.FiringEdge` thread, which writes it to its socket at the instant to
   the microsecond; others go out at once from the receiving socket (so pongs come back to it);
 * a :class:`~controller.delivery.MqttPublish` goes to the :class:`~controller.mqtt.MqttLink`
   outbox (never blocks; queued while the broker is away);
+* a :class:`~controller.core.PingBatch` or :class:`~controller.core.ModelBatch` is expanded by
+  the core into one send per device, executed as above;
 * a :class:`~controller.core.Withdraw` cancels what the edge still holds for those keys.
 
-Then it sleeps until the core's next deadline, or until something arrives (an MQTT message, an OSC
-datagram, an operator command), whichever is first. Pings are re-stamped with the send instant
-just before they leave, so ``t1`` is as close to the wire as this process can make it.
+Then it sleeps until the player's next wake-up, or until something arrives (an MQTT message, an
+OSC datagram, an operator command), whichever is first. Pings are re-stamped with the send instant
+just before they leave (:func:`~controller.delivery.restamp`), so ``t1`` is as close to the wire
+as this process can make it.
 
 The view, the control port and the MQTT link run beside the pump; none of them can delay a send
 that the firing edge holds.
@@ -35,22 +39,22 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
-import msgspec
 import numpy as np
 
+from controller import wire
 from controller.clock import Clock, SystemClock
 from controller.control import ControlPort, Query
-from controller.core import ControllerCore, Withdraw
-from controller.delivery import Key, MqttPublish, UdpSend
+from controller.core import ControllerCore, Item, ModelBatch, PingBatch, Withdraw
+from controller.delivery import Key, Kind, UdpSend, restamp
 from controller.edge import FiringEdge, Handle
 from controller.engine import Accepted
 from controller.mqtt import MqttLink, Publish, controller_will
-from controller.osc import OscDecodeError, Typed, decode_packet, encode_message, messages
 from controller.outputs import prepare, write_text
+from controller.playback import Command, Go, State, Stop
+from controller.player import Player, PlayerOptions
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
-from controller.transport import Arm, Command, Go, Load, SetRate, State, Stop
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import ViewModel, render
 from cues.timeline import Timeline
@@ -63,7 +67,6 @@ log = logging.getLogger(__name__)
 
 MS = 1_000_000
 S = 1_000_000_000
-OFFLINE = msgspec.json.encode({"state": "offline"})
 
 
 @dataclass
@@ -108,6 +111,12 @@ class Runtime:
             endpoints=options.endpoints,
             go_delay_ns=round(options.go_delay_ms * MS),
         )
+        self.player = Player(
+            self.core,
+            PlayerOptions(auto_go=options.auto_go, exit_at_end=options.exit_at_end),
+            telemetry=self.telemetry,
+            sync=self.sync,
+        )
         self.edge = FiringEdge(self.clock, sender=DirectUdpSender())
         self.mqtt: MqttLink | None = None
         self.udp: UdpReceiver | None = None
@@ -118,14 +127,6 @@ class Runtime:
         # Precise MQTT sends waiting on the loop's timer, by key, so a Withdraw cancels them too.
         self._timers: dict[Key, list[asyncio.TimerHandle]] = defaultdict(list)
         self._errors: list[str] = []
-        self._enc = msgspec.json.Encoder()
-        self._osc_bad = 0
-        self._dec = msgspec.json.Decoder()
-        # Fire reports arrive on {device root}/fired; the root is the venue's mqtt.base (ids resolved).
-        self._fired_topics = {
-            f"{d.mqtt.base if d.mqtt is not None and d.mqtt.base else f'madang/dev/{d.id}'}/fired": d.id
-            for d in venue.devices
-        }
         self._summary: tuple[int, Any] | None = None  # (when, TelemetrySummary) for the view
         self.exit_code = 0
         self.started_ns = 0
@@ -160,11 +161,8 @@ class Runtime:
             will=controller_will(),
             clock=self.clock.wall_ns,
         )
-        for topic_filter in self.core.device_filters():  # each device's root, its venue mqtt.base
+        for topic_filter in self.core.subscriptions():  # device reports, then event triggers
             self.mqtt.subscribe(topic_filter, 0)
-        for cue in self.timeline.cues:
-            if cue.trigger is not None and cue.trigger.transport == "mqtt":
-                self.mqtt.subscribe(cue.trigger.pattern, 0)
         self.mqtt.on_message(self._on_mqtt)
         tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
         if self.opts.control_port is not None:
@@ -178,10 +176,7 @@ class Runtime:
             tasks.append(asyncio.create_task(self._view(), name="view"))
         now = self.clock.wall_ns()
         self.started_ns = now
-        self.core.command(Load(), now)
-        self.core.command(Arm(), now)
-        if self.opts.rate != 1.0:
-            self.core.command(SetRate(rate=self.opts.rate), now)
+        self.player.start(now, rate=self.opts.rate)
         log.info(
             "show armed",
             extra={"show": self.timeline.show, "venue": self.venue.id, "devices": len(self.venue.devices)},
@@ -204,7 +199,7 @@ class Runtime:
         if self.control is not None:
             self.control.close()
         if self.mqtt is not None:
-            await self.mqtt.close(final=[Publish("madang/controller/state", OFFLINE, 1, True)])
+            await self.mqtt.close(final=[Publish(wire.STATE_TOPIC, wire.OFFLINE_STATE, 1, True)])
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -221,19 +216,17 @@ class Runtime:
 
     async def _pump(self) -> None:
         max_ns = None if self.opts.max_seconds is None else int(self.opts.max_seconds * S)
+        player = self.player
         while not self._stop.is_set():
             now = self.clock.wall_ns()
-            if self.opts.auto_go and self._wants_auto_go():
-                self._command(Go(cue=None))
-            for item in self.core.poll(now):
+            for item in player.poll(now):
                 self._execute(item, now)
-            if self.opts.exit_at_end and self.core.finished:
+            if player.done(now):
                 log.info("show complete; exiting", extra={"show": self.timeline.show})
                 break
             if max_ns is not None and now - self.started_ns >= max_ns:
                 break
-            deadline = self.core.next_deadline()
-            wait = 0.05 if deadline is None else min(0.05, max(0.0, (deadline - self.clock.wall_ns()) / S))
+            wait = (player.next_wake(now) - self.clock.wall_ns()) / S
             self._wake.clear()
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
@@ -241,20 +234,7 @@ class Runtime:
             else:
                 await asyncio.sleep(0)
 
-    def _wants_auto_go(self) -> bool:
-        """Unattended runs: press GO whenever the show waits at a manual cue."""
-        state = self.core.state
-        if state is State.ARMED:
-            return True
-        snap = self.core.engine.snapshot
-        return (
-            state is State.PLAYING
-            and not snap.running
-            and snap.standby_cue is not None
-            and snap.waiting_for is None
-        )
-
-    def _execute(self, item: UdpSend | MqttPublish | Withdraw, now: int, *, immediate: bool = False) -> None:
+    def _execute(self, item: Item, now: int, *, immediate: bool = False) -> None:
         if isinstance(item, Withdraw):
             for key in item.keys:
                 for h in self._handles.pop(key, ()):
@@ -262,14 +242,12 @@ class Runtime:
                 for th in self._timers.pop(key, ()):
                     th.cancel()
             return
+        if isinstance(item, PingBatch | ModelBatch):
+            for send in self.core.expand(item, self.clock.wall_ns()):
+                self._execute(send, now, immediate=immediate)
+            return
         if isinstance(item, UdpSend):
-            data = item.data
-            if item.key is not None and item.key[0] != "ping" and data[:8] == b"#bundle\0":
-                self.telemetry.sent_bundle(item.device, item.key[2], int.from_bytes(data[8:16], "big"))
-            if item.key is not None and item.key[0] == "ping":
-                data = encode_message(
-                    "/madang/ping", [Typed("i", item.key[2] & 0x7FFFFFFF), Typed("h", self.clock.wall_ns())]
-                )
+            data = restamp(item, self.clock.wall_ns()) if item.kind is Kind.PING else item.data
             if item.precise and not immediate and item.at_ns > now:
                 mono = item.at_ns - (self.clock.wall_ns() - self.clock.monotonic_ns())
                 h = self.edge.schedule_sends(mono, [(data, item.addr)])
@@ -283,11 +261,7 @@ class Runtime:
                 self.udp.send(data, item.addr)
             return
         assert self.mqtt is not None
-        payload = item.payload
-        if item.key is not None and item.key[0] == "ping":
-            payload = self._enc.encode({"seq": item.key[2], "t1": self.clock.wall_ns()})
-        elif item.key is not None and item.topic.startswith("madang/cue"):
-            self._note_cue(payload)
+        payload = restamp(item, self.clock.wall_ns()) if item.kind is Kind.PING else item.payload
         if item.precise and not immediate and item.at_ns > now + MS:
             loop = asyncio.get_running_loop()
             th = loop.call_later(
@@ -304,7 +278,7 @@ class Runtime:
 
     def _command(self, cmd: Command) -> tuple[str, Any]:
         now = self.clock.wall_ns()
-        result = self.core.command(cmd, now)
+        result = self.player.command(cmd, now)
         self._wake.set()
         snap = self.core.engine.snapshot
         if isinstance(result, Accepted):
@@ -332,55 +306,11 @@ class Runtime:
         return self._command(cmd)
 
     def _on_mqtt(self, topic: str, payload: bytes, rx_ns: int) -> None:
-        self.core.receive_mqtt(topic, payload, rx_ns)
-        if topic.endswith("/fired"):
-            device = self._fired_topics.get(topic)
-            if device is not None:
-                self._note_fired(device, payload)
+        self.player.receive_mqtt(topic, payload, rx_ns)
         self._wake.set()
 
-    def _note_cue(self, payload: bytes) -> None:
-        """Remember the show-clock instant of an app cue message we send (for fire errors)."""
-        try:
-            body = self._dec.decode(payload)
-        except msgspec.DecodeError:
-            return
-        if isinstance(body, dict):
-            seq, at = body.get("seq"), body.get("at")
-            if _is_int(seq) and _is_int(at):
-                self.telemetry.sent_cue(seq, at)
-
-    def _note_fired(self, device: str, payload: bytes) -> None:
-        """A fire report over MQTT (the core has already checked and counted it)."""
-        try:
-            body = self._dec.decode(payload)
-        except msgspec.DecodeError:
-            return
-        if not isinstance(body, dict):
-            return
-        seq, local = body.get("seq"), body.get("local")
-        self.telemetry.receive_fired(
-            device,
-            seq if _is_int(seq) else None,
-            local if _is_int(local) else None,
-            body.get("synced") is True,
-            self.sync,
-        )
-
     def _on_datagram(self, dg: Datagram) -> None:
-        try:
-            packet = decode_packet(dg.data)
-        except OscDecodeError:
-            self._osc_bad += 1
-            return
-        for msg in messages(packet):
-            args = list(msg.args)
-            self.core.receive_osc(dg.addr, msg.address, args, dg.rx_wall_ns)
-            if msg.address == "/madang/fired" and len(args) == 2:
-                device = self.core.by_endpoint.get(dg.addr)
-                seq, local = args
-                if device is not None and _is_int(seq) and _is_int(local):
-                    self.telemetry.receive_fired(device, seq, local, True, self.sync)
+        self.player.receive_datagram(dg.data, dg.addr, dg.rx_wall_ns)
         self._wake.set()
 
     def _note_error(self, text: str) -> None:
@@ -393,7 +323,7 @@ class Runtime:
         """A snapshot for the live view (and tests)."""
         now = self.clock.wall_ns()
         snap = self.core.engine.snapshot
-        pres = self.core.presence(now)
+        pres = self.core.presence_counts(now)
         lat = self.edge.lateness_ns()
         mstats = self.mqtt.stats if self.mqtt is not None else None
         if self._summary is None or now - self._summary[0] >= S:
@@ -470,7 +400,7 @@ class Runtime:
                 "denied": self.control.stats.denied,
                 "malformed": self.control.stats.malformed,
             },
-            "osc_malformed_received": self._osc_bad,
+            "osc_malformed_received": self.core.counters["osc_malformed"],
         }
 
 
@@ -487,10 +417,6 @@ class ControlPortError(MadangError, OSError):
             f"cannot open the OSC control port {self.port}: {self.reason}; "
             "pick another with --control-port N, or --control-port 0 for any free port"
         )
-
-
-def _is_int(v: object) -> TypeGuard[int]:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _make_sync(venue: Venue) -> TelemetrySync | None:

@@ -6,9 +6,12 @@ loopback port, brings the venue to life on real UDP sockets and MQTT connections
 :class:`~controller.runtime.Runtime` pointed at the simulated endpoints.
 
 Virtual time: :func:`play_virtual` runs the controller's sans-I/O core
-(:class:`~controller.core.ControllerCore`, with the same engine, delivery and clock-sync code as
-the runtime) inside the simulator's seeded discrete-event clock, so a whole show at ten thousand
-devices runs in seconds and gives the same answer for the same seed.
+(:class:`~controller.core.ControllerCore`, with the same engine, delivery, clock-sync and wire
+code as the runtime, driven by the same :class:`~controller.player.Player`) inside the
+simulator's seeded discrete-event clock, so a whole show at ten thousand devices runs in seconds
+and gives the same answer for the same seed. Every message crosses the simulated network as the
+bytes of docs/protocol.md, unless a run asks for the sync lane (``sync_lane=True``, what
+``madang bench sync`` does at ten thousand headsets; see docs/simulators.md).
 
 Only this module (and the CLI) joins the two sides; simulated devices never import the controller.
 """
@@ -30,12 +33,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from controller.core import STATE_TOPIC, ControllerCore, Withdraw
-from controller.delivery import MqttPublish, UdpSend
+import numpy as np
+
+from controller.core import ControllerCore, Item, ModelBatch, PingBatch, Withdraw
+from controller.delivery import Send, UdpSend
 from controller.outputs import prepare, write_text
+from controller.playback import State
+from controller.player import Player, PlayerOptions
 from controller.runtime import Runtime, RuntimeOptions
 from controller.sync.service import SyncService
-from controller.transport import Arm, Go, Load, State
+from controller.telemetry import Telemetry, TelemetrySink
+from controller.wire import STATE_TOPIC
 from cues.compiler import compile_show
 from cues.timeline import Fade, Timeline
 from simulators.broker import MosquittoBroker
@@ -133,6 +141,8 @@ class VirtualResult:
 
     sim: SimulatedVenue
     core: ControllerCore
+    player: Player
+    sync: SyncService
     report: dict[str, Any]
     events: int
     wall_s: float
@@ -152,8 +162,9 @@ def play_virtual(
     auto_go: bool = True,
     poll_quantum_ns: int = MS,
     on_start: Callable[[SimulatedVenue], None] | None = None,
-    sync_lane: bool = True,
+    sync_lane: bool = False,
     sync_quantum_ns: int | None = None,
+    telemetry: bool = True,
 ) -> VirtualResult:
     """Play ``timeline`` on a simulated ``venue`` in seeded virtual time; deterministic per seed.
 
@@ -167,6 +178,12 @@ def play_virtual(
     arrives), pings are stamped when they leave, and precise sends are handed out
     ``edge_horizon_ns`` (30 ms) ahead and executed at their exact instant, so the grid only
     delays the controller's reactions (catch-up state, event triggers) by less than one quantum.
+
+    ``sync_lane``: carry the headsets' clock-sync traffic (pings, pongs, models) on the simulators'
+    sync lane (:class:`~simulators.devices.virtual.SyncLane`: arrays, not JSON bodies and events)
+    instead of the message path; off by default, so that a run exercises the controller's own
+    encoding and parsing of every message. ``telemetry``: keep the controller's per-device
+    telemetry (``result.player.telemetry``), as the runtime does.
 
     ``sync_quantum_ns`` (``None``: the poll quantum) is the grid of the clock sync's traffic when
     it rides the sync lane: pings fall due on it (the planner's tick, 2 ms in the runtime), and
@@ -186,20 +203,29 @@ def play_virtual(
     vc = sim.controller
     sq = quantum if sync_quantum_ns is None else max(quantum, sync_quantum_ns)
     sync = SyncService(venue, seed=seed, **({} if sync_quantum_ns is None else {"tick_ns": sq}))
-    core = ControllerCore(timeline, venue, sync=sync, go_delay_ns=go_delay_ns)
+    tel = Telemetry(venue) if telemetry else None
+    sink = None if tel is None else TelemetrySink(sync, tel)
+    core = ControllerCore(timeline, venue, sync=sink or sync, go_delay_ns=go_delay_ns)
+    go_at = vt.now + settle_ns
+    player = Player(
+        core,
+        PlayerOptions(auto_go=auto_go, auto_go_from_ns=go_at, play_for_ns=duration_ns),
+        telemetry=tel,
+        sync=sink,
+    )
     endpoint_of = {did: core.delivery.endpoint(venue.device(did)) for did in sim.displays}
     device_at = {ep: did for did, ep in endpoint_of.items() if ep is not None}
-    for f in core.device_filters():  # each device's topic root (its venue mqtt.base)
+    for f in core.subscriptions():  # the devices' reports (their venue mqtt.base), then triggers
         vc.subscribe(f)
-    for c in timeline.cues:
-        if c.trigger is not None and c.trigger.transport == "mqtt":
-            vc.subscribe(c.trigger.pattern)
-    state: dict[str, Any] = {"next": None, "go_at": vt.now + settle_ns, "end": None}
+    pending: dict[str, Any] = {"next": None}
     lane = sim.sync_lane() if sync_lane else None
+    carried = np.zeros(len(sync.ids), dtype=np.bool_)
     if lane is not None:
-        core.carry_sync(lane, [d.id for d in venue.devices if d.id in sim.apps and d.mqtt is not None])
+        lane.bind(sync.ids)
+        carried = np.array([d in sim.apps and venue.device(d).mqtt is not None for d in sync.ids])
+        status_topic = {d.id: f"{d.topic_root}/status" for d in venue.devices}
 
-    def execute(item: UdpSend | MqttPublish) -> None:
+    def execute(item: Send) -> None:
         if isinstance(item, UdpSend):
             vc.send_osc(device_at.get(item.addr, item.device), item.data)
         elif lane is not None and item.topic == STATE_TOPIC:
@@ -207,55 +233,61 @@ def play_virtual(
         else:
             vc.publish(item.topic, item.payload, retain=item.retain)
 
+    def send(item: Send, now: int) -> None:
+        if item.at_ns > now:
+            vt.call_at(item.at_ns, execute, item)
+        else:
+            execute(item)
+
+    def release(items: list[Item], now: int) -> None:
+        if lane is not None:
+            # The lane takes its headsets' pings and models first, as it always has (before the
+            # poll's other sends): the rows it does not carry go out below, in their place.
+            rest: list[Item] = []
+            for item in items:
+                if isinstance(item, PingBatch):
+                    mine = carried[item.rows]
+                    lane.pings(item.rows[mine], item.seqs[mine], item.at_ns)
+                    item = PingBatch(item.at_ns, item.rows[~mine], item.seqs[~mine])
+                elif isinstance(item, ModelBatch):
+                    mine = carried[item.rows]
+                    m = item.take(mine)
+                    lane.models(m.rows, m.epoch, m.offset_ns, m.drift_ppb, m.uncertainty_ns, m.at_ns)
+                    item = item.take(~mine)
+                rest.append(item)
+            items = rest
+        for item in items:
+            if isinstance(item, Withdraw):
+                continue  # virtual sends are scheduled below only when due; nothing to recall
+            if isinstance(item, PingBatch | ModelBatch):
+                for s in core.expand(item, now):
+                    send(s, now)
+            else:
+                send(item, now)
+
     def wake(at: int) -> None:
         at = -(-max(at, vt.now) // quantum) * quantum  # the next grid instant at or after ``at``
-        nxt = state["next"]
+        nxt = pending["next"]
         if nxt is not None and nxt.when <= at and not nxt.cancelled:
             return
         if nxt is not None:
             nxt.cancel()
-        state["next"] = vt.call_at(at, step)
+        pending["next"] = vt.call_at(at, step)
         if lane is not None:
             lane.next_take = at
 
     def step() -> None:
-        state["next"] = None
+        pending["next"] = None
         now = vt.now
         if lane is not None and now % sq == 0:  # the lane's traffic is taken on the sync grid
             lane.next_take = None
             pongs = lane.take(now)
             if pongs[0].size:
-                core.receive_pong_rows(*pongs)
-            alive = lane.take_alive(now)
-            if alive[0]:
-                core.receive_alive(*alive)
-        if auto_go and now >= state["go_at"]:
-            st = core.state
-            snap = core.engine.snapshot
-            if st is State.ARMED or (
-                st is State.PLAYING
-                and not snap.running
-                and snap.standby_cue is not None
-                and snap.waiting_for is None
-            ):
-                core.command(Go(cue=None), now)
-                if state.get("start") is None:
-                    # A GO takes effect go_delay_ns after the press (the first actions are
-                    # sent ahead): show time 0 is then, not the press.
-                    state["start"] = now + core.engine.go_delay_ns
-                if state["end"] is None and duration_ns is not None:
-                    state["end"] = now + duration_ns
-        for item in core.poll(now):
-            if isinstance(item, Withdraw):
-                continue  # virtual sends are scheduled below only when due; nothing to recall
-            if item.at_ns > now:
-                vt.call_at(item.at_ns, execute, item)
-            else:
-                execute(item)
-        nd = core.next_deadline()
-        cand = now + 50 * MS if nd is None else min(max(nd, now + 1), now + 50 * MS)
-        if auto_go and now < state["go_at"]:
-            cand = min(cand, state["go_at"])
+                core.receive_pongs(*pongs)
+            for did, payload, at in lane.take_alive(now):
+                player.receive_mqtt(status_topic[did], payload, at)
+        release(player.poll(now), now)
+        cand = max(player.next_wake(now), now + 1)
         if lane is not None:
             pong = lane.next_at()
             if pong is not None:
@@ -263,11 +295,11 @@ def play_virtual(
         wake(cand)
 
     def on_message(topic: str, payload: bytes, now: int) -> None:
-        core.receive_mqtt(topic, payload, now)
+        player.receive_mqtt(topic, payload, now)
         wake(now)
 
     def on_datagram(src: str, data: bytes, now: int) -> None:
-        _osc_in(core, endpoint_of.get(src) or ("virtual", 0), data, now)
+        player.receive_datagram(data, endpoint_of.get(src) or ("virtual", 0), now)
         wake(now)
 
     vc.on_message = on_message
@@ -275,17 +307,16 @@ def play_virtual(
     if lane is not None:
         lane.on_pong = lambda t4: wake(-(-t4 // sq) * sq)
     now = vt.now
-    core.command(Load(), now)
-    core.command(Arm(), now)
+    player.start(now)
     wake(now)
     events = 0
     horizon = timeline.duration_ns + settle_ns + 30 * S if duration_ns is None else duration_ns + settle_ns
     limit = vt.now + horizon + 10 * S
     while vt.now < limit:
         events += sim.run_until(min(limit, vt.now + S))
-        if state["end"] is not None and vt.now >= state["end"]:
+        if player.end_ns is not None and vt.now >= player.end_ns:
             break
-        if core.finished and state["end"] is None and core.state is State.STOPPED:
+        if core.finished and player.end_ns is None and core.state is State.STOPPED:
             sim.run_until(vt.now + 2 * S)  # let the last fires land
             break
     expected, cue_of = _expected(timeline, core)
@@ -293,22 +324,9 @@ def play_virtual(
     report["profile"] = profile
     report["seed"] = seed
     report["mode"] = "virtual"
-    start = state.get("start") or state["go_at"] + core.engine.go_delay_ns
-    return VirtualResult(
-        sim, core, report, events, time.perf_counter() - t0, int(start), time.process_time() - c0
-    )
-
-
-def _osc_in(core: ControllerCore, source: tuple[str, int], data: bytes, now: int) -> None:
-    from controller.osc import OscDecodeError, decode_packet, messages
-
-    try:
-        packet = decode_packet(data)
-    except OscDecodeError:
-        core.counters["bad_messages"] += 1
-        return
-    for msg in messages(packet):
-        core.receive_osc(source, msg.address, list(msg.args), now)
+    start = player.show_start_ns or go_at + core.engine.go_delay_ns
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return VirtualResult(sim, core, player, sync, report, events, wall, int(start), cpu)
 
 
 # --------------------------------------------------------------------------------- real time
@@ -459,7 +477,7 @@ async def play_real(
                     "budget_us": budget / 1000,
                 }
             )
-            rt.opts.auto_go = auto_go
+            rt.player.auto_go = auto_go
 
         task = asyncio.create_task(delayed_auto_go())
         cut = asyncio.create_task(cut_after_go())
@@ -737,7 +755,9 @@ def bench_sync(
             duration_ns=duration_ns,
             go_delay_ns=round(go_latency_ms * MS),
             poll_quantum_ns=BENCH_POLL_NS,
+            sync_lane=True,
             sync_quantum_ns=BENCH_SYNC_NS,
+            telemetry=False,
         )
         rep = res.report
     else:
@@ -768,7 +788,7 @@ def bench_sync(
         out["events"] = res.events
         out["wall_s"] = round(res.wall_s, 2)
         out["cpu_s"] = round(res.cpu_s, 2)
-        out.update(_model_errors(res.sim, res.core.sync))
+        out.update(_model_errors(res.sim, res.sync))
     else:
         out["show_s"] = real_s
     return out

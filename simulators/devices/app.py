@@ -184,8 +184,13 @@ class AppDevice:
         return nxt
 
     def _status(self, state: str, true_now: int) -> Publish:
-        body = {"state": state, "boot": self.boot_local, "proto": PROTO, "local": self.clock.local(true_now)}
-        return Publish(f"{self.base}/status", encode_json(body), retain=True)
+        return Publish(
+            f"{self.base}/status", self.status_message(state, self.clock.local(true_now)), retain=True
+        )
+
+    def status_message(self, state: str, local_ns: int) -> bytes:
+        """The body of a status message (``ready``, ``alive``) sent when its clock reads ``local_ns``."""
+        return encode_json({"state": state, "boot": self.boot_local, "proto": PROTO, "local": local_ns})
 
     def crash(self) -> None:
         """Power off: loses state, pending cues, dedup memory and its clock model."""

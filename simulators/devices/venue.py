@@ -130,7 +130,7 @@ class SimulatedVenue:
 
     def sync_lane(self) -> SyncLane:
         """Virtual mode: a :class:`~simulators.devices.virtual.SyncLane` over this venue's app
-        devices, for a controller core's :meth:`~controller.core.ControllerCore.carry_sync`."""
+        devices, for :func:`simulators.harness.play_virtual` (``sync_lane=True``)."""
         return SyncLane(self._need_virtual("sync_lane()"), self.apps)
 
     def run_until(self, true_ns: int) -> int:

@@ -213,12 +213,13 @@ class SyncLane:
     :meth:`AppDevice.hand_over_heartbeats`). What differs from the message path is said in
     ``docs/simulators.md`` ("The sync lane").
 
-    It implements :class:`controller.core.SyncCarrier`: the controller core binds its rows
-    (:meth:`bind`) and hands it pings and models (:meth:`pings`, :meth:`models`); the harness
-    takes the pongs that have reached the controller with :meth:`take` and gives them to
-    :meth:`ControllerCore.receive_pong_rows`, and the heartbeats with :meth:`take_alive` for
-    :meth:`ControllerCore.receive_alive`. ``on_pong(t4)`` is called when a pong will reach
-    the controller before ``next_take`` (the harness's next poll), so that it can poll earlier.
+    The harness binds it to the controller's clock-sync rows (:meth:`bind`) and hands it the
+    rows of the core's ping and model batches that it carries (:meth:`pings`, :meth:`models`,
+    see :func:`simulators.harness.play_virtual`); the harness takes the pongs that have reached
+    the controller with :meth:`take` and gives them to :meth:`ControllerCore.receive_pongs`, and
+    the heartbeats with :meth:`take_alive`, as the status messages the controller receives.
+    ``on_pong(t4)`` is called when a pong will reach the controller before ``next_take`` (the
+    harness's next poll), so that it can poll earlier.
     """
 
     _FIELDS = 6  # pending pongs: row, seq, t1, t2, arrival at the headset, t4
@@ -247,7 +248,7 @@ class SyncLane:
         self._latest: I64 = _empty(4)  # per row (a column): the last model sent, retained at the broker
         self._has_latest: Bools = np.zeros(0, dtype=np.bool_)
         self._beat_due: I64 = np.zeros(0, dtype=np.int64)  # per row: next heartbeat (_NEVER: none)
-        self._beats: I64 = _empty(2)  # pending heartbeats: row, arrival at the controller
+        self._beats: I64 = _empty(3)  # pending heartbeats: row, arrival at the controller, sent
         self._states: I64 = _empty(3)  # pending controller states: row, arrival, index into _state_msgs
         self._state_msgs: list[dict[str, Any]] = []
         self._names: frozenset[str] = frozenset()
@@ -479,7 +480,7 @@ class SyncLane:
     def take(self, now: int) -> tuple[I64, I64, I64, I64, I64, I64]:
         """The pongs that have reached the controller by ``now``, in order of arrival, as
         arrays ``(rows, seqs, t1, t2, t3, t4)`` (``t3`` is ``t2``: the headset answers at once),
-        as :meth:`ControllerCore.receive_pong_rows` takes them. The models that have reached
+        as :meth:`ControllerCore.receive_pongs` takes them. The models that have reached
         their headsets by ``now`` are applied first."""
         self.flush_models(now)
         got, self._pending = _arrived(self._pending, 5, now)
@@ -496,9 +497,11 @@ class SyncLane:
         r = self._row.get(did)
         return 0 if r is None else int(self._answered[r])
 
-    def take_alive(self, now: int) -> tuple[list[str], list[int]]:
-        """The heartbeats that have reached the controller by ``now``, in order of arrival:
-        the devices and the instants, as :meth:`ControllerCore.receive_alive` takes them.
+    def take_alive(self, now: int) -> list[tuple[str, bytes, int]]:
+        """The heartbeats that have reached the controller by ``now``, in order of arrival: each
+        headset, its ``alive`` status message (the bytes :class:`AppDevice` would publish on its
+        ``status`` topic) and the instant it arrives, for the controller to receive as any
+        other MQTT message.
 
         Each connected headset sends one every ``HEARTBEAT_NS`` (5 s) from when it connected,
         at that exact instant, up its own path (a partition holds it); they are computed here,
@@ -507,16 +510,22 @@ class SyncLane:
         while due.size:
             sent = self._beat_due[due]
             arrive = self._hop(due, sent, up=True) + self._draw(self.net.lan.profile, due.size, up=False)
-            self._beats = _merge(self._beats, np.stack([due, arrive]), 1)
+            self._beats = _merge(self._beats, np.stack([due, arrive, sent]), 1)
             self._beat_due[due] = sent + HEARTBEAT_NS
             self.net.sent += due.size
             due = np.flatnonzero(self._beat_due <= now)
         got, self._beats = _arrived(self._beats, 1, now)
         if got.shape[1] == 0:
-            return [], []
+            return []
         self.net.delivered += got.shape[1]
-        ids = self._ids
-        return [ids[r] for r in got[0].tolist()], got[1].tolist()
+        ids, apps = self._ids, self._app_of
+        local = self._clocks.local(got[0], got[2]).tolist()
+        out: list[tuple[str, bytes, int]] = []
+        for r, at, t in zip(got[0].tolist(), got[1].tolist(), local, strict=True):
+            app = apps[r]
+            assert app is not None
+            out.append((ids[r], app.status_message("alive", t), at))
+        return out
 
     def next_at(self) -> int | None:
         """When the controller should next look (None: nothing in flight or due): the next pong

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.clock import NTP_IMMEDIATELY, Clock, ManualClock, SystemClock, ns_to_ntp, ntp_to_ns
+from controller.clock import Clock, ManualClock, SystemClock
+from controller.wire.ntp import NTP_IMMEDIATELY, ns_to_ntp, ntp_to_ns
 
 NS = 1_000_000_000
 Y1968 = (2**31 - 2_208_988_800) * NS  # 1968-01-20T03:14:08Z, start of the RFC 4330 era-0 window

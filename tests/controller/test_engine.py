@@ -21,7 +21,7 @@ from controller.engine import (
     osc_address_matches,
 )
 from controller.fades import evaluate
-from controller.transport import (
+from controller.playback import (
     Arm,
     Go,
     Load,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from controller.engine import Accepted, Engine, Send
-from controller.transport import Arm, Go, Load, Seek
+from controller.playback import Arm, Go, Load, Seek
 from cues.timeline import OscSend
 from tests.controller.test_engine import MS, C, build
 

@@ -17,7 +17,6 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY as PO_IMMEDIATELY
 from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from controller.clock import ns_to_ntp
 from controller.osc import (
     IMMEDIATELY,
     BundleTemplate,
@@ -32,6 +31,7 @@ from controller.osc import (
     encode_bundle,
     encode_message,
 )
+from controller.wire.ntp import ns_to_ntp
 from cues.timeline import OscTyped
 from venues.errors import MadangError
 

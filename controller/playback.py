@@ -1,9 +1,10 @@
-"""The transport: states, operator commands, and the one table of every transition.
+"""Playback: the show transport's states, operator commands, and the one table of every transition.
 
 Theory of operation
 -------------------
-The show's transport is a small state machine in the style of h11: states are an enum, commands
-are frozen dataclasses, and every allowed transition lives in :data:`TABLE`, which maps
+The show's transport (playback, not a network transport) is a small state machine in the style
+of h11: states are an enum, commands are frozen dataclasses, and every allowed transition lives in
+:data:`TABLE`, which maps
 ``(state, command key)`` to ``(next state, effect)``. What is not in the table is refused with a
 :class:`Rejected` that says why and what to do instead; a refusal is an answer for the operator
 (the control port replies with it), not an exception.

@@ -1,0 +1,158 @@
+"""The player: how a show is driven, shared by the real-time runtime and the virtual-time harness.
+
+Theory of operation
+-------------------
+:class:`~controller.core.ControllerCore` decides what happens when; a *driver* moves bytes and
+sleeps. Between the two sit a few decisions that are neither show logic nor I/O, and that both
+drivers must make the same way, or a rehearsal in virtual time would not rehearse the night:
+
+* **starting**: load, arm, the playback rate, an optional GO at once;
+* **unattended GO** (``auto_go``): press GO whenever the show stands at a manual cue (armed, or
+  playing with nothing running and a cue on standby that waits for no event), from an instant
+  on (so devices can settle first);
+* **how long**: exit when the show has played to its end (``exit_at_end``), or a set time after
+  the first GO (``play_for_ns``);
+* **when to wake**: at the core's next deadline, never later than ``max_wait_ns`` (so a driver
+  that sleeps also notices the world), never earlier than now;
+* **telemetry notes**: what left (each cue's instant, each bundle's timetag, from the sends'
+  metadata) and what devices reported firing, for :class:`~controller.telemetry.Telemetry`.
+
+Like the core it does no I/O and reads no clock: every call takes ``now``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.core import ControllerCore, Item
+from controller.delivery import Kind, MqttPublish, UdpSend
+from controller.engine import Accepted, Result
+from controller.playback import Arm, Command, Go, Load, SetRate, State
+from controller.telemetry import Telemetry, TelemetrySync
+
+__all__ = ["Player", "PlayerOptions"]
+
+MS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerOptions:
+    """How a show is driven (see the module docstring)."""
+
+    auto_go: bool = False
+    auto_go_from_ns: int = 0  # no unattended GO before this instant (show clock)
+    exit_at_end: bool = False
+    play_for_ns: int | None = None  # stop this long after the first GO
+    max_wait_ns: int = 50 * MS
+
+
+class Player:
+    """Drives one :class:`ControllerCore` (see the module docstring)."""
+
+    def __init__(
+        self,
+        core: ControllerCore,
+        options: PlayerOptions | None = None,
+        *,
+        telemetry: Telemetry | None = None,
+        sync: TelemetrySync | None = None,
+    ) -> None:
+        self.core = core
+        self.options = options or PlayerOptions()
+        self.auto_go = self.options.auto_go  # a driver may turn it on later (once devices settled)
+        self.telemetry = telemetry
+        self._sync = sync  # for fire errors: the clock models that turn a device's instant back
+        self.first_go_ns: int | None = None  # when GO was first pressed (show clock)
+        self.end_ns: int | None = None  # when play_for_ns runs out
+
+    # -- operator ----------------------------------------------------------------------------
+
+    def start(self, now: int, *, rate: float = 1.0, go: bool = False) -> None:
+        """Load and arm the show (at ``rate``); press GO at once when ``go``."""
+        self.core.command(Load(), now)
+        self.core.command(Arm(), now)
+        if rate != 1.0:
+            self.core.command(SetRate(rate=rate), now)
+        if go:
+            self.command(Go(cue=None), now)
+
+    def command(self, cmd: Command, now: int) -> Result:
+        """An operator command, through to the core; the first GO starts ``play_for_ns``."""
+        result = self.core.command(cmd, now)
+        if isinstance(cmd, Go) and isinstance(result, Accepted) and self.first_go_ns is None:
+            self.first_go_ns = now
+            if self.options.play_for_ns is not None:
+                self.end_ns = now + self.options.play_for_ns
+        return result
+
+    def wants_go(self) -> bool:
+        """Whether the show stands at a manual cue: armed, or playing with nothing running and a
+        cue on standby that waits for no event."""
+        state = self.core.state
+        if state is State.ARMED:
+            return True
+        snap = self.core.engine.snapshot
+        return (
+            state is State.PLAYING
+            and not snap.running
+            and snap.standby_cue is not None
+            and snap.waiting_for is None
+        )
+
+    @property
+    def show_start_ns(self) -> int | None:
+        """The instant of show time 0: the first GO plus the engine's GO delay."""
+        return None if self.first_go_ns is None else self.first_go_ns + self.core.engine.go_delay_ns
+
+    # -- time --------------------------------------------------------------------------------
+
+    def poll(self, now: int) -> list[Item]:
+        """An unattended GO if one is due, then everything the core releases as of ``now``."""
+        if self.auto_go and now >= self.options.auto_go_from_ns and self.wants_go():
+            self.command(Go(cue=None), now)
+        items = self.core.poll(now)
+        tel = self.telemetry
+        if tel is not None:
+            for item in items:
+                if isinstance(item, MqttPublish):
+                    if item.kind is Kind.CUE and item.key is not None and item.due_ns is not None:
+                        tel.sent_cue(item.key[2], item.due_ns)
+                elif isinstance(item, UdpSend) and item.timetag is not None and item.key is not None:
+                    tel.sent_bundle(item.device, item.key[2], item.timetag)
+        return items
+
+    def next_wake(self, now: int) -> int:
+        """When to call :meth:`poll` next: the core's next deadline (not before ``now``), an
+        unattended GO's first instant, and at most ``max_wait_ns`` from now."""
+        latest = now + self.options.max_wait_ns
+        deadline = self.core.next_deadline()
+        wake = latest if deadline is None else min(max(deadline, now), latest)
+        if self.auto_go and now < self.options.auto_go_from_ns:
+            wake = min(wake, self.options.auto_go_from_ns)
+        return wake
+
+    def done(self, now: int) -> bool:
+        """Whether the run is over: the show ended (``exit_at_end``) or ``play_for_ns`` ran out."""
+        if self.options.exit_at_end and self.core.finished:
+            return True
+        return self.end_ns is not None and now >= self.end_ns
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receive_mqtt(self, topic: str, payload: bytes, now: int) -> None:
+        """A message from the broker (see :meth:`ControllerCore.receive_mqtt`)."""
+        self.core.receive_mqtt(topic, payload, now)
+        self._note_fired()
+
+    def receive_datagram(self, data: bytes, source: tuple[str, int], now: int) -> None:
+        """A UDP datagram (see :meth:`ControllerCore.receive_datagram`)."""
+        self.core.receive_datagram(data, source, now)
+        self._note_fired()
+
+    def _note_fired(self) -> None:
+        fired = self.core.take_fired()
+        tel = self.telemetry
+        if tel is None:
+            return
+        for device, f in fired:
+            tel.receive_fired(device, f.seq, f.local, f.synced, self._sync)

@@ -1,0 +1,67 @@
+"""The wire: every byte format the controller speaks with devices, in one place.
+
+- :mod:`controller.wire.protocol`: the messages of docs/protocol.md (ping, pong, status, fired,
+  clock, cue, state), encoded and decoded;
+- :mod:`controller.wire.ntp`: NTP timestamps (RFC 5905), as OSC bundle timetags carry them.
+
+It sits at the bottom of ``controller/`` (adapters above the core above sync above the wire): it
+reads no clock, opens no socket and imports nothing above it.
+"""
+
+from controller.wire.ntp import NTP_IMMEDIATELY, ns_to_ntp, ntp_to_ns
+from controller.wire.protocol import (
+    CUE_TOPIC,
+    DEVICE_REPORTS,
+    MAX_PAYLOAD,
+    OFFLINE_STATE,
+    OSC_FIRED,
+    OSC_KEY,
+    OSC_PING,
+    OSC_PONG,
+    STATE_TOPIC,
+    Fired,
+    Malformed,
+    Pong,
+    Report,
+    Status,
+    clock_json,
+    controller_state_json,
+    cue_json,
+    decode_osc_report,
+    decode_report,
+    json_value,
+    key_osc,
+    param_json,
+    ping_json,
+    ping_osc,
+)
+
+__all__ = [
+    "CUE_TOPIC",
+    "DEVICE_REPORTS",
+    "MAX_PAYLOAD",
+    "NTP_IMMEDIATELY",
+    "OFFLINE_STATE",
+    "OSC_FIRED",
+    "OSC_KEY",
+    "OSC_PING",
+    "OSC_PONG",
+    "STATE_TOPIC",
+    "Fired",
+    "Malformed",
+    "Pong",
+    "Report",
+    "Status",
+    "clock_json",
+    "controller_state_json",
+    "cue_json",
+    "decode_osc_report",
+    "decode_report",
+    "json_value",
+    "key_osc",
+    "ns_to_ntp",
+    "ntp_to_ns",
+    "param_json",
+    "ping_json",
+    "ping_osc",
+]

@@ -1,0 +1,238 @@
+"""Every message of the device protocol (docs/protocol.md), as the controller encodes and decodes it.
+
+Theory of operation
+-------------------
+This is the one place where the controller's side of the protocol becomes bytes and bytes become
+messages: the ping (over MQTT as JSON, over OSC as ``/madang/ping ,ih``), the clock model, the
+cue message with its ``op``, the parameter publish of plain MQTT devices, the retained controller
+state, and, coming back, the pong, the status (presence) and the fire report. Nothing else in
+``controller/`` writes or parses these formats, so a change here is a change of the protocol.
+
+Decoding is for hostile input: :func:`decode_report` and :func:`decode_osc_report` never raise;
+anything that is not what the protocol says comes back as :class:`Malformed` with the reason, for
+the caller to count. Sizes are bounded before parsing (:data:`MAX_PAYLOAD`, docs/protocol.md
+"Limits").
+
+The simulated devices (``simulators/devices``) implement the *device* side independently, from
+docs/protocol.md alone, as an outside device maker would: a regression here shows up as devices
+that stop answering, not as two copies of one bug agreeing with each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from controller.osc import Typed, encode_message
+
+__all__ = [
+    "CUE_TOPIC",
+    "DEVICE_REPORTS",
+    "MAX_PAYLOAD",
+    "OFFLINE_STATE",
+    "OSC_FIRED",
+    "OSC_KEY",
+    "OSC_PING",
+    "OSC_PONG",
+    "STATE_TOPIC",
+    "Fired",
+    "Malformed",
+    "Pong",
+    "Report",
+    "Status",
+    "clock_json",
+    "controller_state_json",
+    "cue_json",
+    "decode_osc_report",
+    "decode_report",
+    "json_value",
+    "key_osc",
+    "param_json",
+    "ping_json",
+    "ping_osc",
+]
+
+#: The controller's retained state, and its last will (docs/protocol.md, "Controller state").
+STATE_TOPIC = "madang/controller/state"
+#: The group cue topic of every ``app`` device; zone, kind and device topics hang below it.
+CUE_TOPIC = "madang/cue"
+#: What a device publishes under its topic root for the controller (QoS 0, docs/protocol.md).
+DEVICE_REPORTS = ("pong", "status", "fired")
+#: The largest message the controller parses (docs/protocol.md, "Limits").
+MAX_PAYLOAD = 64 * 1024
+
+OSC_PING = "/madang/ping"
+OSC_PONG = "/madang/pong"
+OSC_FIRED = "/madang/fired"
+OSC_KEY = "/madang/key"
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder()
+
+#: ``{"state": "offline"}``: the controller's last will and its final retained state.
+OFFLINE_STATE = _enc.encode({"state": "offline"})
+
+
+# -- what devices send ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The device's answer to ping ``seq``: the ping's ``t1`` (show clock) and its own ``t2`` (on
+    receipt) and ``t3`` (before sending), RFC 5905's on-wire exchange."""
+
+    seq: int
+    t1: int
+    t2: int
+    t3: int
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Presence: ``ready`` (connected and subscribed), ``alive`` (heartbeat), ``offline`` (will);
+    ``boot`` is the device's boot instant on its own clock, when it says."""
+
+    state: str
+    boot: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A fire report: ``seq`` of the action, ``local`` (device clock) when it fired, and whether the
+    device had a clock model then (``synced``). Each field is ``None`` when the device left it out;
+    the report still counts as an acknowledgement."""
+
+    seq: int | None
+    local: int | None
+    synced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Something that is not a protocol message; ``parsed`` is True when it was valid JSON (or
+    OSC) but not the message its topic (or address) names."""
+
+    reason: str
+    parsed: bool = False
+
+
+Report = Pong | Status | Fired
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def decode_report(kind: str, payload: bytes) -> Report | Malformed:
+    """A device's ``<root>/<kind>`` MQTT message (``kind`` in :data:`DEVICE_REPORTS`)."""
+    if len(payload) > MAX_PAYLOAD:
+        return Malformed(f"{len(payload)} bytes; the limit is {MAX_PAYLOAD}")
+    try:
+        body = _dec.decode(payload)
+    except msgspec.DecodeError as err:
+        return Malformed(f"not JSON: {err}")
+    if not isinstance(body, dict):
+        return Malformed(f"a JSON {type(body).__name__}, not an object")
+    if kind == "pong":
+        try:
+            return Pong(int(body["seq"]), int(body["t1"]), int(body["t2"]), int(body["t3"]))
+        except (KeyError, TypeError, ValueError):
+            return Malformed("a pong needs integer seq, t1, t2 and t3", parsed=True)
+    if kind == "status":
+        state = body.get("state")
+        if not isinstance(state, str):
+            return Malformed("a status needs a string state", parsed=True)
+        boot = body.get("boot")
+        return Status(state, boot if _is_int(boot) else None)
+    if kind == "fired":
+        seq, local = body.get("seq"), body.get("local")
+        return Fired(
+            seq if _is_int(seq) else None, local if _is_int(local) else None, body.get("synced") is True
+        )
+    return Malformed(f"unknown report {kind!r}", parsed=True)
+
+
+def decode_osc_report(address: str, args: Sequence[object]) -> Report | Malformed | None:
+    """A device's OSC message: ``/madang/pong ,ihhh`` or ``/madang/fired ,ih``; ``None`` for any
+    other address (an event, not a protocol message). A timetag device fires against its own
+    clock, so its reports count as ``synced``."""
+    if address == OSC_PONG:
+        if len(args) == 4 and all(_is_int(a) for a in args):
+            seq, t1, t2, t3 = (int(a) for a in args)  # type: ignore[call-overload]
+            return Pong(seq, t1, t2, t3)
+        return Malformed("/madang/pong needs four integers: seq t1 t2 t3", parsed=True)
+    if address == OSC_FIRED:
+        if len(args) == 2 and all(_is_int(a) for a in args):
+            seq, local = (int(a) for a in args)  # type: ignore[call-overload]
+            return Fired(seq, local, True)
+        return Malformed("/madang/fired needs two integers: seq local", parsed=True)
+    return None
+
+
+# -- what the controller sends ----------------------------------------------------------------
+
+
+def ping_json(seq: int, t1: int) -> bytes:
+    """``{"seq": seq, "t1": t1}`` for ``<root>/ping`` (MQTT, WebSocket)."""
+    return _enc.encode({"seq": seq, "t1": t1})
+
+
+def ping_osc(seq: int, t1: int) -> bytes:
+    """``/madang/ping ,ih seq t1``: ``seq`` as a 31-bit int32, ``t1`` always as int64 (``h``)."""
+    return encode_message(OSC_PING, [Typed("i", seq & 0x7FFFFFFF), Typed("h", t1)])
+
+
+def clock_json(epoch: int, offset_ns: int, drift_ppb: int, uncertainty_ns: int) -> bytes:
+    """A clock model for ``<root>/clock`` (docs/protocol.md, "The clock model")."""
+    return _enc.encode(
+        {"epoch": epoch, "offset_ns": offset_ns, "drift_ppb": drift_ppb, "uncertainty_ns": uncertainty_ns}
+    )
+
+
+def cue_json(show: str, cue: str, seq: int, at_ns: int, show_ns: int, op: Mapping[str, Any]) -> bytes:
+    """A cue message: ``op`` (``mqtt``, ``fade``, ``state`` or ``panic``) due at show-clock ``at_ns``."""
+    return _enc.encode({"show": show, "cue": cue, "seq": seq, "at": at_ns, "show_ns": show_ns, "op": op})
+
+
+def param_json(param: str, value: object) -> bytes:
+    """``{"param": ..., "value": ...}``: a parameter value for a plain MQTT device."""
+    return _enc.encode({"param": param, "value": value})
+
+
+def json_value(value: object) -> bytes:
+    """A show's own JSON payload (an MQTT action's ``payload``), as it goes on the wire."""
+    return _enc.encode(value)
+
+
+def key_osc(show: str, seq: int) -> bytes:
+    """``/madang/key ,si show seq``: the idempotency key at the head of a timed bundle."""
+    return encode_message(OSC_KEY, [show, seq])
+
+
+def controller_state_json(
+    *,
+    state: str,
+    show: str,
+    cue: str | None,
+    standby: str | None,
+    show_ns: int | None,
+    at: int,
+    rate: float,
+    seq: int,
+) -> bytes:
+    """The retained controller state (docs/protocol.md, "Controller state and late join")."""
+    return _enc.encode(
+        {
+            "state": state,
+            "show": show,
+            "cue": cue,
+            "standby": standby,
+            "show_ns": show_ns,
+            "at": at,
+            "rate": rate,
+            "seq": seq,
+        }
+    )

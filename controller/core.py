@@ -44,6 +44,7 @@ from controller.engine import (
     Accepted,
     Cancel,
     Engine,
+    Fire,
     Frame,
     Output,
     Ramp,
@@ -51,7 +52,6 @@ from controller.engine import (
     Safe,
     StateSync,
 )
-from controller.engine import Send as EngineSend
 from controller.osc import OscDecodeError, decode_packet, messages
 from controller.playback import Command, State
 from controller.presence import DeviceHealth, Presence
@@ -226,7 +226,7 @@ class ControllerCore:
         self._fired: list[tuple[str, wire.Fired]] = []
         # MQTT cues and ramps planned (and so perhaps sent ahead) whose instant may still be to
         # come: a device that reconnects inside their lead gets them again (_resend_ahead).
-        self._ahead: list[EngineSend | Ramp] = []
+        self._ahead: list[Fire | Ramp] = []
         self._withdrawn: list[Withdraw] = []
         self._tie = itertools.count()
         self.emitted_seqs: set[int] = set()  # action seqs the engine has emitted (for reports)
@@ -344,13 +344,13 @@ class ControllerCore:
             if safes:
                 self._plan_safe(safes, now)
                 safes = []
-            if isinstance(o, EngineSend | Ramp | Frame):
+            if isinstance(o, Fire | Ramp | Frame):
                 self.emitted_seqs.add(o.key[2])
-            if isinstance(o, Ramp) or (isinstance(o, EngineSend) and isinstance(o.op, MqttSend)):
+            if isinstance(o, Ramp) or (isinstance(o, Fire) and isinstance(o.op, MqttSend)):
                 self._ahead.append(o)
                 if len(self._ahead) > 512:
                     self._ahead = [a for a in self._ahead if a.at > now]
-            if isinstance(o, EngineSend | Frame | Ramp):
+            if isinstance(o, Fire | Frame | Ramp):
                 self._queue(self._sends(o, o.devices, now), o.key)
             elif isinstance(o, StateSync):
                 st = o.state
@@ -361,7 +361,7 @@ class ControllerCore:
         if safes:
             self._plan_safe(safes, now)
 
-    def _sends(self, o: EngineSend | Frame | Ramp, devices: Sequence[str], now: int) -> list[Send]:
+    def _sends(self, o: Fire | Frame | Ramp, devices: Sequence[str], now: int) -> list[Send]:
         """What one engine output becomes on the wire for ``devices``, by their capabilities."""
         dl = self.delivery
         if isinstance(o, Frame):

@@ -72,13 +72,13 @@ __all__ = [
     "Accepted",
     "Cancel",
     "Engine",
+    "Fire",
     "Frame",
     "Key",
     "Output",
     "Ramp",
     "Result",
     "Safe",
-    "Send",
     "StateSync",
     "TransportSnapshot",
     "mqtt_topic_matches",
@@ -100,8 +100,9 @@ MAX_RATE = 16.0
 
 
 @dataclass(frozen=True, slots=True)
-class Send:
-    """Send ``op`` (as compiled, placeholders unsubstituted) to ``devices`` at instant ``at``."""
+class Fire:
+    """An action fires: ``op`` (as compiled, placeholders unsubstituted) on ``devices`` at instant
+    ``at``. (Delivery turns it into the sends of :mod:`controller.delivery`.)"""
 
     at: int
     key: Key
@@ -171,7 +172,7 @@ class Cancel:
     keys: frozenset[Key]
 
 
-Output: TypeAlias = Send | Ramp | Frame | StateSync | Safe | Cancel
+Output: TypeAlias = Fire | Ramp | Frame | StateSync | Safe | Cancel
 
 
 @dataclass(frozen=True, slots=True)
@@ -672,7 +673,7 @@ class Engine:
         self._track_ahead(key, at, now)
         out: list[Output] = []
         if not isinstance(op, Fade):
-            out.append(Send(at, key, action, action.devices, op, action.at_ns))
+            out.append(Fire(at, key, action, action.devices, op, action.at_ns))
             return out
         groups: dict[tuple[bool, float], list[str]] = {}
         by_id = self._venue.by_id

@@ -88,9 +88,6 @@ class SyncService:
         self._now = 0
         self.implausible = 0
 
-    def _idx(self, device: str) -> int | None:
-        return self._index.get(device)
-
     @property
     def ids(self) -> Sequence[str]:
         """The pinged devices, in row order (rows of :meth:`due_rows` and :meth:`receive_pong_rows`)."""

@@ -11,11 +11,11 @@ from controller.engine import (
     Accepted,
     Cancel,
     Engine,
+    Fire,
     Frame,
     Output,
     Ramp,
     Safe,
-    Send,
     StateSync,
     mqtt_topic_matches,
     osc_address_matches,
@@ -133,7 +133,7 @@ def ok(result: Accepted | Rejected) -> Accepted:
 
 
 def sends(outs: list[Output] | tuple[Output, ...]) -> list[tuple[int, str]]:
-    return [(o.at, o.action.cue) for o in outs if isinstance(o, Send)]
+    return [(o.at, o.action.cue) for o in outs if isinstance(o, Fire)]
 
 
 def run_until(eng: Engine, start: int, end: int, step: int = 100 * MS) -> list[Output]:
@@ -166,7 +166,7 @@ def test_go_anchors_the_sequence_at_now_and_outputs_come_once_in_lookahead() -> 
     assert sends(out) == [(11 * S, "A")]
     assert eng.poll(10 * S + 600 * MS) == []  # once
     out = eng.poll(12 * S)
-    assert [(o.at, o.key) for o in out if isinstance(o, Send)] == [(12 * S, ("show", "A", 2))]
+    assert [(o.at, o.key) for o in out if isinstance(o, Fire)] == [(12 * S, ("show", "A", 2))]
     assert eng.snapshot.standby_cue == "B"
     assert eng.snapshot.current_cue == "A"
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from controller.engine import Accepted, Engine, Send
+from controller.engine import Accepted, Engine, Fire
 from controller.playback import Arm, Go, Load, Seek
 from cues.timeline import OscSend
 from tests.controller.test_engine import MS, C, build
@@ -15,7 +15,7 @@ from tests.controller.test_engine import MS, C, build
 
 def _sends(result: object, more: Sequence[object]) -> list[int]:
     outs = list(result.outputs) if isinstance(result, Accepted) else []
-    return [o.at for o in [*outs, *more] if isinstance(o, Send)]
+    return [o.at for o in [*outs, *more] if isinstance(o, Fire)]
 
 
 def _engine(delay: int) -> Engine:

@@ -52,6 +52,8 @@ from controller.engine import (
     Safe,
     StateSync,
 )
+from controller.keepalive import StateKeepAlive
+from controller.latejoin import SentAhead
 from controller.osc import OscDecodeError, decode_packet, messages
 from controller.playback import Command, State
 from controller.presence import DeviceHealth, Presence
@@ -209,7 +211,6 @@ class ControllerCore:
             endpoints=endpoints,
         )
         self.edge_horizon_ns = edge_horizon_ns
-        self.state_every_ns = state_every_ns
         self.presence = Presence(d.id for d in venue.devices)
         self.health: dict[str, DeviceHealth] = self.presence.health
         # By clock-sync row, for receive_pongs.
@@ -225,14 +226,12 @@ class ControllerCore:
         self._pending: list[tuple[int, int, Send | PingBatch | ModelBatch]] = []
         self._fired: list[tuple[str, wire.Fired]] = []
         # MQTT cues and ramps planned (and so perhaps sent ahead) whose instant may still be to
-        # come: a device that reconnects inside their lead gets them again (_resend_ahead).
-        self._ahead: list[Fire | Ramp] = []
+        # come: a device that reconnects inside their lead gets them again (_late_join).
+        self._ahead = SentAhead()
         self._withdrawn: list[Withdraw] = []
         self._tie = itertools.count()
         self.emitted_seqs: set[int] = set()  # action seqs the engine has emitted (for reports)
-        self._last_state_pub: int | None = None
-        self._last_state: str | None = None
-        self._state_seq = 0
+        self._keep_alive = StateKeepAlive(state_every_ns)
         self.counters: dict[str, int] = {
             "outputs": 0,
             "sends": 0,
@@ -321,8 +320,9 @@ class ControllerCore:
             p = self.sync.next_deadline()
             if p is not None:
                 cands.append(p)
-        if self.engine.state is State.PLAYING and self._last_state_pub is not None:
-            cands.append(self._last_state_pub + self.state_every_ns)
+        keep_alive = self._keep_alive.next_ns(self.engine.state)
+        if keep_alive is not None:
+            cands.append(keep_alive)
         return min(cands) if cands else None
 
     # -- planning ----------------------------------------------------------------------------
@@ -347,9 +347,7 @@ class ControllerCore:
             if isinstance(o, Fire | Ramp | Frame):
                 self.emitted_seqs.add(o.key[2])
             if isinstance(o, Ramp) or (isinstance(o, Fire) and isinstance(o.op, MqttSend)):
-                self._ahead.append(o)
-                if len(self._ahead) > 512:
-                    self._ahead = [a for a in self._ahead if a.at > now]
+                self._ahead.note(o, now)
             if isinstance(o, Fire | Frame | Ramp):
                 self._queue(self._sends(o, o.devices, now), o.key)
             elif isinstance(o, StateSync):
@@ -394,7 +392,7 @@ class ControllerCore:
     def _cancel(self, c: Cancel) -> None:
         if not c.keys:
             return
-        self._ahead = [o for o in self._ahead if not (o.key in c.keys and o.at > c.at)]
+        self._ahead.cancel(c.keys, c.at)
         before = len(self._pending)
         self._pending = [
             item
@@ -409,24 +407,17 @@ class ControllerCore:
 
     def _publish_state(self, now: int, *, force: bool = False) -> None:
         snap = self.engine.snapshot
-        state = str(snap.state)
-        due = self._last_state_pub is None or (
-            snap.state is State.PLAYING and now - self._last_state_pub >= self.state_every_ns
-        )
-        if not (force or due or state != self._last_state):
+        if not self._keep_alive.due(snap.state, now, force=force):
             return
-        self._last_state = state
-        self._last_state_pub = now
-        self._state_seq += 1
         body = wire.controller_state_json(
-            state=state,
+            state=str(snap.state),
             show=self.show_id,
             cue=snap.current_cue,
             standby=snap.standby_cue,
             show_ns=self.engine.position_at(now),
             at=now,
             rate=snap.rate,
-            seq=self._state_seq,
+            seq=self._keep_alive.seq,
         )
         publish = MqttPublish(
             at_ns=now, topic=wire.STATE_TOPIC, payload=body, kind=Kind.CONTROLLER, qos=1, retain=True
@@ -551,19 +542,9 @@ class ControllerCore:
         self._queue(
             self.delivery.state(device, st.params, st.osc, st.mqtt, now, (self.show_id, "state", 0)), None
         )
-        self._resend_ahead(device, now)
-
-    def _resend_ahead(self, device: str, now: int) -> None:
-        """Send ``device`` again, on its own, what went out ahead of time and has not fired yet.
-
-        The catch-up state is the show *now*; a cue sent to the group before the device was back
-        (inside the cue's lead) but due after ``now`` is in neither. The device deduplicates by
-        key, so a copy it did get already is harmless (docs/protocol.md).
-        """
-        self._ahead = [o for o in self._ahead if o.at > now]
-        for o in self._ahead:
-            if device not in o.devices:
-                continue
+        # What went out ahead to its groups and is still to fire, it gets again on its own
+        # (controller.latejoin); it deduplicates by key, so a copy it did get is harmless.
+        for o in self._ahead.for_device(device, now):
             sends = self._sends(o, [device], now)
             self.counters["resent_ahead"] += len(sends)
             self._queue(sends, o.key)

@@ -1,0 +1,84 @@
+"""The controller's side of docs/protocol.md: what it sends parses as the document says, and what it
+receives is decoded or refused (counted by the caller), never raised."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller import wire
+from controller.osc import decode_packet, encode_message, messages
+from simulators.devices._wire import decode_json, parse_osc
+
+
+def test_the_ping_reads_as_the_device_side_reads_it() -> None:
+    # The simulated devices implement docs/protocol.md independently: both encodings parse there.
+    assert decode_json(wire.ping_json(17, 1_763_694_000_123_456_789)) == {
+        "seq": 17,
+        "t1": 1_763_694_000_123_456_789,
+    }
+    (item,) = parse_osc(wire.ping_osc(17, 1_763_694_000_123_456_789))
+    assert (item.address, list(item.args)) == ("/madang/ping", [17, 1_763_694_000_123_456_789])
+    # seq as int32, t1 always as int64 (OSC 1.0 'h'), even when it would fit in 32 bits
+    assert wire.ping_osc(3, 5)[:20] == b"/madang/ping\x00\x00\x00\x00,ih\x00"
+
+
+def test_the_other_messages_carry_the_documented_fields() -> None:
+    assert json.loads(wire.clock_json(5, -2, 41_250, 180_000)) == {
+        "epoch": 5,
+        "offset_ns": -2,
+        "drift_ppb": 41_250,
+        "uncertainty_ns": 180_000,
+    }
+    cue = json.loads(wire.cue_json("show", "bloom", 42, 12_500, 500, {"panic": {}}))
+    assert cue == {
+        "show": "show", "cue": "bloom", "seq": 42, "at": 12_500, "show_ns": 500, "op": {"panic": {}}
+    }
+    state = json.loads(
+        wire.controller_state_json(
+            state="playing", show="s", cue="a", standby=None, show_ns=3, at=4, rate=1.0, seq=9
+        )
+    )
+    assert state["state"] == "playing" and state["at"] == 4 and state["seq"] == 9
+    assert json.loads(wire.OFFLINE_STATE) == {"state": "offline"}
+    (msg,) = messages(decode_packet(wire.key_osc("s", 42)))
+    assert (msg.address, list(msg.args)) == ("/madang/key", ["s", 42])
+
+
+def test_reports_decode() -> None:
+    assert wire.decode_report("pong", b'{"seq": 1, "t1": 2, "t2": 3, "t3": 4}') == wire.Pong(1, 2, 3, 4)
+    ready = wire.decode_report("status", b'{"state": "ready", "boot": 7, "proto": 1}')
+    assert ready == wire.Status("ready", 7)
+    assert wire.decode_report("status", b'{"state": "alive", "boot": true}') == wire.Status("alive", None)
+    assert wire.decode_report("fired", b'{"seq": 42, "local": 9, "synced": true}') == wire.Fired(42, 9, True)
+    # A report without its fields is still an acknowledgement.
+    assert wire.decode_report("fired", b"{}") == wire.Fired(None, None, False)
+    pong = encode_message("/madang/pong", [1, 2, 3, 4])
+    (msg,) = messages(decode_packet(pong))
+    assert wire.decode_osc_report(msg.address, msg.args) == wire.Pong(1, 2, 3, 4)
+    assert wire.decode_osc_report("/madang/fired", [42, 9]) == wire.Fired(42, 9, True)
+    assert wire.decode_osc_report("/ready", [1]) is None  # an event, not a report
+
+
+def test_what_is_not_a_report_is_malformed_with_the_reason() -> None:
+    cases = {
+        ("pong", b"not json"): False,
+        ("pong", b"[1, 2]"): False,
+        ("pong", b'{"seq": 1, "t1": 2}'): True,
+        ("status", b'{"state": 3}'): True,
+        ("pong", b" " * (wire.MAX_PAYLOAD + 1)): False,
+    }
+    for (kind, payload), parsed in cases.items():
+        got = wire.decode_report(kind, payload)
+        assert isinstance(got, wire.Malformed) and got.reason and got.parsed is parsed, (kind, payload[:20])
+    for args in ([1, 2, 3], [1, 2, 3, "4"], [True, 2, 3, 4]):
+        assert isinstance(wire.decode_osc_report("/madang/pong", args), wire.Malformed)
+    assert isinstance(wire.decode_osc_report("/madang/fired", [1.5, 2]), wire.Malformed)
+
+
+@given(st.binary(max_size=256), st.sampled_from(wire.DEVICE_REPORTS))
+def test_any_bytes_decode_or_are_malformed(payload: bytes, kind: str) -> None:
+    got = wire.decode_report(kind, payload)
+    assert isinstance(got, wire.Pong | wire.Status | wire.Fired | wire.Malformed)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,6 +65,8 @@ from controller.playback import (
 from controller.state import DeviceState, DeviceStates, StateIndex
 from cues.timeline import NS_PER_S, Action, CueSpan, Ease, EventTrigger, Fade, MqttSend, OscSend, Timeline
 from venues.model import Venue
+from venues.names import osc_address_matches
+from venues.names import topic_matches as mqtt_topic_matches
 
 __all__ = [
     "BLACKOUT",
@@ -81,6 +82,7 @@ __all__ = [
     "Safe",
     "StateSync",
     "TransportSnapshot",
+    # The event matchers live in venues.names (one MQTT matcher for the project); kept here for callers.
     "mqtt_topic_matches",
     "osc_address_matches",
 ]
@@ -850,71 +852,3 @@ class Engine:
         if self._state is State.PLAYING:
             out.extend(self._drain(now))
         return out
-
-
-# --- event matching -------------------------------------------------------------------------
-
-
-def mqtt_topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT 3.1.1 section 4.7 topic filter matching: ``+`` one level, ``#`` the rest (incl. parent).
-
-    Topics starting with ``$`` are not matched by a filter starting with a wildcard (4.7.2).
-    """
-    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
-        return False
-    f = topic_filter.split("/")
-    t = topic.split("/")
-    for i, level in enumerate(f):
-        if level == "#":
-            return i == len(f) - 1
-        if i >= len(t):
-            return False
-        if level != "+" and level != t[i]:
-            return False
-    return len(f) == len(t)
-
-
-_OSC_CACHE: dict[str, re.Pattern[str]] = {}
-
-
-def osc_address_matches(pattern: str, address: str) -> bool:
-    """OSC 1.0 address pattern matching: ``?``, ``*``, ``[abc]``, ``[!a-z]``, ``{foo,bar}`` (no ``/``)."""
-    rx = _OSC_CACHE.get(pattern)
-    if rx is None:
-        if len(_OSC_CACHE) > 1024:
-            _OSC_CACHE.clear()
-        rx = _OSC_CACHE[pattern] = re.compile(_osc_regex(pattern))
-    return rx.fullmatch(address) is not None
-
-
-def _osc_regex(pattern: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "?":
-            out.append("[^/]")
-        elif c == "*":
-            out.append("[^/]*")
-        elif c == "[":
-            j = pattern.find("]", i)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1 : j]
-                neg = body.startswith("!")
-                body = body[1:] if neg else body
-                body = "".join("\\" + ch if ch in "\\^]" else ch for ch in body)
-                out.append(f"[{'^' if neg else ''}{body}]")
-                i = j
-        elif c == "{":
-            j = pattern.find("}", i)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                out.append("(?:" + "|".join(re.escape(p) for p in pattern[i + 1 : j].split(",")) + ")")
-                i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)

@@ -39,6 +39,7 @@ from typing import TypeAlias
 
 from cues.timeline import OscArg, OscTyped
 from venues.errors import MadangError
+from venues.names import Rule, osc_address_faults
 
 __all__ = [
     "BUNDLE_TAG",
@@ -70,9 +71,6 @@ OscValue: TypeAlias = int | float | str | bytes | bool | None
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _U64_MAX = 2**64 - 1
-# OSC 1.0 "OSC Message Dispatching and Pattern Matching": these characters are reserved in the
-# address of a message (pattern characters and the separators of a tag string / bundle).
-_FORBIDDEN_ADDRESS_CHARS = frozenset(" #*,?[]{}")
 _MAX_DEPTH = 8
 
 _I32 = struct.Struct(">i")
@@ -184,25 +182,28 @@ def _pad_blob(raw: bytes) -> bytes:
 def validate_address(address: str) -> None:
     """Raise :class:`OscEncodeError` unless ``address`` is a valid OSC 1.0 message address.
 
-    It must start with ``/`` and hold only printable ASCII, without space or ``#*,?[]{}``.
+    It must start with ``/`` and hold only printable ASCII, without space or ``#*,?[]{}``
+    (:func:`venues.names.osc_address_faults`); empty parts (``//``) are let through.
     """
     if not isinstance(address, str):
         raise OscEncodeError(f"the address must be a str, not {type(address).__name__}", value=address)
-    if not address.startswith("/"):
-        raise OscEncodeError("an OSC address must start with '/'", address=address)
-    for pos, ch in enumerate(address):
-        if not "!" <= ch <= "~":
-            raise OscEncodeError(
-                f"character {ch!r} at position {pos} is not printable ASCII",
-                address=address,
-                hint="OSC 1.0 addresses are printable ASCII without spaces",
-            )
-        if ch in _FORBIDDEN_ADDRESS_CHARS:
+    for fault in osc_address_faults(address):
+        if fault.rule is Rule.OSC_NO_SLASH:
+            raise OscEncodeError("an OSC address must start with '/'", address=address)
+        if fault.rule is Rule.OSC_BAD_CHARACTER:
+            ch, pos = fault.part, fault.at
+            if not "!" <= ch <= "~":
+                raise OscEncodeError(
+                    f"character {ch!r} at position {pos} is not printable ASCII",
+                    address=address,
+                    hint="OSC 1.0 addresses are printable ASCII without spaces",
+                )
             raise OscEncodeError(
                 f"character {ch!r} at position {pos} is reserved in OSC 1.0 addresses",
                 address=address,
                 hint="remove any of ' #*,?[]{}' (they are pattern characters)",
             )
+        # Rule.OSC_EMPTY_PART: OSC 1.0 does not forbid it; the encoder sends what it is given.
 
 
 _address_cache: dict[str, bytes] = {}

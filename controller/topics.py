@@ -10,8 +10,10 @@ and ``#`` (any number of levels, including none, and only as the last level). Na
 wildcards. Topics that start with ``$`` are reserved for the broker (``$SYS/...``): a filter that
 starts with a wildcard does not match them (§4.7.2).
 
-This module is pure: no I/O, no clock. :func:`validate_topic` and :func:`validate_filter` raise
-:class:`TopicError`; :func:`matches` answers whether a filter matches a name.
+This module is pure: no I/O, no clock. The rules and the matcher live in :mod:`venues.names`
+(shared with the show compiler and the simulated broker); here :func:`validate_topic` and
+:func:`validate_filter` raise :class:`TopicError` for the first rule broken, and :func:`matches`
+is :func:`venues.names.topic_matches`.
 :class:`TopicTemplate` turns a show's ``xr/{device}/scene`` into each device's concrete topic,
 parsing once, and validating once per device (the result is cached), so the hot send path is a
 dictionary lookup.
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 
 from venues.errors import MadangError
 from venues.model import Device
+from venues.names import MAX_TOPIC_BYTES, Fault, Rule, filter_faults, topic_faults
+from venues.names import topic_matches as matches
 
 __all__ = [
     "TopicError",
@@ -34,9 +38,6 @@ __all__ = [
     "validate_filter",
     "validate_topic",
 ]
-
-
-MAX_TOPIC_BYTES = 65535  # §1.5.3: a UTF-8 string is prefixed by a 16-bit length
 
 
 @dataclass
@@ -59,74 +60,52 @@ class TopicError(MadangError, ValueError):
         return f"MQTT {self.kind} {self.topic!r} is not valid: {self.reason}{hint}"
 
 
-def _check_common(text: str, kind: str) -> None:
-    if not text:
-        raise TopicError(text, kind, "it is empty", "MQTT 3.1.1 §4.7.3 requires at least one character")
-    if "\x00" in text:
-        raise TopicError(text, kind, "it contains U+0000", "remove the NUL character (§1.5.3)")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise TopicError(text, kind, "it is not encodable as UTF-8 (lone surrogate)") from exc
-    if size > MAX_TOPIC_BYTES:
-        raise TopicError(text, kind, f"it is {size} bytes long; the limit is {MAX_TOPIC_BYTES}")
+def _error(text: str, kind: str, fault: Fault) -> TopicError:
+    """The :class:`TopicError` that reports ``fault`` of ``text`` (a ``kind``)."""
+    rule = fault.rule
+    if rule is Rule.EMPTY:
+        return TopicError(text, kind, "it is empty", "MQTT 3.1.1 §4.7.3 requires at least one character")
+    if rule is Rule.NUL:
+        return TopicError(text, kind, "it contains U+0000", "remove the NUL character (§1.5.3)")
+    if rule is Rule.NOT_UTF8:
+        return TopicError(text, kind, "it is not encodable as UTF-8 (lone surrogate)")
+    if rule is Rule.TOO_LONG:
+        return TopicError(text, kind, f"it is {fault.size} bytes long; the limit is {MAX_TOPIC_BYTES}")
+    if rule is Rule.WILDCARD_IN_NAME:
+        return TopicError(
+            text,
+            kind,
+            f"it contains the wildcard {fault.part!r}",
+            "wildcards are for subscriptions; publish to a concrete topic",
+        )
+    if rule is Rule.HASH_NOT_LAST:
+        return TopicError(text, kind, f"'#' is level {fault.at + 1} but must be the last level")
+    return TopicError(
+        text,
+        kind,
+        f"level {fault.at + 1} ({fault.part!r}) mixes a wildcard with other characters",
+        "a wildcard must be a whole level, as in 'xr/+/scene' or 'xr/#'",
+    )
 
 
 def validate_topic(topic: str) -> None:
-    """Check a topic *name* (to publish to); raise :class:`TopicError` if MQTT forbids it."""
-    _check_common(topic, "topic")
-    if "+" in topic or "#" in topic:
-        wildcard = "+" if "+" in topic else "#"
-        raise TopicError(
-            topic,
-            "topic",
-            f"it contains the wildcard {wildcard!r}",
-            "wildcards are for subscriptions; publish to a concrete topic",
-        )
+    """Check a topic *name* (to publish to); raise :class:`TopicError` if MQTT forbids it.
+
+    The rules are :func:`venues.names.topic_faults`; the first broken one is reported.
+    """
+    faults = topic_faults(topic)
+    if faults:
+        raise _error(topic, "topic", faults[0])
 
 
 def validate_filter(topic_filter: str) -> None:
-    """Check a topic *filter* (to subscribe to); raise :class:`TopicError` if MQTT forbids it."""
-    _check_common(topic_filter, "filter")
-    levels = topic_filter.split("/")
-    last = len(levels) - 1
-    for i, level in enumerate(levels):
-        if level == "#":
-            if i != last:
-                raise TopicError(
-                    topic_filter, "filter", f"'#' is level {i + 1} but must be the last level"
-                )
-        elif level == "+":
-            continue
-        elif "#" in level or "+" in level:
-            raise TopicError(
-                topic_filter,
-                "filter",
-                f"level {i + 1} ({level!r}) mixes a wildcard with other characters",
-                "a wildcard must be a whole level, as in 'xr/+/scene' or 'xr/#'",
-            )
+    """Check a topic *filter* (to subscribe to); raise :class:`TopicError` if MQTT forbids it.
 
-
-def matches(topic_filter: str, topic: str) -> bool:
-    """Whether ``topic_filter`` matches the topic name ``topic`` (MQTT 3.1.1 §4.7).
-
-    Both are assumed valid (see :func:`validate_filter` and :func:`validate_topic`).
-    ``sport/#`` matches ``sport`` itself; ``+`` matches one level, even an empty one; a filter
-    starting with a wildcard does not match a name starting with ``$``.
+    The rules are :func:`venues.names.filter_faults`; the first broken one is reported.
     """
-    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
-        return False
-    f_levels = topic_filter.split("/")
-    t_levels = topic.split("/")
-    n = len(t_levels)
-    for i, f in enumerate(f_levels):
-        if f == "#":
-            return True
-        if i >= n:
-            return False
-        if f != "+" and f != t_levels[i]:
-            return False
-    return len(f_levels) == n
+    faults = filter_faults(topic_filter)
+    if faults:
+        raise _error(topic_filter, "filter", faults[0])
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")

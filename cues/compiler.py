@@ -63,6 +63,7 @@ from cues.timeline import (
 )
 from venues.errors import Finding, Mark, SourceError, SourceErrors
 from venues.model import Venue
+from venues.names import Rule, filter_faults, osc_address_faults, osc_pattern_faults, topic_faults
 from venues.selector import resolve
 from venues.source import Doc
 
@@ -83,7 +84,6 @@ _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _ALWAYS = frozenset({"device", "id", "kind", "zone"})
 _FADE_EXTRA = frozenset({"param", "base"})
 _NO_EXTRA: frozenset[str] = frozenset()
-_OSC_FORBIDDEN = set(" #*,?[]{}")
 _TRANSPORTS: Mapping[str, tuple[str, ...]] = {
     "osc": ("osc",),
     "mqtt": ("mqtt", "ws"),
@@ -660,66 +660,76 @@ def osc_address_problem(address: str) -> tuple[str, str] | None:
     """Why ``address`` (with ``{placeholder}`` parts) is not an OSC 1.0 address, or ``None``.
 
     OSC 1.0: an address starts with ``/``; its printable ASCII characters exclude space and
-    ``# * , ? [ ] { }`` (the last six are pattern characters, for receivers only).
+    ``# * , ? [ ] { }`` (the last six are pattern characters, for receivers only). A show also
+    refuses empty parts. The rules are :func:`venues.names.osc_address_faults`, applied with each
+    placeholder standing for one ordinary character.
     """
-    if not address.startswith("/"):
+    faults = osc_address_faults(_PLACEHOLDER_RE.sub("x", address))
+    if not faults:
+        return None
+    fault = faults[0]
+    if fault.rule is Rule.OSC_NO_SLASH:
         return f"OSC address {address!r} must start with '/'", "e.g. /layer/1/clip"
-    bare = _PLACEHOLDER_RE.sub("x", address)
-    for c in bare:
-        if c in _OSC_FORBIDDEN or not (0x21 <= ord(c) <= 0x7E):
-            what = "a space" if c == " " else repr(c)
-            return (
-                f"OSC address {address!r} contains {what}",
-                "OSC 1.0 addresses are printable ASCII without space or # * , ? [ ] { } "
-                "(except {placeholders})",
-            )
-    if "//" in bare or (len(bare) > 1 and bare.endswith("/")):
-        return f"OSC address {address!r} has an empty part", "remove the doubled or trailing '/'"
-    return None
+    if fault.rule is Rule.OSC_BAD_CHARACTER:
+        what = "a space" if fault.part == " " else repr(fault.part)
+        return (
+            f"OSC address {address!r} contains {what}",
+            "OSC 1.0 addresses are printable ASCII without space or # * , ? [ ] { } "
+            "(except {placeholders})",
+        )
+    return f"OSC address {address!r} has an empty part", "remove the doubled or trailing '/'"
 
 
 @functools.lru_cache(maxsize=8192)
 def osc_pattern_problem(pattern: str) -> tuple[str, str] | None:
-    """Why ``pattern`` is not an OSC 1.0 address pattern (wildcards allowed), or ``None``."""
-    if not pattern.startswith("/"):
+    """Why ``pattern`` is not an OSC 1.0 address pattern (wildcards allowed), or ``None``.
+
+    The rules are :func:`venues.names.osc_pattern_faults`.
+    """
+    faults = osc_pattern_faults(pattern)
+    if not faults:
+        return None
+    rule = faults[0].rule
+    if rule is Rule.OSC_NO_SLASH:
         return f"OSC address pattern {pattern!r} must start with '/'", "e.g. /ready or /ready/*"
-    if any(c in " #," or not (0x21 <= ord(c) <= 0x7E) for c in pattern):
+    if rule is Rule.OSC_BAD_CHARACTER:
         return (
             f"OSC address pattern {pattern!r} contains a character OSC does not allow",
             "printable ASCII, no space, # or ,",
         )
-    depth_sq = depth_br = 0
-    for c in pattern:
-        depth_sq += (c == "[") - (c == "]")
-        depth_br += (c == "{") - (c == "}")
-        if depth_sq not in (0, 1) or depth_br not in (0, 1):
-            return (
-                f"OSC address pattern {pattern!r} has unbalanced brackets",
-                "[abc] and {foo,bar} do not nest",
-            )
-    if depth_sq or depth_br:
-        return f"OSC address pattern {pattern!r} has unbalanced brackets", "close every [ and {"
-    return None
+    if rule is Rule.OSC_BRACKET_MISPLACED:
+        return (
+            f"OSC address pattern {pattern!r} has unbalanced brackets",
+            "[abc] and {foo,bar} do not nest",
+        )
+    return f"OSC address pattern {pattern!r} has unbalanced brackets", "close every [ and {"
 
 
 @functools.lru_cache(maxsize=8192)
 def mqtt_topic_problem(topic: str) -> tuple[str, str] | None:
     """Why ``topic`` (with ``{placeholder}`` parts) is not a topic one may publish to, or ``None``.
 
-    MQTT 3.1.1 section 4.7: a topic name is 1 to 65535 bytes of UTF-8, without ``+``, ``#`` or
-    NUL. Empty levels at either end (``/a``, ``a/``) are legal but almost always a typo.
+    MQTT 3.1.1 section 4.7 (:func:`venues.names.topic_faults`): a topic name is 1 to 65535 bytes
+    of UTF-8, without ``+``, ``#`` or NUL; its length counts the placeholders as written, the
+    characters with each placeholder standing for one ordinary character. A show also refuses
+    empty levels at either end (``/a``, ``a/``: legal but almost always a typo) and topics
+    starting with ``$`` (the broker's, §4.7.2).
     """
-    if not topic:
+    written = {f.rule for f in topic_faults(topic)}
+    if Rule.EMPTY in written:
         return "MQTT topic is empty", "e.g. xr/{device}/scene"
-    if len(topic.encode()) > 65535:
+    if Rule.NOT_UTF8 in written:
+        return f"MQTT topic {topic!r} is not valid UTF-8", "remove the lone surrogate (MQTT 3.1.1 §1.5.3)"
+    if Rule.TOO_LONG in written:
         return "MQTT topic is longer than 65,535 bytes", "MQTT limits topics to 65,535 bytes of UTF-8"
     bare = _PLACEHOLDER_RE.sub("x", topic)
-    if "+" in bare or "#" in bare:
+    filled = {f.rule for f in topic_faults(bare)}
+    if Rule.WILDCARD_IN_NAME in filled:
         return (
             f"MQTT topic {topic!r} contains a wildcard",
             "+ and # are for subscriptions; publish to a concrete topic",
         )
-    if "\0" in bare:
+    if Rule.NUL in filled:
         return f"MQTT topic {topic!r} contains NUL", "remove it"
     if bare.startswith("/") or bare.endswith("/"):
         return f"MQTT topic {topic!r} has an empty level at its end", "remove the leading or trailing '/'"
@@ -733,16 +743,21 @@ def mqtt_topic_problem(topic: str) -> tuple[str, str] | None:
 
 @functools.lru_cache(maxsize=8192)
 def mqtt_filter_problem(pattern: str) -> tuple[str, str] | None:
-    """Why ``pattern`` is not an MQTT topic filter (MQTT 3.1.1 section 4.7.1), or ``None``."""
-    if not pattern or len(pattern.encode()) > 65535 or "\0" in pattern:
+    """Why ``pattern`` is not an MQTT topic filter (MQTT 3.1.1 section 4.7.1), or ``None``.
+
+    The rules are :func:`venues.names.filter_faults`.
+    """
+    faults = filter_faults(pattern)
+    if not faults:
+        return None
+    fault = faults[0]
+    if fault.rule is Rule.NOT_UTF8:
+        return f"MQTT topic filter {pattern!r} is not valid UTF-8", "remove the lone surrogate (§1.5.3)"
+    if fault.rule in (Rule.EMPTY, Rule.TOO_LONG, Rule.NUL):
         return f"MQTT topic filter {pattern!r} is empty, too long or holds NUL", "e.g. xr/+/ready"
-    levels = pattern.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return f"MQTT topic filter {pattern!r}: '#' must be a whole level and the last", "e.g. xr/#"
-        if "+" in level and level != "+":
-            return f"MQTT topic filter {pattern!r}: '+' must be a whole level", "e.g. xr/+/ready"
-    return None
+    if fault.rule is Rule.HASH_NOT_LAST or "#" in fault.part:
+        return f"MQTT topic filter {pattern!r}: '#' must be a whole level and the last", "e.g. xr/#"
+    return f"MQTT topic filter {pattern!r}: '+' must be a whole level", "e.g. xr/+/ready"
 
 
 def _length(item: ActionItem) -> int:

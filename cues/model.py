@@ -532,8 +532,3 @@ class ShowModel(PartModel):
     tempo: Tempo | None = None
     fps: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1000)] | None = None
     description: StrictStr | None = None
-
-
-def is_name(text: str) -> bool:
-    """True when ``text`` may name a template parameter or a fade parameter."""
-    return _NAME_RE.match(text) is not None

@@ -162,14 +162,6 @@ class TempoMap:
             out.append(out[-1] + (seg.start_bar - prev.start_bar) * prev.beats_per_bar * prev.beat_s)
         return out
 
-    def segment_at_bar(self, bar: int) -> TempoSegment:
-        """The segment in force at ``bar`` (1-based)."""
-        found = self.segments[0]
-        for seg in self.segments:
-            if seg.start_bar <= bar:
-                found = seg
-        return found
-
     def seconds_at(self, bar: int, beat: int = 1, tick: int = 0) -> Fraction:
         """The exact instant, in seconds, of ``bar.beat.tick`` (bar and beat 1-based)."""
         text = f"{bar}.{beat}.{tick}"

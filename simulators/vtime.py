@@ -12,7 +12,9 @@ instant and calls it. A whole show at ten thousand devices runs in seconds.
 
 * datagrams (``send_datagram``): OSC/UDP, lost/duplicated/reordered by the path;
 * a publish/subscribe broker (``connect``/``subscribe``/``publish``): MQTT 3.1.1 semantics that
-  matter here (``+``/``#`` filters, retained messages, last will on an unclean disconnect),
+  matter here (``+``/``#`` filters matched by :func:`venues.names.topic_matches`, so a filter
+  starting with a wildcard does not receive ``$`` topics, as with a real broker; retained
+  messages; last will on an unclean disconnect),
   carried over each client's path as a TCP stream (no loss, FIFO per client, retransmission delay);
 * the controller (or any endpoint without a path of its own) sits on the venue's wired LAN.
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulators.network import Direction, Path
+from venues.names import topic_matches
 
 __all__ = ["Handle", "VirtualNetwork", "VirtualTime", "topic_matches"]
 
@@ -180,20 +183,6 @@ class VirtualTime:
 
 DatagramReceiver = Callable[[str, bytes, int], None]  # (source endpoint, data, true now)
 MessageReceiver = Callable[[str, bytes, int], None]  # (topic, payload, true now)
-
-
-def topic_matches(filter_: str, topic: str) -> bool:
-    """MQTT 3.1.1 section 4.7 topic filter matching (``+`` one level, ``#`` the rest)."""
-    fl = filter_.split("/")
-    tl = topic.split("/")
-    for i, f in enumerate(fl):
-        if f == "#":
-            return True
-        if i >= len(tl):
-            return False
-        if f != "+" and f != tl[i]:
-            return False
-    return len(fl) == len(tl)
 
 
 @dataclass(slots=True)

@@ -45,6 +45,21 @@ def test_topic_filters() -> None:
     assert not topic_matches("a/b", "a")
 
 
+def test_the_broker_keeps_dollar_topics_from_wildcard_first_filters() -> None:
+    # MQTT 3.1.1 §4.7.2, as Mosquitto does: '#' and '+/...' do not receive '$' topics, '$SYS/#' does.
+    vt = VirtualTime()
+    net = VirtualNetwork(vt)
+    got: dict[str, list[str]] = {"all": [], "plus": [], "sys": []}
+    for name, filter_ in (("all", "#"), ("plus", "+/x"), ("sys", "$SYS/#")):
+        net.connect(name, lambda t, p, n, name=name: got[name].append(t))
+        net.subscribe(name, filter_)
+    net.connect("pub", lambda t, p, n: None)
+    for topic in ("$SYS/x", "a/x"):
+        net.publish("pub", topic, b"1")
+    vt.run_until(vt.now + 1000 * MS)
+    assert got == {"all": ["a/x"], "plus": ["a/x"], "sys": ["$SYS/x"]}
+
+
 def test_datagrams_through_paths_and_pubsub_with_retain_and_will() -> None:
     vt = VirtualTime()
     net = VirtualNetwork(vt)

@@ -4,6 +4,9 @@
   clock, cue, state), encoded and decoded;
 - :mod:`controller.wire.ntp`: NTP timestamps (RFC 5905), as OSC bundle timetags carry them.
 
+The MQTT topic and OSC address rules, with the one topic matcher, are in :mod:`venues.names`,
+the lowest layer of all, so that the show compiler and the simulated broker share them too.
+
 It sits at the bottom of ``controller/`` (adapters above the core above sync above the wire): it
 reads no clock, opens no socket and imports nothing above it.
 """

@@ -1,1 +1,1 @@
-"""Madang's controller: the asyncio runtime, engine, sync, transports, operator surfaces and CLI."""
+"""Madang's controller: the asyncio runtime, engine, sync, transports and operator surfaces."""

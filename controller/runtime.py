@@ -27,14 +27,12 @@ that the firing edge holds.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import os
 import signal
-import sys
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,7 +49,7 @@ from controller.delivery import Key, Kind, UdpSend, restamp
 from controller.edge import FiringEdge, Handle
 from controller.engine import Accepted
 from controller.mqtt import MqttLink, Publish, controller_will
-from controller.outputs import prepare, write_text
+from controller.outputs import write_text
 from controller.playback import Command, Go, State, Stop
 from controller.player import Player, PlayerOptions
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
@@ -61,7 +59,7 @@ from cues.timeline import Timeline
 from venues.errors import MadangError
 from venues.model import Venue
 
-__all__ = ["Runtime", "RuntimeOptions", "run_show_cli"]
+__all__ = ["Runtime", "RuntimeOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -433,23 +431,3 @@ def _warm_sync() -> None:
     except ImportError:
         return
     warm()
-
-
-def run_show_cli(args: argparse.Namespace) -> int:
-    """``madang run``: compile, then play with a live view until the end or a signal."""
-    from cues.compiler import compile_show
-
-    timeline, venue = compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
-    opts = RuntimeOptions(
-        broker_url=args.broker,
-        control_port=None if args.control_port < 0 else args.control_port,
-        control_allow=args.control_allow,
-        go=args.go,
-        exit_at_end=args.exit_at_end,
-        view=not args.no_view and sys.stderr.isatty(),
-        rate=args.rate,
-        report_path=prepare(args.report, "report") if args.report else None,  # fail before the show
-        go_delay_ms=args.go_latency,
-        sync_budget_us=args.sync_budget,
-    )
-    return asyncio.run(Runtime(timeline, venue, opts).run())

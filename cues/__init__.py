@@ -14,7 +14,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cues.bench import bench_check
     from cues.check import CheckReport, check_show
     from cues.compiler import Compiled, compile_doc, compile_loaded, compile_show
     from cues.loader import LoadedShow, load_show
@@ -49,7 +48,6 @@ __all__ = [
     "OscTyped",
     "ShowModel",
     "Timeline",
-    "bench_check",
     "check_show",
     "compile_doc",
     "compile_loaded",
@@ -59,7 +57,6 @@ __all__ = [
 ]
 
 _WHERE = {
-    "bench_check": "cues.bench",
     "CheckReport": "cues.check",
     "check_show": "cues.check",
     "Compiled": "cues.compiler",

@@ -13,19 +13,17 @@ and gives the same answer for the same seed. Every message crosses the simulated
 bytes of docs/protocol.md, unless a run asks for the sync lane (``sync_lane=True``, what
 ``madang bench sync`` does at ten thousand headsets; see docs/simulators.md).
 
-Only this module (and the CLI) joins the two sides; simulated devices never import the controller.
+Only this module joins the two sides; simulated devices never import the controller. The
+``madang`` command and the benchmarks that drive it live on the top floor (:mod:`madang`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
 import itertools
-import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -37,33 +35,28 @@ import numpy as np
 
 from controller.core import ControllerCore, Item, ModelBatch, PingBatch, Withdraw
 from controller.delivery import Send, UdpSend
-from controller.outputs import prepare, write_text
 from controller.playback import State
 from controller.player import Player, PlayerOptions
 from controller.runtime import Runtime, RuntimeOptions
 from controller.sync.service import SyncService
 from controller.telemetry import Telemetry, TelemetrySink
 from controller.wire import STATE_TOPIC
-from cues.compiler import compile_show
 from cues.timeline import Fade, Timeline
 from simulators.broker import MosquittoBroker
 from simulators.devices.realtime import TIMER_LATENESS
 from simulators.devices.venue import SimulatedVenue
 from simulators.devices.worker import HeadsetSpec, HeadsetWorker
 from simulators.report import sync_report, zone_spread
-from venues.model import Device, MqttEndpoint, Sync, Venue
+from venues.model import Sync, Venue
 
 __all__ = [
     "FaultHook",
     "VirtualResult",
-    "bench_sync",
-    "demo_cli",
+    "limit_headsets",
     "play_real",
     "play_virtual",
-    "run_simulated_cli",
     "shipped_show",
     "show_reached",
-    "simulate_cli",
     "subset",
 ]
 
@@ -521,344 +514,3 @@ def _with_true_offsets(rows: list[dict[str, Any]], sim: SimulatedVenue, at: int)
         off = r.get("offset_us")
         r["offset_err_us"] = None if clock is None or off is None else off - (clock.local(at) - at) / 1000
     return rows
-
-
-# --------------------------------------------------------------------------------- commands
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console()
-    t = Table(title=f"sync report ({report.get('mode')}, profile {report.get('profile')})")
-    t.add_column("cue")
-    t.add_column("devices", justify="right")
-    t.add_column("p50 us", justify="right")
-    t.add_column("p99 us", justify="right")
-    t.add_column("max us", justify="right")
-    t.add_column("on receipt p99 us", justify="right")
-    for row in report["cues"][:40]:
-        t.add_row(
-            f"{row['cue']} #{row['seq']}",
-            str(row["devices"]),
-            f"{row['p50_us']:.0f}",
-            f"{row['p99_us']:.0f}",
-            f"{row['max_us']:.0f}",
-            f"{row.get('baseline_p99_us', float('nan')):.0f}",
-        )
-    con.print(t)
-    con.print(
-        f"[bold]{report['devices']:,} devices, {report['cues_fired']} cues fired, {report['missed']} missed, "
-        f"{report['late_devices']} late.[/bold] Spread across devices: p50 {report['spread_p50_us']:.0f} us, "
-        f"p99 {report['spread_p99_us']:.0f} us, max {report['spread_max_us']:.0f} us; firing on receipt "
-        f"would have given p99 {report['baseline_spread_p99_us']:.0f} us."
-    )
-    tel = report.get("telemetry") or []
-    if tel:
-        synced = sum(1 for r in tel if r["synced"])
-        over = sum(1 for r in tel if r["over_budget"])
-        worst = ", ".join(
-            f"{r['device']} {r['uncertainty_us']:,.0f} us" for r in tel[:3] if r["uncertainty_us"] is not None
-        )
-        budget = report.get("controller", {}).get("sync_budget_us", 0)
-        con.print(
-            f"Clock sync: {synced:,} of {len(tel):,} devices synced, {over:,} over the "
-            f"{budget:,.0f} us budget (worst: {worst or '-'}); "
-            f"{report.get('on_receipt', 0):,} fires on receipt (the cue arrived after its instant)."
-        )
-
-
-def _html_of(path: Path) -> Path:
-    return path.with_suffix(".html") if path.suffix == ".json" else Path(str(path) + ".html")
-
-
-def _report_path(args: argparse.Namespace) -> Path | None:
-    """``--report FILE``, checked (with its page beside it) before the show, not after it."""
-    if not args.report:
-        return None
-    path = prepare(args.report, "report")
-    prepare(_html_of(path), "report page")
-    return path
-
-
-def _write_report(report: dict[str, Any], path: Path) -> None:
-    write_text(path, json.dumps(report, indent=2) + "\n", "report")
-    from simulators.report_html import render_html
-
-    html = write_text(_html_of(path), render_html(report), "report page")
-    print(f"wrote {path} and {html}")
-
-
-def demo_cli(args: argparse.Namespace) -> int:
-    """``madang demo``: the shipped show on its simulated venue under ``wifi``, then the report."""
-    report_path = _report_path(args)
-    timeline, venue = compile_show(shipped_show(args.venue))
-    timeline, venue = limit_headsets(timeline, venue, args.devices)
-    print(
-        f"madang demo: {timeline.show} on a simulated {venue.name}: {len(venue.devices):,} devices, "
-        f"profile {args.impair}, {args.duration:g} s of show",
-        flush=True,
-    )
-    report, _, _ = asyncio.run(
-        play_real(
-            timeline,
-            venue,
-            profile=args.impair,
-            seed=args.seed,
-            broker_url=args.broker,
-            duration_s=args.duration,
-            view=not args.no_view and sys.stderr.isatty(),
-            exit_at_end=True,
-        )
-    )
-    _print_report(report)
-    if report_path is not None:
-        _write_report(report, report_path)
-    return 0
-
-
-def run_simulated_cli(args: argparse.Namespace) -> int:
-    """``madang run SHOW --simulate``: the show against its simulated venue, in one command."""
-    report_path = _report_path(args)
-    timeline, venue = compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
-    report, _, rt = asyncio.run(
-        play_real(
-            timeline,
-            venue,
-            profile=args.impair,
-            seed=args.seed,
-            broker_url=args.broker,
-            auto_go=False,
-            go=args.go,
-            view=not args.no_view and sys.stderr.isatty(),
-            control_port=None if args.control_port < 0 else args.control_port,
-            exit_at_end=args.exit_at_end,
-            go_delay_ms=args.go_latency,
-            rate=args.rate,
-            sync_budget_us=args.sync_budget,
-            control_allow=args.control_allow,
-        )
-    )
-    _print_report(report)
-    if report_path is not None:
-        _write_report(report, report_path)
-    return rt.exit_code
-
-
-def simulate_cli(args: argparse.Namespace) -> int:
-    """``madang simulate VENUE``: bring a venue to life for a controller running elsewhere."""
-    if args.map:
-        prepare(args.map, "mapped venue")
-    from venues.loader import find_venue, load_venue
-
-    venue = load_venue(find_venue(args.venue, None))
-
-    async def main() -> None:
-        broker: MosquittoBroker | None = None
-        url = args.broker
-        if url is None:
-            broker = MosquittoBroker()
-            broker.start()
-            url = broker.url
-        sim = SimulatedVenue(
-            venue, mode="real", profile=args.impair, seed=args.seed, broker_url=url, broker=broker
-        )
-        await sim.start_async()
-        print(f"simulating {venue.name}: {len(venue.devices):,} devices, profile {args.impair}, broker {url}")
-        for did, where in sim.listening().items():
-            print(f"  {did}: {where}")
-        if args.map:
-            _write_mapped(sim.mapped_venue(), Path(args.map), url)
-            print(f"wrote {args.map}: point the controller at it with --venue {args.map} --broker {url}")
-        try:
-            if args.duration is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(args.duration)
-        finally:
-            await sim.stop_async()
-            if broker is not None:
-                broker.stop()
-            if args.record:
-                with open(args.record, "w", encoding="utf-8") as fh:
-                    for r in sim.records().rows():
-                        fh.write(json.dumps(dataclasses.asdict(r), default=str) + "\n")
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
-    return 0
-
-
-def _write_mapped(venue: Venue, path: Path, broker: str) -> None:
-    """A venue file whose OSC endpoints are the simulator's loopback ports."""
-    lines = [
-        f"venue: {venue.id}",
-        f"name: {json.dumps(venue.name)}",
-        f"zones: {json.dumps(list(venue.zones))}",
-        f"broker: {broker}",
-        "devices:",
-    ]
-    for d in venue.devices:
-        lines.append(f"  - id: {json.dumps(d.id)}")
-        lines.append(f"    kind: {d.kind}")
-        lines.append(f"    zone: {d.zone}")
-        lines.append(f"    sync: {d.sync}")
-        if d.latency_ns:
-            lines.append(f"    latency: {d.latency_ns // 1000}us")
-        if d.osc is not None:
-            lines.append(f"    osc: {{host: {d.osc.host}, port: {d.osc.port}}}")
-        if d.mqtt is not None:
-            lines.append("    mqtt: {}")
-        if d.interpolates:
-            lines.append("    interpolates: true")
-    lines.append("groups:")
-    for g, members in venue.groups.items():
-        lines.append(f"  {g}: {json.dumps(' | '.join(members) if members else '')}")
-    write_text(path, "\n".join(lines) + "\n", "mapped venue")
-
-
-# The bench polls the controller core every 10 ms of virtual time (play_virtual's default is 1 ms):
-# its reactions to what arrives wait up to 10 ms, which changes no fire instant (cues leave 400 ms
-# ahead, precise sends 30 ms ahead, every receipt is stamped when it arrives) and, at ten
-# thousand headsets, costs a third less CPU than 1 ms (docs/benchmarks.md).
-BENCH_POLL_NS = 10 * MS
-BENCH_SYNC_NS = 50 * MS
-
-
-def bench_sync(
-    *,
-    devices: int,
-    profile: str,
-    virtual: bool,
-    seed: int,
-    duration_s: float | None = None,
-    go_latency_ms: float = 250.0,
-) -> dict[str, Any]:
-    """``madang bench sync``: spread of fire instants over ``devices`` simulated headsets.
-
-    ``duration_s`` is seconds of show after the first GO; ``None``: the whole show in virtual
-    time, 60 s over real sockets. A virtual run also reports its cost: ``wall_s``, ``cpu_s``
-    (``time.process_time``) and ``events`` (virtual-time events run); everything else in the
-    result is a function of the arguments alone (same seed, same JSON but for ``wall_s``/``cpu_s``).
-    ``go_latency_ms`` is the controller's GO latency (``madang run --go-latency``).
-    """
-    timeline, venue = compile_show(shipped_show("han-river"))
-    timeline, venue = _scale_headsets(timeline, venue, devices)
-    if virtual:
-        duration_ns = None if duration_s is None else round(duration_s * S)
-        res = play_virtual(
-            timeline,
-            venue,
-            profile=profile,
-            seed=seed,
-            duration_ns=duration_ns,
-            go_delay_ns=round(go_latency_ms * MS),
-            poll_quantum_ns=BENCH_POLL_NS,
-            sync_lane=True,
-            sync_quantum_ns=BENCH_SYNC_NS,
-            telemetry=False,
-        )
-        rep = res.report
-    else:
-        real_s = 60.0 if duration_s is None else duration_s
-        rep, _, _ = asyncio.run(
-            play_real(
-                timeline, venue, profile=profile, seed=seed, duration_s=real_s, go_delay_ms=go_latency_ms
-            )
-        )
-    out = {
-        k: rep[k]
-        for k in (
-            "devices",
-            "cues_fired",
-            "missed",
-            "late_devices",
-            "spread_p50_us",
-            "spread_p99_us",
-            "spread_max_us",
-            "baseline_spread_p50_us",
-            "baseline_spread_p99_us",
-        )
-    }
-    out.update({"profile": profile, "virtual": virtual, "seed": seed, "go_latency_ms": go_latency_ms})
-    if virtual:
-        out["poll_ms"] = BENCH_POLL_NS / MS
-        out["show_s"] = round((res.sim.now - res.show_start_ns) / S, 3)
-        out["events"] = res.events
-        out["wall_s"] = round(res.wall_s, 2)
-        out["cpu_s"] = round(res.cpu_s, 2)
-        out.update(_model_errors(res.sim, res.sync))
-    else:
-        out["show_s"] = real_s
-    return out
-
-
-def _model_errors(sim: SimulatedVenue, sync: Any) -> dict[str, float]:
-    """Clock-model error against the simulator's true clocks: offset (us) and drift (ppm), p99."""
-    import numpy as np
-
-    if sync is None:
-        return {}
-    now = sim.now
-    off_err: list[float] = []
-    drift_err: list[float] = []
-    for did, clock in sim.clocks.items():
-        m = sync.model(did)
-        if m is None:
-            continue
-        off_err.append(abs(m.to_device(now) - clock.local(now)) / 1000.0)
-        true_ppm = clock.drift_ppm if hasattr(clock, "drift_ppm") else 0.0
-        drift_err.append(abs(m.drift_ppb / 1000.0 - float(true_ppm)))
-    return {
-        "offset_err_p99_us": float(np.percentile(off_err, 99)) if off_err else float("nan"),
-        "drift_err_p99_ppm": float(np.percentile(drift_err, 99)) if drift_err else float("nan"),
-        "synced_devices": len(off_err),
-    }
-
-
-def _scale_headsets(timeline: Timeline, venue: Venue, n: int) -> tuple[Timeline, Venue]:
-    """The show with exactly ``n`` headsets: fewer by subsetting, more by cloning the last ones."""
-    apps = [d for d in venue.devices if d.sync is Sync.APP]
-    if n <= len(apps):
-        return limit_headsets(timeline, venue, n)
-    extra: list[Device] = []
-    width = len(str(n))
-    existing = {d.id for d in venue.devices}
-    clone_of: dict[str, str] = {}
-    i = 0
-    while len(apps) + len(extra) < n:
-        src = apps[i % len(apps)]
-        new_id = f"xr-x{i:0{width}d}"
-        i += 1
-        if new_id in existing:
-            continue
-        attrs = dict(src.attrs)
-        attrs["id"] = new_id
-        extra.append(dataclasses.replace(src, id=new_id, attrs=attrs, mqtt=_clone_mqtt(src, new_id)))
-        clone_of[new_id] = src.id
-    by_src: dict[str, list[str]] = {}
-    for new, src_id in clone_of.items():
-        by_src.setdefault(src_id, []).append(new)
-    devices = venue.devices + tuple(extra)
-    groups = {
-        g: tuple(members) + tuple(c for m in members for c in by_src.get(m, ()))
-        for g, members in venue.groups.items()
-    }
-    v = dataclasses.replace(venue, devices=devices, groups=groups)
-    actions = tuple(
-        dataclasses.replace(a, devices=a.devices + tuple(c for d in a.devices for c in by_src.get(d, ())))
-        for a in timeline.actions
-    )
-    return dataclasses.replace(timeline, actions=actions, device_count=len(devices)), v
-
-
-def _clone_mqtt(src: Device, new_id: str) -> MqttEndpoint | None:
-    """The clone's own topic root: the loader resolved ``{id}`` in the source's ``base``, and a
-    clone that kept it would answer the source's pings and never get a clock model of its own."""
-    if src.mqtt is None:
-        return None
-    parts = src.mqtt.base.split("/")
-    if src.id not in parts:
-        return MqttEndpoint(f"madang/dev/{new_id}")
-    return MqttEndpoint("/".join(new_id if p == src.id else p for p in parts))

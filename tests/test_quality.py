@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["controller", "cues", "venues", "simulators"]
+PACKAGES = ["controller", "cues", "venues", "simulators", "madang"]
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess[str]:

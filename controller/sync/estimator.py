@@ -478,7 +478,7 @@ def estimate_batch(
     ``counts``/``heads`` their fill and next slot, ``epoch[d]`` the show-clock instant at which
     device ``d``'s offset is wanted. A dirty device with no samples gets ``n_samples`` 0 and
     zeros elsewhere. Returns how many devices were refitted. Serial: on two shared cores a
-    parallel loop did not pay for its thread wake-ups (see ``controller.bench.estimator``).
+    parallel loop did not pay for its thread wake-ups (see ``madang.bench.estimator``).
     """
     n = t1.shape[0]
     window = t1.shape[1]

@@ -5,7 +5,7 @@ Everything here observes the controller from the outside, as a venue would:
 * :class:`OscSink` is a UDP server on 127.0.0.1 that records every datagram and decodes it with
   python-osc (an independent decoder, not ours);
 * :class:`MqttObserver` is a paho client subscribed to ``#`` on a private Mosquitto;
-* :class:`Controller` runs ``python -m controller.cli run ...`` as a child process and talks to
+* :class:`Controller` runs ``python -m madang run ...`` as a child process and talks to
   its OSC control port like Companion or QLab would.
 
 Waiting is always "until a condition holds, or give up after a generous bound": no test asserts
@@ -287,7 +287,7 @@ class Controller:
         self.args = [
             sys.executable,
             "-m",
-            "controller.cli",
+            "madang",
             "run",
             str(show),
             "--venue",

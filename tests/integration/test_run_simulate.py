@@ -23,7 +23,7 @@ def test_run_simulate_plays_the_show_and_honours_runs_options(tmp_path: Path) ->
         [
             sys.executable,
             "-m",
-            "controller.cli",
+            "madang",
             "run",
             str(SIM_YARD),
             "--simulate",
@@ -61,7 +61,7 @@ def test_a_report_path_that_cannot_be_written_fails_before_the_show(tmp_path: Pa
         [
             sys.executable,
             "-m",
-            "controller.cli",
+            "madang",
             "run",
             str(SIM_YARD),
             "--simulate",

@@ -1,9 +1,8 @@
-"""The integration harness (simulators/harness.py): rehearsal subsets, scaled venues and
+"""The integration harness (simulators/harness.py): rehearsal subsets and
 virtual-time runs of the real controller core. Virtual time only: nothing sleeps here."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from simulators.devices.venue import SimulatedVenue
 from simulators.harness import (
     VirtualResult,
     _expected,
-    _scale_headsets,
-    bench_sync,
     limit_headsets,
     play_virtual,
     shipped_show,
@@ -39,7 +36,7 @@ def han_river() -> tuple[Timeline, Venue]:
     return compile_show(shipped_show("han-river"))
 
 
-# ------------------------------------------------------------------------- subsets and scaling
+# --------------------------------------------------------------------------------------- subsets
 
 
 def test_subset_keeps_only_the_named_devices(yard: tuple[Timeline, Venue]) -> None:
@@ -64,36 +61,6 @@ def test_limit_headsets_takes_every_zone_in_turn(han_river: tuple[Timeline, Venu
     assert limit_headsets(timeline, venue, None) == (timeline, venue)
     _, all_of_them = limit_headsets(timeline, venue, 5_000)
     assert len(all_of_them.devices) == len(venue.devices)
-
-
-def test_scale_headsets_clones_with_their_own_ids_topics_and_groups(yard: tuple[Timeline, Venue]) -> None:
-    timeline, venue = yard
-    t, v = _scale_headsets(timeline, venue, 20)
-    apps = [d for d in v.devices if d.sync is Sync.APP]
-    assert len(apps) == 20 and len({d.id for d in v.devices}) == len(v.devices)
-    clones = [d for d in apps if d.id.startswith("xr-x")]
-    assert len(clones) == 14
-    for c in clones:
-        assert c.mqtt is not None and c.mqtt.base == f"madang/dev/{c.id}"
-        assert c.attrs["id"] == c.id
-        assert c.id in v.groups["audience"]
-    scene = next(a for a in t.actions if a.cue == "river" and a.devices[0].startswith("xr"))
-    assert set(scene.devices) == {d.id for d in apps}
-    assert t.device_count == len(v.devices)
-    # fewer than the venue has: the same as limit_headsets
-    assert _scale_headsets(timeline, venue, 3) == limit_headsets(timeline, venue, 3)
-
-
-def test_scaled_clones_are_synced_and_fire_like_the_originals(yard: tuple[Timeline, Venue]) -> None:
-    t, v = _scale_headsets(*yard, 16)
-    res = play_virtual(t, v, profile="lan", seed=4, duration_ns=3 * S)
-    assert res.core.sync is not None
-    for d in v.devices:
-        if d.sync in (Sync.APP, Sync.TIMETAG, Sync.ECHO):
-            assert res.core.sync.to_device(d.id, res.sim.now) is not None, d.id  # has a clock model
-    river = [r for r in res.sim.records().rows(("cue",)) if r.key == "river"]
-    assert len({r.device_id for r in river}) == 16
-    assert res.report["missed"] == 0
 
 
 # ---------------------------------------------------------------------------------- virtual time
@@ -158,20 +125,3 @@ def test_expected_leaves_out_on_receipt_displays_and_streamed_fades(yard: tuple[
     assert expected[2] == ["disp-t1", "disp-t2"]  # echo and none displays get plain messages
     assert 3 not in expected  # the fade: streamed to displays, no app device interpolates here
     assert 4 not in expected  # river had not been emitted within 1 s of show
-
-
-def test_bench_sync_is_deterministic_per_seed() -> None:
-    a = bench_sync(devices=12, profile="wifi", virtual=True, seed=5, duration_s=60)
-    b = bench_sync(devices=12, profile="wifi", virtual=True, seed=5, duration_s=60)
-    c = bench_sync(devices=12, profile="wifi", virtual=True, seed=6, duration_s=60)
-    for k in ("devices", "cues_fired", "missed", "spread_p99_us", "baseline_spread_p99_us", "events"):
-        assert k in a
-    assert a["devices"] == 17 + 12 and a["synced_devices"] == a["devices"] - 2  # 'none' cannot answer
-    assert 59 < a["show_s"] <= 60 and a["events"] > 0  # show time 0 is the GO plus its delay
-    for r in (a, b, c):
-        assert r["wall_s"] >= 0 and r["cpu_s"] >= 0
-        del r["wall_s"], r["cpu_s"]  # the only fields that may differ between identical runs
-    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-    assert a["spread_p99_us"] < a["baseline_spread_p99_us"]
-    assert c != a and c["seed"] == 6
-    assert {k: v for k, v in c.items() if k != "seed"} != {k: v for k, v in a.items() if k != "seed"}

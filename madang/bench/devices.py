@@ -1,9 +1,10 @@
 """Benchmarks of the simulators; each prints one JSON object.
 
-``python3 -m simulators.devices.bench vtime``                    raw scheduler events per second
-``python3 -m simulators.devices.bench virtual --devices 10000``  a show in virtual time
-``python3 -m simulators.devices.bench mqtt --devices 1000``      real MQTT headsets in one process
-(``mqtt`` starts a private Mosquitto through :mod:`simulators.broker`.)
+``python3 -m madang.bench.devices vtime``                    raw scheduler events per second
+``python3 -m madang.bench.devices virtual --devices 10000``  a show in virtual time
+``python3 -m madang.bench.devices mqtt --devices 1000``      real MQTT headsets in one process
+(``mqtt`` starts a private Mosquitto through :mod:`simulators.broker`.) The same three are
+``madang bench devices vtime|virtual|mqtt [--json]`` (:func:`run`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from simulators.record import EXECUTIONS
 from simulators.vtime import VirtualTime
 from venues.model import Device, MqttEndpoint, Sync, Venue
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 _S = 1_000_000_000
 _MS = 1_000_000
@@ -146,9 +147,30 @@ async def _bench_mqtt(n: int) -> dict[str, object]:
     }
 
 
+def run(
+    what: str,
+    *,
+    events: int = 1_000_000,
+    devices: int | None = None,
+    cues: int = 10,
+    profile: str = "wifi-crowded",
+) -> dict[str, object]:
+    """Run one benchmark, ``vtime``, ``virtual`` or ``mqtt``; returns its figures.
+
+    ``devices`` defaults to 10,000 for ``virtual`` and 1,000 for ``mqtt``, as in :func:`main`.
+    """
+    if what == "vtime":
+        return bench_vtime(events)
+    if what == "virtual":
+        return bench_virtual(10_000 if devices is None else devices, cues, profile)
+    if what == "mqtt":
+        return asyncio.run(_bench_mqtt(1000 if devices is None else devices))
+    raise ValueError(f"unknown simulator benchmark {what!r}; choose vtime, virtual or mqtt")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run one benchmark and print its JSON."""
-    p = argparse.ArgumentParser(prog="python3 -m simulators.devices.bench")
+    p = argparse.ArgumentParser(prog="python3 -m madang.bench.devices")
     sub = p.add_subparsers(dest="what", required=True)
     v = sub.add_parser("vtime")
     v.add_argument("--events", type=int, default=1_000_000)

@@ -6,7 +6,7 @@ poll, each pong answered after 4 ms plus an exponential 4 ms (seeded), passed to
 :meth:`~controller.sync.service.SyncService.receive_pong` in the poll it arrives in, and
 :meth:`~controller.sync.service.SyncService.update` every poll. Reports the process CPU time
 (``time.process_time``) of each of the three, per ping. No network, no simulator: the service's
-own cost. Prints JSON with ``python3 -m controller.bench.sync_tick [devices] [seconds]``.
+own cost. Prints JSON with ``python3 -m madang.bench.sync_tick [devices] [seconds]``.
 """
 
 from __future__ import annotations

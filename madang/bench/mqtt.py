@@ -1,8 +1,8 @@
 """Benchmarks of :class:`controller.mqtt.MqttLink` against a local broker; prints JSON.
 
-``python3 -m controller.mqtt_bench --broker mqtt://127.0.0.1:1883`` (or without ``--broker``:
-a private Mosquitto is started, which needs :mod:`simulators` and so only happens here, in a
-script, never in the controller proper).
+``python3 -m madang.bench.mqtt --broker mqtt://127.0.0.1:1883`` (or without ``--broker``:
+a private Mosquitto is started through :mod:`simulators.broker`; the top floor may import the
+simulators, the controller never does), or ``madang bench mqtt --json``.
 
 * ``throughput``: QoS 0 messages of 32 bytes published as fast as :meth:`MqttLink.publish`
   accepts them; ``publish_msgs_per_s`` counts until every byte is written to the socket,
@@ -115,7 +115,7 @@ def run(*, broker: str | None = None, messages: int = 100_000, pings: int = 2000
 
 
 def main() -> None:
-    """``python3 -m controller.mqtt_bench [--broker URL] [--messages N] [--rtt N]``."""
+    """``python3 -m madang.bench.mqtt [--broker URL] [--messages N] [--rtt N]``."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--broker", default=None, help="broker URL (default: a private Mosquitto)")
     p.add_argument("--messages", type=int, default=100_000)

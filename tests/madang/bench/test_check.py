@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cues.bench import bench_check
+from madang.bench.check import bench_check
 
 
 def test_bench_check_small() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.bench.estimator import run
+from madang.bench.estimator import run
 
 
 def test_bench_reports_its_figures_on_a_small_batch() -> None:

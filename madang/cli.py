@@ -1,7 +1,8 @@
 """The ``madang`` command.
 
-The command line is the only place that installs logging handlers and the only controller module
-that may wire a simulated venue to the real controller (see the import contract in pyproject.toml).
+The command line is the only place that installs logging handlers. It lives on the top floor
+(:mod:`madang`), above the controller and the simulators, so it may wire a simulated venue to the
+real controller without either importing the other (see the import contracts in pyproject.toml).
 Subcommands import what they need lazily so that ``madang check`` starts fast and never pays for
 Numba or the network stack.
 """
@@ -124,22 +125,22 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.simulate:
-        from simulators.harness import run_simulated_cli
+        from madang.rehearsal import run_simulated_cli
 
         return run_simulated_cli(args)
-    from controller.runtime import run_show_cli
+    from madang.show import run_show_cli
 
     return run_show_cli(args)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from simulators.harness import simulate_cli
+    from madang.rehearsal import simulate_cli
 
     return simulate_cli(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from simulators.harness import demo_cli
+    from madang.rehearsal import demo_cli
 
     return demo_cli(args)
 
@@ -149,33 +150,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _bench_lateness(args: argparse.Namespace) -> dict[str, Any]:
-    from controller.bench.lateness import run
+    from madang.bench.lateness import run
 
     return run(n=args.n)
 
 
 def _bench_osc(args: argparse.Namespace) -> dict[str, Any]:
-    from controller.bench.osc import run
+    from madang.bench.osc import run
 
     return run(endpoints=args.endpoints, seconds=args.seconds)
 
 
 def _bench_estimator(args: argparse.Namespace) -> dict[str, Any]:
-    from controller.bench.estimator import run
+    from madang.bench.estimator import run
 
     return run(devices=args.devices, samples=args.samples)
 
 
 def _bench_sync_tick(args: argparse.Namespace) -> dict[str, Any]:
-    from controller.bench.sync_tick import run
+    from madang.bench.sync_tick import run
 
     return run(devices=args.devices, seconds=args.seconds, seed=args.seed)
 
 
 def _bench_sync(args: argparse.Namespace) -> dict[str, Any]:
-    from simulators.harness import bench_sync
+    from madang.bench.sync import run
 
-    return bench_sync(
+    return run(
         devices=args.devices,
         profile=args.profile,
         virtual=args.virtual,
@@ -186,16 +187,22 @@ def _bench_sync(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _bench_mqtt(args: argparse.Namespace) -> dict[str, Any]:
-    from controller.mqtt_bench import run
+    from madang.bench.mqtt import run
 
     result: dict[str, Any] = run(broker=args.broker, messages=args.messages)
     return result
 
 
 def _bench_check(args: argparse.Namespace) -> dict[str, Any]:
-    from cues.bench import bench_check
+    from madang.bench.check import bench_check
 
     return bench_check(args.cues)
+
+
+def _bench_devices(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.devices import run
+
+    return run(args.what, events=args.events, devices=args.devices, cues=args.cues, profile=args.profile)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -352,6 +359,14 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--messages", type=int, default=100_000)
     bp = bench("check", _bench_check, "time to check a generated show of N cues")
     bp.add_argument("--cues", type=int, default=5000)
+    bp = bench("devices", _bench_devices, "the simulators' own speed: scheduler, virtual show, MQTT headsets")
+    bp.add_argument("what", choices=["vtime", "virtual", "mqtt"])
+    bp.add_argument("--events", type=int, default=1_000_000, help="vtime: events to schedule and run")
+    bp.add_argument(
+        "--devices", type=int, default=None, help="virtual: headsets (default 10,000); mqtt: (default 1,000)"
+    )
+    bp.add_argument("--cues", type=int, default=10, help="virtual: group cues, each sent 3 times")
+    bp.add_argument("--profile", default="wifi-crowded", help="virtual: impairment profile")
     return p
 
 

@@ -5,7 +5,7 @@ to a loopback receiver. Both strategies run in the same process, one after the o
 event loop running a kernel-timestamped :class:`controller.udp.UdpReceiver` (a realistic controller
 has a live loop). Lateness is measured twice: at emission (the monotonic instant just before
 ``sendto``, minus the due instant) and on the wire (the kernel's receive timestamp minus the due
-instant). Prints JSON with ``python3 -m controller.bench.lateness``.
+instant). Prints JSON with ``python3 -m madang.bench.lateness``.
 """
 
 from __future__ import annotations

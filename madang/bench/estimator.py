@@ -8,7 +8,7 @@ of them (after :func:`warm`), best and median of ``repeats``. The pure-Python re
 next to the naive median of offsets, and the kernel's compile time: cold (a fresh Numba cache
 directory, in a child process) and cached (a second child process loading from that cache),
 both including the interpreter and NumPy/Numba import. Prints JSON with
-``python3 -m controller.bench.estimator`` (or ``madang bench estimator --json``).
+``python3 -m madang.bench.estimator`` (or ``madang bench estimator --json``).
 """
 
 from __future__ import annotations

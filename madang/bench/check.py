@@ -4,7 +4,7 @@
 ``cues`` cues to a temporary directory, every cue with a mix of OSC, MQTT and fade actions, a
 third of them as timelines, some through a template, and times :func:`cues.check.check_show`
 end to end (reading, YAML, validation, compiling, cross-checks). This measures; it asserts
-nothing.
+nothing. ``python3 -m madang.bench.check [CUES]`` prints the JSON on one line.
 """
 
 from __future__ import annotations

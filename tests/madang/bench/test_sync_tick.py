@@ -12,7 +12,7 @@ def test_sync_tick_bench_answers_the_pings_it_sends_and_reports_json() -> None:
         [
             sys.executable,
             "-m",
-            "controller.cli",
+            "madang",
             "bench",
             "sync-tick",
             "--devices",

@@ -8,7 +8,7 @@ endpoint, ``send_message`` with the same values. Both run in the same process, i
 rounds so that background load hits both alike. The receiving sockets are bound but not read (the
 kernel drops what overflows their buffers, as it would for a slow device); a sample is read back and
 decoded at the end to check that what was sent is right. Prints JSON with
-``python3 -m controller.bench.osc``.
+``python3 -m madang.bench.osc``.
 """
 
 from __future__ import annotations

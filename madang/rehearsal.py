@@ -1,0 +1,158 @@
+"""Rehearsals against a simulated venue: ``madang run SHOW --simulate``, ``madang demo`` and
+``madang simulate VENUE``.
+
+``run --simulate`` and ``demo`` play the real controller against the venue brought to life by
+:func:`simulators.harness.play_real` in one process and end with the sync report
+(:mod:`madang.report`). ``simulate`` only brings the venue to life, for a controller running
+elsewhere: its devices listen on loopback ports and connect to a broker (a private Mosquitto when
+none is given), and ``--map FILE`` writes the venue with those endpoints for the controller's
+``--venue``. Each function takes its subcommand's parsed arguments and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from controller.outputs import prepare, write_text
+from cues.compiler import compile_show
+from madang.report import prepare_report, print_report, write_report
+from simulators.broker import MosquittoBroker
+from simulators.devices.venue import SimulatedVenue
+from simulators.harness import limit_headsets, play_real, shipped_show
+from venues.model import Venue
+
+__all__ = ["demo_cli", "run_simulated_cli", "simulate_cli"]
+
+
+def run_simulated_cli(args: argparse.Namespace) -> int:
+    """``madang run SHOW --simulate``: the show against its simulated venue, in one command."""
+    report_path = prepare_report(args)
+    timeline, venue = compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
+    report, _, rt = asyncio.run(
+        play_real(
+            timeline,
+            venue,
+            profile=args.impair,
+            seed=args.seed,
+            broker_url=args.broker,
+            auto_go=False,
+            go=args.go,
+            view=not args.no_view and sys.stderr.isatty(),
+            control_port=None if args.control_port < 0 else args.control_port,
+            exit_at_end=args.exit_at_end,
+            go_delay_ms=args.go_latency,
+            rate=args.rate,
+            sync_budget_us=args.sync_budget,
+            control_allow=args.control_allow,
+        )
+    )
+    print_report(report)
+    if report_path is not None:
+        write_report(report, report_path)
+    return rt.exit_code
+
+
+def demo_cli(args: argparse.Namespace) -> int:
+    """``madang demo``: the shipped show on its simulated venue under ``wifi``, then the report."""
+    report_path = prepare_report(args)
+    timeline, venue = compile_show(shipped_show(args.venue))
+    timeline, venue = limit_headsets(timeline, venue, args.devices)
+    print(
+        f"madang demo: {timeline.show} on a simulated {venue.name}: {len(venue.devices):,} devices, "
+        f"profile {args.impair}, {args.duration:g} s of show",
+        flush=True,
+    )
+    report, _, _ = asyncio.run(
+        play_real(
+            timeline,
+            venue,
+            profile=args.impair,
+            seed=args.seed,
+            broker_url=args.broker,
+            duration_s=args.duration,
+            view=not args.no_view and sys.stderr.isatty(),
+            exit_at_end=True,
+        )
+    )
+    print_report(report)
+    if report_path is not None:
+        write_report(report, report_path)
+    return 0
+
+
+def simulate_cli(args: argparse.Namespace) -> int:
+    """``madang simulate VENUE``: bring a venue to life for a controller running elsewhere."""
+    if args.map:
+        prepare(args.map, "mapped venue")
+    from venues.loader import find_venue, load_venue
+
+    venue = load_venue(find_venue(args.venue, None))
+
+    async def main() -> None:
+        broker: MosquittoBroker | None = None
+        url = args.broker
+        if url is None:
+            broker = MosquittoBroker()
+            broker.start()
+            url = broker.url
+        sim = SimulatedVenue(
+            venue, mode="real", profile=args.impair, seed=args.seed, broker_url=url, broker=broker
+        )
+        await sim.start_async()
+        print(f"simulating {venue.name}: {len(venue.devices):,} devices, profile {args.impair}, broker {url}")
+        for did, where in sim.listening().items():
+            print(f"  {did}: {where}")
+        if args.map:
+            _write_mapped(sim.mapped_venue(), Path(args.map), url)
+            print(f"wrote {args.map}: point the controller at it with --venue {args.map} --broker {url}")
+        try:
+            if args.duration is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(args.duration)
+        finally:
+            await sim.stop_async()
+            if broker is not None:
+                broker.stop()
+            if args.record:
+                with open(args.record, "w", encoding="utf-8") as fh:
+                    for r in sim.records().rows():
+                        fh.write(json.dumps(dataclasses.asdict(r), default=str) + "\n")
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0
+
+
+def _write_mapped(venue: Venue, path: Path, broker: str) -> None:
+    """A venue file whose OSC endpoints are the simulator's loopback ports."""
+    lines = [
+        f"venue: {venue.id}",
+        f"name: {json.dumps(venue.name)}",
+        f"zones: {json.dumps(list(venue.zones))}",
+        f"broker: {broker}",
+        "devices:",
+    ]
+    for d in venue.devices:
+        lines.append(f"  - id: {json.dumps(d.id)}")
+        lines.append(f"    kind: {d.kind}")
+        lines.append(f"    zone: {d.zone}")
+        lines.append(f"    sync: {d.sync}")
+        if d.latency_ns:
+            lines.append(f"    latency: {d.latency_ns // 1000}us")
+        if d.osc is not None:
+            lines.append(f"    osc: {{host: {d.osc.host}, port: {d.osc.port}}}")
+        if d.mqtt is not None:
+            lines.append("    mqtt: {}")
+        if d.interpolates:
+            lines.append("    interpolates: true")
+    lines.append("groups:")
+    for g, members in venue.groups.items():
+        lines.append(f"  {g}: {json.dumps(' | '.join(members) if members else '')}")
+    write_text(path, "\n".join(lines) + "\n", "mapped venue")

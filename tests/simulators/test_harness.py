@@ -1,4 +1,4 @@
-"""The integration harness (simulators/harness.py): rehearsal subsets and
+"""The integration harness (simulators/harness/): rehearsal subsets and
 virtual-time runs of the real controller core. Virtual time only: nothing sleeps here."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from cues.timeline import Fade, Timeline
 from simulators.devices.venue import SimulatedVenue
 from simulators.harness import (
     VirtualResult,
-    _expected,
+    expected_fires,
     limit_headsets,
     play_virtual,
     shipped_show,
@@ -119,7 +119,7 @@ def test_on_start_hook_sees_the_simulated_venue(yard: tuple[Timeline, Venue]) ->
 def test_expected_leaves_out_on_receipt_displays_and_streamed_fades(yard: tuple[Timeline, Venue]) -> None:
     timeline, venue = yard
     res = play_virtual(timeline, venue, profile="lan", seed=1, duration_ns=S)
-    expected, cue_of = _expected(timeline, res.core)
+    expected, cue_of = expected_fires(timeline, res.core)
     assert cue_of[1] == "open" and cue_of[11] == "finale"
     assert expected[1] == ["xr-1", "xr-2", "xr-3", "xr-4", "xr-5", "xr-6"]
     assert expected[2] == ["disp-t1", "disp-t2"]  # echo and none displays get plain messages

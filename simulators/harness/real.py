@@ -1,0 +1,219 @@
+"""The real controller against a simulated venue in real time: :func:`play_real`.
+
+It starts (when no broker is given) a private Mosquitto on a free loopback port, brings the venue
+to life on real UDP sockets and MQTT connections (:class:`~simulators.devices.venue.SimulatedVenue`),
+and runs the real asyncio :class:`~controller.runtime.Runtime` pointed at the simulated endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlsplit
+
+from controller.playback import State
+from controller.runtime import Runtime, RuntimeOptions
+from cues.timeline import Timeline
+from simulators.broker import MosquittoBroker
+from simulators.devices.realtime import TIMER_LATENESS
+from simulators.devices.venue import SimulatedVenue
+from simulators.devices.worker import HeadsetSpec, HeadsetWorker
+from simulators.harness.shows import expected_fires
+from simulators.report import sync_report, zone_spread
+from venues.model import Sync, Venue
+
+__all__ = ["FaultHook", "play_real", "show_reached"]
+
+
+FaultHook = Callable[[SimulatedVenue, Runtime], Coroutine[Any, Any, None]]
+"""An async callback of :func:`play_real` that injects faults into a running show."""
+
+
+async def show_reached(rt: Runtime, show_ns: int, *, timeout_s: float = 60.0) -> int:
+    """Wait (real time) until the runtime's show time has reached ``show_ns``; returns it.
+
+    For :func:`play_real` fault hooks. Raises ``TimeoutError`` after ``timeout_s``.
+    """
+    async with asyncio.timeout(timeout_s):
+        while True:
+            snap = rt.core.engine.snapshot
+            pos = snap.show_ns
+            if pos is not None and snap.state is State.PLAYING and snap.running:
+                # The snapshot is as of the engine's last poll (which can be most of a cue's
+                # lookahead ago): extrapolate to now at the transport's rate.
+                pos += int((rt.clock.wall_ns() - snap.now) * snap.rate)
+            if pos is not None and pos >= show_ns and snap.state is not State.ARMED:
+                return pos
+            await asyncio.sleep(0.005)
+
+
+async def play_real(
+    timeline: Timeline,
+    venue: Venue,
+    *,
+    profile: str = "lan",
+    seed: int = 0,
+    broker_url: str | None = None,
+    duration_s: float | None = None,
+    auto_go: bool = True,
+    go: bool = False,
+    view: bool = False,
+    control_port: int | None = 0,
+    exit_at_end: bool = True,
+    settle_s: float = 2.0,
+    faults: FaultHook | None = None,
+    go_delay_ms: float = 250.0,
+    headset_process: bool | None = None,
+    rate: float = 1.0,
+    sync_budget_us: float = 1000.0,
+    control_allow: list[str] | None = None,
+) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
+    """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
+
+    ``duration_s`` is seconds of show, counted from the first GO (the devices' connection and
+    clock-sync settling before it are not counted); ``go_delay_ms``, ``rate``, ``sync_budget_us``
+    and ``control_allow`` are the runtime's options of those names (``madang run``'s flags).
+
+    ``headset_process``: run the MQTT headsets in a child process
+    (:class:`~simulators.devices.worker.HeadsetWorker`), so that the controller does not share an
+    event loop with them, as it would not in a venue. By default this is done when there are 200
+    or more of them and no fault hook (faults need the devices in this process).
+
+    ``faults``, when given, is started as a task beside the controller once it runs; it receives
+    the simulated venue and the runtime and may inject faults at show instants, e.g.::
+
+        async def crash_xr2(sim, rt):
+            await show_reached(rt, 2_500_000_000)
+            sim.reboot("xr-2", after_ns=2_000_000_000)
+
+    An exception it raises is raised again once the show has ended (so a test sees it).
+    """
+    broker: MosquittoBroker | None = None
+    if broker_url is None:
+        broker = MosquittoBroker()
+        broker.start()
+        broker_url = broker.url
+    sim = SimulatedVenue(venue, mode="real", profile=profile, seed=seed, broker_url=broker_url, broker=broker)
+    TIMER_LATENESS.reset()
+    settle: dict[str, Any] = {}  # how long the devices were given to sync before the first GO
+    worker: HeadsetWorker | None = None
+    mqtt_apps = [did for did, app in sim.apps.items() if app.device.mqtt is not None]
+    if headset_process is None:
+        headset_process = faults is None and len(mqtt_apps) >= 200
+    if headset_process and mqtt_apps:
+        specs = [HeadsetSpec(sim.apps[did].device, sim.clocks[did], sim.paths[did]) for did in mqtt_apps]
+        for did in mqtt_apps:
+            del sim.apps[did]  # the child runs them (same clocks and paths); sim.clocks keeps them
+        url = urlsplit(broker_url)
+        worker = HeadsetWorker(specs, url.hostname or "127.0.0.1", url.port or 1883)
+        worker.start()
+    try:
+        await sim.start_async()
+        await sim.wait_connected(timeout_s=60)
+        if worker is not None:
+            await worker.wait_connected()
+        rt = Runtime(
+            timeline,
+            venue,
+            RuntimeOptions(
+                broker_url=broker_url,
+                endpoints=sim.endpoints(),
+                auto_go=False,
+                go=go,
+                view=view,
+                control_port=control_port,
+                exit_at_end=exit_at_end,
+                # A safety net only: the show is cut duration_s after the first GO (below).
+                max_seconds=None if duration_s is None else duration_s + 10 * settle_s + 120.0,
+                go_delay_ms=go_delay_ms,
+                rate=rate,
+                sync_budget_us=sync_budget_us,
+                control_allow=control_allow,
+            ),
+        )
+
+        async def cut_after_go() -> None:
+            if duration_s is None:
+                return
+            while rt.core.state in (State.IDLE, State.LOADED, State.ARMED):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(duration_s)
+            rt.request_stop()
+
+        async def delayed_auto_go() -> None:
+            # Let the devices answer their ping bursts: GO once nearly every device that can be
+            # synced has a clock model (or after 10x the settle time, whatever the count), then
+            # once nearly every model is within the sync budget, or after settle_s plus 10 ms per
+            # pinged device (the join bursts of a large venue queue up behind each other, and the
+            # first models are fitted on those queued round trips).
+            t0 = time.monotonic()
+            await asyncio.sleep(settle_s)
+            sync = rt.sync
+            want = sum(1 for d in venue.devices if d.sync in (Sync.APP, Sync.TIMETAG, Sync.ECHO))
+            deadline = time.monotonic() + 9 * settle_s
+            while sync is not None and sync.synced_count() < 0.98 * want and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            deadline = time.monotonic() + settle_s + want / 100
+            budget = rt.telemetry.budget_ns
+            while (
+                sync is not None
+                and len(sync.over_budget(budget, rt.clock.wall_ns())) > 0.02 * want
+                and time.monotonic() < deadline
+            ):
+                await asyncio.sleep(0.2)
+            now = rt.clock.wall_ns()
+            settle.update(
+                {
+                    "waited_s": round(time.monotonic() - t0, 2),
+                    "synced": 0 if sync is None else sync.synced_count(),
+                    "over_budget": 0 if sync is None else len(sync.over_budget(budget, now)),
+                    "pinged": want,
+                    "budget_us": budget / 1000,
+                }
+            )
+            rt.player.auto_go = auto_go
+
+        task = asyncio.create_task(delayed_auto_go())
+        cut = asyncio.create_task(cut_after_go())
+        hook: asyncio.Task[None] | None = None
+        if faults is not None:
+            hook = asyncio.create_task(faults(sim, rt), name="faults")
+        await rt.run()
+        task.cancel()
+        cut.cancel()
+        await asyncio.sleep(0.5)  # the last fires and reports land
+        if hook is not None:
+            if not hook.done():
+                hook.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await hook
+    finally:
+        if worker is not None:
+            TIMER_LATENESS.samples.extend(await worker.stop(sim.recorder))
+        await sim.stop_async()
+        if broker is not None:
+            broker.stop()
+    expected, cue_of = expected_fires(timeline, rt.core)
+    report = sync_report(sim.records(), expected=expected, cue_of=cue_of, devices=len(venue.devices))
+    report.update({"profile": profile, "seed": seed, "mode": "real"})
+    ctl = rt.report()
+    report["telemetry"] = _with_true_offsets(ctl.pop("telemetry"), sim, ctl["telemetry_at"])
+    report["zones"] = zone_spread(sim.records(), {d.id: d.zone for d in venue.devices})
+    # How late the shared event loop ran the simulated devices' timers (not counted in the spread).
+    report["sim_timer_lateness"] = TIMER_LATENESS.summary()
+    report["settle"] = settle
+    report["headset_process"] = worker is not None
+    report["controller"] = ctl
+    return report, sim, rt
+
+
+def _with_true_offsets(rows: list[dict[str, Any]], sim: SimulatedVenue, at: int) -> list[dict[str, Any]]:
+    """Each telemetry row with ``offset_err_us``: the controller's offset estimate minus the
+    simulated clock's true offset at the same instant (only a simulator can know this)."""
+    for r in rows:
+        clock = sim.clocks.get(r["device"])
+        off = r.get("offset_us")
+        r["offset_err_us"] = None if clock is None or off is None else off - (clock.local(at) - at) / 1000
+    return rows

@@ -493,9 +493,11 @@ class ControllerCore:
             if h.status == "unknown":
                 h.status = "alive"
 
-    def take_fired(self) -> list[tuple[str, wire.Fired]]:
+    def take_fired(self) -> Sequence[tuple[str, wire.Fired]]:
         """The fire reports received since the last call, with their devices, oldest first (for
         telemetry: :class:`~controller.player.Player` takes them)."""
+        if not self._fired:
+            return ()
         out, self._fired = self._fired, []
         return out
 

@@ -189,8 +189,15 @@ class AppDevice:
         )
 
     def status_message(self, state: str, local_ns: int) -> bytes:
-        """The body of a status message (``ready``, ``alive``) sent when its clock reads ``local_ns``."""
-        return encode_json({"state": state, "boot": self.boot_local, "proto": PROTO, "local": local_ns})
+        """The body of a status message (``ready``, ``alive``) sent when its clock reads ``local_ns``:
+        ``{"state":...,"boot":...,"proto":1,"local":...}``, compact JSON. (Formatted directly: a
+        sync lane sends ten thousand headsets' heartbeats this way, a million in a show.)"""
+        return b'{"state":"%s","boot":%d,"proto":%d,"local":%d}' % (
+            state.encode(),
+            self.boot_local,
+            PROTO,
+            local_ns,
+        )
 
     def crash(self) -> None:
         """Power off: loses state, pending cues, dedup memory and its clock model."""

@@ -114,9 +114,12 @@ class Arm:
 
 @dataclass(frozen=True, slots=True)
 class Go:
-    """GO: start the standby cue, or jump the playhead to ``cue`` and start it."""
+    """GO: start the standby cue, or jump the playhead to ``cue`` and start it. ``force``: the
+    operator insists (``/go/force``): a GO that a guard would refuse for the devices' sake (the
+    sync gate) goes ahead; the transport's own rules still apply."""
 
     cue: str | None = None
+    force: bool = False
     key: ClassVar[str] = "go"
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Final
 
@@ -187,6 +188,19 @@ def _osc_printable(c: str) -> bool:
     return 0x21 <= ord(c) <= 0x7E
 
 
+def _osc_start_faults(text: str, forbidden: Container[str]) -> list[Fault]:
+    """The rules an address and a pattern share: a leading ``/``, then printable ASCII without
+    ``forbidden`` (the first bad character only)."""
+    out: list[Fault] = []
+    if not text.startswith("/"):
+        out.append(Fault(Rule.OSC_NO_SLASH))
+    for pos, c in enumerate(text):
+        if c in forbidden or not _osc_printable(c):
+            out.append(Fault(Rule.OSC_BAD_CHARACTER, at=pos, part=c))
+            break
+    return out
+
+
 def osc_address_faults(address: str) -> tuple[Fault, ...]:
     """Every rule the OSC *address* ``address`` (a message's destination) breaks.
 
@@ -194,13 +208,7 @@ def osc_address_faults(address: str) -> tuple[Fault, ...]:
     character only), :attr:`Rule.OSC_EMPTY_PART`. An encoder that accepts empty parts skips the
     last.
     """
-    out: list[Fault] = []
-    if not address.startswith("/"):
-        out.append(Fault(Rule.OSC_NO_SLASH))
-    for pos, c in enumerate(address):
-        if c in _OSC_RESERVED or not _osc_printable(c):
-            out.append(Fault(Rule.OSC_BAD_CHARACTER, at=pos, part=c))
-            break
+    out = _osc_start_faults(address, _OSC_RESERVED)
     if "//" in address or (len(address) > 1 and address.endswith("/")):
         out.append(Fault(Rule.OSC_EMPTY_PART))
     return tuple(out)
@@ -214,13 +222,7 @@ def osc_pattern_faults(pattern: str) -> tuple[Fault, ...]:
     opened inside another of its kind, or closed without being opened; at its position) or, if
     none, :attr:`Rule.OSC_BRACKET_UNCLOSED`.
     """
-    out: list[Fault] = []
-    if not pattern.startswith("/"):
-        out.append(Fault(Rule.OSC_NO_SLASH))
-    for pos, c in enumerate(pattern):
-        if c in _OSC_PATTERN_FORBIDDEN or not _osc_printable(c):
-            out.append(Fault(Rule.OSC_BAD_CHARACTER, at=pos, part=c))
-            break
+    out = _osc_start_faults(pattern, _OSC_PATTERN_FORBIDDEN)
     depth_sq = depth_br = 0
     for pos, c in enumerate(pattern):
         depth_sq += (c == "[") - (c == "]")

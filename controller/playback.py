@@ -59,6 +59,7 @@ __all__ = [
     "State",
     "Stop",
     "Timeout",
+    "TogglePause",
     "Transition",
     "Transport",
     "command_key",
@@ -165,6 +166,13 @@ class Resume:
 
 
 @dataclass(frozen=True, slots=True)
+class TogglePause:
+    """Pause when playing, resume when paused (one key or button for both; the table decides)."""
+
+    key: ClassVar[str] = "toggle-pause"
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Cancel everything pending and send every device its safe state."""
 
@@ -249,6 +257,7 @@ Command: TypeAlias = (
     | Go
     | Pause
     | Resume
+    | TogglePause
     | Stop
     | Seek
     | SetRate
@@ -333,6 +342,7 @@ TABLE: dict[tuple[State, str], Transition] = {
     # playing
     (_S.PLAYING, "go"): Transition(_S.PLAYING, _E.START),
     (_S.PLAYING, "pause"): Transition(_S.PAUSED, _E.PAUSE),
+    (_S.PLAYING, "toggle-pause"): Transition(_S.PAUSED, _E.PAUSE),
     (_S.PLAYING, "stop"): Transition(_S.STOPPED, _E.STOP),
     (_S.PLAYING, "seek"): Transition(_S.PLAYING, _E.SEEK),
     (_S.PLAYING, "set-rate"): Transition(_S.PLAYING, _E.SET_RATE),
@@ -344,6 +354,7 @@ TABLE: dict[tuple[State, str], Transition] = {
     (_S.PLAYING, "timeout-stop"): Transition(_S.STOPPED, _E.STOP),
     # paused: everything frozen (event triggers do not count, their timeouts do not run)
     (_S.PAUSED, "resume"): Transition(_S.PLAYING, _E.RESUME),
+    (_S.PAUSED, "toggle-pause"): Transition(_S.PLAYING, _E.RESUME),
     (_S.PAUSED, "stop"): Transition(_S.STOPPED, _E.STOP),
     (_S.PAUSED, "seek"): Transition(_S.PAUSED, _E.SEEK),
     (_S.PAUSED, "set-rate"): Transition(_S.PAUSED, _E.SET_RATE),

@@ -878,7 +878,8 @@ class Engine:
         self._last_go = None
         self.debounced = 0
         self._set_standby(0 if self._timeline.sequences else None, now)
-        log.info("reset: the playhead is back on the first cue", extra={"show": self._timeline.show, "now": now})
+        log.info("reset: the playhead is back on the first cue",
+                 extra={"show": self._timeline.show, "now": now})
         return out
 
     def _load_at(self, cmd: LoadAt, now: int) -> list[Output]:

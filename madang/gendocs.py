@@ -42,9 +42,10 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("panic", "panic (`/panic`)"),
 )
 # Issued by the engine itself through the same table (described in prose in the doc).
-_INTERNAL = frozenset(
-    {"sequence-ended", "show-ended", "event-arrived", "timeout-go", "timeout-skip", "timeout-hold", "timeout-stop"}
-)
+_INTERNAL = frozenset({
+    "sequence-ended", "show-ended", "event-arrived",
+    "timeout-go", "timeout-skip", "timeout-hold", "timeout-stop",
+})
 
 
 def transport_table() -> str:
@@ -52,7 +53,9 @@ def transport_table() -> str:
     keys = {k for _, k in TABLE}
     missing = keys - {k for k, _ in _COMMANDS} - _INTERNAL
     if missing:
-        raise ValueError(f"commands with no row in docs/operator.md: {sorted(missing)}; add them to _COMMANDS")
+        raise ValueError(
+            f"commands with no row in docs/operator.md: {sorted(missing)}; add them to _COMMANDS"
+        )
     states = list(State)
     lines = [
         "| command | " + " | ".join(s.value for s in states) + " |",
@@ -84,8 +87,12 @@ def regenerate(text: str) -> str:
             raise ValueError(
                 f"docs/operator.md has no block '<!-- generated: {name} ... -->' ... '<!-- end: {name} -->'"
             )
-        text = pattern.sub(lambda m, r=render: m.group(1) + r() + m.group(3), text)
+        text = pattern.sub(_filler(render()), text)
     return text
+
+
+def _filler(body: str) -> Callable[[re.Match[str]], str]:
+    return lambda m: m.group(1) + body + m.group(3)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,7 +67,9 @@ S = 1_000_000_000
         ("/updates", (0,), Subscribe(on=False)),
     ],
 )
-def test_every_address_parses_to_its_command(address: str, args: tuple[object, ...], expected: object) -> None:
+def test_every_address_parses_to_its_command(
+    address: str, args: tuple[object, ...], expected: object
+) -> None:
     assert parse_command(address, args) == expected
 
 
@@ -122,14 +124,15 @@ def test_subscriptions_peers_before_expiry() -> None:
     assert subs.peers(60 * S) == []
 
 
-STATE = {"state": "armed", "cue": None, "standby": "one", "show_ns": None, "rate": 1.0,
+STATE: dict[str, object] = {"state": "armed", "cue": None, "standby": "one", "show_ns": None, "rate": 1.0,
          "running": [], "waiting_for": None, "take": 1}
 
 
 def test_a_new_subscriber_gets_everything_and_only_changes_follow() -> None:
     peers = [("127.0.0.1", 9000), ("127.0.0.1", 9001)]
     first = plan_updates(None, STATE, peers[:1])
-    assert [p.address for p in first] == ["/update/state", "/update/transport", "/update/playhead", "/update/cue"]
+    everything = ["/update/state", "/update/transport", "/update/playhead", "/update/cue"]
+    assert [p.address for p in first] == everything
     body = json.loads(first[0].args[0])
     assert body == {"address": "/state", "status": "ok", "data": STATE}
     assert first[1].args == ("armed",) and first[2].args == ("one",) and first[3].args == ("",)
@@ -140,10 +143,11 @@ def test_a_new_subscriber_gets_everything_and_only_changes_follow() -> None:
     pushes = plan_updates(STATE, playing, peers)
     assert {p.peer for p in pushes} == set(peers)
     mine = [(p.address, p.args) for p in pushes if p.peer == peers[0]]
-    assert [a for a, _ in mine] == ["/update/state", "/update/transport", "/update/playhead", "/update/cue"]
+    assert [a for a, _ in mine] == everything
     assert mine[1:] == [("/update/transport", ("playing",)), ("/update/playhead", ("two",)),
                         ("/update/cue", ("one",))]
     # The rate alone: only the state.
-    assert [p.address for p in plan_updates(playing, {**playing, "rate": 2.0}, peers[:1])] == ["/update/state"]
+    rate_only = plan_updates(playing, {**playing, "rate": 2.0}, peers[:1])
+    assert [p.address for p in rate_only] == ["/update/state"]
     assert plan_updates(STATE, STATE, []) == []
     assert all(isinstance(p, Push) for p in pushes)

@@ -4,9 +4,9 @@ restart, under keys the devices have not seen yet. Literal times, no loop."""
 from __future__ import annotations
 
 from controller.engine import Fire, StateSync
-from cues.timeline import Go as GoMode
 from controller.playback import Arm, Go, LoadAt, Panic, Rejected, Reset, Seek, State, Stop
-from tests.controller.test_engine import MS, S, TWO, C, armed, build, ok, osc, run_until, sends
+from cues.timeline import Go as GoMode
+from tests.controller.test_engine import MS, TWO, C, S, armed, build, ok, osc, run_until, sends
 
 CHAIN = [
     C("A", ops=[(0, ("a",), osc("/level", 1)), (1 * S, ("a",), osc("/level", 2))]),

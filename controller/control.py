@@ -2,29 +2,25 @@
 
 Theory of operation
 -------------------
-:func:`parse_command` is pure: an OSC address and its arguments in, an engine command (or a
-query, or a refusal with a reason) out. :class:`ControlPort` is the thin asyncio adapter: it
-receives datagrams, refuses any whose source address is not allowed (loopback by default),
-decodes them with our bounded OSC decoder, hands commands to a callback and sends a reply to the
-sender, as QLab does: ``/reply{address}`` with one string argument holding JSON
-``{"address": ..., "status": "ok" | "error" | "denied", "data": ...}``.
+:data:`ADDRESSES` is the one table of control addresses: pattern, arguments, what it does, and
+how it parses. :func:`parse_command` is pure: an OSC address and its arguments in, an engine
+command (or a query, a subscription, or a refusal with a reason) out, by the first row whose
+pattern matches. :func:`address_table` renders the same rows as the table in docs/operator.md
+(``python -m madang.gendocs`` rewrites it; a test checks that the doc holds exactly that).
 
-Addresses (QLab's where QLab has one):
+:class:`ControlPort` is the thin asyncio adapter: it receives datagrams, refuses any whose source
+address is not allowed (loopback by default), decodes them with our bounded OSC decoder, hands
+commands to a callback and sends a reply to the sender, as QLab does: ``/reply{address}`` with one
+string argument holding JSON ``{"address": ..., "status": "ok" | "error" | "denied", "data": ...}``.
 
-==========================  ==================================================
-``/go``                     GO: start the standby cue
-``/go/{cue}``               start cue ``{cue}`` (and move the playhead there)
-``/cue/{cue}/start``        same as ``/go/{cue}``
-``/stop``                   stop: every device to its safe state
-``/pause`` ``/resume``      hold everything / carry on
-``/panic``                  every device to its safe state now
-``/playhead/next``          move the standby cue forward
-``/playhead/previous``      move the standby cue back
-``/seek <seconds>``         jump to a show time (catch-up state is sent)
-``/seek/{cue}``             jump to a cue
-``/rate <factor>``          playback rate (rehearsal at 2x)
-``/state``                  reply with the transport state (no change)
-==========================  ==================================================
+**Feedback** (QLab's ``/updates``, for Companion feedbacks and button text): ``/updates 1``
+subscribes the sender; from then on every change of the transport or the playhead, whoever made
+it (a key, another surface, the show itself), is pushed to every subscribed surface.
+:class:`Subscriptions` is the pure bookkeeping (bounded; a surface that sends nothing for
+:data:`SUBSCRIPTION_TTL_NS` is dropped, so it must renew, as QLab asks of UDP clients, with
+``/updates 1`` or ``/thump`` or any other message), :func:`plan_updates` decides what goes to whom
+from the previous and the current state, and the port only sends, never queueing more than
+:data:`MAX_PENDING_BYTES` behind a slow socket: a surface can never hold up the show.
 
 Malformed packets are counted and dropped; they never reach the engine.
 """
@@ -34,40 +30,73 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import msgspec
 
 from controller.osc import OscDecodeError, OscMessage, decode_packet, encode_message, messages
 from controller.playback import (
+    Arm,
     Command,
     Go,
+    LoadAt,
     Panic,
     Pause,
     PlayheadNext,
     PlayheadPrevious,
+    Reset,
     Resume,
     Seek,
     SetRate,
     Stop,
+    TogglePause,
 )
 
-__all__ = ["ControlPort", "ControlStats", "Query", "Refusal", "parse_command"]
+__all__ = [
+    "ADDRESSES",
+    "MAX_SUBSCRIBERS",
+    "SUBSCRIPTION_TTL_NS",
+    "Address",
+    "ControlPort",
+    "ControlStats",
+    "Push",
+    "Query",
+    "Refusal",
+    "Subscribe",
+    "Subscriptions",
+    "address_table",
+    "parse_command",
+    "plan_updates",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 64 * 1024
 NS_PER_S = 1_000_000_000
+MAX_SUBSCRIBERS = 32
+"""Surfaces that may subscribe to updates at once (a venue has a handful; the bound is for safety)."""
+SUBSCRIPTION_TTL_NS = 61 * NS_PER_S
+"""A subscription lapses this long after the last message from its surface (QLab: renew within 60 s)."""
+MAX_PENDING_BYTES = 256 * 1024
+"""Updates are dropped (and counted), not queued, once this much waits behind the control socket."""
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A request for state that changes nothing (``/state``)."""
+    """A request that changes nothing: ``/state`` (the transport as JSON), ``/thump`` (alive?)."""
 
     what: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """``/updates 1`` (``on``) or ``/updates 0``: start or stop pushing updates to the sender."""
+
+    on: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,48 +106,123 @@ class Refusal:
     reason: str
 
 
-def parse_command(address: str, args: Sequence[object]) -> Command | Query | Refusal:
-    """Map one control message to an engine command, a query, or a refusal with a reason."""
+Parsed: TypeAlias = Command | Query | Subscribe | Refusal
+_Parse = Callable[[Mapping[str, str], Sequence[object]], Parsed]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One control address: ``pattern`` (``{name}`` matches one path segment), its ``args`` as
+    the operator types them, what it ``does``, and how it becomes a command (``parse``)."""
+
+    pattern: str
+    args: str
+    does: str
+    parse: _Parse
+
+    def match(self, parts: Sequence[str]) -> dict[str, str] | None:
+        """The ``{name}`` segments of ``parts`` if they fit the pattern, else ``None``."""
+        mine = [p for p in self.pattern.split("/") if p]
+        if len(mine) != len(parts):
+            return None
+        found: dict[str, str] = {}
+        for want, got in zip(mine, parts, strict=True):
+            if want.startswith("{") and want.endswith("}"):
+                found[want[1:-1]] = got
+            elif want != got:
+                return None
+        return found
+
+
+def _fixed(cmd: Callable[[], Parsed]) -> _Parse:
+    return lambda _m, _a: cmd()
+
+
+def _seconds(make: Callable[[int], Parsed], address: str, alternative: str) -> _Parse:
+    def parse(_m: Mapping[str, str], args: Sequence[object]) -> Parsed:
+        seconds = _one_number(args)
+        if seconds is None or seconds < 0:
+            return Refusal(f"{address} takes one number of seconds >= 0, or use {alternative}")
+        return make(round(seconds * NS_PER_S))
+
+    return parse
+
+
+def _rate(_m: Mapping[str, str], args: Sequence[object]) -> Parsed:
+    rate = _one_number(args)
+    if rate is None or not 0.05 <= rate <= 16:
+        return Refusal("/rate takes one number between 0.05 and 16")
+    return SetRate(rate=rate)
+
+
+def _updates(_m: Mapping[str, str], args: Sequence[object]) -> Parsed:
+    flag = _one_number(args)
+    if flag not in (0.0, 1.0):
+        return Refusal("/updates takes 1 (push updates to me) or 0 (stop)")
+    return Subscribe(on=flag == 1.0)
+
+
+ADDRESSES: tuple[Address, ...] = (
+    Address("/go", "", "GO: start the standby cue", _fixed(Go)),
+    Address("/go/force", "", "GO even where a device guard (the sync gate) would refuse it",
+            _fixed(lambda: Go(cue=None, force=True))),
+    Address("/go/force/{cue}", "", "start cue `{cue}` now, past a device guard",
+            lambda m, _a: Go(cue=m["cue"], force=True)),
+    Address("/go/{cue}", "", "start cue `{cue}` now (the playhead moves there)",
+            lambda m, _a: Go(cue=m["cue"])),
+    Address("/cue/{cue}/start", "", "same as `/go/{cue}` (QLab)", lambda m, _a: Go(cue=m["cue"])),
+    Address("/pause", "", "hold everything where it is", _fixed(Pause)),
+    Address("/resume", "", "carry on from the hold", _fixed(Resume)),
+    Address("/togglePause", "", "pause when playing, resume when paused (QLab)", _fixed(TogglePause)),
+    Address("/stop", "", "stop: every device to its safe state; arm again to play", _fixed(Stop)),
+    Address("/panic", "", "every device to its safe state now; arm again to play", _fixed(Panic)),
+    Address("/arm", "", "arm again after a stop, a panic or the end (the playhead stays; "
+            "after the end it is back on the first cue)", _fixed(Arm)),
+    Address("/reset", "", "back to the top: armed on the first cue, devices keep what they show (QLab)",
+            _fixed(Reset)),
+    Address("/load", "<seconds>",
+            "arm at that show time: devices get its catch-up state, GO plays on from there",
+            _seconds(lambda ns: LoadAt(show_ns=ns), "/load", "/load/{cue}")),
+    Address("/load/{cue}", "", "arm on cue `{cue}`: devices get the state just before it, GO plays it",
+            lambda m, _a: LoadAt(cue=m["cue"])),
+    Address("/cue/{cue}/load", "", "same as `/load/{cue}` (QLab)", lambda m, _a: LoadAt(cue=m["cue"])),
+    Address("/playhead/next", "", "move the standby cue forward", _fixed(PlayheadNext)),
+    Address("/playhead/previous", "", "move the standby cue back", _fixed(PlayheadPrevious)),
+    Address("/seek", "<seconds>",
+            "jump to a show time while armed, playing or paused (catch-up state is sent)",
+            _seconds(lambda ns: Seek(show_ns=ns), "/seek", "/seek/{cue}")),
+    Address("/seek/{cue}", "", "jump to cue `{cue}`", lambda m, _a: Seek(cue=m["cue"])),
+    Address("/rate", "<factor>", "playback rate, 0.05 to 16 (rehearsal at 2x)", _rate),
+    Address("/state", "", "reply with the transport state as JSON (changes nothing)",
+            _fixed(lambda: Query("state"))),
+    Address("/updates", "<1 or 0>", "push every transport and playhead change to me (`/update/...`), "
+            "or stop; renew within 60 s", _updates),
+    Address("/thump", "", "reply `thump` and renew my subscription (QLab's heartbeat)",
+            _fixed(lambda: Query("thump"))),
+)
+"""Every control address, first match wins (so `/go/force` is not a cue called "force": start
+such a cue with `/cue/force/start`)."""
+
+
+def parse_command(address: str, args: Sequence[object]) -> Parsed:
+    """Map one control message to an engine command, a query, a subscription, or a refusal."""
     parts = [p for p in address.split("/") if p]
     if not parts:
         return Refusal("empty address")
-    head = parts[0]
-    if head == "go" and len(parts) == 1:
-        return Go(cue=None)
-    if head == "go" and len(parts) == 2:
-        return Go(cue=parts[1])
-    if head == "cue" and len(parts) == 3 and parts[2] == "start":
-        return Go(cue=parts[1])
-    if len(parts) == 1 and head in _SIMPLE:
-        return _SIMPLE[head]()
-    if head == "playhead" and len(parts) == 2:
-        if parts[1] == "next":
-            return PlayheadNext()
-        if parts[1] == "previous":
-            return PlayheadPrevious()
-    if head == "seek":
-        if len(parts) == 2:
-            return Seek(cue=parts[1])
-        seconds = _one_number(args)
-        if seconds is None or seconds < 0:
-            return Refusal("/seek takes one number of seconds >= 0, or use /seek/{cue}")
-        return Seek(show_ns=round(seconds * NS_PER_S))
-    if head == "rate" and len(parts) == 1:
-        rate = _one_number(args)
-        if rate is None or not 0.05 <= rate <= 16:
-            return Refusal("/rate takes one number between 0.05 and 16")
-        return SetRate(rate=rate)
-    if head == "state" and len(parts) == 1:
-        return Query("state")
+    for row in ADDRESSES:
+        found = row.match(parts)
+        if found is not None:
+            return row.parse(found, args)
     return Refusal(f"unknown address {address}; see docs/operator.md for the control addresses")
 
 
-_SIMPLE: dict[str, Callable[[], Command]] = {
-    "stop": Stop,
-    "pause": Pause,
-    "resume": Resume,
-    "panic": Panic,
-}
+def address_table() -> str:
+    """:data:`ADDRESSES` as the Markdown table of docs/operator.md."""
+    lines = ["| address | arguments | what it does |", "| --- | --- | --- |"]
+    for row in ADDRESSES:
+        args = f"`{row.args}`" if row.args else ""
+        lines.append(f"| `{row.pattern}` | {args} | {row.does} |")
+    return "\n".join(lines) + "\n"
 
 
 def _one_number(args: Sequence[object]) -> float | None:
@@ -137,6 +241,95 @@ def _one_number(args: Sequence[object]) -> float | None:
     return f if math.isfinite(f) else None
 
 
+# --- feedback: who is subscribed, what is pushed ----------------------------------------------
+
+Peer: TypeAlias = tuple[str, int]
+
+
+class Subscriptions:
+    """The surfaces that asked for updates, each until ``ttl_ns`` after the last message from it.
+    Pure: every call takes ``now`` (monotonic nanoseconds)."""
+
+    def __init__(self, limit: int = MAX_SUBSCRIBERS, ttl_ns: int = SUBSCRIPTION_TTL_NS) -> None:
+        self.limit = limit
+        self.ttl_ns = ttl_ns
+        self._until: dict[Peer, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self._until
+
+    def subscribe(self, peer: Peer, now: int) -> str | None:
+        """Subscribe (or renew) ``peer``; the reason when it cannot be (too many surfaces)."""
+        self.expire(now)
+        if peer not in self._until and len(self._until) >= self.limit:
+            return (f"{self.limit} surfaces are subscribed already; send /updates 0 from one you no "
+                    "longer use, or wait for one to lapse (60 s without a message)")
+        self._until[peer] = now + self.ttl_ns
+        return None
+
+    def unsubscribe(self, peer: Peer) -> bool:
+        """Stop pushing to ``peer``; whether it was subscribed."""
+        return self._until.pop(peer, None) is not None
+
+    def seen(self, peer: Peer, now: int) -> None:
+        """Any message from a subscribed surface renews its subscription."""
+        if peer in self._until:
+            self._until[peer] = now + self.ttl_ns
+
+    def expire(self, now: int) -> list[Peer]:
+        """Drop (and return) the subscriptions that lapsed by ``now``."""
+        gone = [p for p, until in self._until.items() if until <= now]
+        for p in gone:
+            del self._until[p]
+        return gone
+
+    def peers(self, now: int) -> list[Peer]:
+        """The surfaces subscribed at ``now``, in the order they subscribed."""
+        self.expire(now)
+        return list(self._until)
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One update for one surface: OSC ``address`` with ``args``."""
+
+    peer: Peer
+    address: str
+    args: tuple[str, ...]
+
+
+_VOLATILE = frozenset({"show_ns"})  # moves all the time while playing: sent with a change, not one
+_SCALARS = (("state", "/update/transport"), ("standby", "/update/playhead"), ("cue", "/update/cue"))
+
+
+def state_json(data: Mapping[str, Any]) -> str:
+    """The ``/state`` reply's JSON, which ``/update/state`` carries too (one parser for both)."""
+    return msgspec.json.encode({"address": "/state", "status": "ok", "data": data}).decode()
+
+
+def plan_updates(
+    previous: Mapping[str, Any] | None, current: Mapping[str, Any], peers: Sequence[Peer]
+) -> list[Push]:
+    """What to push to whom when the transport went from ``previous`` to ``current`` (the
+    ``/state`` data; ``None``: the surface knows nothing yet). Nothing when only the show time
+    moved; otherwise ``/update/state`` with the whole state, and ``/update/transport``,
+    ``/update/playhead``, ``/update/cue`` with the one value each (``""`` for none) for those that
+    changed, so a Companion feedback can match one plain string."""
+    if previous is not None and all(
+        previous.get(k) == v for k, v in current.items() if k not in _VOLATILE
+    ) and previous.keys() == current.keys():
+        return []
+    msgs: list[tuple[str, tuple[str, ...]]] = [("/update/state", (state_json(current),))]
+    for key, address in _SCALARS:
+        if previous is None or previous.get(key) != current.get(key):
+            value = current.get(key)
+            msgs.append((address, ("" if value is None else str(value),)))
+    return [Push(peer, a, args) for peer in peers for a, args in msgs]
+
+
 @dataclass
 class ControlStats:
     """Counters the operator view and the post-show report show."""
@@ -149,28 +342,51 @@ class ControlStats:
     oversize: int = 0
     last_denied: str = ""
     denied_logged: set[str] = field(default_factory=set)
+    updates_sent: int = 0
+    updates_dropped: int = 0  # not sent: the socket had too much waiting (never queued behind it)
+    subscriptions_lapsed: int = 0
+    send_errors: int = 0
 
 
 Handler = Callable[[Command | Query, tuple[str, int]], tuple[str, Any]]
-"""Called with a command or query and the sender; returns (status, data) for the reply."""
+"""Called with a command or query and the sender; returns (status, data) for the reply.
+``Query("state")`` must answer the transport state (it is also what updates push)."""
 
 
 class ControlPort(asyncio.DatagramProtocol):
-    """The asyncio adapter of the control port. Create with :meth:`open`."""
+    """The asyncio adapter of the control port. Create with :meth:`open`; call :meth:`update`
+    with the ``/state`` data whenever the transport may have changed (it pushes only changes)."""
 
-    def __init__(self, handler: Handler, allow: Sequence[str] = ("127.0.0.0/8", "::1/128")) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        allow: Sequence[str] = ("127.0.0.0/8", "::1/128"),
+        *,
+        clock: Callable[[], int] = time.monotonic_ns,
+        subscriptions: Subscriptions | None = None,
+    ) -> None:
         self._handler = handler
         self._allow = [ip_network(a, strict=False) for a in allow]
         self.stats = ControlStats()
         self._transport: asyncio.DatagramTransport | None = None
+        self._clock = clock
+        self.subscriptions = subscriptions or Subscriptions()
+        self._last: dict[str, Any] | None = None  # the state last pushed
+        self._error_logged = False
 
     @classmethod
     async def open(
-        cls, handler: Handler, *, host: str = "0.0.0.0", port: int = 53000, allow: Sequence[str] | None = None
+        cls,
+        handler: Handler,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 53000,
+        allow: Sequence[str] | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> ControlPort:
         """Bind the control port; ``port=0`` picks a free one (see :attr:`port`)."""
         loop = asyncio.get_running_loop()
-        proto = cls(handler, allow or ("127.0.0.0/8", "::1/128"))
+        proto = cls(handler, allow or ("127.0.0.0/8", "::1/128"), clock=clock)
         await loop.create_datagram_endpoint(lambda: proto, local_addr=(host, port))
         return proto
 
@@ -187,6 +403,13 @@ class ControlPort(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def error_received(self, exc: Exception) -> None:
+        # A surface that went away (ICMP port unreachable) or a full socket: counted, logged once.
+        self.stats.send_errors += 1
+        if not self._error_logged:
+            self._error_logged = True
+            log.warning("control port send failed", extra={"error": str(exc)})
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         st = self.stats
@@ -210,6 +433,7 @@ class ControlPort(asyncio.DatagramProtocol):
             st.malformed += 1
             log.warning("malformed control packet dropped", extra={"source": addr[0], "error": str(err)})
             return
+        self.subscriptions.seen(addr, self._clock())
         for msg in messages(packet):
             self._dispatch(msg, addr)
 
@@ -227,16 +451,84 @@ class ControlPort(asyncio.DatagramProtocol):
             st.rejected += 1
             self._reply(msg.address, "error", parsed.reason, addr)
             return
-        try:
-            status, data = self._handler(parsed, addr)
-        except Exception:  # the show must go on: a handler bug must not kill the control port
-            log.exception("control handler failed", extra={"address": msg.address})
-            status, data = "error", "internal error; see the controller log"
+        if isinstance(parsed, Subscribe):
+            self._subscribe(msg.address, parsed, addr)
+            return
+        if parsed == Query("thump"):
+            st.accepted += 1
+            self._reply(msg.address, "ok", "thump", addr)
+            return
+        status, data = self._call(parsed, addr, msg.address)
         if status == "ok":
             st.accepted += 1
         else:
             st.rejected += 1
         self._reply(msg.address, status, data, addr)
+        if status == "ok" and not isinstance(parsed, Query):
+            self.refresh()  # every surface sees what this one did, now
+
+    def _call(self, parsed: Command | Query, addr: tuple[str, int], address: str) -> tuple[str, Any]:
+        try:
+            return self._handler(parsed, addr)
+        except Exception:  # the show must go on: a handler bug must not kill the control port
+            log.exception("control handler failed", extra={"address": address})
+            return "error", "internal error; see the controller log"
+
+    def _subscribe(self, address: str, sub: Subscribe, addr: tuple[str, int]) -> None:
+        st = self.stats
+        if not sub.on:
+            was = self.subscriptions.unsubscribe(addr)
+            st.accepted += 1
+            self._reply(address, "ok", {"updates": 0, "was_subscribed": was}, addr)
+            return
+        fresh = addr not in self.subscriptions
+        refused = self.subscriptions.subscribe(addr, self._clock())
+        if refused is not None:
+            st.rejected += 1
+            self._reply(address, "error", refused, addr)
+            return
+        st.accepted += 1
+        renew_s = self.subscriptions.ttl_ns // NS_PER_S - 1
+        self._reply(address, "ok", {"updates": 1, "renew_within_s": renew_s}, addr)
+        if fresh:
+            log.info("surface subscribed to updates", extra={"source": f"{addr[0]}:{addr[1]}"})
+            status, data = self._call(Query("state"), addr, address)
+            if status == "ok" and isinstance(data, Mapping):
+                self._send_pushes(plan_updates(None, data, [addr]))
+
+    def update(self, data: Mapping[str, Any]) -> None:
+        """The transport state now (the ``/state`` data): push what changed to every subscriber."""
+        now = self._clock()
+        lapsed = self.subscriptions.expire(now)
+        if lapsed:
+            self.stats.subscriptions_lapsed += len(lapsed)
+            log.info("update subscriptions lapsed", extra={"sources": [f"{h}:{p}" for h, p in lapsed]})
+        if not len(self.subscriptions):
+            self._last = None  # a new subscriber starts from its own full update
+            return
+        current = dict(data)
+        pushes = plan_updates(self._last, current, self.subscriptions.peers(now))
+        self._last = current
+        self._send_pushes(pushes)
+
+    def refresh(self) -> None:
+        """Ask the handler for the state and push what changed (after a command from any source)."""
+        if not len(self.subscriptions):
+            return
+        status, data = self._call(Query("state"), ("", 0), "/state")
+        if status == "ok" and isinstance(data, Mapping):
+            self.update(data)
+
+    def _send_pushes(self, pushes: Sequence[Push]) -> None:
+        t = self._transport
+        if t is None:
+            return
+        for p in pushes:
+            if _pending_bytes(t) > MAX_PENDING_BYTES:
+                self.stats.updates_dropped += 1
+                continue
+            t.sendto(encode_message(p.address, list(p.args)), p.peer)
+            self.stats.updates_sent += 1
 
     def _reply(self, address: str, status: str, data: Any, addr: tuple[str, int]) -> None:
         if self._transport is None:
@@ -244,3 +536,8 @@ class ControlPort(asyncio.DatagramProtocol):
         body = msgspec.json.encode({"address": address, "status": status, "data": data}).decode()
         self._transport.sendto(encode_message("/reply" + address, [body]), addr)
 
+
+def _pending_bytes(t: asyncio.DatagramTransport) -> int:
+    """What the transport holds unsent (asyncio's selector transports buffer without a bound)."""
+    size = getattr(t, "get_write_buffer_size", None)
+    return int(size()) if callable(size) else 0

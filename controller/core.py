@@ -232,6 +232,7 @@ class ControllerCore:
         self._tie = itertools.count()
         self.emitted_seqs: set[int] = set()  # action seqs the engine has emitted (for reports)
         self._keep_alive = StateKeepAlive(state_every_ns)
+        self._op_us = 0  # the last controller op's key (see _op_key)
         self.counters: dict[str, int] = {
             "outputs": 0,
             "sends": 0,
@@ -352,7 +353,7 @@ class ControllerCore:
                 self._queue(self._sends(o, o.devices, now), o.key)
             elif isinstance(o, StateSync):
                 st = o.state
-                key = (self.show_id, "state", 0)
+                key = self._op_key("state", now)
                 self._queue(dl.state(o.device, st.params, st.osc, st.mqtt, max(now, o.at), key), None)
             elif isinstance(o, Cancel):
                 self._cancel(o)
@@ -378,11 +379,19 @@ class ControllerCore:
             return dl.mqtt(o.key, o.at, o.show_ns, devices, op.topic, op.payload, op.qos, op.retain, now)
         return []
 
+    def _op_key(self, what: str, now: int) -> Key:
+        """The key of a controller op (catch-up ``state``, ``safe``/panic): devices execute a key
+        once, so every op gets its own, a negative ``seq`` (never an action's) from the instant in
+        microseconds, strictly increasing, so that a second stop, a second seek or a controller
+        restarted mid-show are never taken for a repeat (docs/protocol.md, "Cues")."""
+        self._op_us = max(self._op_us + 1, now // 1000)
+        return (self.show_id, what, -self._op_us)
+
     def _plan_safe(self, safes: list[Safe], now: int) -> None:
         """Safe states for many devices at once: the engine emits one :class:`Safe` per device,
         but ``app`` devices share group topics, so a stop or panic of the whole venue must be one
         ``panic`` on ``madang/cue``, not one publish per headset."""
-        key = (self.show_id, "safe", 0)
+        key = self._op_key("safe", now)
         by_at: dict[int, list[str]] = {}
         for o in safes:
             by_at.setdefault(max(now, o.at), []).append(o.device)
@@ -542,7 +551,7 @@ class ControllerCore:
             extra={"device": device, "show_ns": show_ns},
         )
         self._queue(
-            self.delivery.state(device, st.params, st.osc, st.mqtt, now, (self.show_id, "state", 0)), None
+            self.delivery.state(device, st.params, st.osc, st.mqtt, now, self._op_key("state", now)), None
         )
         # What went out ahead to its groups and is still to fire, it gets again on its own
         # (controller.latejoin); it deduplicates by key, so a copy it did get is harmless.

@@ -27,6 +27,11 @@ change, seek) continues as frames for every device, because a ramp cannot start 
 ``start=None`` resolves, per device, to the parameter's live value (the fade that owns it now),
 else its nominal value from :class:`~controller.state.StateIndex`.
 
+**Takes.** A device executes each idempotency key once (docs/protocol.md), so a show played
+again must not repeat its keys. Each time the transport is re-armed (arm, reset, load to time) or
+seeks after something was emitted, a new *take* begins: from the second take on, the show part
+of every key carries ``#<take>`` (``"yard-control #2"``). Keys that were withdrawn stay withdrawn.
+
 **Playhead.** The standby cue is the first cue of the next sequence to trigger. GO starts it at
 ``now`` even while an earlier cue is still in its pre-wait (that cue keeps counting); ``Go(cue)``
 jumps the playhead to ``cue`` and starts it. An event-triggered standby cue is armed when the
@@ -50,6 +55,7 @@ from controller.playback import (
     EventArrived,
     Go,
     Load,
+    LoadAt,
     PlayheadNext,
     PlayheadPrevious,
     Rejected,
@@ -202,6 +208,7 @@ class TransportSnapshot:
     waiting_for: str | None = None  # the event-triggered cue listening, if any
     debounced: int = 0  # GOs refused as double-taps since load
     now: int = 0
+    take: int = 1  # how many times the show has been (re)started since the controller began
 
 
 # --- private run state ----------------------------------------------------------------------
@@ -292,6 +299,9 @@ class Engine:
         self.debounced = 0
         self._index = StateIndex(timeline, venue)
         self._timeline = timeline
+        self._take = 1  # never reset: keys must not repeat within this controller (see "Takes")
+        self._take_used = False  # something was emitted with this take's keys
+        self._show_key = timeline.show
         self._install(timeline)
 
     # --- setup ------------------------------------------------------------------------------
@@ -313,6 +323,7 @@ class Engine:
         self._armed: _Armed | None = None
         self._standby: int | None = 0 if timeline.sequences else None
         self._standby_pos: int | None = None  # continue mid-sequence (after a seek while armed)
+        self._standby_first = 0  # play the standby sequence from this cue index (load to a cue)
         self._last_go: int | None = None
         self._current: str | None = None
         self._show_ns: int | None = None
@@ -351,6 +362,7 @@ class Engine:
             waiting_for=self._armed.cue.id if self._armed is not None else None,
             debounced=self.debounced,
             now=self._now,
+            take=self._take,
         )
 
     def position_at(self, now: int) -> int | None:
@@ -482,6 +494,15 @@ class Engine:
             if cmd.show_ns is not None and not 0 <= cmd.show_ns <= self._timeline.duration_ns:
                 return (f"seek: {cmd.show_ns / NS_PER_S:.3f} s is outside the show "
                         f"(0 to {self._timeline.duration_ns / NS_PER_S:.3f} s)")
+        elif isinstance(cmd, LoadAt):
+            if (cmd.show_ns is None) == (cmd.cue is None):
+                return "load needs exactly one of a show time or a cue id"
+            if cmd.cue is not None and cmd.cue not in self._timeline.cue_by_id:
+                known = ", ".join(c.id for c in self._timeline.cues[:20])
+                return f"load: the show has no cue '{cmd.cue}'; its cues are: {known}"
+            if cmd.show_ns is not None and not 0 <= cmd.show_ns <= self._timeline.duration_ns:
+                return (f"load: {cmd.show_ns / NS_PER_S:.3f} s is outside the show "
+                        f"(0 to {self._timeline.duration_ns / NS_PER_S:.3f} s)")
         elif isinstance(cmd, SetRate):
             if not (math.isfinite(cmd.rate) and 0 < cmd.rate <= MAX_RATE):
                 return f"rate must be above 0 and at most {MAX_RATE:g} (use pause to hold), got {cmd.rate}"
@@ -498,9 +519,15 @@ class Engine:
             assert isinstance(cmd, Load)
             self._install(cmd.timeline if cmd.timeline is not None else self._timeline)
         elif effect is Effect.ARM:
+            self._new_take(now)
             if self._standby is None and self._timeline.sequences:
-                self._standby, self._standby_pos = 0, None
+                self._standby, self._standby_pos, self._standby_first = 0, None, 0
             self._arm_standby(now)
+        elif effect is Effect.RESET:
+            out.extend(self._reset(now))
+        elif effect is Effect.LOAD_AT:
+            assert isinstance(cmd, LoadAt)
+            out.extend(self._load_at(cmd, now))
         elif effect is Effect.START:
             assert isinstance(cmd, Go)
             self._last_go = now
@@ -543,6 +570,8 @@ class Engine:
                 log.warning("panic: every device to its safe state", extra={"now": now})
         elif effect is Effect.SEEK:
             assert isinstance(cmd, Seek)
+            out.extend(self._cancel_all(now))  # withdraws what was sent ahead, under the old keys
+            self._new_take(now)
             out.extend(self._seek(cmd, now))
         elif effect is Effect.PLAYHEAD:
             assert self._standby is not None or isinstance(cmd, PlayheadPrevious)
@@ -570,9 +599,10 @@ class Engine:
             return None
         return self._timeline.cue_by_id[self._timeline.sequences[self._standby].cues[0]]
 
-    def _set_standby(self, index: int | None, now: int, pos: int | None = None) -> None:
+    def _set_standby(self, index: int | None, now: int, pos: int | None = None, first: int = 0) -> None:
         self._standby = index
         self._standby_pos = pos
+        self._standby_first = first
         self._arm_standby(now)
 
     def _arm_standby(self, now: int) -> None:
@@ -589,7 +619,10 @@ class Engine:
     def _start_standby(self, now: int) -> None:
         assert self._standby is not None
         seq = self._timeline.sequences[self._standby]
-        if self._standby_pos is not None and self._standby_pos > seq.start_ns:
+        if self._standby_first:
+            cue = self._timeline.cues[self._standby_first]
+            self._start(self._standby, now, cue.start_ns, first_cue=self._standby_first, inclusive=True)
+        elif self._standby_pos is not None and self._standby_pos > seq.start_ns:
             self._start(self._standby, now, self._standby_pos, first_cue=0, inclusive=False)
         else:
             self._start(self._standby, now, seq.start_ns, first_cue=0, inclusive=True)
@@ -667,7 +700,17 @@ class Engine:
                 out.append(self._emit_frame(pick, best[0], now))
 
     def _key(self, action: Action) -> Key:
-        return (self._timeline.show, action.cue, action.seq)
+        self._take_used = True
+        return (self._show_key, action.cue, action.seq)
+
+    def _new_take(self, now: int) -> None:
+        """Begin a new take if the current one emitted anything (see "Takes")."""
+        if not self._take_used:
+            return
+        self._take += 1
+        self._take_used = False
+        self._show_key = f"{self._timeline.show} #{self._take}"
+        log.info("new take", extra={"show": self._timeline.show, "take": self._take, "now": now})
 
     def _emit_action(self, run: _Run, action: Action, at: int, now: int) -> list[Output]:
         op = action.op
@@ -826,8 +869,57 @@ class Engine:
                 for dev in devs:
                     self._take_ownership(dev, op.param, stream)
 
-    def _seek(self, cmd: Seek, now: int) -> list[Output]:
+    def _reset(self, now: int) -> list[Output]:
+        """Back to the top: nothing is sent (devices keep what they show), the transport forgets."""
         out = self._cancel_all(now)
+        self._new_take(now)
+        self._current = None
+        self._show_ns = None
+        self._last_go = None
+        self.debounced = 0
+        self._set_standby(0 if self._timeline.sequences else None, now)
+        log.info("reset: the playhead is back on the first cue",
+                 extra={"show": self._timeline.show, "now": now})
+        return out
+
+    def _load_at(self, cmd: LoadAt, now: int) -> list[Output]:
+        """Arm at a show time or a cue: every device gets the state the show has there, and the
+        playhead stands where GO plays on from (docs/operator.md, "Load to a time or a cue").
+
+        A cue, or a time at the start of a sequence, is loaded *before* its actions: the catch-up
+        state is the one just before, and GO fires the cue itself. A time inside a sequence is
+        loaded *after* the actions at that instant, as a seek is, and GO continues from there."""
+        out = self._cancel_all(now)
+        self._new_take(now)
+        tl = self._timeline
+        self._current = None
+        if cmd.cue is not None:
+            cue = tl.cue_by_id[cmd.cue]
+            t = cue.start_ns
+            first = tl.sequences[cue.sequence].cues[0] != cue.id
+            self._set_standby(cue.sequence, now, first=cue.index if first else 0)
+            state_t = t - 1
+        else:
+            assert cmd.show_ns is not None
+            t = cmd.show_ns
+            i = bisect_right(self._seq_starts, t) - 1
+            if i >= 0 and tl.sequences[i].start_ns < t < tl.sequences[i].end_ns:
+                self._set_standby(i, now, pos=t)
+                state_t = t
+            else:
+                nxt = bisect_left(self._seq_starts, t)
+                self._set_standby(nxt if nxt < len(tl.sequences) else None, now)
+                at_start = nxt < len(tl.sequences) and self._seq_starts[nxt] == t
+                state_t = t - 1 if at_start else t
+        self._show_ns = t
+        if state_t >= 0:
+            states = self._index.state_at(state_t)
+            out.extend(StateSync(now, dev, st, t) for dev, st in states.devices.items())
+        log.info("loaded to show time", extra={"show": tl.show, "show_ns": t, "cue": cmd.cue, "now": now})
+        return out
+
+    def _seek(self, cmd: Seek, now: int) -> list[Output]:
+        out: list[Output] = []
         tl = self._timeline
         if cmd.cue is not None:
             cue = tl.cue_by_id[cmd.cue]

@@ -19,6 +19,8 @@ standing by) are checked by the engine after the table has accepted the command.
     idle --load--> loaded --arm--> armed --go/event--> playing <--pause/resume--> paused
                                                    \\--stop--> stopped --arm--> armed
     any --panic--> panicked --arm--> armed         playing --show ended--> stopped
+    loaded/armed/stopped/panicked --reset--> armed (the playhead back on the first cue)
+    loaded/armed/stopped/panicked --load-at--> armed (the playhead at a show time or cue)
 
 Internal commands (:class:`SequenceEnded`, :class:`ShowEnded`, :class:`EventArrived`,
 :class:`Timeout`) are issued by the engine itself and go through the same table, so the table is
@@ -42,11 +44,13 @@ __all__ = [
     "EventArrived",
     "Go",
     "Load",
+    "LoadAt",
     "Panic",
     "Pause",
     "PlayheadNext",
     "PlayheadPrevious",
     "Rejected",
+    "Reset",
     "Resume",
     "Seek",
     "SequenceEnded",
@@ -55,6 +59,7 @@ __all__ = [
     "State",
     "Stop",
     "Timeout",
+    "TogglePause",
     "Transition",
     "Transport",
     "command_key",
@@ -79,6 +84,8 @@ class Effect(Enum):
 
     LOAD = "load"
     ARM = "arm"
+    RESET = "reset"  # back to the top: the playhead on the first cue, the transport's memory cleared
+    LOAD_AT = "load-at"  # arm with the playhead at a show time or cue, devices sent its catch-up state
     START = "start"  # start the standby cue's (or the named cue's) sequence at now
     START_EVENT = "start-event"  # an event trigger (or its timeout with on_timeout=go) starts it
     PAUSE = "pause"
@@ -113,6 +120,27 @@ class Arm:
 
 
 @dataclass(frozen=True, slots=True)
+class Reset:
+    """Back to the top (QLab's reset): a show that is not running is armed with the playhead on its
+    first cue; the current cue, the last show time, the GO debounce and the double-tap count are
+    cleared. Devices keep what they show (nothing is sent); the rate stays as set."""
+
+    key: ClassVar[str] = "reset"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadAt:
+    """Load to time (QLab's *load to time*): arm with the playhead at nominal show time
+    ``show_ns`` or at the start of ``cue`` (give exactly one). Every device is sent the catch-up
+    state the show has there, so the next GO plays on from there with the venue already showing
+    it; a time inside a sequence continues that sequence from that point."""
+
+    show_ns: int | None = None
+    cue: str | None = None
+    key: ClassVar[str] = "load-at"
+
+
+@dataclass(frozen=True, slots=True)
 class Go:
     """GO: start the standby cue, or jump the playhead to ``cue`` and start it. ``force``: the
     operator insists (``/go/force``): a GO that a guard would refuse for the devices' sake (the
@@ -135,6 +163,13 @@ class Resume:
     """Carry on from where :class:`Pause` froze the show."""
 
     key: ClassVar[str] = "resume"
+
+
+@dataclass(frozen=True, slots=True)
+class TogglePause:
+    """Pause when playing, resume when paused (one key or button for both; the table decides)."""
+
+    key: ClassVar[str] = "toggle-pause"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,9 +252,12 @@ class Timeout:
 Command: TypeAlias = (
     Load
     | Arm
+    | Reset
+    | LoadAt
     | Go
     | Pause
     | Resume
+    | TogglePause
     | Stop
     | Seek
     | SetRate
@@ -280,12 +318,16 @@ TABLE: dict[tuple[State, str], Transition] = {
     # loaded: a show is loaded
     (_S.LOADED, "load"): Transition(_S.LOADED, _E.LOAD),
     (_S.LOADED, "arm"): Transition(_S.ARMED, _E.ARM),
+    (_S.LOADED, "reset"): Transition(_S.ARMED, _E.RESET),
+    (_S.LOADED, "load-at"): Transition(_S.ARMED, _E.LOAD_AT),
     (_S.LOADED, "playhead"): Transition(_S.LOADED, _E.PLAYHEAD),
     (_S.LOADED, "set-rate"): Transition(_S.LOADED, _E.SET_RATE),
     (_S.LOADED, "panic"): Transition(_S.PANICKED, _E.PANIC),
     # armed: standing by
     (_S.ARMED, "load"): Transition(_S.LOADED, _E.LOAD),
     (_S.ARMED, "arm"): Transition(_S.ARMED, _E.ARM),
+    (_S.ARMED, "reset"): Transition(_S.ARMED, _E.RESET),
+    (_S.ARMED, "load-at"): Transition(_S.ARMED, _E.LOAD_AT),
     (_S.ARMED, "go"): Transition(_S.PLAYING, _E.START),
     (_S.ARMED, "seek"): Transition(_S.ARMED, _E.SEEK),
     (_S.ARMED, "set-rate"): Transition(_S.ARMED, _E.SET_RATE),
@@ -300,6 +342,7 @@ TABLE: dict[tuple[State, str], Transition] = {
     # playing
     (_S.PLAYING, "go"): Transition(_S.PLAYING, _E.START),
     (_S.PLAYING, "pause"): Transition(_S.PAUSED, _E.PAUSE),
+    (_S.PLAYING, "toggle-pause"): Transition(_S.PAUSED, _E.PAUSE),
     (_S.PLAYING, "stop"): Transition(_S.STOPPED, _E.STOP),
     (_S.PLAYING, "seek"): Transition(_S.PLAYING, _E.SEEK),
     (_S.PLAYING, "set-rate"): Transition(_S.PLAYING, _E.SET_RATE),
@@ -311,6 +354,7 @@ TABLE: dict[tuple[State, str], Transition] = {
     (_S.PLAYING, "timeout-stop"): Transition(_S.STOPPED, _E.STOP),
     # paused: everything frozen (event triggers do not count, their timeouts do not run)
     (_S.PAUSED, "resume"): Transition(_S.PLAYING, _E.RESUME),
+    (_S.PAUSED, "toggle-pause"): Transition(_S.PLAYING, _E.RESUME),
     (_S.PAUSED, "stop"): Transition(_S.STOPPED, _E.STOP),
     (_S.PAUSED, "seek"): Transition(_S.PAUSED, _E.SEEK),
     (_S.PAUSED, "set-rate"): Transition(_S.PAUSED, _E.SET_RATE),
@@ -319,25 +363,32 @@ TABLE: dict[tuple[State, str], Transition] = {
     # stopped: re-arm to play again
     (_S.STOPPED, "load"): Transition(_S.LOADED, _E.LOAD),
     (_S.STOPPED, "arm"): Transition(_S.ARMED, _E.ARM),
+    (_S.STOPPED, "reset"): Transition(_S.ARMED, _E.RESET),
+    (_S.STOPPED, "load-at"): Transition(_S.ARMED, _E.LOAD_AT),
     (_S.STOPPED, "playhead"): Transition(_S.STOPPED, _E.PLAYHEAD),
     (_S.STOPPED, "set-rate"): Transition(_S.STOPPED, _E.SET_RATE),
     (_S.STOPPED, "panic"): Transition(_S.PANICKED, _E.PANIC),
     # panicked: re-arm explicitly after checking the venue
     (_S.PANICKED, "load"): Transition(_S.LOADED, _E.LOAD),
     (_S.PANICKED, "arm"): Transition(_S.ARMED, _E.ARM),
+    (_S.PANICKED, "reset"): Transition(_S.ARMED, _E.RESET),
+    (_S.PANICKED, "load-at"): Transition(_S.ARMED, _E.LOAD_AT),
     (_S.PANICKED, "panic"): Transition(_S.PANICKED, _E.PANIC),
 }
 """Every allowed transition: ``(state, command key) -> (next state, effect)``."""
 
 _WHAT_TO_DO = {
     State.IDLE: "load a show first",
-    State.LOADED: "arm the show first (Arm)",
+    State.LOADED: "arm the show first (Arm: /arm, key A)",
     State.ARMED: "press GO to start the show",
-    State.PLAYING: "the show is running",
-    State.PAUSED: "resume (or stop) first",
-    State.STOPPED: "re-arm (Arm) to play again",
-    State.PANICKED: "check the venue, then re-arm (Arm) before GO",
+    State.PLAYING: "the show is running; stop it first (/stop, key S), or seek (/seek) to jump",
+    State.PAUSED: "resume (/resume, key P) or stop (/stop, key S) first",
+    State.STOPPED: "re-arm to play again: Arm (/arm, key A) continues from the standby cue, "
+    "Reset (/reset) goes back to the top, Load (/load <seconds>, /load/{cue}) arms there",
+    State.PANICKED: "check the venue, then re-arm before GO: Arm (/arm, key A), Reset (/reset) "
+    "or Load (/load <seconds>, /load/{cue})",
 }
+"""What the operator can do instead, per state: the second half of every refusal."""
 
 
 def transition(state: State, cmd: Command) -> Transition | Rejected:

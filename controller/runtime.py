@@ -166,7 +166,10 @@ class Runtime:
         if self.opts.control_port is not None:
             try:
                 self.control = await ControlPort.open(
-                    self._on_control, port=self.opts.control_port, allow=self.opts.control_allow
+                    self._on_control,
+                    port=self.opts.control_port,
+                    allow=self.opts.control_allow,
+                    clock=self.clock.monotonic_ns,
                 )
             except OSError as err:
                 raise ControlPortError(self.opts.control_port, str(err)) from err
@@ -219,6 +222,7 @@ class Runtime:
             now = self.clock.wall_ns()
             for item in player.poll(now):
                 self._execute(item, now)
+            self._push_updates()
             if player.done(now):
                 log.info("show complete; exiting", extra={"show": self.timeline.show})
                 break
@@ -293,15 +297,30 @@ class Runtime:
 
     def _on_control(self, cmd: Command | Query, source: tuple[str, int]) -> tuple[str, Any]:
         if isinstance(cmd, Query):
-            snap = self.core.engine.snapshot
-            return "ok", {
-                "state": str(snap.state),
-                "cue": snap.current_cue,
-                "standby": snap.standby_cue,
-                "show_ns": snap.show_ns,
-                "rate": snap.rate,
-            }
+            if cmd.what == "state":
+                return "ok", self._state_data()
+            return "error", f"unknown query {cmd.what}"
         return self._command(cmd)
+
+    def _state_data(self) -> dict[str, Any]:
+        """The transport as the control port's ``/state`` reply and ``/update/state`` carry it."""
+        snap = self.core.engine.snapshot
+        return {
+            "state": str(snap.state),
+            "cue": snap.current_cue,
+            "standby": snap.standby_cue,
+            "show_ns": snap.show_ns,
+            "rate": snap.rate,
+            "running": [self.timeline.sequences[i].cues[0] for i in snap.running],
+            "waiting_for": snap.waiting_for,
+            "take": snap.take,
+        }
+
+    def _push_updates(self) -> None:
+        """Feedback: subscribed surfaces get every transport and playhead change, whatever made it
+        (a key, a surface, the show itself); the port pushes only what changed."""
+        if self.control is not None and len(self.control.subscriptions):
+            self.control.update(self._state_data())
 
     def _on_mqtt(self, topic: str, payload: bytes, rx_ns: int) -> None:
         self.player.receive_mqtt(topic, payload, rx_ns)
@@ -397,6 +416,9 @@ class Runtime:
                 "rejected": self.control.stats.rejected,
                 "denied": self.control.stats.denied,
                 "malformed": self.control.stats.malformed,
+                "updates_sent": self.control.stats.updates_sent,
+                "updates_dropped": self.control.stats.updates_dropped,
+                "subscribers": len(self.control.subscriptions),
             },
             "osc_malformed_received": self.core.counters["osc_malformed"],
         }

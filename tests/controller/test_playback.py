@@ -13,10 +13,12 @@ from controller.playback import (
     EventArrived,
     Go,
     Load,
+    LoadAt,
     Panic,
     Pause,
     PlayheadNext,
     Rejected,
+    Reset,
     Resume,
     Seek,
     SequenceEnded,
@@ -25,6 +27,7 @@ from controller.playback import (
     State,
     Stop,
     Timeout,
+    TogglePause,
     Transition,
     Transport,
     command_key,
@@ -37,7 +40,8 @@ from venues.model import Device, Sync, Venue
 S = 1_000_000_000
 
 COMMANDS: list[Command] = [
-    Load(), Arm(), Go(), Pause(), Resume(), Stop(), Seek(show_ns=0), SetRate(1.0), Panic(), PlayheadNext(),
+    Load(), Arm(), Reset(), LoadAt(show_ns=0), Go(), Pause(), Resume(), TogglePause(), Stop(),
+    Seek(show_ns=0), SetRate(1.0), Panic(), PlayheadNext(),
     SequenceEnded(0), ShowEnded(), EventArrived("c"), Timeout("c", "go"), Timeout("c", "skip"),
     Timeout("c", "hold"), Timeout("c", "stop"),
 ]
@@ -46,15 +50,17 @@ COMMANDS: list[Command] = [
 ID, L, A, P, U, T, X = "idle", "loaded", "armed", "playing", "paused", "stopped", "panicked"
 EXPECTED: dict[str, dict[str, str]] = {
     ID: {"load": L, "panic": X},
-    L: {"load": L, "arm": A, "playhead": L, "set-rate": L, "panic": X},
-    A: {"load": L, "arm": A, "go": P, "seek": A, "set-rate": A, "playhead": A, "stop": T, "panic": X,
+    L: {"load": L, "arm": A, "reset": A, "load-at": A, "playhead": L, "set-rate": L, "panic": X},
+    A: {"load": L, "arm": A, "reset": A, "load-at": A, "go": P, "seek": A, "set-rate": A, "playhead": A,
+        "stop": T, "panic": X,
         "event-arrived": P, "timeout-go": P, "timeout-skip": A, "timeout-hold": A, "timeout-stop": T},
-    P: {"go": P, "pause": U, "stop": T, "seek": P, "set-rate": P, "playhead": P, "panic": X,
+    P: {"go": P, "pause": U, "toggle-pause": U, "stop": T, "seek": P, "set-rate": P, "playhead": P,
+        "panic": X,
         "sequence-ended": P, "show-ended": T, "event-arrived": P, "timeout-go": P, "timeout-skip": P,
         "timeout-hold": P, "timeout-stop": T},
-    U: {"resume": P, "stop": T, "seek": U, "set-rate": U, "playhead": U, "panic": X},
-    T: {"load": L, "arm": A, "playhead": T, "set-rate": T, "panic": X},
-    X: {"load": L, "arm": A, "panic": X},
+    U: {"resume": P, "toggle-pause": P, "stop": T, "seek": U, "set-rate": U, "playhead": U, "panic": X},
+    T: {"load": L, "arm": A, "reset": A, "load-at": A, "playhead": T, "set-rate": T, "panic": X},
+    X: {"load": L, "arm": A, "reset": A, "load-at": A, "panic": X},
 }
 
 

@@ -79,6 +79,7 @@ __all__ = [
     "StopShow",
     "ToggleHelp",
     "describe",
+    "in_background",
     "is_terminal",
     "key_label",
 ]
@@ -459,4 +460,13 @@ def is_terminal(fd: int) -> bool:
     try:
         return os.isatty(fd)
     except OSError:
+        return False
+
+
+def in_background(fd: int) -> bool:
+    """Whether this process runs in the background of the terminal ``fd`` (``madang run ... &``):
+    changing its modes would then stop the process with SIGTTOU, and the keys belong to the shell."""
+    try:
+        return os.tcgetpgrp(fd) != os.getpgrp()
+    except OSError:  # not our controlling terminal: no job control applies to it
         return False

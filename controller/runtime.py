@@ -58,6 +58,7 @@ from controller.keys import (
     RawTerminal,
     StopShow,
     ToggleHelp,
+    in_background,
     is_terminal,
 )
 from controller.mqtt import MqttLink, Publish, controller_will
@@ -352,6 +353,10 @@ class Runtime:
         fd = sys.stdin.fileno() if sys.stdin is not None else -1
         if fd < 0 or not is_terminal(fd):
             self._keys_off = "keys off: stdin is not a terminal; use the OSC control port"
+            yield
+            return
+        if in_background(fd):
+            self._keys_off = "keys off: madang runs in the background; use the OSC control port"
             yield
             return
         loop = asyncio.get_running_loop()

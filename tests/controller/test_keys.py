@@ -5,9 +5,12 @@ tests/integration/test_keys_pty.py."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
+import subprocess
+import sys
 import termios
 from pathlib import Path
 
@@ -273,3 +276,38 @@ def test_raw_terminal_is_restored_when_the_block_raises() -> None:
     finally:
         os.close(master)
         os.close(slave)
+
+
+_JOB_CONTROL = """
+import os, sys
+from controller.keys import in_background
+fg = in_background(0)
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)  # a job of its own, as `madang run ... &` is: not the terminal's foreground
+    os._exit(10 + in_background(0))
+_, status = os.waitpid(pid, 0)
+print(fg, os.waitstatus_to_exitcode(status) - 10 == 1, flush=True)
+"""
+
+
+def test_a_show_run_in_the_background_leaves_the_keys_to_the_shell() -> None:
+    """Changing a terminal's modes from a background job stops it (SIGTTOU): keys stay off then."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _JOB_CONTROL],
+            stdin=slave,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # the pty becomes its terminal
+            check=False,
+        )
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"]  # foreground: keys; background: none

@@ -205,7 +205,17 @@ def _status(row: CueRow, state: str) -> Text:
     return Text("")
 
 
-def _cue_table(vm: ViewModel) -> RenderableType:
+class _CueList:
+    """The cue list, laid out for the width it gets: the notes column only on a wide terminal."""
+
+    def __init__(self, vm: ViewModel) -> None:
+        self.vm = vm
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield _cue_table(self.vm, wide=options.max_width >= _SIDE_BY_SIDE)
+
+
+def _cue_table(vm: ViewModel, *, wide: bool = True) -> RenderableType:
     rows = list(vm.cues)
     if not rows:
         grid = Table.grid(padding=(0, 2))
@@ -223,27 +233,29 @@ def _cue_table(vm: ViewModel) -> RenderableType:
     table.add_column("name", no_wrap=True, overflow="ellipsis", ratio=2)
     table.add_column("go", no_wrap=True)
     table.add_column("status", no_wrap=True, overflow="ellipsis", ratio=4)
-    table.add_column("notes", no_wrap=True, overflow="ellipsis", ratio=2, style="italic grey62")
+    if wide:
+        table.add_column("notes", no_wrap=True, overflow="ellipsis", ratio=2, style="italic grey62")
+    blank = [""] * (4 if wide else 3)
     lo, hi = _window(rows)
     if lo:
-        table.add_row("", "", Text(f"... {lo} above", style="dim"), "", "", "", "")
+        table.add_row("", "", Text(f"... {lo} above", style="dim"), *blank)
     for row in rows[lo:hi]:
         mark, style = {"standby": ("▶", "bold cyan"), "running": ("●", "green")}.get(row.role, ("", ""))
         if row.clock is not None and row.clock.starts_in_ns is not None:
             mark, style = "○", "dim green"  # its turn in the running chain has not come yet
-        table.add_row(
+        cells: list[RenderableType] = [
             Text(mark, style=style),
             str(row.number),
             Text(row.cue, style=style or "default"),
             row.name,
             Text(row.go, style="bold" if row.go in ("GO", "event") else "dim"),
             _status(row, vm.state),
-            row.notes,
-        )
+        ]
+        table.add_row(*cells, *([row.notes] if wide else []))
     if hi < len(rows):
-        table.add_row("", "", Text(f"... {len(rows) - hi} below", style="dim"), "", "", "", "")
+        table.add_row("", "", Text(f"... {len(rows) - hi} below", style="dim"), *blank)
     if vm.standby_cue == "" and vm.state in ("armed", "playing"):
-        table.add_row("", "", Text("- end of show -", style="bold cyan"), "", "", "", "")
+        table.add_row("", "", Text("- end of show -", style="bold cyan"), *blank)
     return table
 
 
@@ -374,7 +386,7 @@ def render(vm: ViewModel) -> RenderableType:
         title += f" · {vm.debounced} GO double-tap{'s' if vm.debounced != 1 else ''} ignored"
     parts: list[RenderableType] = [
         head,
-        Panel(_cue_table(vm), title=title, title_align="left"),
+        Panel(_CueList(vm), title=title, title_align="left"),
         _Adaptive(_venue_panel(vm), _log_panel(vm)),
     ]
     if vm.errors:

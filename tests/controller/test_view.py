@@ -91,9 +91,16 @@ def test_outbox_shows_only_what_is_waiting() -> None:
 
 
 def test_narrow_terminal_stacks_the_panels() -> None:
-    vm = ViewModel(state="armed", log=[LogLine("21:04:05", "key Space", "GO", True, "-> playing")])
+    vm = ViewModel(
+        state="armed",
+        cues=[CueRow(1, "dusk", "Dusk", "GO", notes="NOTE-TEXT", role="standby")],
+        standby_cue="dusk",
+        log=[LogLine("21:04:05", "key Space", "GO", True, "-> playing")],
+    )
+    assert "NOTE-TEXT" in text(vm, width=160)
     out = text(vm, width=80)
     assert max(len(line) for line in out.splitlines()) <= 80
+    assert "waits for GO" in out and "NOTE-TEXT" not in out  # the status stays, the notes go
     lines = out.splitlines()
     venue = next(i for i, line in enumerate(lines) if "venue" in line)
     oplog = next(i for i, line in enumerate(lines) if "operator log" in line)

@@ -78,6 +78,7 @@ __all__ = [
     "BLACKOUT",
     "Accepted",
     "Cancel",
+    "CueClock",
     "Engine",
     "Fire",
     "Frame",
@@ -88,6 +89,7 @@ __all__ = [
     "Safe",
     "StateSync",
     "TransportSnapshot",
+    "TriggerProgress",
     # The event matchers live in venues.names (one MQTT matcher for the project); kept here for callers.
     "mqtt_topic_matches",
     "osc_address_matches",
@@ -209,6 +211,34 @@ class TransportSnapshot:
     debounced: int = 0  # GOs refused as double-taps since load
     now: int = 0
     take: int = 1  # how many times the show has been (re)started since the controller began
+
+
+@dataclass(frozen=True, slots=True)
+class CueClock:
+    """Where one cue of a running sequence stands (:meth:`Engine.cue_clocks`): each field is the
+    show-clock time left in that phase at the current rate (frozen while paused), or ``None``
+    when the cue is not in it. ``starts_in_ns``: the cue's turn in its chain has not come yet
+    (or a GO's latency is still running); ``post_wait_ns``: until the next cue of the chain starts."""
+
+    cue: str
+    starts_in_ns: int | None = None
+    pre_wait_ns: int | None = None
+    action_ns: int | None = None
+    post_wait_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerProgress:
+    """The listening event trigger (:meth:`Engine.trigger_progress`): ``counted`` of ``count``
+    events so far; ``timeout_ns`` left (frozen while paused), ``None`` without a timeout."""
+
+    cue: str
+    transport: str
+    pattern: str
+    counted: int
+    count: int
+    timeout_ns: int | None
+    on_timeout: str
 
 
 # --- private run state ----------------------------------------------------------------------
@@ -381,6 +411,46 @@ class Engine:
     def state_for_device(self, device_id: str, show_ns: int) -> DeviceState:
         """What one device should be showing at nominal show time ``show_ns`` (late join)."""
         return self._index.state_for_device(device_id, show_ns)
+
+    def cue_clocks(self, now: int) -> tuple[CueClock, ...]:
+        """For the operator view: every cue of the running sequences that has not finished, with
+        its pre-wait, action and post-wait countdowns at ``now``. Read-only."""
+        out: list[CueClock] = []
+        tl = self._timeline
+        for run in sorted(self._runs, key=lambda r: r.index):
+            p = run.pos if self._state is State.PAUSED else self._pos(run, now)
+            cues = [tl.cue_by_id[c] for c in tl.sequences[run.index].cues]
+
+            def left(pos: int, p: int = p) -> int:  # nominal time ahead -> show-clock time
+                return max(0, (pos - p) * self._den // self._num)
+
+            for i, c in enumerate(cues):
+                nxt = cues[i + 1] if i + 1 < len(cues) else None
+                post: int | None = None
+                if nxt is not None and c.post_wait_ns and p < nxt.start_ns:
+                    from_ns = c.start_ns if nxt.go == "auto-continue" else c.end_ns  # else auto-follow
+                    if p >= from_ns:
+                        post = left(nxt.start_ns)
+                if p < c.start_ns:
+                    out.append(CueClock(c.id, starts_in_ns=left(c.start_ns)))
+                elif p < c.body_ns:
+                    out.append(CueClock(c.id, pre_wait_ns=left(c.body_ns), post_wait_ns=post))
+                elif p < c.end_ns:
+                    out.append(CueClock(c.id, action_ns=left(c.end_ns), post_wait_ns=post))
+                elif post is not None:
+                    out.append(CueClock(c.id, post_wait_ns=post))
+        return tuple(out)
+
+    def trigger_progress(self, now: int) -> TriggerProgress | None:
+        """For the operator view: the event trigger listening now, how many events it has counted
+        and how long until its timeout; ``None`` when none listens. Read-only."""
+        armed = self._armed
+        if armed is None:
+            return None
+        left = armed.remaining if armed.deadline is None else max(0, armed.deadline - now)
+        trig = armed.trigger
+        return TriggerProgress(armed.cue.id, trig.transport, trig.pattern,
+                               len(armed.senders) + armed.anonymous, trig.count, left, trig.on_timeout)
 
     def next_deadline(self) -> int | None:
         """The show-clock instant at which :meth:`poll` next has something to do, or ``None``."""

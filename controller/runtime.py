@@ -33,8 +33,10 @@ import json
 import logging
 import os
 import signal
-from collections import defaultdict
-from collections.abc import Mapping
+import sys
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,13 +50,24 @@ from controller.core import ControllerCore, Item, ModelBatch, PingBatch, Withdra
 from controller.delivery import Key, Kind, UdpSend, restamp
 from controller.edge import FiringEdge, Handle
 from controller.engine import Accepted
+from controller.keys import (
+    ESC_TIMEOUT_NS,
+    Intent,
+    KeyboardControl,
+    Press,
+    RawTerminal,
+    StopShow,
+    ToggleHelp,
+    in_background,
+    is_terminal,
+)
 from controller.mqtt import MqttLink, Publish, controller_will
 from controller.outputs import write_text
-from controller.playback import Command, Go, State, Stop
+from controller.playback import Command, Go, Seek, SetRate, State, Stop
 from controller.player import Player, PlayerOptions
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
-from controller.view import ViewModel, render
+from controller.view import LogLine, ViewModel, cue_rows, render
 from cues.timeline import Timeline
 from venues.errors import MadangError
 from venues.model import Venue
@@ -126,6 +139,9 @@ class Runtime:
         self._timers: dict[Key, list[asyncio.TimerHandle]] = defaultdict(list)
         self._errors: list[str] = []
         self._summary: tuple[int, Any] | None = None  # (when, TelemetrySummary) for the view
+        self._oplog: deque[LogLine] = deque(maxlen=200)  # what the operator did, what was refused
+        self._help = False  # the live view shows the key help
+        self._keys_off = ""  # why keys are not read ("" while they are)
         self.exit_code = 0
         self.started_ns = 0
 
@@ -278,7 +294,9 @@ class Runtime:
 
     # -- inputs ------------------------------------------------------------------------------
 
-    def _command(self, cmd: Command) -> tuple[str, Any]:
+    def _command(self, cmd: Command, *, source: str = "runtime") -> tuple[str, Any]:
+        """Every operator command, from any surface (``source``: a key, an OSC sender, ``--go``),
+        goes through here: the same refusals, the same log and operator log."""
         now = self.clock.wall_ns()
         result = self.player.command(cmd, now)
         self._wake.set()
@@ -286,13 +304,16 @@ class Runtime:
         if isinstance(result, Accepted):
             log.info(
                 "transport command",
-                extra={"command": type(cmd).__name__, "state": str(result.state), "cue": snap.current_cue},
+                extra={"command": type(cmd).__name__, "state": str(result.state), "cue": snap.current_cue,
+                       "source": source},
             )
+            self._note_operator(now, source, cmd, True, f"-> {result.state}")
             return "ok", {"state": str(result.state), "cue": snap.current_cue, "standby": snap.standby_cue}
         log.warning(
-            "transport command refused", extra={"command": type(cmd).__name__, "reason": result.reason}
+            "transport command refused",
+            extra={"command": type(cmd).__name__, "reason": result.reason, "source": source},
         )
-        self._note_error(f"{type(cmd).__name__} refused: {result.reason}")
+        self._note_operator(now, source, cmd, False, f"refused: {result.reason}")
         return "error", result.reason
 
     def _on_control(self, cmd: Command | Query, source: tuple[str, int]) -> tuple[str, Any]:
@@ -300,7 +321,7 @@ class Runtime:
             if cmd.what == "state":
                 return "ok", self._state_data()
             return "error", f"unknown query {cmd.what}"
-        return self._command(cmd)
+        return self._command(cmd, source=f"osc {source[0]}")
 
     def _state_data(self) -> dict[str, Any]:
         """The transport as the control port's ``/state`` reply and ``/update/state`` carry it."""
@@ -334,6 +355,85 @@ class Runtime:
         self._errors.append(text)
         del self._errors[:-20]
 
+    def _note_operator(
+        self, now: int, source: str, what: Command | str, ok: bool, detail: str, *, hint: bool = False
+    ) -> None:
+        """One line of the operator log (the live view shows the last few)."""
+        name = what if isinstance(what, str) else _command_name(what)
+        clock = time.strftime("%H:%M:%S", time.localtime(now / S))
+        self._oplog.append(LogLine(clock, source, name, ok, detail, hint))
+
+    # -- keys --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _keyboard(self) -> Iterator[None]:
+        """Read the operator's keys from the terminal on stdin while the live view runs
+        (controller/keys.py): raw mode, restored on every way out of the ``with``."""
+        fd = sys.stdin.fileno() if sys.stdin is not None else -1
+        if fd < 0 or not is_terminal(fd):
+            self._keys_off = "keys off: stdin is not a terminal; use the OSC control port"
+            yield
+            return
+        if in_background(fd):
+            self._keys_off = "keys off: madang runs in the background; use the OSC control port"
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        control = KeyboardControl()
+        timer: list[asyncio.TimerHandle] = []
+        term = RawTerminal(fd, out_fd=2 if is_terminal(2) else None)
+
+        def deliver(intents: list[Intent]) -> None:
+            for intent in intents:
+                self._on_key(intent, term)
+
+        def expire() -> None:
+            timer.clear()
+            deliver(control.expire(self.core.state, self.clock.wall_ns()))
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 1024)
+            except OSError as err:
+                data = b""
+                log.warning("cannot read keys from the terminal", extra={"error": str(err)})
+            if not data:  # the terminal is gone (hang-up): the show goes on, keys are off
+                loop.remove_reader(fd)
+                term.restore()
+                self._keys_off = "keys off: the terminal closed; use the OSC control port"
+                return
+            for th in timer:
+                th.cancel()
+            timer.clear()
+            deliver(control.feed(data, self.core.state, self.clock.wall_ns()))
+            if control.pending:
+                timer.append(loop.call_later(ESC_TIMEOUT_NS / S, expire))
+
+        with term:
+            loop.add_reader(fd, readable)
+            try:
+                yield
+            finally:
+                loop.remove_reader(fd)
+                for th in timer:
+                    th.cancel()
+
+    def _on_key(self, intent: Intent, term: RawTerminal) -> None:
+        """One key's intent: a command down the control port's path, the help, or the exit."""
+        now = self.clock.wall_ns()
+        if isinstance(intent, Press):
+            self._command(intent.command, source=f"key {intent.label}")
+        elif isinstance(intent, ToggleHelp):
+            self._help = not self._help
+        elif isinstance(intent, StopShow):
+            self._note_operator(now, "key Ctrl-C", "exit", True, "ending the show (as SIGINT)")
+            log.info("Ctrl-C: ending the show", extra={"show": self.timeline.show})
+            term.restore()  # the terminal is the operator's again: a second Ctrl-C is a plain SIGINT
+            self._keys_off = "keys off: ending the show"
+            self.request_stop()
+        else:
+            self._note_operator(now, f"key {intent.label}", "", False, intent.text, hint=True)
+
     # -- operator view -----------------------------------------------------------------------
 
     def view_model(self) -> ViewModel:
@@ -357,6 +457,13 @@ class Runtime:
             current_cue=snap.current_cue or "",
             standby_cue=snap.standby_cue or "",
             running=[self.timeline.sequences[i].cues[0] for i in snap.running],
+            cues=cue_rows(
+                self.timeline,
+                snap.standby_cue,
+                self.core.engine.cue_clocks(now),
+                self.core.engine.trigger_progress(now),
+            ),
+            debounced=snap.debounced,
             devices=len(self.venue.devices),
             online=pres["online"] + pres["unknown"],
             late=pres["late"],
@@ -369,7 +476,8 @@ class Runtime:
             acks=tel.acks,
             broker=self.mqtt.url if self.mqtt is not None else "",
             broker_connected=bool(self.mqtt and self.mqtt.connected),
-            outbox=getattr(mstats, "queued", 0) if mstats is not None else 0,
+            outbox=mstats.outbox if mstats is not None else 0,
+            unacked=mstats.inflight if mstats is not None else 0,
             sends=self.core.counters["sends"],
             send_errors=0,
             lateness_p99_us=float(np.percentile(lat, 99) / 1000) if len(lat) else None,
@@ -378,6 +486,9 @@ class Runtime:
             control_denied=self.control.stats.denied if self.control is not None else 0,
             control_malformed=self.control.stats.malformed if self.control is not None else 0,
             errors=list(self._errors),
+            log=list(self._oplog),
+            keys=self._keys_off,
+            help=self._help,
         )
 
     async def _view(self) -> None:
@@ -385,10 +496,16 @@ class Runtime:
         from rich.live import Live
 
         console = Console(stderr=True)
-        with Live(render(self.view_model()), console=console, refresh_per_second=4, transient=False) as live:
-            while True:
-                await asyncio.sleep(0.25)
-                live.update(render(self.view_model()))
+        with (
+            self._keyboard(),
+            Live(render(self.view_model()), console=console, refresh_per_second=4, transient=False) as live,
+        ):
+            try:
+                while True:
+                    await asyncio.sleep(0.25)
+                    live.update(render(self.view_model()))
+            finally:
+                live.update(render(self.view_model()))  # the last frame shows how the show ended
 
     def report(self) -> dict[str, Any]:
         """The post-show report: counters and per-device telemetry (``telemetry``: one row per
@@ -437,6 +554,19 @@ class ControlPortError(MadangError, OSError):
             f"cannot open the OSC control port {self.port}: {self.reason}; "
             "pick another with --control-port N, or --control-port 0 for any free port"
         )
+
+
+def _command_name(cmd: Command) -> str:
+    """A command as the operator log names it: ``GO``, ``GO bloom``, ``forced GO``, ``seek 60 s``."""
+    if isinstance(cmd, Go):
+        what = "forced GO" if cmd.force else "GO"
+        return f"{what} {cmd.cue}" if cmd.cue else what
+    if isinstance(cmd, Seek):
+        return f"seek {cmd.cue}" if cmd.cue is not None else f"seek {(cmd.show_ns or 0) / S:g} s"
+    if isinstance(cmd, SetRate):
+        return f"rate {cmd.rate:g}"
+    name = type(cmd).__name__
+    return "".join(" " + c.lower() if c.isupper() else c for c in name).strip()
 
 
 def _make_sync(venue: Venue) -> TelemetrySync | None:

@@ -4,22 +4,30 @@
 turns it into a rich renderable. Nothing here reads a clock or touches the show: the view can lag
 or die without the show noticing.
 
-The operator must see at a glance: where the show is (transport, current and standby cue, show
-time), whether every device is alive and in sync (online / late / offline counts, worst sync
-error), and what went wrong last.
+The operator must see at a glance: where the show is (transport, the cue list with the standby
+cue, the running cues' pre-wait / action / post-wait countdowns, an event trigger's progress),
+whether every device is alive and in sync (online / late / offline counts, worst sync error),
+what they did and what the controller refused (the operator log), and which keys do what.
+:func:`cue_rows` builds the cue list from the timeline and the engine's read-only queries
+(:meth:`~controller.engine.Engine.cue_clocks`, :meth:`~controller.engine.Engine.trigger_progress`),
+so the view repeats no show logic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["ViewModel", "render"]
+from controller.engine import CueClock, TriggerProgress
+from controller.keys import KEYS
+from cues.timeline import Timeline
+
+__all__ = ["CueRow", "LogLine", "ViewModel", "cue_rows", "render"]
 
 _STATE_STYLE = {
     "playing": "bold black on green",
@@ -30,6 +38,41 @@ _STATE_STYLE = {
     "panicked": "bold white on red",
     "idle": "bold white on grey23",
 }
+_GO_LABEL = {"manual": "GO", "auto-continue": "auto-cont", "auto-follow": "auto-follow"}
+_MAX_CUE_ROWS = 14  # a longer cue list shows a window around the playhead
+_LOG_LINES = 8
+_SIDE_BY_SIDE = 120  # columns from which the venue and the operator log sit side by side
+
+
+@dataclass(frozen=True, slots=True)
+class CueRow:
+    """One line of the cue list. ``role``: ``standby`` (the next GO), ``running``, or ``""``;
+    ``clock``: the countdowns of a running cue; ``trigger``: the progress of the event trigger
+    listening on this cue."""
+
+    number: int
+    cue: str
+    name: str
+    go: str
+    notes: str = ""
+    role: str = ""
+    clock: CueClock | None = None
+    trigger: TriggerProgress | None = None
+    event: str = ""  # how the cue waits for an event, when it does (``mqtt xr/+/ready x1,000``)
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One entry of the operator log: at ``clock`` (local time of day), ``source`` (a key, an OSC
+    sender, ``--go``) asked for ``what``; ``ok`` or refused, ``detail`` says the outcome or why;
+    a ``hint`` asked for nothing (``detail`` says what to press instead)."""
+
+    clock: str
+    source: str
+    what: str
+    ok: bool
+    detail: str = ""
+    hint: bool = False  # nothing was asked for (an unbound key): ``detail`` says what to press
 
 
 @dataclass
@@ -45,6 +88,8 @@ class ViewModel:
     current_cue: str = ""
     standby_cue: str = ""
     running: Sequence[str] = ()
+    cues: Sequence[CueRow] = ()
+    debounced: int = 0  # GOs refused as double-taps
     devices: int = 0
     online: int = 0
     late: int = 0
@@ -57,7 +102,8 @@ class ViewModel:
     acks: int = 0  # fire reports received
     broker: str = ""
     broker_connected: bool = False
-    outbox: int = 0
+    outbox: int = 0  # MQTT messages waiting in the outbox now (not yet written to the broker)
+    unacked: int = 0  # QoS >= 1 messages written, awaiting the broker's acknowledgement
     sends: int = 0
     send_errors: int = 0
     lateness_p99_us: float | None = None
@@ -66,6 +112,42 @@ class ViewModel:
     control_denied: int = 0
     control_malformed: int = 0
     errors: list[str] = field(default_factory=list)
+    log: Sequence[LogLine] = ()  # the operator log, oldest first
+    keys: str = ""  # "" when keys are read; else why not (shown instead of the key hints)
+    help: bool = False  # the key help is shown
+
+
+def cue_rows(
+    timeline: Timeline,
+    standby: str | None,
+    clocks: Iterable[CueClock] = (),
+    trigger: TriggerProgress | None = None,
+) -> list[CueRow]:
+    """The cue list: every cue of ``timeline`` in order, the ``standby`` one marked, running ones
+    with their countdowns (``clocks``, from the engine), the listening ``trigger`` on its cue."""
+    by_cue = {c.cue: c for c in clocks}
+    rows = []
+    for c in timeline.cues:
+        clock = by_cue.get(c.id)
+        role = "running" if clock is not None else "standby" if c.id == standby else ""
+        event = ""
+        if c.trigger is not None:
+            t = c.trigger
+            event = f"{t.transport} {t.pattern}" + (f" x{t.count:,}" if t.count != 1 else "")
+        rows.append(
+            CueRow(
+                number=c.index + 1,
+                cue=c.id,
+                name=c.name,
+                go="event" if c.trigger is not None else _GO_LABEL.get(str(c.go), str(c.go)),
+                notes=c.notes,
+                role=role,
+                clock=clock,
+                trigger=trigger if trigger is not None and trigger.cue == c.id else None,
+                event=event,
+            )
+        )
+    return rows
 
 
 def _clock(ns: int) -> str:
@@ -78,30 +160,118 @@ def _clock(ns: int) -> str:
     return ("-" if neg else "") + core
 
 
-def render(vm: ViewModel) -> RenderableType:
-    """The whole view as one renderable."""
-    head = Table.grid(expand=True, padding=(0, 2))
-    head.add_column(ratio=1)
-    head.add_column(ratio=2)
-    head.add_column(ratio=2, justify="right")
-    state = Text(f" {vm.state.upper()} ", style=_STATE_STYLE.get(vm.state, "bold"))
-    rate = f"  x{vm.rate:g}" if vm.rate != 1.0 else ""
-    head.add_row(
-        state,
-        Text(f"{vm.show}  @ {vm.venue}", style="bold"),
-        Text(f"{_clock(vm.show_ns)} / {_clock(vm.duration_ns)}{rate}", style="bold"),
-    )
+def _left(ns: int) -> str:
+    """A countdown: ``4.2 s`` under a minute, ``2:05`` above."""
+    if ns < 60_000_000_000:
+        return f"{ns / 1e9:.1f} s"
+    total = ns // 1_000_000_000
+    m, s = divmod(total, 60)
+    return f"{m}:{s:02d}"
 
-    cues = Table.grid(padding=(0, 2))
-    cues.add_column(style="dim")
-    cues.add_column()
-    cues.add_row("current", vm.current_cue or "-")
-    cues.add_row("standby (GO)", Text(vm.standby_cue or "- end of show -", style="bold cyan"))
-    if vm.running:
-        cues.add_row("running", ", ".join(vm.running))
 
+def _event_name(pattern: str) -> str:
+    """``xr/+/ready`` -> ``ready``; ``/gate/ready`` -> ``ready``: the last literal level."""
+    levels = [p for p in pattern.split("/") if p and p not in ("+", "#", "*")]
+    return levels[-1] if levels else pattern
+
+
+def _status(row: CueRow, state: str) -> Text:
+    clk = row.clock
+    if clk is not None:
+        parts = []
+        if clk.starts_in_ns is not None:
+            parts.append(f"starts in {_left(clk.starts_in_ns)}")
+        if clk.pre_wait_ns is not None:
+            parts.append(f"pre-wait {_left(clk.pre_wait_ns)}")
+        if clk.action_ns is not None:
+            parts.append(f"action {_left(clk.action_ns)}")
+        if clk.post_wait_ns is not None:
+            parts.append(f"post-wait {_left(clk.post_wait_ns)}")
+        style = "yellow" if state == "paused" else "green"
+        return Text(" · ".join(parts) + (" (paused)" if state == "paused" else ""), style=style)
+    trig = row.trigger
+    if trig is not None:
+        text = f"{_event_name(trig.pattern)} {trig.counted:,} of {trig.count:,}"
+        if trig.timeout_ns is not None:
+            text += f", timeout {_left(trig.timeout_ns)}, then {trig.on_timeout}"
+        else:
+            text += ", no timeout"
+        return Text(text, style="bold cyan")
+    if row.role == "standby":
+        if row.event:
+            return Text(f"waits for {row.event}" if state in ("armed", "playing") else "waits for an event",
+                        style="cyan")
+        return Text("waits for GO" if state in ("armed", "playing") else "standby", style="bold cyan")
+    return Text("")
+
+
+class _CueList:
+    """The cue list, laid out for the width it gets: the notes column only on a wide terminal."""
+
+    def __init__(self, vm: ViewModel) -> None:
+        self.vm = vm
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield _cue_table(self.vm, wide=options.max_width >= _SIDE_BY_SIDE)
+
+
+def _cue_table(vm: ViewModel, *, wide: bool = True) -> RenderableType:
+    rows = list(vm.cues)
+    if not rows:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim")
+        grid.add_column()
+        grid.add_row("current", vm.current_cue or "-")
+        grid.add_row("standby (GO)", Text(vm.standby_cue or "- end of show -", style="bold cyan"))
+        if vm.running:
+            grid.add_row("running", ", ".join(vm.running))
+        return grid
+    table = Table(expand=True, box=None, padding=(0, 1), show_edge=False, header_style="dim")
+    table.add_column("", width=2, no_wrap=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("cue", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("name", no_wrap=True, overflow="ellipsis", ratio=2)
+    table.add_column("go", no_wrap=True)
+    table.add_column("status", no_wrap=True, overflow="ellipsis", ratio=4)
+    if wide:
+        table.add_column("notes", no_wrap=True, overflow="ellipsis", ratio=2, style="italic grey62")
+    blank = [""] * (4 if wide else 3)
+    lo, hi = _window(rows)
+    if lo:
+        table.add_row("", "", Text(f"... {lo} above", style="dim"), *blank)
+    for row in rows[lo:hi]:
+        mark, style = {"standby": ("▶", "bold cyan"), "running": ("●", "green")}.get(row.role, ("", ""))
+        if row.clock is not None and row.clock.starts_in_ns is not None:
+            mark, style = "○", "dim green"  # its turn in the running chain has not come yet
+        cells: list[RenderableType] = [
+            Text(mark, style=style),
+            str(row.number),
+            Text(row.cue, style=style or "default"),
+            row.name,
+            Text(row.go, style="bold" if row.go in ("GO", "event") else "dim"),
+            _status(row, vm.state),
+        ]
+        table.add_row(*cells, *([row.notes] if wide else []))
+    if hi < len(rows):
+        table.add_row("", "", Text(f"... {len(rows) - hi} below", style="dim"), *blank)
+    if vm.standby_cue == "" and vm.state in ("armed", "playing"):
+        table.add_row("", "", Text("- end of show -", style="bold cyan"), *blank)
+    return table
+
+
+def _window(rows: Sequence[CueRow]) -> tuple[int, int]:
+    """Which rows to show: all if they fit, else a window from just before the first running or
+    standby cue."""
+    if len(rows) <= _MAX_CUE_ROWS:
+        return 0, len(rows)
+    focus = next((i for i, r in enumerate(rows) if r.role), 0)
+    lo = max(0, min(focus - 2, len(rows) - _MAX_CUE_ROWS))
+    return lo, lo + _MAX_CUE_ROWS
+
+
+def _venue_panel(vm: ViewModel) -> RenderableType:
     dev = Table.grid(padding=(0, 2))
-    dev.add_column(style="dim")
+    dev.add_column(style="dim", no_wrap=True)
     dev.add_column()
     alive_style = "green" if vm.offline == 0 and vm.late == 0 else ("yellow" if vm.offline == 0 else "red")
     dev.add_row(
@@ -128,19 +298,103 @@ def render(vm: ViewModel) -> RenderableType:
         style="green" if vm.broker_connected else "bold red",
     )
     dev.add_row("broker", broker)
-    if vm.outbox:
-        dev.add_row("outbox", Text(f"{vm.outbox:,} waiting", style="yellow"))
+    if vm.outbox or vm.unacked:
+        text = f"{vm.outbox:,} waiting"
+        if vm.unacked:
+            text += f", {vm.unacked:,} awaiting the broker's ack"
+        dev.add_row("outbox", Text(text, style="yellow" if vm.outbox else "dim"))
     dev.add_row("sends", f"{vm.sends:,} ({vm.send_errors:,} errors)")
     if vm.control_port is not None:
         extra = ""
         if vm.control_denied or vm.control_malformed:
             extra = f"  ({vm.control_denied} refused, {vm.control_malformed} malformed)"
         dev.add_row("control", f"osc udp :{vm.control_port}{extra}")
+    return Panel(dev, title="venue")
 
-    parts: list[RenderableType] = [head, Panel(cues, title="cues"), Panel(dev, title="venue")]
+
+def _log_panel(vm: ViewModel) -> RenderableType:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(no_wrap=True, overflow="ellipsis", max_width=18)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    lines = list(vm.log)[-_LOG_LINES:]
+    for line in lines:
+        style = "yellow" if line.hint else "green" if line.ok else "red"
+        table.add_row(line.clock, line.source, Text(line.what, style="bold"), Text(line.detail, style=style))
+    if not lines:
+        table.add_row("", "", Text("nothing yet", style="dim"), "")
+    last_refused = bool(lines) and not lines[-1].ok and not lines[-1].hint
+    return Panel(table, title="operator log", border_style="red" if last_refused else "default")
+
+
+def _help_panel() -> RenderableType:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    for key, what in KEYS:
+        table.add_row(key, what)
+    table.add_row("", Text("the same commands as the OSC control port: same refusals, same log", style="dim"))
+    return Panel(table, title="keys (? to hide)", border_style="cyan")
+
+
+def _hints(vm: ViewModel) -> Text:
+    if vm.keys:
+        return Text(vm.keys, style="dim")
+    return Text(
+        "Space GO · Esc panic · P pause/resume · S stop · A arm · ↑↓ playhead · G G forced GO · "
+        "? keys · Ctrl-C exit",
+        style="dim",
+    )
+
+
+class _Adaptive:
+    """Two renderables side by side on a wide terminal, one above the other on a narrow one."""
+
+    def __init__(self, left: RenderableType, right: RenderableType) -> None:
+        self.left, self.right = left, right
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if options.max_width >= _SIDE_BY_SIDE:
+            grid = Table.grid(expand=True)
+            grid.add_column(ratio=1)
+            grid.add_column(ratio=1)
+            grid.add_row(self.left, self.right)
+            yield grid
+        else:
+            yield self.left
+            yield self.right
+
+
+def render(vm: ViewModel) -> RenderableType:
+    """The whole view as one renderable."""
+    head = Table.grid(expand=True, padding=(0, 2))
+    head.add_column(ratio=1)
+    head.add_column(ratio=2)
+    head.add_column(ratio=2, justify="right")
+    state = Text(f" {vm.state.upper()} ", style=_STATE_STYLE.get(vm.state, "bold"))
+    rate = f"  x{vm.rate:g}" if vm.rate != 1.0 else ""
+    head.add_row(
+        state,
+        Text(f"{vm.show}  @ {vm.venue}", style="bold"),
+        Text(f"{_clock(vm.show_ns)} / {_clock(vm.duration_ns)}{rate}", style="bold"),
+    )
+    title = "cues"
+    if vm.standby_cue:
+        title += f" · standby (GO): {vm.standby_cue}"
+    if vm.debounced:
+        title += f" · {vm.debounced} GO double-tap{'s' if vm.debounced != 1 else ''} ignored"
+    parts: list[RenderableType] = [
+        head,
+        Panel(_CueList(vm), title=title, title_align="left"),
+        _Adaptive(_venue_panel(vm), _log_panel(vm)),
+    ]
     if vm.errors:
         err = Text("\n".join(vm.errors[-5:]), style="red")
         parts.append(Panel(err, title="last errors", border_style="red"))
+    if vm.help:
+        parts.append(_help_panel())
+    parts.append(_hints(vm))
     return Panel(Group(*parts), title="madang", border_style=_border(vm))
 
 

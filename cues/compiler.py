@@ -286,6 +286,7 @@ class _Compiler:
                 trigger=trigger,
                 sequence=len(sequences),
                 mark=lc.where.mark(),
+                notes=cue.notes or "",
             )
             spans.append(span)
             seq_cues.append(cue.id)

@@ -182,6 +182,7 @@ class CueSpan:
     trigger: EventTrigger | None = None
     sequence: int = 0  # index into Timeline.sequences
     mark: Mark | None = None
+    notes: str = ""  # the artist's notes for the operator (shown in the live view's cue list)
 
     @property
     def needs_trigger(self) -> bool:

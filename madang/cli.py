@@ -44,10 +44,24 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the one at start-up:
+    while the live view runs, rich replaces it with a proxy that prints above the view, so a log
+    line (a refused key, a broker warning) never tears the view apart."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
+
+
 def setup_logging(*, verbose: int = 0, json_logs: bool = False, stream: Any = None) -> None:
     """Install the one handler Madang uses: text on a terminal, JSON lines when asked."""
     level = logging.WARNING - 10 * verbose
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     if json_logs:
         handler.setFormatter(_JsonFormatter())
     else:

@@ -32,7 +32,12 @@ name: Gate
 zones: [north]
 broker: mqtt://127.0.0.1:1
 devices:
-  - {id: "screen-{1..2}", kind: screen, zone: north, osc: {host: 127.0.0.1, port: "9701+"}, sync: timetag, latency: 20ms}
+  - id: "screen-{1..2}"
+    kind: screen
+    zone: north
+    osc: {host: 127.0.0.1, port: "9701+"}
+    sync: timetag
+    latency: 20ms
   - {id: xr-1, kind: xr, zone: north, mqtt: {}, sync: app}
   - {id: pump, kind: fountain, zone: north, osc: {host: 127.0.0.1, port: 9710}, sync: none, latency: 45ms}
 groups:

@@ -322,10 +322,14 @@ class Runtime:
     # -- the sync gate -----------------------------------------------------------------------
 
     def _degrade(self, devices: list[str]) -> None:
-        """``--degrade``: device ids or venue group names, played on receipt from the start."""
+        """``--degrade``: device ids or venue group names (``all``: every device, unless the venue
+        has a group of that name), played on receipt from the start."""
         ids: list[str] = []
         for name in devices:
-            ids.extend(self.venue.groups.get(name, (name,)))
+            if name == "all" and name not in self.venue.groups:
+                ids.extend(d.id for d in self.venue.devices)
+            else:
+                ids.extend(self.venue.groups.get(name, (name,)))
         unknown = self.core.degrade(ids)
         if unknown:
             raise UnknownDeviceError(unknown, self.venue.id)

@@ -301,7 +301,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DEVICE",
-        help="play this device (or venue group) on receipt: it does not hold the sync gate (repeatable)",
+        help="play this device (or venue group; all: every device) on receipt: it does not hold the "
+        "sync gate (repeatable)",
     )
     sp.add_argument(
         "--report", metavar="FILE", help="write the post-show report (JSON, with per-device sync telemetry)"

@@ -41,6 +41,7 @@ SHOW_ID = "yard-show"
 
 STATE = "madang/controller/state"
 
+
 def _no_traceback(stderr: str) -> None:
     assert "Traceback" not in stderr, stderr[-4000:]
 

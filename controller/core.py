@@ -24,6 +24,11 @@ Sends are released by :meth:`ControllerCore.poll`:
   the adapter can hand it to the firing edge, which emits it at ``at_ns`` to the microsecond.
 
 ``next_deadline()`` says when to call ``poll`` again.
+
+The sync gate (:mod:`controller.gate`) is decided here too: :meth:`ControllerCore.readiness` says
+whether every device that needs a clock model has a good one, and :meth:`ControllerCore.command`
+refuses a GO before READY (with the reason) unless it is forced or the cue's own devices are all
+ready. Devices the operator degrades (:meth:`ControllerCore.degrade`) are played on receipt.
 """
 
 from __future__ import annotations
@@ -52,21 +57,35 @@ from controller.engine import (
     Safe,
     StateSync,
 )
+from controller.gate import Readiness, SyncGate
 from controller.keepalive import StateKeepAlive
 from controller.latejoin import SentAhead
 from controller.osc import OscDecodeError, decode_packet, messages
-from controller.playback import Command, State
+from controller.playback import Command, Go, Rejected, State
 from controller.presence import DeviceHealth, Presence
 from controller.topics import device_filters
 from cues.timeline import Fade, MqttSend, OscSend, Timeline
 from venues.model import Sync, Venue
 
-__all__ = ["ControllerCore", "DeviceHealth", "Item", "ModelBatch", "PingBatch", "PingSink", "Withdraw"]
+__all__ = [
+    "DEFAULT_SYNC_BUDGET_NS",
+    "ControllerCore",
+    "DeviceHealth",
+    "Item",
+    "ModelBatch",
+    "PingBatch",
+    "PingSink",
+    "Readiness",
+    "Withdraw",
+]
 
 log = logging.getLogger(__name__)
 
 MS = 1_000_000
 S = 1_000_000_000
+DEFAULT_SYNC_BUDGET_NS = 5 * MS
+"""The default sync budget: a device whose cues are predicted to land further than this from
+their instant is over budget (docs/operator.md, "The sync gate")."""
 
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -161,6 +180,18 @@ class PingSink(Protocol):
 
     def lead_ns(self, device: str) -> int | None: ...
 
+    def predicted_errors_ns(self, now: int) -> npt.NDArray[np.float64]:
+        """Each row's predicted fire error (ns; ``inf`` while not settled): the sync gate's input."""
+        ...
+
+    def predicted_error_ns(self, device: str, at_ns: int) -> int | None:
+        """One device's predicted fire error for a cue at ``at_ns``; None while not settled."""
+        ...
+
+    def receipt_error_ns(self, device: str) -> int | None:
+        """How far a cue sent on receipt is predicted to land from its instant; None unmeasured."""
+        ...
+
     def reset(self, device: str) -> None:
         """The device rebooted: forget its samples and start a new burst."""
         ...
@@ -189,6 +220,7 @@ class ControllerCore:
         debounce_ns: int = 250 * MS,
         go_delay_ns: int = 250 * MS,
         state_every_ns: int = 5 * S,  # a keep-alive: every change is published at once anyway
+        sync_budget_ns: int = DEFAULT_SYNC_BUDGET_NS,
     ) -> None:
         self.timeline = timeline
         self.venue = venue
@@ -202,6 +234,7 @@ class ControllerCore:
             debounce_ns=debounce_ns,
             go_delay_ns=go_delay_ns,
         )
+        self.gate = SyncGate(venue, sync, budget_ns=sync_budget_ns)
         self.delivery = Delivery(
             venue,
             self.show_id,
@@ -209,6 +242,8 @@ class ControllerCore:
             app_lead_ns=app_lead_ns,
             timetag_lead_ns=timetag_lead_ns,
             endpoints=endpoints,
+            budget_ns=sync_budget_ns,
+            degraded=self.gate.degraded,
         )
         self.edge_horizon_ns = edge_horizon_ns
         self.presence = Presence(d.id for d in venue.devices)
@@ -245,17 +280,64 @@ class ControllerCore:
             "late_joins": 0,
             "resent_ahead": 0,
             "osc_malformed": 0,
+            "gate_refused": 0,  # GOs refused by the sync gate
+            "degraded_sends": 0,  # cues to timetag devices sent on receipt (no settled model)
         }
 
     # -- operator ----------------------------------------------------------------------------
 
     def command(self, cmd: Command, now: int) -> Result:
-        """An operator command; its immediate outputs are planned for the next :meth:`poll`."""
+        """An operator command; its immediate outputs are planned for the next :meth:`poll`.
+
+        A GO before the sync gate is READY is refused with the reason (:meth:`gate_refusal`)."""
+        if isinstance(cmd, Go):
+            refused = self.gate_refusal(cmd, now)
+            if refused is not None:
+                self.counters["gate_refused"] += 1
+                return refused
         result = self.engine.command(cmd, now)
         if isinstance(result, Accepted):
             self._plan(result.outputs, now)
             self._publish_state(now, force=True)
         return result
+
+    # -- the sync gate ------------------------------------------------------------------------
+
+    def readiness(self, now: int, devices: Iterable[str] | None = None) -> Readiness:
+        """The sync gate at ``now``: READY or not, with counts and the worst device
+        (:class:`~controller.gate.Readiness`); for every device, or only ``devices``."""
+        return self.gate.readiness(now, devices)
+
+    def cue_devices(self, cue: str) -> frozenset[str]:
+        """The devices a cue's own actions target."""
+        return frozenset(d for a in self.timeline.actions_by_cue.get(cue, ()) for d in a.devices)
+
+    def gate_refusal(self, go: Go, now: int) -> Rejected | None:
+        """Why the sync gate refuses this GO at ``now``, or None: a GO goes ahead when it is
+        forced, when the venue is READY, or when the devices of the cue it starts are all ready
+        (the transport's own rules are the engine's to apply)."""
+        if go.force or self.engine.state not in (State.ARMED, State.PLAYING):
+            return None
+        whole = self.gate.readiness(now)
+        if whole.ready:
+            return None
+        cue = go.cue or self.engine.snapshot.standby_cue
+        if cue is None or cue not in self.timeline.cue_by_id:
+            return None  # the engine says what is wrong with it
+        if self.gate.readiness(now, self.cue_devices(cue)).ready:
+            return None
+        return Rejected(whole.reason(), self.engine.state, go)
+
+    def degrade(self, devices: Iterable[str]) -> list[str]:
+        """Play these devices on receipt from now on (the operator's choice, when one cannot
+        sync): they stop holding the sync gate. Returns the ids the venue does not know."""
+        unknown = self.gate.degrade(devices)
+        if self.gate.degraded:
+            log.warning(
+                "devices degraded: played on receipt",
+                extra={"devices": sorted(self.gate.degraded)[:20], "count": len(self.gate.degraded)},
+            )
+        return unknown
 
     @property
     def state(self) -> State:
@@ -332,6 +414,8 @@ class ControllerCore:
         for s in sends:
             if key is not None and isinstance(s, UdpSend | MqttPublish) and s.key is None:
                 s = replace(s, key=key)
+            if isinstance(s, UdpSend) and s.degraded and s.kind is Kind.CUE:
+                self.counters["degraded_sends"] += 1
             heapq.heappush(self._pending, (s.at_ns, next(self._tie), s))
 
     def _plan(self, outputs: Iterable[Output], now: int) -> None:

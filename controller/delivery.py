@@ -13,8 +13,12 @@ time according to each device's ``sync`` capability (docs/protocol.md):
     naming the show-clock instant; the device maps it through its clock model. Sent ``lead``
     ahead and repeated once halfway through the lead window (devices deduplicate by key).
 ``timetag``
-    An OSC bundle whose timetag is the instant translated into the device's own clock (its clock
-    model, or the show clock when no model exists yet), sent ``lead`` ahead.
+    An OSC bundle whose timetag is the instant translated into the device's own clock through its
+    clock model, sent ``lead`` ahead. A timetag is never computed without a settled model: a
+    device with none yet (or degraded by the operator, or whose model predicts a worse landing
+    than its path on receipt would) is sent the bundle with the OSC 1.0 "immediately" timetag,
+    early by its measured one-way delay (or its venue ``latency``), like an ``echo`` device, and
+    the send is marked ``degraded`` for telemetry.
 ``echo``
     A plain OSC message or MQTT publish sent early by the measured one-way delay.
 ``none``
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -71,6 +75,7 @@ class UdpSend:
     due_ns: int | None = None  # the show-clock instant the device is to act (cues)
     timetag: int | None = None  # a bundle's NTP timetag, in the device's own clock
     seq: int | None = None  # a ping's sequence number
+    degraded: bool = False  # a timetag device's cue sent on receipt: it had no settled model
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +122,15 @@ class ClockView(Protocol):
         """How far ahead to send to this device; None without a model."""
         ...
 
+    def predicted_error_ns(self, device: str, at_ns: int) -> int | None:
+        """How far from ``at_ns`` a cue timed by the model is predicted to land; None while the
+        device has no settled model."""
+        ...
+
+    def receipt_error_ns(self, device: str) -> int | None:
+        """How far from its instant a cue sent on receipt is predicted to land; None unmeasured."""
+        ...
+
 
 class _NoModels:
     def to_device(self, device: str, ref_ns: int) -> int | None:
@@ -126,6 +140,12 @@ class _NoModels:
         return None
 
     def lead_ns(self, device: str) -> int | None:
+        return None
+
+    def predicted_error_ns(self, device: str, at_ns: int) -> int | None:
+        return None
+
+    def receipt_error_ns(self, device: str) -> int | None:
         return None
 
 
@@ -174,10 +194,15 @@ class Delivery:
         app_lead_ns: int = 400 * MS,
         timetag_lead_ns: int = 150 * MS,
         endpoints: Mapping[str, tuple[str, int]] | None = None,
+        budget_ns: int | None = None,
+        degraded: Set[str] = frozenset(),
     ) -> None:
         self.venue = venue
         self.show_id = show_id
         self.models: ClockView = models or _NoModels()
+        # A settled model over this budget is still used unless on receipt would land closer.
+        self.budget_ns = budget_ns
+        self.degraded = degraded  # played on receipt by the operator's choice (the sync gate's set)
         self.app_lead_ns = app_lead_ns
         self.timetag_lead_ns = timetag_lead_ns
         self._endpoints = dict(endpoints or {})
@@ -204,9 +229,25 @@ class Delivery:
             return None
         return (dev.osc.host, dev.osc.port)
 
+    def _timed(self, device: str, at_ns: int) -> bool:
+        """Whether a timetag device's cue at ``at_ns`` is timed by its clock model: it has a
+        settled one, is not degraded, and the model's predicted error is within the budget or
+        no worse than its path's on receipt."""
+        if device in self.degraded:
+            return False
+        err = self.models.predicted_error_ns(device, at_ns)
+        if err is None:
+            return False
+        if self.budget_ns is None or err <= self.budget_ns:
+            return True
+        receipt = self.models.receipt_error_ns(device)
+        return receipt is None or err <= receipt
+
     def _early_ns(self, dev: Device) -> int:
-        """How early an on-receipt device must be sent to, to execute at the instant."""
-        if dev.sync is Sync.ECHO:
+        """How early an on-receipt device must be sent to, to execute at the instant: the
+        measured one-way delay (``echo``, and a ``timetag`` device played on receipt), else the
+        venue's ``latency``."""
+        if dev.sync in (Sync.ECHO, Sync.TIMETAG):
             measured = self.models.one_way_ns(dev.id)
             if measured is not None:
                 return measured
@@ -280,9 +321,21 @@ class Delivery:
         if ep is None:
             return None
         if dev.sync is Sync.TIMETAG:
-            local = self.models.to_device(dev.id, at_ns)
-            tag = wire.ns_to_ntp(local if local is not None else at_ns)
             elements = [wire.key_osc(key[0], key[2]), message] if keyed else [message]
+            local = self.models.to_device(dev.id, at_ns) if self._timed(dev.id, at_ns) else None
+            if local is None:
+                # No timetag from a guess: "immediately" (OSC 1.0), sent early by the delay.
+                return UdpSend(
+                    at_ns=max(now, at_ns - self._early_ns(dev)),
+                    device=dev.id,
+                    addr=ep,
+                    data=encode_bundle(wire.NTP_IMMEDIATELY, elements),
+                    kind=Kind.CUE if keyed else Kind.FRAME,
+                    precise=True,
+                    due_ns=at_ns,
+                    degraded=True,
+                )
+            tag = wire.ns_to_ntp(local)
             lead = self.models.lead_ns(dev.id) or self.timetag_lead_ns
             return UdpSend(
                 at_ns=max(now, at_ns - lead),

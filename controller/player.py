@@ -7,9 +7,12 @@ sleeps. Between the two sit a few decisions that are neither show logic nor I/O,
 drivers must make the same way, or a rehearsal in virtual time would not rehearse the night:
 
 * **starting**: load, arm, the playback rate, an optional GO at once;
-* **unattended GO** (``auto_go``): press GO whenever the show stands at a manual cue (armed, or
-  playing with nothing running and a cue on standby that waits for no event), from an instant
-  on (so devices can settle first);
+* **unattended GO** (``auto_go``, and the GO of ``start(go=True)``): press GO whenever the show
+  stands at a manual cue (armed, or playing with nothing running and a cue on standby that waits
+  for no event), from an instant on, once the sync gate lets it (:mod:`controller.gate`: READY,
+  or the cue's own devices ready); if the gate holds it ``ready_timeout_ns``, the run fails
+  (:attr:`Player.failure`, a :class:`~controller.gate.GateTimeoutError`) rather than play out of
+  sync;
 * **how long**: exit when the show has played to its end (``exit_at_end``), or a set time after
   the first GO (``play_for_ns``);
 * **when to wake**: at the core's next deadline, never later than ``max_wait_ns`` (so a driver
@@ -22,17 +25,22 @@ Like the core it does no I/O and reads no clock: every call takes ``now``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from controller.core import ControllerCore, Item
 from controller.delivery import Kind, MqttPublish, UdpSend
 from controller.engine import Accepted, Result
+from controller.gate import GateTimeoutError
 from controller.playback import Arm, Command, Go, Load, SetRate, State
 from controller.telemetry import Telemetry, TelemetrySync
 
 __all__ = ["Player", "PlayerOptions"]
 
+log = logging.getLogger(__name__)
+
 MS = 1_000_000
+S = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,7 @@ class PlayerOptions:
     exit_at_end: bool = False
     play_for_ns: int | None = None  # stop this long after the first GO
     max_wait_ns: int = 50 * MS
+    ready_timeout_ns: int | None = 60 * S  # an unattended GO waits this long for READY, then fails
 
 
 class Player:
@@ -64,17 +73,22 @@ class Player:
         self._sync = sync  # for fire errors: the clock models that turn a device's instant back
         self.first_go_ns: int | None = None  # when GO was first pressed (show clock)
         self.end_ns: int | None = None  # when play_for_ns runs out
+        self.failure: GateTimeoutError | None = None  # the run failed: READY never came
+        self._go_pending = False  # start(go=True): GO once the gate lets it
+        self._held_since: int | None = None  # when the gate first held an unattended GO
 
     # -- operator ----------------------------------------------------------------------------
 
     def start(self, now: int, *, rate: float = 1.0, go: bool = False) -> None:
-        """Load and arm the show (at ``rate``); press GO at once when ``go``."""
+        """Load and arm the show (at ``rate``); when ``go``, press GO as soon as the sync gate
+        lets it (:meth:`poll`)."""
         self.core.command(Load(), now)
         self.core.command(Arm(), now)
         if rate != 1.0:
             self.core.command(SetRate(rate=rate), now)
         if go:
-            self.command(Go(cue=None), now)
+            self._go_pending = True
+            self._unattended_go(now)
 
     def command(self, cmd: Command, now: int) -> Result:
         """An operator command, through to the core; the first GO starts ``play_for_ns``."""
@@ -99,6 +113,35 @@ class Player:
             and snap.waiting_for is None
         )
 
+    def _unattended_go(self, now: int) -> None:
+        """GO if the show stands at a manual cue and the sync gate lets it; a gate that holds it
+        past ``ready_timeout_ns`` fails the run."""
+        if self.failure is not None:
+            return
+        if not self.wants_go():
+            self._go_pending = False  # the operator (or the show) went on without us
+            self._held_since = None
+            return
+        go = Go(cue=None)
+        if self.core.gate_refusal(go, now) is None:
+            self._go_pending = False
+            self._held_since = None
+            self.command(go, now)
+            return
+        if self._held_since is None:
+            self._held_since = now
+            log.info("GO waits for the sync gate", extra={"reason": self.core.readiness(now).summary()})
+            return
+        timeout = self.options.ready_timeout_ns
+        if timeout is not None and now - self._held_since >= timeout:
+            self.failure = GateTimeoutError(self.core.readiness(now), timeout)
+            self._go_pending = False
+
+    @property
+    def waiting_for_gate(self) -> bool:
+        """Whether an unattended GO is being held by the sync gate."""
+        return self._held_since is not None and self.failure is None
+
     @property
     def show_start_ns(self) -> int | None:
         """The instant of show time 0: the first GO plus the engine's GO delay."""
@@ -108,8 +151,8 @@ class Player:
 
     def poll(self, now: int) -> list[Item]:
         """An unattended GO if one is due, then everything the core releases as of ``now``."""
-        if self.auto_go and now >= self.options.auto_go_from_ns and self.wants_go():
-            self.command(Go(cue=None), now)
+        if self._go_pending or (self.auto_go and now >= self.options.auto_go_from_ns and self.wants_go()):
+            self._unattended_go(now)
         items = self.core.poll(now)
         tel = self.telemetry
         if tel is not None:
@@ -117,8 +160,11 @@ class Player:
                 if isinstance(item, MqttPublish):
                     if item.kind is Kind.CUE and item.key is not None and item.due_ns is not None:
                         tel.sent_cue(item.key[2], item.due_ns)
-                elif isinstance(item, UdpSend) and item.timetag is not None and item.key is not None:
-                    tel.sent_bundle(item.device, item.key[2], item.timetag)
+                elif isinstance(item, UdpSend) and item.key is not None:
+                    if item.timetag is not None:
+                        tel.sent_bundle(item.device, item.key[2], item.timetag)
+                    elif item.degraded and item.kind is Kind.CUE:
+                        tel.sent_degraded(item.device)
         return items
 
     def next_wake(self, now: int) -> int:
@@ -132,7 +178,10 @@ class Player:
         return wake
 
     def done(self, now: int) -> bool:
-        """Whether the run is over: the show ended (``exit_at_end``) or ``play_for_ns`` ran out."""
+        """Whether the run is over: the show ended (``exit_at_end``), ``play_for_ns`` ran out, or
+        the sync gate held an unattended GO too long (:attr:`failure`)."""
+        if self.failure is not None:
+            return True
         if self.options.exit_at_end and self.core.finished:
             return True
         return self.end_ns is not None and now >= self.end_ns

@@ -46,7 +46,7 @@ import numpy as np
 from controller import wire
 from controller.clock import Clock, SystemClock
 from controller.control import ControlPort, Query
-from controller.core import ControllerCore, Item, ModelBatch, PingBatch, Withdraw
+from controller.core import DEFAULT_SYNC_BUDGET_NS, ControllerCore, Item, ModelBatch, PingBatch, Withdraw
 from controller.delivery import Key, Kind, UdpSend, restamp
 from controller.edge import FiringEdge, Handle
 from controller.engine import Accepted
@@ -98,7 +98,9 @@ class RuntimeOptions:
     auto_go: bool = False  # press GO at every manual cue (unattended rehearsals, the demo)
     max_seconds: float | None = None  # stop after this long (demo)
     go_delay_ms: float = 250.0  # a GO takes effect this long after the press (see docs/operator.md)
-    sync_budget_us: float = 1000.0  # a device whose clock uncertainty exceeds this is over budget
+    sync_budget_us: float = DEFAULT_SYNC_BUDGET_NS / 1000  # predicted fire error over this: over budget
+    ready_timeout_s: float | None = 60.0  # --go / auto GO wait this long for READY, then the run fails
+    degrade: list[str] = field(default_factory=list)  # devices played on receipt from the start
 
 
 class Runtime:
@@ -121,10 +123,16 @@ class Runtime:
             sync=self.sync,
             endpoints=options.endpoints,
             go_delay_ns=round(options.go_delay_ms * MS),
+            sync_budget_ns=round(options.sync_budget_us * 1000),
         )
+        self._degrade(options.degrade)
         self.player = Player(
             self.core,
-            PlayerOptions(auto_go=options.auto_go, exit_at_end=options.exit_at_end),
+            PlayerOptions(
+                auto_go=options.auto_go,
+                exit_at_end=options.exit_at_end,
+                ready_timeout_ns=_ns_or_none(options.ready_timeout_s),
+            ),
             telemetry=self.telemetry,
             sync=self.sync,
         )
@@ -193,17 +201,16 @@ class Runtime:
             tasks.append(asyncio.create_task(self._view(), name="view"))
         now = self.clock.wall_ns()
         self.started_ns = now
-        self.player.start(now, rate=self.opts.rate)
+        self.player.start(now, rate=self.opts.rate, go=self.opts.go)  # GO once the sync gate is READY
         log.info(
             "show armed",
             extra={"show": self.timeline.show, "venue": self.venue.id, "devices": len(self.venue.devices)},
         )
-        if self.opts.go:
-            self._command(Go(cue=None))
         try:
             await self._pump()
         finally:
             await self._shutdown(tasks)
+        self._gate_failed()
         return self.exit_code
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
@@ -319,7 +326,9 @@ class Runtime:
     def _on_control(self, cmd: Command | Query, source: tuple[str, int]) -> tuple[str, Any]:
         if isinstance(cmd, Query):
             if cmd.what == "state":
-                return "ok", self._state_data()
+                # The sync gate's counts change with every pong: in the reply, not in the pushed
+                # updates (those carry transport and playhead changes only).
+                return "ok", {**self._state_data(), "sync": self.readiness_state()}
             return "error", f"unknown query {cmd.what}"
         return self._command(cmd, source=f"osc {source[0]}")
 
@@ -350,6 +359,34 @@ class Runtime:
     def _on_datagram(self, dg: Datagram) -> None:
         self.player.receive_datagram(dg.data, dg.addr, dg.rx_wall_ns)
         self._wake.set()
+
+    # -- the sync gate -----------------------------------------------------------------------
+
+    def _degrade(self, devices: list[str]) -> None:
+        """``--degrade``: device ids or venue group names (``all``: every device, unless the venue
+        has a group of that name), played on receipt from the start."""
+        ids: list[str] = []
+        for name in devices:
+            if name == "all" and name not in self.venue.groups:
+                ids.extend(d.id for d in self.venue.devices)
+            else:
+                ids.extend(self.venue.groups.get(name, (name,)))
+        unknown = self.core.degrade(ids)
+        if unknown:
+            raise UnknownDeviceError(unknown, self.venue.id)
+
+    def _gate_failed(self) -> None:
+        """An unattended GO waited for READY in vain: say which devices, exit non-zero."""
+        failure = self.player.failure
+        if failure is None:
+            return
+        log.error(str(failure), extra={"devices": list(failure.readiness.waiting)})
+        self._note_error(str(failure))
+        self.exit_code = GATE_TIMEOUT_EXIT
+
+    def readiness_state(self) -> dict[str, Any]:
+        """The sync gate now, for ``/state`` and the report (:meth:`Readiness.as_dict`)."""
+        return self.core.readiness(self.clock.wall_ns()).as_dict()
 
     def _note_error(self, text: str) -> None:
         self._errors.append(text)
@@ -447,6 +484,7 @@ class Runtime:
             # At most once a second: the worst-device search reads every over-budget model.
             self._summary = (now, self.telemetry.summary(self.sync, now))
         tel = self._summary[1]
+        gate = self.core.readiness(now)
         return ViewModel(
             show=self.timeline.show,
             venue=self.venue.name,
@@ -473,6 +511,8 @@ class Runtime:
             over_budget=tel.over_budget,
             budget_us=self.telemetry.budget_ns / 1000,
             worst=list(tel.worst),
+            ready=gate.ready,
+            ready_text=gate.label if gate.ready else f"{gate.label}: {gate.summary()}",
             acks=tel.acks,
             broker=self.mqtt.url if self.mqtt is not None else "",
             broker_connected=bool(self.mqtt and self.mqtt.connected),
@@ -519,6 +559,9 @@ class Runtime:
             "counters": dict(self.core.counters),
             "telemetry_at": now,
             "sync_budget_us": self.telemetry.budget_ns / 1000,
+            "sync_gate": self.readiness_state(),
+            "gate_failed": None if self.player.failure is None else str(self.player.failure),
+            "degraded": self.telemetry.degraded_total(),
             "go_delay_ms": self.core.engine.go_delay_ns / MS,
             "synced": sum(1 for r in rows if r["synced"]),
             "over_budget": sum(1 for r in rows if r["over_budget"]),
@@ -539,6 +582,25 @@ class Runtime:
             },
             "osc_malformed_received": self.core.counters["osc_malformed"],
         }
+
+
+GATE_TIMEOUT_EXIT = 3
+"""The exit code of a run whose unattended GO never saw READY (docs/operator.md)."""
+
+
+class UnknownDeviceError(MadangError, KeyError):
+    """``--degrade`` named a device or group the venue does not have."""
+
+    def __init__(self, names: list[str], venue: str) -> None:
+        super().__init__(names, venue)
+        self.names = names
+        self.venue = venue
+
+    def __str__(self) -> str:
+        return (
+            f"--degrade: venue {self.venue!r} has no device or group {', '.join(map(repr, self.names))}; "
+            "name device ids or groups as the venue file spells them (madang check VENUE lists them)"
+        )
 
 
 class ControlPortError(MadangError, OSError):
@@ -567,6 +629,10 @@ def _command_name(cmd: Command) -> str:
         return f"rate {cmd.rate:g}"
     name = type(cmd).__name__
     return "".join(" " + c.lower() if c.isupper() else c for c in name).strip()
+
+
+def _ns_or_none(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * S)
 
 
 def _make_sync(venue: Venue) -> TelemetrySync | None:

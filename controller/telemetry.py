@@ -15,9 +15,13 @@ Pure bookkeeping, no I/O and no clock reads (``now`` is passed in). The runtime 
   with the cue's ``at``; for a ``timetag`` display it is compared with the bundle's timetag, both
   in the display's own clock.
 
+* every cue to a ``timetag`` device that went on receipt because it had no settled clock model
+  (a ``degraded`` send), and every fire report that says the device had no model
+  (``"synced": false``): both count as *degraded* fires of that device.
+
 :meth:`Telemetry.rows` joins that with the clock-sync service's public surface (``model``,
-``over_budget``) into one row per device; :meth:`Telemetry.summary` is the compact view the
-terminal shows.
+``over_budget``: a predicted fire error over the budget) into one row per device;
+:meth:`Telemetry.summary` is the compact view the terminal shows.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from controller.core import I64, Bools, PingSink
+from controller.core import DEFAULT_SYNC_BUDGET_NS, I64, Bools, PingSink
 from controller.sync.clockmodel import ClockModel
 from venues.model import Sync, Venue
 
@@ -51,8 +56,10 @@ COLUMNS = (
     "delay_p50_us",
     "delay_p99_us",
     "uncertainty_us",
+    "predicted_error_us",
     "over_budget",
     "acks",
+    "degraded",
     "fire_error_us",
     "fire_error_max_us",
 )
@@ -80,24 +87,25 @@ class _Device:
     delays: deque[int]
     fire_errors: deque[int]
     acks: int = 0
+    degraded: int = 0  # cues it played on receipt for want of a settled clock model
 
 
 @dataclass(frozen=True, slots=True)
 class TelemetrySummary:
-    """What the live view shows: counts and the few worst devices by uncertainty."""
+    """What the live view shows: counts and the few worst devices by predicted fire error."""
 
     pinged: int
     synced: int
     over_budget: int
     acks: int
-    worst: tuple[tuple[str, float, float], ...]  # (device, uncertainty us, offset us)
+    worst: tuple[tuple[str, float, float], ...]  # (device, predicted fire error us, offset us)
     fire_error_p99_us: float | None
 
 
 class Telemetry:
     """Per-device sync telemetry for one venue. See the module docstring."""
 
-    def __init__(self, venue: Venue, *, budget_ns: int = 1_000_000) -> None:
+    def __init__(self, venue: Venue, *, budget_ns: int = DEFAULT_SYNC_BUDGET_NS) -> None:
         self.venue = venue
         self.budget_ns = budget_ns
         self._dev: dict[str, _Device] = {
@@ -133,6 +141,16 @@ class Telemetry:
                 for k in list(self._tag_at)[:100_000]:
                     del self._tag_at[k]
 
+    def sent_degraded(self, device: str) -> None:
+        """A cue went to ``device`` on receipt because it had no settled clock model."""
+        d = self._dev.get(device)
+        if d is not None:
+            d.degraded += 1
+
+    def degraded_total(self) -> int:
+        """Degraded fires (on receipt for want of a model) over every device."""
+        return sum(d.degraded for d in self._dev.values())
+
     def receive_fired(
         self, device: str, seq: int | None, local: int | None, synced: bool, sync: TelemetrySync | None
     ) -> None:
@@ -141,6 +159,8 @@ class Telemetry:
         if d is None:
             return
         d.acks += 1
+        if not synced:
+            d.degraded += 1  # an app device with no model executed on receipt (docs/protocol.md)
         if seq is None or local is None:
             return
         tag = self._tag_at.get((device, seq))
@@ -167,9 +187,14 @@ class Telemetry:
         return [] if d is None else list(d.fire_errors)
 
     def rows(self, sync: TelemetrySync | None, now: int) -> list[dict[str, Any]]:
-        """One row per device (:data:`COLUMNS`), worst first: over budget, then by uncertainty."""
+        """One row per device (:data:`COLUMNS`), worst first: over budget, then by predicted fire
+        error."""
         over = set(sync.over_budget(self.budget_ns, now)) if sync is not None else set()
         pinged = set(self._pinged)
+        predicted: dict[str, float] = {}
+        if sync is not None:
+            errs = sync.predicted_errors_ns(now)
+            predicted = {did: float(e) for did, e in zip(sync.ids, errs.tolist(), strict=True)}
         out: list[dict[str, Any]] = []
         for dev in self.venue.devices:
             t = self._dev[dev.id]
@@ -188,8 +213,10 @@ class Telemetry:
                     "delay_p50_us": _pct_us(delays, 50),
                     "delay_p99_us": _pct_us(delays, 99),
                     "uncertainty_us": None if m is None else m.uncertainty_at(now) / US,
+                    "predicted_error_us": _finite_us(predicted.get(dev.id)),
                     "over_budget": dev.id in over,
                     "acks": t.acks,
+                    "degraded": t.degraded,
                     "fire_error_us": _pct_us(errs, 50),
                     "fire_error_max_us": None if errs.size == 0 else float(errs.max()) / US,
                 }
@@ -201,28 +228,30 @@ class Telemetry:
         """The compact live figures (cheap enough for a few refreshes a second at 10k devices)."""
         if sync is None:
             return TelemetrySummary(len(self._pinged), 0, 0, self.total_acks(), (), None)
-        over = sync.over_budget(self.budget_ns, now)
+        pred = sync.predicted_errors_ns(now)
+        ids = sync.ids
+        over = int(np.count_nonzero(pred > self.budget_ns))
+        # The worst settled devices by predicted fire error (unsettled ones are counted in ``over``).
+        finite = np.flatnonzero(np.isfinite(pred))
+        top = finite[np.argsort(-pred[finite], kind="stable")[:worst]]
         cands: list[tuple[str, float, float]] = []
-        for did in over:
-            m = sync.model(did)
-            if m is not None:
-                cands.append((did, m.uncertainty_at(now) / US, (m.to_device(now) - now) / US))
-        if len(cands) < worst:
-            # Nobody (or too few) over budget: sample the rest to name the worst of the good ones.
-            for did in self._pinged[:2000]:
-                m = sync.model(did)
-                if m is not None and did not in over:
-                    cands.append((did, m.uncertainty_at(now) / US, (m.to_device(now) - now) / US))
-        cands.sort(key=lambda c: -c[1])
+        for r in top.tolist():
+            m = sync.model(ids[r])
+            offset = 0.0 if m is None else (m.to_device(now) - now) / US
+            cands.append((ids[r], float(pred[r]) / US, offset))
         errs = [abs(e) for d in self._dev.values() for e in list(d.fire_errors)[-20:]]
         p99 = float(np.percentile(errs, 99)) / US if errs else None
         return TelemetrySummary(
-            len(self._pinged), sync.synced_count(), len(over), self.total_acks(), tuple(cands[:worst]), p99
+            len(self._pinged), sync.synced_count(), over, self.total_acks(), tuple(cands), p99
         )
 
     def total_acks(self) -> int:
         """Fire reports received from every device."""
         return sum(d.acks for d in self._dev.values())
+
+
+def _finite_us(ns: float | None) -> float | None:
+    return None if ns is None or not np.isfinite(ns) else ns / US
 
 
 def _pct_us(x: np.ndarray[Any, Any], q: float) -> float | None:
@@ -231,7 +260,7 @@ def _pct_us(x: np.ndarray[Any, Any], q: float) -> float | None:
 
 def _badness(row: Mapping[str, Any]) -> tuple[int, int, float, str]:
     pinged = row["synced"] or row["delay_p50_us"] is not None
-    unc = row["uncertainty_us"]
+    unc = row["predicted_error_us"]
     return (
         0 if row["over_budget"] else 1,
         0 if pinged else 1,
@@ -296,6 +325,18 @@ class TelemetrySink:
         """See :class:`~controller.core.PingSink`."""
         return self.inner.lead_ns(device)
 
+    def predicted_errors_ns(self, now: int) -> npt.NDArray[np.float64]:
+        """See :class:`~controller.core.PingSink`."""
+        return self.inner.predicted_errors_ns(now)
+
+    def predicted_error_ns(self, device: str, at_ns: int) -> int | None:
+        """See :class:`~controller.core.PingSink`."""
+        return self.inner.predicted_error_ns(device, at_ns)
+
+    def receipt_error_ns(self, device: str) -> int | None:
+        """See :class:`~controller.core.PingSink`."""
+        return self.inner.receipt_error_ns(device)
+
     def reset(self, device: str) -> None:
         """See :class:`~controller.core.PingSink`."""
         self.inner.reset(device)
@@ -313,5 +354,5 @@ class TelemetrySink:
         return self.inner.synced_count()
 
     def over_budget(self, budget_ns: int, now: int) -> list[str]:
-        """Devices over the uncertainty budget or without a model (from the service)."""
+        """Devices predicted over the fire-error budget or not settled (from the service)."""
         return self.inner.over_budget(budget_ns, now)

@@ -96,9 +96,11 @@ class ViewModel:
     offline: int = 0
     synced: int = 0
     pinged: int = 0  # devices that answer pings (the most that can be synced)
-    over_budget: int = 0  # pinged devices without a model or over the uncertainty budget
-    budget_us: float = 1000.0
-    worst: Sequence[tuple[str, float, float]] = ()  # (device, uncertainty us, offset us), worst first
+    over_budget: int = 0  # pinged devices not settled or predicted over the fire-error budget
+    budget_us: float = 5000.0
+    worst: Sequence[tuple[str, float, float]] = ()  # (device, predicted error us, offset us), worst first
+    ready: bool | None = None  # the sync gate: READY (True), NOT READY (False), unknown (None)
+    ready_text: str = ""  # "READY", or "NOT READY: 3 of 40 devices not ready (...)"
     acks: int = 0  # fire reports received
     broker: str = ""
     broker_connected: bool = False
@@ -285,6 +287,8 @@ def _venue_panel(vm: ViewModel) -> RenderableType:
     if vm.over_budget:
         sync += f", {vm.over_budget:,} over the {vm.budget_us:,.0f} us budget"
     dev.add_row("sync", Text(sync, style="yellow" if vm.over_budget else ""))
+    if vm.ready is not None:
+        dev.add_row("sync gate", Text(vm.ready_text, style="bold green" if vm.ready else "bold yellow"))
     if vm.worst:
         worst = "  ".join(f"{d} {u:,.0f} us" for d, u, _ in vm.worst)
         dev.add_row("worst sync", Text(worst, style="yellow" if vm.over_budget else "dim"))
@@ -401,6 +405,6 @@ def render(vm: ViewModel) -> RenderableType:
 def _border(vm: ViewModel) -> str:
     if vm.state in ("panicked", "stopped") or vm.offline:
         return "red"
-    if vm.late or vm.over_budget or not vm.broker_connected:
+    if vm.late or vm.over_budget or vm.ready is False or not vm.broker_connected:
         return "yellow"
     return "green"

@@ -269,7 +269,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("show")
     sp.add_argument("--venue")
     sp.add_argument("--broker", help="MQTT broker URL (default: the venue's)")
-    sp.add_argument("--go", action="store_true", help="press GO once at start")
+    sp.add_argument(
+        "--go", action="store_true", help="press GO once the sync gate is READY (see --ready-timeout)"
+    )
     sp.add_argument("--exit-at-end", action="store_true", help="exit 0 once the last cue completes")
     sp.add_argument(
         "--control-port", type=int, default=53000, help="OSC control port (0: any free port, -1: off)"
@@ -296,9 +298,25 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--sync-budget",
         type=float,
-        default=1000.0,
+        default=5000.0,
         metavar="US",
-        help="a device whose clock uncertainty exceeds this is shown over budget (default 1000)",
+        help="a device whose cues are predicted to land further than this from their instant is over "
+        "budget and holds the sync gate (default 5000)",
+    )
+    sp.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="--go waits this long for the sync gate's READY, then fails the run (default 60)",
+    )
+    sp.add_argument(
+        "--degrade",
+        action="append",
+        default=[],
+        metavar="DEVICE",
+        help="play this device (or venue group; all: every device) on receipt: it does not hold the "
+        "sync gate (repeatable)",
     )
     sp.add_argument(
         "--report", metavar="FILE", help="write the post-show report (JSON, with per-device sync telemetry)"

@@ -50,6 +50,8 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
             rate=args.rate,
             sync_budget_us=args.sync_budget,
             control_allow=args.control_allow,
+            ready_timeout_s=args.ready_timeout,
+            degrade=args.degrade,
         )
     )
     print_report(report)

@@ -40,10 +40,14 @@ def print_report(report: dict[str, Any]) -> None:
             f"{row.get('baseline_p99_us', float('nan')):.0f}",
         )
     con.print(t)
+    from simulators.report_html import verdict
+
+    colour, words = verdict(report)  # the spread against the budget and the on-receipt baseline
     con.print(
         f"[bold]{report['devices']:,} devices, {report['cues_fired']} cues fired, {report['missed']} missed, "
         f"{report['late_devices']} late.[/bold] Spread across devices: p50 {report['spread_p50_us']:.0f} us, "
-        f"p99 {report['spread_p99_us']:.0f} us, max {report['spread_max_us']:.0f} us; firing on receipt "
+        f"[bold {colour}]p99 {report['spread_p99_us']:.0f} us ({words})[/bold {colour}], "
+        f"max {report['spread_max_us']:.0f} us; firing on receipt "
         f"would have given p99 {report['baseline_spread_p99_us']:.0f} us."
     )
     tel = report.get("telemetry") or []
@@ -51,12 +55,16 @@ def print_report(report: dict[str, Any]) -> None:
         synced = sum(1 for r in tel if r["synced"])
         over = sum(1 for r in tel if r["over_budget"])
         worst = ", ".join(
-            f"{r['device']} {r['uncertainty_us']:,.0f} us" for r in tel[:3] if r["uncertainty_us"] is not None
+            f"{r['device']} {r['predicted_error_us']:,.0f} us"
+            for r in tel[:3]
+            if r.get("predicted_error_us") is not None
         )
         budget = report.get("controller", {}).get("sync_budget_us", 0)
+        degraded = sum(int(r.get("degraded") or 0) for r in tel)
         con.print(
-            f"Clock sync: {synced:,} of {len(tel):,} devices synced, {over:,} over the "
-            f"{budget:,.0f} us budget (worst: {worst or '-'}); "
+            f"Clock sync: {synced:,} of {len(tel):,} devices synced, {over:,} predicted over the "
+            f"{budget:,.0f} us budget (worst predicted fire error: {worst or '-'}); "
+            f"{degraded:,} degraded fires (no settled clock model: played on receipt); "
             f"{report.get('on_receipt', 0):,} fires on receipt (the cue arrived after its instant)."
         )
 

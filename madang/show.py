@@ -33,5 +33,7 @@ def run_show_cli(args: argparse.Namespace) -> int:
         report_path=prepare(args.report, "report") if args.report else None,  # fail before the show
         go_delay_ms=args.go_latency,
         sync_budget_us=args.sync_budget,
+        ready_timeout_s=args.ready_timeout,
+        degrade=args.degrade,
     )
     return asyncio.run(Runtime(timeline, venue, opts).run())

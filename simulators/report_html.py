@@ -6,7 +6,7 @@ import html
 import math
 from typing import Any
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "verdict"]
 
 _BANDS_US = (0.0, 100.0, 250.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 20_000.0, 100_000.0)  # report.ZONE_BANDS_US
 
@@ -151,9 +151,11 @@ def render_html(report: dict[str, Any]) -> str:
     tel_head = html.escape(
         f"{synced:,} of {len(telemetry):,} devices clock-synced; {over:,} over the "
         + (f"{budget:,.0f} us " if isinstance(budget, int | float) else "")
-        + "uncertainty budget (or not synced). Delays are ping round trips; fire error is the "
+        + "budget of predicted fire error (or not synced). Delays are ping round trips; fire error is the "
         "device's reported fire instant against the cue's, read through the controller's clock model."
     )
+    colour, words = verdict(report)
+    verdict_words = html.escape(words)
     mode = html.escape(str(report.get("mode", "")))
     profile = html.escape(str(report.get("profile", "")))
     head = (
@@ -165,7 +167,8 @@ def render_html(report: dict[str, Any]) -> str:
 <style>
 body {{ background:#0b0b0b; color:#ddd; font:14px/1.4 system-ui, sans-serif; margin:24px; }}
 h1 {{ font-size:20px; }} h2 {{ font-size:16px; margin-top:28px; }}
-.big {{ font-size:28px; color:#4fd18b; }} .base {{ color:#e0664f; }}
+.big {{ font-size:28px; }} .base {{ color:#e0664f; }}
+.green {{ color:#4fd18b; }} .yellow {{ color:#f2c14e; }} .red {{ color:#ff5f56; }}
 table {{ border-collapse:collapse; }}
 td, th {{ padding:3px 10px; border-bottom:1px solid #222; text-align:right; }}
 td:first-child, th:first-child {{ text-align:left; }}
@@ -178,8 +181,9 @@ tr.over td {{ color:#f2c14e; }}
 <h1>Madang sync report: {mode} time, profile {profile}</h1>
 <p>{head}</p>
 <p>Spread of fire instants across devices (distance from each cue's median, all cues pooled):
-<span class="big">p99 {report["spread_p99_us"]:.0f} us</span> (p50 {report["spread_p50_us"]:.0f} us,
-max {report["spread_max_us"]:.0f} us). Firing on receipt would have given
+<span class="big {colour}" id="headline">p99 {report["spread_p99_us"]:.0f} us</span>
+(p50 {report["spread_p50_us"]:.0f} us, max {report["spread_max_us"]:.0f} us):
+<span class="{colour}">{verdict_words}</span>. Firing on receipt would have given
 <span class="base">p99 {report["baseline_spread_p99_us"]:.0f} us</span>.</p>
 <div class="plots">
 <section><h2>Spread over the show</h2>
@@ -317,3 +321,30 @@ def _telemetry_table(rows: list[dict[str, Any]], limit: int = 200) -> str:
         body.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     more = "" if len(rows) <= limit else f"<p>{len(rows) - limit:,} more devices in the JSON report.</p>"
     return f'<table id="telemetry"><tr>{head}</tr>{"".join(body)}</table>{more}'
+
+
+def verdict(report: dict[str, Any]) -> tuple[str, str]:
+    """The headline's colour and words, from the report's own spread (p99) against the sync
+    budget and against the on-receipt baseline (docs/operator.md, "The sync gate"):
+
+    * ``green``: within the budget and no worse than firing on receipt;
+    * ``yellow``: over the budget but better than on receipt, or within it but worse;
+    * ``red``: over the budget and no better than on receipt (sync did not help), or over ten
+      budgets, or cues missed.
+    """
+    ctl = report.get("controller") or {}
+    budget = float(ctl.get("sync_budget_us") or report.get("sync_budget_us") or 5_000.0)
+    spread = float(report.get("spread_p99_us", 0.0))
+    base = float(report.get("baseline_spread_p99_us", 0.0))
+    within = spread <= budget
+    better = base <= 0.0 or spread <= base
+    vs_base = f"{base / spread:,.0f}x tighter than on receipt" if better and spread > 0 else "on receipt"
+    if report.get("missed"):
+        return "red", f"{report['missed']} missed"
+    if within and better:
+        return "green", f"within the {budget:,.0f} us budget, {vs_base}"
+    if not within and (not better or spread > 10 * budget):
+        return "red", f"over the {budget:,.0f} us budget and no better than firing on receipt"
+    if within:
+        return "yellow", f"within the {budget:,.0f} us budget but worse than firing on receipt"
+    return "yellow", f"over the {budget:,.0f} us budget, though {vs_base}"

@@ -407,6 +407,21 @@ class ClockModels:
         out: npt.NDArray[np.float64] = np.where(self.has_model[:n], unc, np.inf)
         return out
 
+    def sample_counts(self) -> I64:
+        """Every row's number of samples in its last fit (0 without a model)."""
+        out: I64 = self._est.n_samples[: len(self._ids)].astype(np.int64)
+        return out
+
+    def delay_spread_ns(self) -> npt.NDArray[np.float64]:
+        """Every row's one-way delay spread (ns): half the gap between its p99 and p50 round
+        trips, which is how far a message sent early by the measured delay lands from its
+        instant when the device executes on receipt (``inf`` without a model)."""
+        n = len(self._ids)
+        est = self._est
+        spread = (est.delay_p99_ns[:n] - est.delay_p50_ns[:n]).astype(np.float64) / 2.0
+        out: npt.NDArray[np.float64] = np.where(self.has_model[:n], spread, np.inf)
+        return out
+
     def over_budget(self, budget_ns: int, now_ns: int | None = None) -> list[int]:
         """Rows whose offset uncertainty exceeds ``budget_ns`` (at ``now_ns`` if given, which adds
         the drift uncertainty accumulated since the fit), including rows with no model yet."""

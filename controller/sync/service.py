@@ -22,12 +22,21 @@ from venues.model import Sync, Venue
 
 from .clockmodel import ClockModel, ClockModels, PingPlanner
 
-__all__ = ["SyncService"]
+__all__ = ["MIN_SETTLED_SAMPLES", "SIGMAS_IN_UNCERTAINTY", "SyncService"]
 
 MS = 1_000_000
 S = 1_000_000_000
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
+F64 = npt.NDArray[np.float64]
+
+#: A model's ``uncertainty_ns`` is a ~99 % bound on its offset error built of three-sigma terms
+#: (the estimator's ``K_U`` and its drift term): the error a cue is *predicted* to land with is
+#: its one-sigma scale, the uncertainty divided by this.
+SIGMAS_IN_UNCERTAINTY = 3.0
+#: Fewer samples than this and a model is not settled: its offset rests on one or two round trips
+#: (the estimator bounds it by half the smallest one), and cues go to the device on receipt.
+MIN_SETTLED_SAMPLES = 3
 
 
 class SyncService:
@@ -77,6 +86,8 @@ class SyncService:
         n = len(self._pinged)
         app = {d.id for d in venue.devices if d.sync is Sync.APP}
         self._is_app = np.array([did in app for did in self._pinged], dtype=np.bool_)
+        echo = {d.id for d in venue.devices if d.sync is Sync.ECHO}
+        self._is_echo = np.array([did in echo for did in self._pinged], dtype=np.bool_)
         # The model each app device was last sent (epoch, offset, drift) and when.
         self._sent_has = np.zeros(n, dtype=np.bool_)
         self._sent_epoch = np.zeros(n, dtype=np.int64)
@@ -248,17 +259,60 @@ class SyncService:
         return int(self.models.has_model[: len(self.models)].sum())
 
     def over_budget(self, budget_ns: int, now: int) -> list[str]:
-        """Devices whose uncertainty exceeds ``budget_ns`` (or with no model yet)."""
-        ids = self.models.ids
-        return [ids[i] for i in self.models.over_budget(budget_ns, now)]
+        """Devices whose predicted fire error (:meth:`predicted_errors_ns`) exceeds ``budget_ns``,
+        or that are not settled yet."""
+        ids = self._pinged
+        return [ids[i] for i in np.flatnonzero(self.predicted_errors_ns(now) > budget_ns).tolist()]
+
+    def predicted_errors_ns(self, now: int) -> F64:
+        """For every row (of :attr:`ids`), how far from its instant a cue is predicted to land,
+        given how the device executes (ns; ``inf`` while it is not settled: no model, or fewer
+        than :data:`MIN_SETTLED_SAMPLES` samples).
+
+        * ``app`` and ``timetag`` devices execute at an instant of their own clock, translated
+          through the model: the error is the model's, its uncertainty at ``now`` (which grows
+          with the drift's) over :data:`SIGMAS_IN_UNCERTAINTY`.
+        * ``echo`` devices execute on receipt, sent early by the measured delay: the error is the
+          delay's spread (:meth:`ClockModels.delay_spread_ns`); the clock model plays no part.
+
+        Raw uncertainty is the wrong yardstick for the operator: on Wi-Fi it is a few ms (a
+        bound, dominated by the drift prior while a minute of pings has not pinned the drift)
+        while the devices' cues land within a fraction of it (``madang demo``: true offset errors
+        at p99 0.39 of the uncertainty, 1.2 of this prediction; docs/operator.md, "The sync gate").
+        """
+        m = self.models
+        n = len(self._pinged)
+        clock = m.uncertainty_now(now)[:n] / SIGMAS_IN_UNCERTAINTY
+        out: F64 = np.where(self._is_echo, m.delay_spread_ns()[:n], clock)
+        out[m.sample_counts()[:n] < MIN_SETTLED_SAMPLES] = np.inf
+        return out
+
+    def predicted_error_ns(self, device: str, at_ns: int) -> int | None:
+        """:meth:`predicted_errors_ns` of one device for a cue at ``at_ns``; None while it is
+        not settled (then its cues go on receipt: :mod:`controller.delivery`)."""
+        idx = self._index.get(device)
+        if idx is None or not self.models.has_model[idx]:
+            return None
+        m = self.models.model(idx)
+        if m is None or m.n < MIN_SETTLED_SAMPLES:
+            return None
+        if self._is_echo[idx]:
+            return (m.delay_p99_ns - m.delay_p50_ns) // 2
+        return int(np.ceil(m.uncertainty_at(at_ns) / SIGMAS_IN_UNCERTAINTY))
+
+    def receipt_error_ns(self, device: str) -> int | None:
+        """How far from its instant a cue sent on receipt (early by the measured delay) is
+        predicted to land on this device: its delay spread; None without a model."""
+        idx = self._index.get(device)
+        if idx is None or not self.models.has_model[idx]:
+            return None
+        m = self.models.model(idx)
+        return None if m is None else (m.delay_p99_ns - m.delay_p50_ns) // 2
 
     def ready_fraction(self, budget_ns: int, now: int) -> float:
-        """The fraction of pinged devices whose clock model is within ``budget_ns`` at ``now``
-        (1.0 with no pinged device). For an operator or a harness that holds GO until enough
-        devices are in sync: the uncertainty is a ~99 % bound, so ``0.98`` of devices within a
-        1 ms budget means the spread of their fire instants will be about that good."""
+        """The fraction of pinged devices whose predicted fire error (:meth:`predicted_errors_ns`)
+        is within ``budget_ns`` at ``now`` (1.0 with no pinged device)."""
         n = len(self._pinged)
         if n == 0:
             return 1.0
-        unc: npt.NDArray[np.float64] = self.models.uncertainty_now(now)
-        return float(np.count_nonzero(unc <= budget_ns)) / n
+        return float(np.count_nonzero(self.predicted_errors_ns(now) <= budget_ns)) / n

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
+from controller.core import DEFAULT_SYNC_BUDGET_NS
 from controller.playback import State
 from controller.runtime import Runtime, RuntimeOptions
 from cues.timeline import Timeline
@@ -67,14 +68,19 @@ async def play_real(
     go_delay_ms: float = 250.0,
     headset_process: bool | None = None,
     rate: float = 1.0,
-    sync_budget_us: float = 1000.0,
+    sync_budget_us: float = DEFAULT_SYNC_BUDGET_NS / 1000,
     control_allow: list[str] | None = None,
+    ready_timeout_s: float | None = 60.0,
+    degrade: list[str] | None = None,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
     ``duration_s`` is seconds of show, counted from the first GO (the devices' connection and
-    clock-sync settling before it are not counted); ``go_delay_ms``, ``rate``, ``sync_budget_us``
-    and ``control_allow`` are the runtime's options of those names (``madang run``'s flags).
+    clock-sync settling before it are not counted); ``go_delay_ms``, ``rate``, ``sync_budget_us``,
+    ``control_allow``, ``ready_timeout_s`` and ``degrade`` are the runtime's options of those names
+    (``madang run``'s flags). Every GO that is not the operator's (``go``, ``auto_go``) waits for
+    the sync gate's READY (:mod:`controller.gate`); one that waits ``ready_timeout_s`` in vain
+    ends the run with the runtime's exit code 3.
 
     ``headset_process``: run the MQTT headsets in a child process
     (:class:`~simulators.devices.worker.HeadsetWorker`), so that the controller does not share an
@@ -131,6 +137,8 @@ async def play_real(
                 rate=rate,
                 sync_budget_us=sync_budget_us,
                 control_allow=control_allow,
+                ready_timeout_s=ready_timeout_s,
+                degrade=list(degrade or []),
             ),
         )
 
@@ -143,37 +151,27 @@ async def play_real(
             rt.request_stop()
 
         async def delayed_auto_go() -> None:
-            # Let the devices answer their ping bursts: GO once nearly every device that can be
-            # synced has a clock model (or after 10x the settle time, whatever the count), then
-            # once nearly every model is within the sync budget, or after settle_s plus 10 ms per
-            # pinged device (the join bursts of a large venue queue up behind each other, and the
-            # first models are fitted on those queued round trips).
+            # Give the devices settle_s to connect and answer their ping bursts; from then on the
+            # player presses GO (auto_go) once the sync gate is READY, as it does for go=True.
+            # Note how long it took and how the venue stood at the first GO.
             t0 = time.monotonic()
             await asyncio.sleep(settle_s)
+            rt.player.auto_go = auto_go
+            while rt.player.first_go_ns is None and rt.player.failure is None:
+                await asyncio.sleep(0.02)
+            now = rt.clock.wall_ns() if rt.player.first_go_ns is None else rt.player.first_go_ns
+            gate = rt.core.readiness(now)
             sync = rt.sync
-            want = sum(1 for d in venue.devices if d.sync in (Sync.APP, Sync.TIMETAG, Sync.ECHO))
-            deadline = time.monotonic() + 9 * settle_s
-            while sync is not None and sync.synced_count() < 0.98 * want and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-            deadline = time.monotonic() + settle_s + want / 100
-            budget = rt.telemetry.budget_ns
-            while (
-                sync is not None
-                and len(sync.over_budget(budget, rt.clock.wall_ns())) > 0.02 * want
-                and time.monotonic() < deadline
-            ):
-                await asyncio.sleep(0.2)
-            now = rt.clock.wall_ns()
             settle.update(
                 {
                     "waited_s": round(time.monotonic() - t0, 2),
                     "synced": 0 if sync is None else sync.synced_count(),
-                    "over_budget": 0 if sync is None else len(sync.over_budget(budget, now)),
-                    "pinged": want,
-                    "budget_us": budget / 1000,
+                    "over_budget": gate.not_ready,
+                    "pinged": sum(1 for d in venue.devices if d.sync in (Sync.APP, Sync.TIMETAG, Sync.ECHO)),
+                    "budget_us": gate.budget_ns / 1000,
+                    "ready": gate.ready,
                 }
             )
-            rt.player.auto_go = auto_go
 
         task = asyncio.create_task(delayed_auto_go())
         cut = asyncio.create_task(cut_after_go())

@@ -81,13 +81,14 @@ def test_unsynced_reports_are_acks_without_fire_errors() -> None:
 
 
 def test_summary_and_worst_first_order() -> None:
-    # Over a budget below every model's uncertainty, both pinged devices; within a generous one, none.
+    # Over a budget below every device's predicted fire error, both pinged devices; within a
+    # generous one, none.
     tel, sink, now = _synced()
     uncs = []
     for d in ("xr-1", "led-1"):
-        m = sink.model(d)
-        assert m is not None
-        uncs.append(m.uncertainty_at(now))
+        err = sink.predicted_error_ns(d, now)
+        assert err is not None
+        uncs.append(err)
     for budget, over in ((max(1, min(uncs) // 2), 2), (max(uncs) * 10 + MS, 0)):
         tel.budget_ns = budget
         summary = tel.summary(sink, now)

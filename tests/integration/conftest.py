@@ -281,8 +281,17 @@ class Controller:
     """``madang run`` as a child process, with a client for its OSC control port."""
 
     def __init__(
-        self, show: Path, venue: Path, broker_url: str, *extra: str, control_port: int | None = None
+        self,
+        show: Path,
+        venue: Path,
+        broker_url: str,
+        *extra: str,
+        control_port: int | None = None,
+        degrade_all: bool = True,
     ) -> None:
+        """``degrade_all``: the sinks and observers of these tests never answer a ping, so every
+        device is degraded (played on receipt) and the sync gate does not hold GO; the gate
+        itself is tested against simulated devices that do (test_sync_gate.py)."""
         self.control_port = control_port if control_port is not None else free_udp_port()
         self.args = [
             sys.executable,
@@ -297,6 +306,7 @@ class Controller:
             "--no-view",
             "--control-port",
             str(self.control_port),
+            *(["--degrade", "all"] if degrade_all else []),
             *extra,
         ]
         # Output goes to files, not pipes: a chatty controller must never block on a full pipe.

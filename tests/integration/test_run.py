@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 SHOW = DATA / "yard-show.yaml"
 CONTROL_SHOW = DATA / "yard-control.yaml"
 SHOW_ID = "yard-show"
-NTP_EPS_S = 2e-6  # a timetag carries ~233 ps; python-osc reads it as a float of Unix seconds
+
 STATE = "madang/controller/state"
 
 
@@ -99,7 +99,7 @@ def test_every_osc_message_arrives_with_its_arguments(yard_run: YardRun) -> None
         assert got == [("/scene/start", (7, 0.5, "intro")), ("/flash", (1, "white"))], got
 
 
-def test_timetag_device_gets_keyed_bundles_with_the_cue_instant(yard_run: YardRun) -> None:
+def test_timetag_device_without_a_clock_model_gets_keyed_bundles_on_receipt(yard_run: YardRun) -> None:
     msgs = yard_run.t.messages()
     assert all(m.timetag is not None for m in msgs), "a timetag device got a bare message"
     for m in msgs:
@@ -108,17 +108,15 @@ def test_timetag_device_gets_keyed_bundles_with_the_cue_instant(yard_run: YardRu
     keys = yard_run.t.messages("/madang/key")
     assert [k.args[0] for k in keys] == [SHOW_ID, SHOW_ID]
     assert keys[0].args[1] < keys[1].args[1]  # seq increases along the show
-    # The instant in the bundle is the one the app devices are told (the controller's clock,
-    # as no clock model exists for a device that never answers pings) ...
+    # The sink never answers a ping: with no clock model, it is never sent an instant guessed
+    # from the controller's clock (issue 10, finding 3), but the OSC 1.0 "immediately" timetag
+    # (python-osc reads it as 0), at the cue's instant less its latency (none here) ...
     open_at = _cue(yard_run.obs, "open")[0].body["at"] / 1e9
     bloom_at = _cue(yard_run.obs, "bloom")[0].body["at"] / 1e9
     start, flash = msgs
-    assert start.timetag is not None and flash.timetag is not None
-    assert math.isclose(start.timetag, open_at, abs_tol=NTP_EPS_S)
-    assert math.isclose(flash.timetag, bloom_at, abs_tol=NTP_EPS_S)
-    # ... 600 ms (the pre-wait) after GO, and the bundle for it was sent ahead of that instant.
-    assert math.isclose(flash.timetag - start.timetag, 0.6, abs_tol=1e-5)
-    assert flash.rx_ns / 1e9 < flash.timetag
+    assert start.timetag == 0 and flash.timetag == 0
+    # ... so it arrives once its instant has come, not ahead of it.
+    assert start.rx_ns / 1e9 >= open_at - 1e-3 and flash.rx_ns / 1e9 >= bloom_at - 1e-3
 
 
 def test_on_receipt_device_gets_plain_messages(yard_run: YardRun) -> None:

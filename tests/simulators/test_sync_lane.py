@@ -216,6 +216,8 @@ def test_the_lane_and_the_message_path_give_the_same_show(seed: int) -> None:
         lane: play_virtual(timeline, venue, seed=seed, duration_ns=60 * S, sync_lane=lane)
         for lane in (True, False)
     }
+    # Both GO at the same instant, when the settling time is up: the sync gate is READY both ways.
+    assert runs[True].player.first_go_ns == runs[False].player.first_go_ns
     lane, wire = runs[True], runs[False]
     assert lane.report["cues_fired"] == wire.report["cues_fired"] > 0
     assert lane.report["missed"] == wire.report["missed"]

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-from cues.easing import evaluate
+from cues.easing import evaluate, value_at
 from cues.plan import clip, describe_op, go_label, op_kind, wait_notes
 from cues.timecode import format_time
 from cues.timeline import NS_PER_S, Action, CueSpan, Fade, Go, Timeline
@@ -340,7 +340,7 @@ def render_svg(timeline: Timeline, venue: Venue) -> str:
         _cue_band(svg, x_of, cue, row_y[cue.id], go_numbers.get(cue.id))
 
     # Lanes: ticks and ramps.
-    _lane_marks(svg, timeline, lanes, lane_of, x_of, lanes_top)
+    _lane_marks(svg, timeline, venue, lanes, lane_of, x_of, lanes_top)
 
     _legend(svg, legend_top, min(width, 1400.0))
     svg.raw("</svg>")
@@ -461,6 +461,7 @@ class _Mark:
 def _lane_marks(
     svg: _Svg,
     timeline: Timeline,
+    venue: Venue,
     lanes: Sequence[_Lane],
     lane_of: Mapping[str, int],
     x_of: _Scale,
@@ -468,6 +469,7 @@ def _lane_marks(
 ) -> None:
     lane_cache: dict[tuple[str, ...], Counter[int]] = {}
     marks: dict[tuple[int, int, str], _Mark] = {}
+    starts = fade_starts(timeline, venue)
     for action in timeline.actions:
         hits = lane_cache.get(action.devices)
         if hits is None:
@@ -494,7 +496,10 @@ def _lane_marks(
         if mark.merged:
             title += f" (and {mark.merged:,} more {kind} here)"
         if isinstance(action.op, Fade):
-            _ramp(svg, x, x_of(action.end_ns), top, action.op, colour, title)
+            start = starts.get(action.seq, action.op.start)
+            if action.op.start is None and start is not None:
+                title += f" (from {start:g}, the value it starts at)"
+            _ramp(svg, x, x_of(action.end_ns), top, action.op, start, colour, title)
             continue
         y0, y1 = (top + 6, top + _LANE_H - 6) if kind == "osc" else (top + 10, top + _LANE_H - 2)
         svg.add(
@@ -514,23 +519,65 @@ def _lane_marks(
         svg.add("circle", {"cx": x, "cy": y0, "r": 2.5, "fill": colour})
 
 
-def _ramp(svg: _Svg, x0: float, x1: float, top: float, fade: Fade, colour: str, title: str) -> None:
-    """A fade drawn as its easing curve, rising or falling across the lane."""
+def fade_starts(timeline: Timeline, venue: Venue) -> dict[int, float]:
+    """The value each fade without a ``from`` starts at, by action ``seq``: where the previous
+    fade of that parameter on the same device stands at that instant (mid-fade: along its
+    easing), or the device's safe value for the parameter (0 when it has none), as the
+    controller's catch-up state resolves it. Read on the fade's first device."""
+    # (device, param) -> the last fade's course: (at_ns, resolved start, the fade)
+    course: dict[tuple[str, str], tuple[int, float, Fade]] = {}
+    out: dict[int, float] = {}
+    for action in timeline.actions:  # in (at_ns, seq) order
+        op = action.op
+        if not isinstance(op, Fade) or not action.devices:
+            continue
+        for did in action.devices:
+            start = op.start
+            if start is None:
+                prev = course.get((did, op.param))
+                if prev is None:
+                    start = _safe_value(venue, did, op.param)
+                else:
+                    at, a, f = prev
+                    start = value_at(a, f.end, f.ease, action.at_ns - at, f.duration_ns)
+                if did == action.devices[0]:
+                    out[action.seq] = start
+            course[(did, op.param)] = (action.at_ns, start, op)
+    return out
+
+
+def _safe_value(venue: Venue, device_id: str, param: str) -> float:
+    dev = venue.by_id.get(device_id)
+    v = dev.safe.get(param) if dev is not None else None
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+
+
+def _ramp(
+    svg: _Svg, x0: float, x1: float, top: float, fade: Fade, start: float | None, colour: str, title: str
+) -> None:
+    """A fade drawn as its easing curve across the lane, at its values: the lane's height spans
+    0 to 1 (or further, for values outside it), so ``0.3 -> 0.8`` rises from 30 % to 80 %. A
+    fade whose start is unknown is drawn rising from the bottom."""
     low, high = top + _LANE_H - 7, top + 9
-    rising = fade.start is None or fade.end >= fade.start
+    a = 0.0 if start is None else float(start)
+    b = float(fade.end)
+    lo, hi = min(0.0, a, b), max(1.0, a, b)
+
+    def y(v: float) -> float:
+        return low + (high - low) * (v - lo) / (hi - lo)
+
     width = max(x1 - x0, 1.0)
     samples = max(2, min(48, int(width / 3)))
     points = []
     for i in range(samples + 1):
         t = i / samples
         p = evaluate(fade.ease, t)
-        p = p if rising else 1 - p
-        points.append(f"{_num(x0 + t * width)},{_num(low + (high - low) * p)}")
-    start_y = low if rising else high
+        points.append(f"{_num(x0 + t * width)},{_num(y(a + (b - a) * p))}")
+    base = y(lo)
     svg.add(
         "path",
         {
-            "d": f"M{_num(x0)},{_num(low)} L" + " L".join(points) + f" L{_num(x0 + width)},{_num(low)} Z",
+            "d": f"M{_num(x0)},{_num(base)} L" + " L".join(points) + f" L{_num(x0 + width)},{_num(base)} Z",
             "fill": colour,
             "fill_opacity": 0.16,
             "stroke": "none",
@@ -539,7 +586,7 @@ def _ramp(svg: _Svg, x0: float, x1: float, top: float, fade: Fade, colour: str, 
     svg.add(
         "path",
         {
-            "d": f"M{_num(x0)},{_num(start_y)} L" + " L".join(points),
+            "d": "M" + " L".join(points),
             "fill": "none",
             "stroke": colour,
             "stroke_width": 1.8,

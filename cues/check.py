@@ -14,15 +14,23 @@ the whole show at once:
 
 The :class:`CheckReport` holds the findings (errors and warnings), the timeline when there was
 no error, and renders a one-line :meth:`CheckReport.summary` or a JSON document.
+
+``madang check FILE`` takes a venue file too: :func:`check_file` tells the two apart by content
+(:func:`file_kind`: a top-level ``venue:`` with the keys of a venue, ``zones``, ``devices``,
+``groups``..., rather than those of a show, ``show``, ``cues``...), and :func:`check_venue`
+loads a venue alone into a :class:`VenueCheckReport`, with the same positioned findings, summary
+and JSON shape.
 """
 
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final, Literal
 
 from cues.compiler import Compiled, _compile_path, compile_loaded
 from cues.loader import LoadedShow, Reader, gc_paused
@@ -30,7 +38,17 @@ from cues.timeline import NS_PER_S, Action, Fade, Timeline
 from venues.errors import Finding, Mark, SourceErrors
 from venues.model import Venue
 
-__all__ = ["CheckReport", "check_loaded", "check_show", "cross_check", "format_duration"]
+__all__ = [
+    "CheckReport",
+    "VenueCheckReport",
+    "check_file",
+    "check_loaded",
+    "check_show",
+    "check_venue",
+    "cross_check",
+    "file_kind",
+    "format_duration",
+]
 
 
 @dataclass
@@ -84,6 +102,7 @@ class CheckReport:
         t = self.timeline
         return {
             "file": self.show_path,
+            "kind": "show",
             "ok": self.ok,
             "summary": self.summary(),
             "errors": len(self.errors),
@@ -251,3 +270,145 @@ def check_loaded(loaded: LoadedShow, venue: Venue) -> CheckReport:
     if report.ok:
         report.timeline = compiled.timeline
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# venue files: ``madang check VENUE``
+
+_SHOW_KEYS: Final = frozenset({"show", "cues", "include", "templates", "tempo", "fps"})
+_VENUE_KEYS: Final = frozenset({"zones", "devices", "groups", "broker", "safe"})
+_TOP_KEY: Final = re.compile(r"""^(?:"([^"\n]*)"|'([^'\n]*)'|([A-Za-z_][\w.-]*))[ \t]*:(?:[ \t]|$)""", re.M)
+
+
+def file_kind(path: str | os.PathLike[str]) -> Literal["show", "venue"]:
+    """Whether ``path`` holds a venue file or a show file, by its top-level keys.
+
+    A venue file has ``venue:`` (its id) and the keys of a venue (``zones``, ``devices``,
+    ``groups``, ``broker``, ``safe``); a show also has ``venue:`` (the venue it plays on), and
+    ``show``, ``cues``, ``include``... A file that cannot be read, or whose keys say neither, is
+    taken as a show: the show check then says what is wrong with it."""
+    keys = _top_keys(path)
+    if keys is None or "venue" not in keys:
+        return "show"
+    return "venue" if len(keys & _VENUE_KEYS) > len(keys & _SHOW_KEYS) else "show"
+
+
+def _top_keys(path: str | os.PathLike[str]) -> set[str] | None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16 * 2**20).decode("utf-8-sig", errors="replace")
+    except OSError:
+        return None
+    # Block style (every shipped and documented file): top-level keys start a line at column 0.
+    keys = {next(g for g in m.groups() if g is not None) for m in _TOP_KEY.finditer(head)}
+    if keys:
+        return keys
+    # Flow style ({venue: ..., zones: [...]}) or something odd: ask the real parser.
+    from venues.source import load_yaml
+
+    try:
+        data = load_yaml(path).data
+    except SourceErrors:
+        return None
+    return {str(k) for k in data} if isinstance(data, dict) else None
+
+
+@dataclass
+class VenueCheckReport:
+    """What ``madang check VENUE`` found: every finding, and the venue when there is no error."""
+
+    venue_path: str
+    findings: list[Finding] = field(default_factory=list)
+    venue: Venue | None = None
+
+    @property
+    def errors(self) -> list[Finding]:
+        """The findings that make the venue unusable."""
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """The findings worth a look that do not stop a show."""
+        return [f for f in self.findings if f.severity != "error"]
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return not self.errors
+
+    def summary(self) -> str:
+        """One line: ``han-river.yaml: ok: venue han-river, 1,217 devices (10 facade, ...) in 3
+        zones, 11 groups``."""
+        name = Path(self.venue_path).name
+        n_err, n_warn = len(self.errors), len(self.warnings)
+        warn = f"{n_warn:,} warning{'s' if n_warn != 1 else ''}"
+        if n_err:
+            err = f"{n_err:,} error{'s' if n_err != 1 else ''}"
+            return f"{name}: venue file: {err}" + (f", {warn}" if n_warn else "")
+        status = f"ok ({warn})" if n_warn else "ok"
+        v = self.venue
+        if v is None:
+            return f"{name}: venue file: {status}"
+        kinds = ", ".join(f"{n:,} {k}" for k, n in Counter(d.kind for d in v.devices).items())
+        return (
+            f"{name}: {status}: venue {v.id}, {_count(len(v.devices), 'device')} ({kinds}) in "
+            f"{_count(len(v.zones), 'zone')}, {_count(len(v.groups), 'group')}"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The report as plain JSON-able data for ``madang check --json``."""
+        v = self.venue
+        return {
+            "file": self.venue_path,
+            "kind": "venue",
+            "ok": self.ok,
+            "summary": self.summary(),
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "findings": [f.to_json() for f in sorted(self.findings, key=_order)],
+            "venue": None
+            if v is None
+            else {
+                "id": v.id,
+                "name": v.name,
+                "zones": list(v.zones),
+                "devices": len(v.devices),
+                "kinds": dict(Counter(d.kind for d in v.devices)),
+                "sync": dict(Counter(str(d.sync) for d in v.devices)),
+                "groups": {g: len(members) for g, members in v.groups.items()},
+            },
+        }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
+
+
+def check_venue(venue_path: str | os.PathLike[str]) -> VenueCheckReport:
+    """Load and check a venue file alone; never raises for bad input."""
+    from venues.loader import load_venue  # only here: checking a show loads its venue its own way
+
+    path = os.fspath(venue_path)
+    try:
+        venue = load_venue(Path(path))
+    except SourceErrors as e:
+        return VenueCheckReport(path, sorted(e.findings, key=_order), None)
+    return VenueCheckReport(path, [], venue)
+
+
+def check_file(
+    path: str | os.PathLike[str], *, venue_path: str | os.PathLike[str] | None = None
+) -> CheckReport | VenueCheckReport:
+    """``madang check FILE``: a venue file is checked alone (:func:`check_venue`), a show
+    against its venue (:func:`check_show`; ``venue_path`` overrides the show's ``venue:``).
+
+    Raises ``ValueError`` for ``venue_path`` with a venue file: a venue names no other venue."""
+    if file_kind(path) == "venue":
+        if venue_path is not None:
+            p = os.fspath(path)
+            raise ValueError(
+                f"{p} is a venue file; --venue is for checking a show against a venue: "
+                f"run 'madang check {p}' alone, or 'madang check SHOW --venue {p}'"
+            )
+        return check_venue(path)
+    return check_show(path, venue_path=venue_path)

@@ -269,11 +269,13 @@ def render_table(timeline: Timeline, venue: Venue) -> Table:
         expand=False,
         show_lines=False,
     )
-    table.add_column("time", style="bright_white", no_wrap=True)
-    table.add_column("cue", no_wrap=True)
-    table.add_column("go", no_wrap=True)
-    table.add_column("what", overflow="fold")
-    table.add_column("targets", overflow="fold")
+    # Minimum widths (they fit an 80-column terminal together), so that no column is ever
+    # squeezed away: times and go modes stay whole, the rest wraps onto more lines instead.
+    table.add_column("time", style="bright_white", no_wrap=True, min_width=9)
+    table.add_column("cue", overflow="fold", min_width=11, max_width=40)
+    table.add_column("go", no_wrap=True, min_width=14)
+    table.add_column("what", overflow="fold", min_width=16)
+    table.add_column("targets", overflow="fold", min_width=10)
     by_cue = timeline.actions_by_cue
     last_sequence: int | None = None
     go_number = 0

@@ -84,9 +84,13 @@ def _print_findings(err: SourceErrors) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from cues.check import check_show
+    from cues.check import check_file
 
-    report = check_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
+    try:
+        report = check_file(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
+    except ValueError as err:
+        print(f"madang check: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -102,17 +106,27 @@ def _compile(args: argparse.Namespace) -> Any:
     return compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
 
 
+PLAN_PIPE_WIDTH = 160  # columns of `madang plan` when stdout is not a terminal
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from cues.plan import render_svg, render_table
 
+    if args.width is not None and args.width < 40:
+        print(f"madang plan: --width {args.width} is too narrow; give 40 or more", file=sys.stderr)
+        return 2
     timeline, venue = _compile(args)
     if args.svg:
         write_text(args.svg, render_svg(timeline, venue), "plan")
         print(f"wrote {args.svg}")
     if not args.svg or args.table:
-        Console().print(render_table(timeline, venue))
+        # Piped or redirected, there is no terminal to measure (rich would fall back to 80
+        # columns, or an inherited $COLUMNS, and squeeze columns away): render for a fixed width
+        # that holds an action's time, description and targets on one line; --width overrides.
+        width = args.width or (None if sys.stdout.isatty() else PLAN_PIPE_WIDTH)
+        Console(width=width).print(render_table(timeline, venue))
     return 0
 
 
@@ -250,9 +264,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    sp = cmd("check", _cmd_check, "validate a show against its venue; exit 1 with every error")
-    sp.add_argument("show", help="show file (YAML)")
-    sp.add_argument("--venue", help="venue file (default: the show's `venue:`)")
+    sp = cmd(
+        "check",
+        _cmd_check,
+        "validate a show against its venue, or a venue file alone; exit 1 with every error",
+    )
+    sp.add_argument("show", metavar="FILE", help="show file or venue file (YAML; told apart by its keys)")
+    sp.add_argument("--venue", help="for a show: the venue file to check it against (default: its `venue:`)")
     sp.add_argument("--json", action="store_true", help="findings as JSON, for editors and CI")
 
     sp = cmd("plan", _cmd_plan, "print the compiled timeline: what fires when, on which devices")
@@ -260,6 +278,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--venue")
     sp.add_argument("--svg", metavar="FILE", help="also draw the timeline as an SVG picture")
     sp.add_argument("--table", action="store_true", help="print the table even with --svg")
+    sp.add_argument(
+        "--width",
+        type=int,
+        metavar="COLUMNS",
+        help=f"table width (default: the terminal's; {PLAN_PIPE_WIDTH} when piped or redirected)",
+    )
 
     sp = cmd("schema", _cmd_schema, "print the JSON Schema of show or venue files (editor completion)")
     sp.add_argument("which", choices=["show", "venue"])

@@ -133,28 +133,14 @@ def simulate_cli(args: argparse.Namespace) -> int:
 
 
 def _write_mapped(venue: Venue, path: Path, broker: str) -> None:
-    """A venue file whose OSC endpoints are the simulator's loopback ports."""
-    lines = [
-        f"venue: {venue.id}",
-        f"name: {json.dumps(venue.name)}",
-        f"zones: {json.dumps(list(venue.zones))}",
-        f"broker: {broker}",
-        "devices:",
-    ]
-    for d in venue.devices:
-        lines.append(f"  - id: {json.dumps(d.id)}")
-        lines.append(f"    kind: {d.kind}")
-        lines.append(f"    zone: {d.zone}")
-        lines.append(f"    sync: {d.sync}")
-        if d.latency_ns:
-            lines.append(f"    latency: {d.latency_ns // 1000}us")
-        if d.osc is not None:
-            lines.append(f"    osc: {{host: {d.osc.host}, port: {d.osc.port}}}")
-        if d.mqtt is not None:
-            lines.append("    mqtt: {}")
-        if d.interpolates:
-            lines.append("    interpolates: true")
-    lines.append("groups:")
-    for g, members in venue.groups.items():
-        lines.append(f"  {g}: {json.dumps(' | '.join(members) if members else '')}")
-    write_text(path, "\n".join(lines) + "\n", "mapped venue")
+    """The simulated venue as a venue file for the controller's ``--venue``: the whole venue
+    (attrs, groups, zones, latency, safe states, ...) with each OSC endpoint moved to the
+    loopback port its simulated display listens on, and the simulator's broker."""
+    from venues.writer import venue_yaml
+
+    header = (
+        f"Venue {venue.id} as simulated by `madang simulate {venue.source or venue.id}`:",
+        "every OSC endpoint is the loopback port of its simulated display, the broker is the",
+        "simulator's. Valid while that simulator runs. Everything else is the original venue's.",
+    )
+    write_text(path, venue_yaml(venue, broker=broker, header=header), "mapped venue")

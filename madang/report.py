@@ -44,7 +44,7 @@ def print_report(report: dict[str, Any]) -> None:
 
     colour, words = verdict(report)  # the spread against the budget and the on-receipt baseline
     con.print(
-        f"[bold]{report['devices']:,} devices, {report['cues_fired']} cues fired, {report['missed']} missed, "
+        f"[bold]{report['devices']:,} devices, {_fired(report)}, {report['missed']} missed, "
         f"{report['late_devices']} late.[/bold] Spread across devices: p50 {report['spread_p50_us']:.0f} us, "
         f"[bold {colour}]p99 {report['spread_p99_us']:.0f} us ({words})[/bold {colour}], "
         f"max {report['spread_max_us']:.0f} us; firing on receipt "
@@ -67,6 +67,15 @@ def print_report(report: dict[str, Any]) -> None:
             f"{degraded:,} degraded fires (no settled clock model: played on receipt); "
             f"{report.get('on_receipt', 0):,} fires on receipt (the cue arrived after its instant)."
         )
+
+
+def _fired(report: dict[str, Any]) -> str:
+    """``5 cues fired (12 actions)``: cues, and the actions (messages, fades) they fired."""
+    cues, actions = report["cues_fired"], report.get("actions_fired")
+    text = f"{cues:,} cue{'s' if cues != 1 else ''} fired"
+    if isinstance(actions, int):
+        text += f" ({actions:,} action{'s' if actions != 1 else ''})"
+    return text
 
 
 def _html_of(path: Path) -> Path:

@@ -77,10 +77,11 @@ def sync_report(
 ) -> dict[str, Any]:
     """The report as a JSON-able dict.
 
-    ``expected`` maps each sequence number the controller emitted to the device ids it targeted
-    (those simulated); a target that never executed it counts as *missed*. ``cue_of`` names the
-    cue of each sequence number for the per-cue table. ``late_us``: a device further than this
-    from its cue's median counts as late for that cue.
+    ``expected`` maps each sequence number (one action of a cue) the controller emitted to the
+    device ids it targeted (those simulated); a target that never executed it counts as
+    *missed*. ``cue_of`` names the cue of each sequence number, for the per-cue table and for
+    ``cues_fired`` (distinct cues; ``actions_fired`` counts their actions). ``late_us``: a
+    device further than this from its cue's median counts as late for that cue.
     """
     cols = recorder.columns()
     what = cols["what"]
@@ -130,9 +131,14 @@ def sync_report(
             row["baseline_p99_us"] = base_per[sq]["p99_us"]
             row["baseline_range_us"] = base_per[sq]["range_us"]
         cues.append(row)
+    # A cue fires through one or more actions (a message, a fade...), each with its own sequence
+    # number: count both. Without names, each action stands for its own cue.
+    names = cue_of or {}
+    cue_ids = {names.get(sq) or f"#{sq}" for sq in per}
     return {
         "devices": devices if devices is not None else len(ids),
-        "cues_fired": len(per),
+        "cues_fired": len(cue_ids),
+        "actions_fired": len(per),
         "fires": int(fire.sum()),
         "missed": missed,
         "late_devices": len(late_devices),

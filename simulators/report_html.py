@@ -24,6 +24,87 @@ def _axis_max(values: list[float]) -> float:
     return float(10 * mag)
 
 
+def _nice_step(span: float, target: int = 6) -> float:
+    """A round tick step (1, 2 or 5 times a power of ten) giving about ``target`` ticks."""
+    if span <= 0:
+        return 1.0
+    raw = span / target
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5, 10):
+        if m * mag >= raw:
+            return float(m * mag)
+    return float(10 * mag)
+
+
+def _fmt_s(v: float) -> str:
+    """A time tick: ``45 s``, past a minute ``m:ss``."""
+    if v >= 60:
+        return f"{int(v // 60)}:{round(v % 60):02d}"
+    return f"{v:g} s"
+
+
+# The plot area of every chart: left for the y ticks and title, bottom for the x ticks and title.
+_L, _R, _T, _B = 72, 20, 34, 52
+
+
+def _frame(parts: list[str], w: float, h: float, x_title: str, y_title: str) -> None:
+    """The axes of a chart: the two axis lines and their titles (the y title turned upright)."""
+    x0, x1, y0, y1 = _L, w - _R, h - _B, _T
+    parts.append(f'<line class="axis" x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#888"/>')
+    parts.append(f'<line class="axis" x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="#888"/>')
+    parts.append(
+        f'<text class="axis-title" x="{(x0 + x1) / 2:.1f}" y="{h - 10}" fill="#bbb" font-size="12" '
+        f'text-anchor="middle">{html.escape(x_title)}</text>'
+    )
+    yc = (y0 + y1) / 2
+    parts.append(
+        f'<text class="axis-title" x="16" y="{yc:.1f}" fill="#bbb" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 16 {yc:.1f})">{html.escape(y_title)}</text>'
+    )
+
+
+def _y_tick(parts: list[str], w: float, y: float, label: str, *, grid: bool = True) -> None:
+    if grid:
+        parts.append(f'<line x1="{_L}" x2="{w - _R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#2a2a2a"/>')
+    parts.append(f'<line class="tick" x1="{_L - 5}" x2="{_L}" y1="{y:.1f}" y2="{y:.1f}" stroke="#888"/>')
+    parts.append(
+        f'<text class="tick-label" x="{_L - 8}" y="{y + 4:.1f}" fill="#aaa" font-size="11" '
+        f'text-anchor="end">{html.escape(label)}</text>'
+    )
+
+
+def _x_tick(parts: list[str], h: float, x: float, label: str) -> None:
+    y0 = h - _B
+    parts.append(f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{y0}" y2="{y0 + 5}" stroke="#888"/>')
+    parts.append(
+        f'<text class="tick-label" x="{x:.1f}" y="{y0 + 18}" fill="#aaa" font-size="11" '
+        f'text-anchor="middle">{html.escape(label)}</text>'
+    )
+
+
+def _legend(parts: list[str], items: list[tuple[str, str, str]], x: float = _L + 8, y: float = 20) -> None:
+    """A legend row: (colour, marker, label); marker ``dot`` or ``bar``."""
+    parts.append('<g class="legend">')
+    for colour, marker, label in items:
+        if marker == "dot":
+            parts.append(f'<circle cx="{x + 5:.1f}" cy="{y - 4}" r="4" fill="{colour}"/>')
+        else:
+            parts.append(f'<rect x="{x:.1f}" y="{y - 9}" width="10" height="10" fill="{colour}"/>')
+        parts.append(
+            f'<text x="{x + 15:.1f}" y="{y}" fill="{colour}" font-size="12">{html.escape(label)}</text>'
+        )
+        x += 30 + 7 * len(label)
+    parts.append("</g>")
+
+
+def _svg_open(w: float, h: float, label: str, extra: str = "") -> list[str]:
+    return [
+        f'<svg {extra}viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+        f'aria-label="{html.escape(label)}">',
+        f'<rect width="{w}" height="{h}" fill="#111"/>',
+    ]
+
+
 def _spread_plot(cues: list[dict[str, Any]]) -> str:
     """Spread per cue over the show's time: p99 of the timed delivery vs on receipt (log scale).
 
@@ -35,56 +116,60 @@ def _spread_plot(cues: list[dict[str, Any]]) -> str:
     lo = 1.0
     hi = max(_axis_max(vals), 10.0)
     lhi = math.log10(hi)
+    top, bottom = _T, _H - _B
+    left, right = _L + 10, _W - _R - 10
 
     def y(v: float) -> float:
         v = max(v, lo)
-        return _H - _PAD - (math.log10(v) / lhi) * (_H - 2 * _PAD)
+        return bottom - (math.log10(v) / lhi) * (bottom - top)
 
     n = len(cues)
-    step = (_W - 2 * _PAD) / max(n, 1)
     times = [c.get("t_s") for c in cues]
     t_max = max([float(t) for t in times if isinstance(t, int | float)] + [0.0])
     # Time on the x axis when the report has it and the cues span a second or more.
     timed_x = all(isinstance(t, int | float) for t in times) and t_max >= 1.0
 
+    def x_at(v: float, span: float) -> float:
+        return left + (v / span) * (right - left) if span > 0 else (left + right) / 2
+
     def x_of(i: int) -> float:
         t = times[i]
         if timed_x and isinstance(t, int | float):
-            return _PAD + 8 + (float(t) / t_max) * (_W - 2 * _PAD - 16)
-        return _PAD + i * step + step / 2
+            return x_at(float(t), t_max)
+        return x_at(float(i), float(max(n - 1, 1))) if n > 1 else (left + right) / 2
 
-    parts = [
-        f'<svg viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img">',
-        f'<rect width="{_W}" height="{_H}" fill="#111"/>',
-    ]
+    parts = _svg_open(_W, _H, "spread per cue over the show, timed delivery and on receipt")
     decade = 1.0
     while decade <= hi:
-        yy = y(decade)
-        parts.append(f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#333"/>')
-        parts.append(
-            f'<text x="{_PAD - 6}" y="{yy + 4:.1f}" fill="#aaa" font-size="11" '
-            f'text-anchor="end">{_fmt_us(decade)}</text>'
-        )
+        _y_tick(parts, _W, y(decade), _fmt_us(decade))
         decade *= 10
+    if timed_x:
+        step = _nice_step(t_max)
+        k = 0.0
+        while k <= t_max + 1e-9:
+            _x_tick(parts, _H, x_at(k, t_max), _fmt_s(k))
+            k += step
+        x_title = "time of the cue, from the first cue"
+    else:
+        every = max(1, math.ceil(n / 12))
+        for i in range(0, n, every):
+            _x_tick(parts, _H, x_of(i), str(i + 1))
+        x_title = "cues in show order"
+    _frame(parts, _W, _H, x_title, "spread p99 (log)")
     for i, c in enumerate(cues):
         x = x_of(i)
         if "baseline_p99_us" in c:
             parts.append(
-                f'<circle cx="{x:.1f}" cy="{y(c["baseline_p99_us"]):.1f}" r="3" fill="#e0664f">'
-                f"<title>{html.escape(c['cue'])}: on receipt p99 {c['baseline_p99_us']:.0f} us</title>"
-                "</circle>"
+                f'<circle class="point-baseline" cx="{x:.1f}" cy="{y(c["baseline_p99_us"]):.1f}" r="3" '
+                f'fill="#e0664f"><title>{html.escape(c["cue"])}: on receipt p99 '
+                f"{c['baseline_p99_us']:.0f} us</title></circle>"
             )
         parts.append(
-            f'<circle cx="{x:.1f}" cy="{y(c["p99_us"]):.1f}" r="3" fill="#4fd18b">'
+            f'<circle class="point-timed" cx="{x:.1f}" cy="{y(c["p99_us"]):.1f}" r="3" fill="#4fd18b">'
             f"<title>{html.escape(c['cue'])}: timed p99 {c['p99_us']:.0f} us</title></circle>"
         )
-    parts.append(
-        f'<text x="{_PAD}" y="20" fill="#4fd18b" font-size="13">● timed delivery (p99 per cue)</text>'
-    )
-    parts.append(f'<text x="{_PAD + 260}" y="20" fill="#e0664f" font-size="13">● firing on receipt</text>')
-    axis = f"seconds from the first cue (0 to {t_max:,.1f} s)" if timed_x else "cues in show order"
-    parts.append(
-        f'<text x="{_W / 2}" y="{_H - 12}" fill="#aaa" font-size="12" text-anchor="middle">{axis}</text>'
+    _legend(
+        parts, [("#4fd18b", "dot", "timed delivery (p99 per cue)"), ("#e0664f", "dot", "firing on receipt")]
     )
     parts.append("</svg>")
     return "".join(parts)
@@ -110,27 +195,39 @@ def _histogram(cues: list[dict[str, Any]]) -> str:
     ]
     timed = [sum(1 for c in cues if a <= c["p99_us"] < b) for a, b in bands]
     base = [sum(1 for c in cues if a <= c.get("baseline_p99_us", -1) < b) for a, b in bands]
-    top = max(timed + base + [1])
-    bw = (_W - 2 * _PAD) / len(bands)
-    parts = [
-        f'<svg viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img">',
-        f'<rect width="{_W}" height="{_H}" fill="#111"/>',
-    ]
+    step = max(1.0, _nice_step(float(max(timed + base + [1])), 5))
+    top_count = step * math.ceil(max(timed + base + [1]) / step)
+    top, bottom = _T, _H - _B
+    bw = (_W - _L - _R) / len(bands)
+    parts = _svg_open(_W, _H, "cues by their p99 spread, timed delivery and on receipt")
+    k = 0.0
+    while k <= top_count + 1e-9:
+        _y_tick(parts, _W, bottom - (k / top_count) * (bottom - top), f"{k:g}")
+        k += step
     for i, ((a, b), t, bb) in enumerate(zip(bands, timed, base, strict=True)):
-        x = _PAD + i * bw
-        for j, (v, col) in enumerate(((t, "#4fd18b"), (bb, "#e0664f"))):
-            h = (v / top) * (_H - 2 * _PAD)
+        x = _L + i * bw
+        for j, (v, col, what) in enumerate(((t, "#4fd18b", "timed"), (bb, "#e0664f", "on receipt"))):
+            h = (v / top_count) * (bottom - top)
             parts.append(
-                f'<rect x="{x + 6 + j * (bw / 2 - 4):.1f}" y="{_H - _PAD - h:.1f}" '
-                f'width="{bw / 2 - 8:.1f}" height="{h:.1f}" fill="{col}"><title>{v} cues</title></rect>'
+                f'<rect class="bar" x="{x + 6 + j * (bw / 2 - 4):.1f}" y="{bottom - h:.1f}" '
+                f'width="{bw / 2 - 8:.1f}" height="{h:.1f}" fill="{col}">'
+                f"<title>{v} cues ({what})</title></rect>"
             )
         label = f"<{_fmt_us(b)}" if math.isfinite(b) else f">{_fmt_us(a)}"
-        parts.append(
-            f'<text x="{x + bw / 2:.1f}" y="{_H - _PAD + 16}" fill="#aaa" font-size="11" '
-            f'text-anchor="middle">{html.escape(label)}</text>'
-        )
+        _x_tick(parts, _H, x + bw / 2, label)
+    _frame(parts, _W, _H, "spread p99 of the cue (band)", "cues")
+    _legend(parts, [("#4fd18b", "bar", "timed delivery"), ("#e0664f", "bar", "firing on receipt")])
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _fired(report: dict[str, Any]) -> str:
+    """``5 cues fired (12 actions)``: cues, and the actions (messages, fades) they fired."""
+    cues, actions = report["cues_fired"], report.get("actions_fired")
+    text = f"{cues:,} cue{'s' if cues != 1 else ''} fired"
+    if isinstance(actions, int):
+        text += f" ({actions:,} action{'s' if actions != 1 else ''})"
+    return text
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -159,7 +256,7 @@ def render_html(report: dict[str, Any]) -> str:
     mode = html.escape(str(report.get("mode", "")))
     profile = html.escape(str(report.get("profile", "")))
     head = (
-        f"{report['devices']:,} devices · {report['cues_fired']} cues fired · {report['missed']} missed · "
+        f"{report['devices']:,} devices · {_fired(report)} · {report['missed']} missed · "
         f"{report['late_devices']} late"
     )
     return f"""<!doctype html>
@@ -220,21 +317,16 @@ def _zone_histogram(zones: dict[str, dict[str, Any]]) -> str:
     edges = _BANDS_US
     nb = len(edges)
     names = list(zones)
-    h = _H + 40
-    bw = (_W - 2 * _PAD) / nb
+    # Room above the plot for a legend of many zones (wrapped onto more rows).
+    legend_rows = _legend_rows([f"{z}" for z in names], _W - _L - _R)
+    h = _H + 40 + 16 * (len(legend_rows) - 1)
+    top = _T + 16 * (len(legend_rows) - 1)
+    bottom = h - _B
+    bw = (_W - _L - _R) / nb
     inner = bw - 10
-    parts = [
-        f'<svg id="zone-histogram" viewBox="0 0 {_W} {h}" width="{_W}" height="{h}" role="img" '
-        'aria-label="per-zone histogram of fire deviations">',
-        f'<rect width="{_W}" height="{h}" fill="#111"/>',
-    ]
-    for k in (0.25, 0.5, 0.75, 1.0):
-        yy = h - _PAD - k * (h - 2 * _PAD)
-        parts.append(f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#2a2a2a"/>')
-        parts.append(
-            f'<text x="{_PAD - 6}" y="{yy + 4:.1f}" fill="#aaa" font-size="11" '
-            f'text-anchor="end">{k:.0%}</text>'
-        )
+    parts = _svg_open(_W, h, "per-zone histogram of fire deviations", 'id="zone-histogram" ')
+    for k in (0.0, 0.25, 0.5, 0.75, 1.0):
+        _y_tick(parts, _W, bottom - k * (bottom - top), f"{k:.0%}", grid=k > 0)
     for zi, z in enumerate(names):
         counts = zones[z].get("hist", [])
         total = max(1, sum(counts))
@@ -242,35 +334,36 @@ def _zone_histogram(zones: dict[str, dict[str, Any]]) -> str:
         w = inner / max(1, len(names))
         for i, c in enumerate(counts[:nb]):
             frac = c / total
-            bh = frac * (h - 2 * _PAD)
-            x = _PAD + i * bw + 5 + zi * w
+            bh = frac * (bottom - top)
+            x = _L + i * bw + 5 + zi * w
             parts.append(
-                f'<rect class="zone-bar" data-zone="{html.escape(z)}" x="{x:.1f}" y="{h - _PAD - bh:.1f}" '
+                f'<rect class="zone-bar" data-zone="{html.escape(z)}" x="{x:.1f}" y="{bottom - bh:.1f}" '
                 f'width="{max(w - 1, 1):.1f}" height="{bh:.1f}" fill="{col}">'
                 f"<title>{html.escape(z)}: {c} of {total} fires {html.escape(_band_label(i, edges))} "
                 f"({frac:.1%})</title></rect>"
             )
-    parts.extend(
-        f'<text x="{_PAD + i * bw + bw / 2:.1f}" y="{h - _PAD + 16}" fill="#aaa" font-size="11" '
-        f'text-anchor="middle">{html.escape(_band_label(i, edges))}</text>'
-        for i in range(nb)
-    )
-    lx: float = _PAD
-    ly = 20
-    for zi, z in enumerate(names):
-        col = _ZONE_COLOURS[zi % len(_ZONE_COLOURS)]
-        label = f"● {z}"
-        width = 24 + 7.5 * len(label)
-        if lx + width > _W - _PAD:  # wrap the legend onto a second line
-            lx, ly = _PAD, ly + 16
-        parts.append(f'<text x="{lx:.0f}" y="{ly}" fill="{col}" font-size="12">{html.escape(label)}</text>')
-        lx += width
-    parts.append(
-        f'<text x="{_W / 2}" y="{h - 8}" fill="#aaa" font-size="12" text-anchor="middle">'
-        "distance from the cue's median fire instant (share of the zone's fires)</text>"
-    )
+    for i in range(nb):
+        _x_tick(parts, h, _L + i * bw + bw / 2, _band_label(i, edges))
+    _frame(parts, _W, h, "distance from the cue's median fire instant", "share of the zone's fires")
+    colours = {z: _ZONE_COLOURS[zi % len(_ZONE_COLOURS)] for zi, z in enumerate(names)}
+    for row_i, row in enumerate(legend_rows):
+        _legend(parts, [(colours[z], "bar", z) for z in row], y=20 + 16 * row_i)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _legend_rows(labels: list[str], width: float) -> list[list[str]]:
+    """Legend labels split into rows that fit ``width`` (the same spacing as :func:`_legend`)."""
+    rows: list[list[str]] = [[]]
+    used = 0.0
+    for label in labels:
+        need = 30 + 7 * len(label)
+        if rows[-1] and used + need > width:
+            rows.append([])
+            used = 0.0
+        rows[-1].append(label)
+        used += need
+    return rows
 
 
 def _zone_table(zones: dict[str, dict[str, Any]]) -> str:

@@ -6,7 +6,8 @@ Public API (what ``cues``, ``controller`` and ``simulators`` call):
 - :func:`findings_from_pydantic`: pydantic errors -> positioned, artist-readable findings.
 - :func:`parse_duration_ns`: venue-level durations (``250ms``, ``2s``) in integer ns.
 - :func:`parse_selector` / :func:`resolve`: target expressions -> device ids.
-- :func:`load_venue` / :func:`venue_from_doc` / :func:`find_venue` / :func:`venue_json_schema`.
+- :func:`load_venue` / :func:`venue_from_doc` / :func:`find_venue` / :func:`venue_json_schema`;
+  :func:`venue_yaml` writes a venue back out as a venue file (its inverse).
 - :func:`topic_faults` / :func:`filter_faults` / :func:`osc_address_faults` / :func:`osc_pattern_faults`
   (the MQTT 3.1.1 and OSC 1.0 name rules, as :class:`venues.names.Fault` values) and the matchers
   :func:`topic_matches` / :func:`osc_address_matches`: :mod:`venues.names`.
@@ -28,6 +29,7 @@ from venues.selector import Selector, SelectorIndex, parse_selector, resolve
 from venues.source import Doc, load_yaml, parse_yaml
 from venues.units import format_duration_ns, parse_duration_ns
 from venues.validation import findings_from_pydantic
+from venues.writer import venue_yaml
 
 __all__ = [
     "Device",
@@ -63,4 +65,5 @@ __all__ = [
     "topic_matches",
     "venue_from_doc",
     "venue_json_schema",
+    "venue_yaml",
 ]

@@ -272,6 +272,11 @@ def venue_from_doc(doc: Doc) -> Venue:
         devices=venue.devices,
         groups=groups,
         source=doc.file,
+        group_sources={
+            name: (src,) if isinstance(src, str) else tuple(src)
+            for name, src in groups_src.items()
+            if name in groups
+        },
     )
     log.debug("venue loaded", extra={"venue": final.id, "devices": len(final.devices), "file": doc.file})
     return final

@@ -121,6 +121,10 @@ class Venue:
     devices: tuple[Device, ...]
     groups: Mapping[str, tuple[str, ...]]
     source: str = ""  # the file it came from, for messages
+    # Each group as the venue file wrote it (its selectors; a list is their union), so a venue
+    # written back out (``madang simulate --map``, :mod:`venues.writer`) keeps its groups'
+    # meaning, not only today's members. Empty for venues built in code.
+    group_sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def device(self, device_id: str) -> Device:
         """The device with this id; ``KeyError`` when there is none."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,49 @@ def test_svg_summarises_a_big_venue_into_lanes() -> None:
     ticks = [el for el in root.iter(f"{SVG}line") if el.attrib.get("stroke") == "#7dd3fc"]
     assert 28 <= len(ticks) <= 28 * (1000 // 4 + 2)  # at most one per 4 px per lane (+ the legend)
     assert any("more osc here" in (el.findtext(f"{SVG}title") or "") for el in ticks)
+
+
+def test_a_fade_without_from_is_drawn_from_the_value_it_starts_at(tmp_path: Path) -> None:
+    """brightness: 0 -> 0.8, then a fade with no `from` to 0.2 starts at 0.8 and falls; a first
+    fade with no `from` starts at the device's safe value (here 0.5, from the venue)."""
+    from cues.chart import fade_starts
+    from cues.compiler import compile_show
+
+    venue = Path(tmp_path) / "v.yaml"
+    venue.write_text(
+        "venue: v\nzones: [z]\nsafe: {lamp: {brightness: 0.5}}\ndevices:\n"
+        "  - {id: \"l-{1..2}\", kind: lamp, zone: z, sync: none, osc: {host: 127.0.0.1, port: \"9100+\"}}\n",
+        encoding="utf-8",
+    )
+    show = Path(tmp_path) / "s.yaml"
+    show.write_text(
+        "show: s\nvenue: v.yaml\ncues:\n"
+        "  - id: up\n    actions:\n"
+        "      - fade: {targets: \"kind:lamp\", param: brightness, to: 1, over: 10s}\n"
+        "  - id: set\n    go: auto-follow\n    actions:\n"
+        "      - fade: {targets: \"kind:lamp\", param: brightness, from: 0, to: 0.8, over: 10s}\n"
+        "  - id: down\n    go: auto-follow\n    actions:\n"
+        "      - fade: {targets: \"kind:lamp\", param: brightness, to: 0.2, over: 10s}\n",
+        encoding="utf-8",
+    )
+    timeline, v = compile_show(show)
+    seq = {a.cue: a.seq for a in timeline.actions}
+    assert fade_starts(timeline, v) == {seq["up"]: 0.5, seq["down"]: 0.8}
+    root = ET.fromstring(render_svg(timeline, v))
+
+    def curve(cue: str) -> list[tuple[float, float]]:
+        (path,) = [
+            p for p in root.iter(f"{SVG}path")
+            if p.get("fill") == "none" and f" {cue}: fade " in (p.findtext(f"{SVG}title") or "")
+        ]
+        return [tuple(map(float, pt.lstrip("ML").split(","))) for pt in path.attrib["d"].split(" ")]  # type: ignore[misc]
+
+    up, down = curve("up"), curve("down")
+    # SVG y grows downwards: "down" starts high (0.8) and ends low (0.2); "up" starts half way.
+    assert down[0][1] < down[-1][1]
+    lane_low, lane_high = curve("set")[0][1], curve("set")[-1][1]  # 0 and 0.8 on this lane
+    assert down[0][1] == pytest.approx(lane_high, abs=0.2)
+    assert lane_low - up[0][1] == pytest.approx((lane_low - lane_high) * 0.5 / 0.8, abs=0.2)
+    titles = [p.findtext(f"{SVG}title") or "" for p in root.iter(f"{SVG}path")]
+    title = next(t for t in titles if " down:" in t)
+    assert "from 0.8, the value it starts at" in title

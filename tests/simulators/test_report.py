@@ -154,3 +154,12 @@ def test_spread_is_shift_invariant_and_bounded_by_the_range(
     assert {s for s, ds in devices_of.items() if len(ds) >= 2} == set(per)
     assert all(per[s]["devices"] == len(devices_of[s]) for s in per)
     assert pooled.size == sum(v["devices"] for v in per.values())
+
+
+def test_cues_fired_counts_cues_and_actions_fired_counts_their_actions() -> None:
+    # One cue ("bloom") fired through two actions (a message and a fade), another through one.
+    rec = _rec([("a", "cue", 1, 0), ("b", "cue", 1, 5), ("a", "fade", 2, 0), ("b", "fade", 2, 9),
+                ("a", "osc", 3, 0), ("b", "osc", 3, 2)])
+    rep = sync_report(rec, cue_of={1: "bloom", 2: "bloom", 3: "flash"})
+    assert rep["cues_fired"] == 2 and rep["actions_fired"] == 3
+    assert sync_report(rec)["cues_fired"] == 3  # without names each action stands for its own cue

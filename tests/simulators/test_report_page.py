@@ -47,6 +47,7 @@ def _report() -> dict[str, Any]:
         "profile": "wifi",
         "devices": 3,
         "cues_fired": 2,
+        "actions_fired": 5,
         "missed": 0,
         "late_devices": 1,
         "spread_p50_us": 120.0,
@@ -107,7 +108,34 @@ def test_page_holds_the_zone_histogram_and_the_telemetry_table_without_outside_l
     # Self-contained: no scripts, no fetched resources.
     assert "<script" not in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
-    assert "seconds from the first cue" in page
+    assert "time of the cue, from the first cue" in page
+    assert "2 cues fired (5 actions)" in page
+
+
+def test_every_plot_has_axes_ticks_titles_and_a_legend() -> None:
+    import xml.etree.ElementTree as ET
+
+    page = render_html(_report())
+    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(svgs) == 3  # spread over the show, per zone, cues by spread
+    for svg in svgs:
+        root = ET.fromstring(svg)
+        by_class: dict[str, list[ET.Element]] = {}
+        for el in root.iter():
+            for c in (el.get("class") or "").split():
+                by_class.setdefault(c, []).append(el)
+        assert len(by_class.get("axis", [])) == 2, svg[:300]  # x and y axis lines
+        titles = [t.text for t in by_class.get("axis-title", [])]
+        assert len(titles) == 2 and all(titles), titles  # both axes say what they measure
+        assert len(by_class.get("tick", [])) >= 4 and len(by_class.get("tick-label", [])) >= 4
+        legend = by_class.get("legend", [])
+        assert legend and [t.text for t in legend[0].iter("text")], "a legend with labels"
+    # The spread plot's x ticks are times: 0 s to the last cue (12.5 s) in round steps.
+    spread = ET.fromstring(svgs[0])
+    labels = [t.text for t in spread.iter("text") if t.get("class") == "tick-label"]
+    assert "0 s" in labels and "10 s" in labels
+    # The log y axis: one tick per decade, in the units an operator reads.
+    assert "1 ms" in labels and "100 ms" in labels
 
 
 def _chromium() -> str | None:
@@ -154,3 +182,27 @@ def test_a_real_browser_renders_the_zone_histogram_and_the_telemetry_table(tmp_p
     assert "xr-0007" in rows[1] and "over budget" in rows[1]
     assert "xr-0001" in rows[2] and "synced" in rows[2]
     assert re.search(r'<table id="zone-table">.*banpo.*yeouido', dom, re.S)
+    # The plots reached the browser with their axes and legends.
+    assert len(re.findall(r'<line[^>]*class="axis"', dom)) == 6
+    assert len(re.findall(r'<g class="legend"', dom)) == 3
+
+
+def test_a_screenshot_of_the_report_page_is_drawn(tmp_path: Path) -> None:
+    """The page as a browser paints it (a PNG next to the page, for a person to look at)."""
+    browser = _chromium()
+    if browser is None:
+        missing_tool("chromium", "chromium")
+    page = tmp_path / "report.html"
+    page.write_text(render_html(_report()), encoding="utf-8")
+    shot = tmp_path / "report.png"
+    out = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1500", f"--screenshot={shot}",
+         page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

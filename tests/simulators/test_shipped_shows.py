@@ -24,5 +24,7 @@ def test_shipped_show_plays_whole_without_brightness_jumps(venue: str, displays:
     res = play_virtual(timeline, v, profile="lan", seed=3)
     run = ShowRun(timeline, v, res.sim.records(), res.report, res.show_start_ns)
     assert res.report["missed"] == 0
-    assert res.report["cues_fired"] >= len(timeline.cues) // 2
+    # (With one headset, a cue counts once it reached two displays; its actions are counted apart.)
+    assert res.report["actions_fired"] >= len(timeline.cues) // 2
+    assert 0 < res.report["cues_fired"] <= res.report["actions_fired"]
     run.assert_no_jumps(displays, "/brightness", max_step=0.1)

@@ -11,7 +11,9 @@ drivers must make the same way, or a rehearsal in virtual time would not rehears
   playing with nothing running and a cue on standby that waits for no event), from an instant
   on (so devices can settle first);
 * **how long**: exit when the show has played to its end (``exit_at_end``), or a set time after
-  the first GO (``play_for_ns``);
+  the first GO (``play_for_ns``); with ``end_at_standby`` also when, after a GO, it comes to rest
+  at a manual cue that nothing will press (``madang run --go --exit-at-end`` without
+  ``--go-all``: :attr:`Player.stranded_at` says where);
 * **when to wake**: at the core's next deadline, never later than ``max_wait_ns`` (so a driver
   that sleeps also notices the world), never earlier than now;
 * **telemetry notes**: what left (each cue's instant, each bundle's timetag, from the sends'
@@ -42,6 +44,9 @@ class PlayerOptions:
     auto_go: bool = False
     auto_go_from_ns: int = 0  # no unattended GO before this instant (show clock)
     exit_at_end: bool = False
+    # With exit_at_end: also end when, after a GO, the show rests at a manual cue and nothing
+    # presses GO for it (no auto_go): a scripted run must not wait forever for a hand.
+    end_at_standby: bool = False
     play_for_ns: int | None = None  # stop this long after the first GO
     max_wait_ns: int = 50 * MS
 
@@ -64,6 +69,7 @@ class Player:
         self._sync = sync  # for fire errors: the clock models that turn a device's instant back
         self.first_go_ns: int | None = None  # when GO was first pressed (show clock)
         self.end_ns: int | None = None  # when play_for_ns runs out
+        self.stranded_at: str | None = None  # the manual cue the run ended at (end_at_standby)
 
     # -- operator ----------------------------------------------------------------------------
 
@@ -135,7 +141,20 @@ class Player:
         """Whether the run is over: the show ended (``exit_at_end``) or ``play_for_ns`` ran out."""
         if self.options.exit_at_end and self.core.finished:
             return True
+        if self._stranded():
+            return True
         return self.end_ns is not None and now >= self.end_ns
+
+    def _stranded(self) -> bool:
+        """``end_at_standby``: the show plays, nothing runs, and a manual cue waits for a GO that
+        nothing will press (no ``auto_go``); notes the cue in :attr:`stranded_at`."""
+        opts = self.options
+        if not (opts.exit_at_end and opts.end_at_standby) or self.auto_go:
+            return False
+        if self.core.state is not State.PLAYING or not self.wants_go():
+            return False
+        self.stranded_at = self.core.engine.snapshot.standby_cue
+        return True
 
     # -- receiving ---------------------------------------------------------------------------
 

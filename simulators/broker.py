@@ -246,6 +246,7 @@ class MosquittoBroker:
 
     def stop(self) -> None:
         """Terminate the broker (SIGTERM, then SIGKILL after a grace period). Idempotent."""
+        self._forget_at_exit()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -260,6 +261,7 @@ class MosquittoBroker:
 
     def kill(self) -> None:
         """Kill the broker with SIGKILL, as a crash would (no clean shutdown). Idempotent."""
+        self._forget_at_exit()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -275,12 +277,14 @@ class MosquittoBroker:
     def close(self) -> None:
         """Stop the broker and remove its temporary directory."""
         self.stop()
-        if self._unregister is not None:
-            self._unregister()
-            self._unregister = None
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
+
+    def _forget_at_exit(self) -> None:
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
 
     def __enter__(self) -> MosquittoBroker:
         return self.start()

@@ -84,11 +84,19 @@ def stop_at_exit(stop: Callable[[], None]) -> Callable[[], None]:
     idempotent. Errors are logged, never raised (the interpreter is exiting).
     """
 
+    running = False
+
     def guarded() -> None:
+        nonlocal running
+        running = True  # from now on, stop() may not unregister us: we are being called
         try:
             stop()
-        except Exception:
+        except Exception:  # logged: nothing else can be done at exit
             log.exception("stopping a child process at exit failed")
 
+    def unregister() -> None:
+        if not running:
+            atexit.unregister(guarded)
+
     atexit.register(guarded)
-    return lambda: atexit.unregister(guarded)
+    return unregister

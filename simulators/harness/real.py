@@ -330,7 +330,7 @@ async def _stop_children(
                 await sim.stop_async()
         finally:
             if broker is not None:
-                broker.stop()
+                broker.close()  # stopped, and its folder (configuration, log) removed
 
 
 def _with_true_offsets(rows: list[dict[str, Any]], sim: SimulatedVenue, at: int) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -83,3 +84,32 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_broker_still_running_when_python_exits_is_stopped(tmp_path: Path) -> None:
+    code = (
+        "from simulators.broker import MosquittoBroker\n"
+        "b = MosquittoBroker().start()\n"
+        "print(b.pid, flush=True)\n"  # and exit without stopping it
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin"}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=repo,
+            env=env,
+            timeout=120,
+            check=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        if "mosquitto not found" in exc.stderr:
+            pytest.skip("mosquitto is not installed")
+        raise
+    pid = int(proc.stdout)
+    deadline = time.monotonic() + 30
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(pid), "the broker outlived the interpreter that started it"

@@ -14,7 +14,9 @@ drivers must make the same way, or a rehearsal in virtual time would not rehears
   (:attr:`Player.failure`, a :class:`~controller.gate.GateTimeoutError`) rather than play out of
   sync;
 * **how long**: exit when the show has played to its end (``exit_at_end``), or a set time after
-  the first GO (``play_for_ns``);
+  the first GO (``play_for_ns``); with ``end_at_standby`` also when, after a GO, it comes to rest
+  at a manual cue that nothing will press (``madang run --go --exit-at-end`` without
+  ``--go-all``: :attr:`Player.stranded_at` says where);
 * **when to wake**: at the core's next deadline, never later than ``max_wait_ns`` (so a driver
   that sleeps also notices the world), never earlier than now;
 * **telemetry notes**: what left (each cue's instant, each bundle's timetag, from the sends'
@@ -50,6 +52,9 @@ class PlayerOptions:
     auto_go: bool = False
     auto_go_from_ns: int = 0  # no unattended GO before this instant (show clock)
     exit_at_end: bool = False
+    # With exit_at_end: also end when, after a GO, the show rests at a manual cue and nothing
+    # presses GO for it (no auto_go): a scripted run must not wait forever for a hand.
+    end_at_standby: bool = False
     play_for_ns: int | None = None  # stop this long after the first GO
     max_wait_ns: int = 50 * MS
     ready_timeout_ns: int | None = 60 * S  # an unattended GO waits this long for READY, then fails
@@ -76,6 +81,7 @@ class Player:
         self.failure: GateTimeoutError | None = None  # the run failed: READY never came
         self._go_pending = False  # start(go=True): GO once the gate lets it
         self._held_since: int | None = None  # when the gate first held an unattended GO
+        self.stranded_at: str | None = None  # the manual cue the run ended at (end_at_standby)
 
     # -- operator ----------------------------------------------------------------------------
 
@@ -184,7 +190,20 @@ class Player:
             return True
         if self.options.exit_at_end and self.core.finished:
             return True
+        if self._stranded():
+            return True
         return self.end_ns is not None and now >= self.end_ns
+
+    def _stranded(self) -> bool:
+        """``end_at_standby``: the show plays, nothing runs, and a manual cue waits for a GO that
+        nothing will press (no ``auto_go``); notes the cue in :attr:`stranded_at`."""
+        opts = self.options
+        if not (opts.exit_at_end and opts.end_at_standby) or self.auto_go:
+            return False
+        if self.core.state is not State.PLAYING or not self.wants_go():
+            return False
+        self.stranded_at = self.core.engine.snapshot.standby_cue
+        return True
 
     # -- receiving ---------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ from controller.keys import (
 )
 from controller.mqtt import MqttLink, Publish, controller_will
 from controller.outputs import write_text
-from controller.playback import Command, Go, Seek, SetRate, State, Stop
+from controller.playback import Command, Go, Pause, Seek, SetRate, State, Stop
 from controller.player import Player, PlayerOptions
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
@@ -72,12 +72,22 @@ from cues.timeline import Timeline
 from venues.errors import MadangError
 from venues.model import Venue
 
-__all__ = ["Runtime", "RuntimeOptions"]
+__all__ = ["EXIT_MODES", "EXIT_STRANDED", "Runtime", "RuntimeOptions"]
 
 log = logging.getLogger(__name__)
 
 MS = 1_000_000
 S = 1_000_000_000
+
+EXIT_MODES = ("safe", "hold")
+"""What a run that ends before the show does (a signal, ``--go --exit-at-end`` at a manual GO, a
+time limit, a crash) leaves on the devices: ``safe``, every device's safe state (Stop);
+``hold``, each device keeps what it shows now (Pause: fades freeze, cues sent ahead are
+withdrawn). See docs/operator.md, "Ending a run"."""
+
+EXIT_STRANDED = 3
+"""Exit code of ``--go --exit-at-end`` when the show came to rest at a manual GO that nothing
+presses (use ``--go-all``)."""
 
 
 @dataclass
@@ -101,6 +111,7 @@ class RuntimeOptions:
     sync_budget_us: float = DEFAULT_SYNC_BUDGET_NS / 1000  # predicted fire error over this: over budget
     ready_timeout_s: float | None = 60.0  # --go / auto GO wait this long for READY, then the run fails
     degrade: list[str] = field(default_factory=list)  # devices played on receipt from the start
+    on_exit: str = "safe"  # what devices are left showing when the run ends early: EXIT_MODES
 
 
 class Runtime:
@@ -132,6 +143,7 @@ class Runtime:
                 auto_go=options.auto_go,
                 exit_at_end=options.exit_at_end,
                 ready_timeout_ns=_ns_or_none(options.ready_timeout_s),
+                end_at_standby=options.go and not options.auto_go,
             ),
             telemetry=self.telemetry,
             sync=self.sync,
@@ -165,7 +177,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_stop)
+                loop.add_signal_handler(sig, self._on_signal, sig)
         if self.sync is not None:
             # Compile (or load from cache) every Numba kernel now: no JIT pause may land on a cue.
             await loop.run_in_executor(None, _warm_sync)
@@ -213,12 +225,47 @@ class Runtime:
         self._gate_failed()
         return self.exit_code
 
+    def _on_signal(self, sig: signal.Signals) -> None:
+        """SIGINT or SIGTERM: end the run cleanly, leaving the devices as ``on_exit`` says."""
+        if self._stop.is_set():
+            log.warning("%s: already stopping", sig.name)
+            return
+        log.warning(
+            "%s: stopping the show (%s)",
+            sig.name,
+            "devices to their safe state" if self.opts.on_exit == "safe" else "devices hold what they show",
+        )
+        self.request_stop()
+
+    def _leave_devices(self, now: int) -> None:
+        """The run ends: Stop (safe states) or, with ``on_exit="hold"``, Pause what plays."""
+        state = self.core.state
+        if self.opts.on_exit == "hold":
+            if state is State.PLAYING:
+                self.core.command(Pause(), now)
+            return
+        if state not in (State.STOPPED, State.PANICKED, State.IDLE):
+            self.core.command(Stop(), now)
+
+    def _note_stranded(self) -> None:
+        """``--go --exit-at-end`` ended at a manual GO: say so and exit with EXIT_STRANDED."""
+        cue = self.player.stranded_at
+        if cue is None:
+            return
+        self.exit_code = EXIT_STRANDED
+        log.error(
+            "the show stopped at cue %r: it waits for a manual GO and --go pressed only the first; "
+            "run with --go-all to press every GO, or leave out --exit-at-end to press them yourself",
+            cue,
+            extra={"show": self.timeline.show, "cue": cue, "exit_code": EXIT_STRANDED},
+        )
+
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
         now = self.clock.wall_ns()
-        if self.core.state not in (State.STOPPED, State.PANICKED, State.IDLE):
-            self.core.command(Stop(), now)
-        # Flush the safe states and the final controller state now, ignoring leads.
-        for item in self.core.poll(now + 10 * S):
+        self._leave_devices(now)
+        # Flush the safe states and the final controller state now, ignoring leads (holding: only
+        # what is due now, so no event trigger's timeout is run ahead of its time).
+        for item in self.core.poll(now + (10 * S if self.opts.on_exit == "safe" else 0)):
             self._execute(item, now, immediate=True)
         if self.control is not None:
             self.control.close()
@@ -248,6 +295,7 @@ class Runtime:
             self._push_updates()
             if player.done(now):
                 log.info("show complete; exiting", extra={"show": self.timeline.show})
+                self._note_stranded()
                 break
             if max_ns is not None and now - self.started_ns >= max_ns:
                 break

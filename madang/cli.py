@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -77,6 +78,89 @@ def setup_logging(*, verbose: int = 0, json_logs: bool = False, stream: Any = No
 def _print_findings(err: SourceErrors) -> None:
     for f in err.findings:
         print(str(f), file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# option values: refused by the parser, with the valid range or choices, before anything starts
+
+IMPAIRMENTS = ("perfect", "lan", "wifi", "wifi-crowded", "lossy")
+"""The simulators' network profiles (``simulators.network.profile_names()``, kept equal by a test;
+listed here so that the parser needs no simulator import)."""
+
+EXIT_MODES = ("safe", "hold")
+"""``--on-exit``: ``controller.runtime.EXIT_MODES`` (kept equal by a test)."""
+
+
+def _int_in(lo: int, hi: int | None, what: str) -> Callable[[str], int]:
+    """An argparse ``type``: an integer from ``lo`` to ``hi`` (no upper bound: None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ({what})") from None
+        if value < lo or (hi is not None and value > hi):
+            span = f"from {lo:,} to {hi:,}" if hi is not None else f"{lo:,} or more"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give a whole number {span} ({what})")
+        return value
+
+    return parse
+
+
+def _float_in(lo: float, hi: float | None, what: str, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number from ``lo`` (or above it, ``above``) to ``hi``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number ({what})") from None
+        low_ok = value > lo if above else value >= lo
+        if not math.isfinite(value) or not low_ok or (hi is not None and value > hi):
+            low = f"above {lo:g}" if above else f"from {lo:g}"
+            span = f"{low} to {hi:g}" if hi is not None else (f"{low} up" if not above else low)
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give a number {span} ({what})")
+        return value
+
+    return parse
+
+
+def _broker_url(text: str) -> str:
+    """An argparse ``type``: ``mqtt://HOST[:PORT]`` (as :func:`controller.mqtt.parse_broker_url`)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text if "://" in text else f"mqtt://{text}")
+    why = None
+    if parts.scheme not in ("mqtt", "tcp"):
+        why = f"the scheme {parts.scheme!r} is not supported"
+    elif not parts.hostname:
+        why = "there is no host name"
+    else:
+        try:
+            parts.port  # noqa: B018 (raises on a port that is not 1-65535)
+        except ValueError:
+            why = "the port is not a number in 1-65535"
+    if why is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {why}; give mqtt://HOST[:PORT]")
+    return text
+
+
+def _source_address(text: str) -> str:
+    """An argparse ``type``: an IP address or network (``10.0.0.5``, ``10.0.0.0/24``, ``::1``)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an IP address or network; give e.g. 10.0.0.5 or 10.0.0.0/24"
+        ) from None
+    return text
+
+
+_SEED = _int_in(0, 2**32 - 1, "a seed for the simulators' random streams")
+_SECONDS = _float_in(0, None, "seconds", above=True)
+_COUNT = _int_in(1, None, "a count")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,28 +376,55 @@ def _parser() -> argparse.ArgumentParser:
     sp = cmd("run", _cmd_run, "play a show to a venue's devices, under the operator's hand")
     sp.add_argument("show")
     sp.add_argument("--venue")
-    sp.add_argument("--broker", help="MQTT broker URL (default: the venue's)")
+    sp.add_argument("--broker", type=_broker_url, help="MQTT broker URL (default: the venue's)")
     sp.add_argument(
         "--go", action="store_true", help="press GO once the sync gate is READY (see --ready-timeout)"
     )
-    sp.add_argument("--exit-at-end", action="store_true", help="exit 0 once the last cue completes")
     sp.add_argument(
-        "--control-port", type=int, default=53000, help="OSC control port (0: any free port, -1: off)"
+        "--go-all",
+        action="store_true",
+        help="press every manual GO when its cue stands by (the first one too): "
+        "play the whole show unattended",
+    )
+    sp.add_argument(
+        "--exit-at-end",
+        action="store_true",
+        help="exit 0 once the last cue completes; with --go and no --go-all, exit 3 if the show "
+        "comes to rest at a manual GO",
+    )
+    sp.add_argument(
+        "--on-exit",
+        choices=EXIT_MODES,
+        default="safe",
+        help="what a run that ends early (SIGINT, SIGTERM, a manual GO with --go --exit-at-end) leaves "
+        "on the devices: safe, each device's safe state (default); hold, what they show now",
+    )
+    sp.add_argument(
+        "--control-port",
+        type=_int_in(-1, 65535, "a UDP port; 0: any free port, -1: off"),
+        default=53000,
+        help="OSC control port (0: any free port, -1: off)",
     )
     sp.add_argument(
         "--control-allow",
         action="append",
         default=None,
         metavar="ADDR",
+        type=_source_address,
         help="source address allowed on the control port (repeatable; default loopback only)",
     )
     sp.add_argument("--simulate", action="store_true", help="play against a simulated venue")
-    sp.add_argument("--impair", default="lan", help="impairment profile for --simulate")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--rate", type=float, default=1.0, help="playback rate (rehearsal at 2x: 2)")
+    sp.add_argument("--impair", default="lan", choices=IMPAIRMENTS, help="impairment profile for --simulate")
+    sp.add_argument("--seed", type=_SEED, default=0, help="seed of the simulated venue (--simulate)")
+    sp.add_argument(
+        "--rate",
+        type=_float_in(0.05, 16, "the playback rate: 1 normal, 2 double speed"),
+        default=1.0,
+        help="playback rate, 0.05 to 16 (rehearsal at 2x: 2)",
+    )
     sp.add_argument(
         "--go-latency",
-        type=float,
+        type=_float_in(0, 10_000, "milliseconds from a GO press to its effect"),
         default=250.0,
         metavar="MS",
         help="a GO takes effect this many ms after the press, so every device can fire in sync (default 250)",
@@ -321,7 +432,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-view", action="store_true", help="no live terminal view")
     sp.add_argument(
         "--sync-budget",
-        type=float,
+        type=_float_in(0, None, "microseconds", above=True),
         default=5000.0,
         metavar="US",
         help="a device whose cues are predicted to land further than this from their instant is over "
@@ -329,7 +440,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--ready-timeout",
-        type=float,
+        type=_float_in(0, None, "seconds", above=True),
         default=60.0,
         metavar="S",
         help="--go waits this long for the sync gate's READY, then fails the run (default 60)",
@@ -348,23 +459,29 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("simulate", _cmd_simulate, "bring a venue to life for a controller running elsewhere")
     sp.add_argument("venue")
-    sp.add_argument("--broker", help="MQTT broker URL (default: start a private Mosquitto)")
-    sp.add_argument("--impair", default="lan")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--record", metavar="FILE", help="write what every device executed (JSON lines)")
+    sp.add_argument("--broker", type=_broker_url, help="MQTT broker URL (default: start a private Mosquitto)")
+    sp.add_argument("--impair", default="lan", choices=IMPAIRMENTS, help="network impairment profile")
+    sp.add_argument("--seed", type=_SEED, default=0)
+    sp.add_argument(
+        "--record",
+        metavar="FILE",
+        help="write what every device executed (JSON lines, appended as it happens; complete after any stop)",
+    )
     sp.add_argument("--map", metavar="FILE", help="write the venue with loopback endpoints to FILE")
-    sp.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    sp.add_argument("--duration", type=_SECONDS, default=None, metavar="S", help="stop after S seconds")
 
     sp = cmd("demo", _cmd_demo, "play a shipped show against its simulated venue; end with a sync report")
     sp.add_argument("--venue", default="han-river", choices=["han-river", "gwanghwamun"])
-    sp.add_argument("--duration", type=float, default=60.0, help="seconds of show to play (default 60)")
+    sp.add_argument(
+        "--duration", type=_SECONDS, default=60.0, metavar="S", help="seconds of show to play (default 60)"
+    )
     sp.add_argument("--report", metavar="FILE", help="write the report as FILE (JSON) and FILE.html")
-    sp.add_argument("--impair", default="wifi")
-    sp.add_argument("--seed", type=int, default=1)
-    sp.add_argument("--broker", help="MQTT broker URL (default: start a private Mosquitto)")
+    sp.add_argument("--impair", default="wifi", choices=IMPAIRMENTS)
+    sp.add_argument("--seed", type=_SEED, default=1)
+    sp.add_argument("--broker", type=_broker_url, help="MQTT broker URL (default: start a private Mosquitto)")
     sp.add_argument(
         "--devices",
-        type=int,
+        type=_COUNT,
         default=300,
         help="simulate the first N headsets (default 300; the venue has 1,200: --devices 1200)",
     )
@@ -380,49 +497,56 @@ def _parser() -> argparse.ArgumentParser:
         return bp
 
     bp = bench("lateness", _bench_lateness, "emission lateness of the firing edge vs loop.call_at")
-    bp.add_argument("--n", type=int, default=10_000)
+    bp.add_argument("--n", type=_COUNT, default=10_000)
     bp = bench("osc", _bench_osc, "OSC messages encoded and sent per second vs python-osc")
-    bp.add_argument("--endpoints", type=int, default=1000)
-    bp.add_argument("--seconds", type=float, default=3.0)
+    bp.add_argument("--endpoints", type=_COUNT, default=1000)
+    bp.add_argument("--seconds", type=_SECONDS, default=3.0)
     bp = bench("estimator", _bench_estimator, "clock-model estimation time per batch (Numba vs reference)")
-    bp.add_argument("--devices", type=int, default=10_000)
-    bp.add_argument("--samples", type=int, default=64)
+    bp.add_argument("--devices", type=_COUNT, default=10_000)
+    bp.add_argument("--samples", type=_int_in(2, None, "clock-sync samples per device"), default=64)
     bp = bench("sync-tick", _bench_sync_tick, "CPU per ping of the controller's clock-sync service")
-    bp.add_argument("--devices", type=int, default=10_000)
-    bp.add_argument("--seconds", type=int, default=120, help="seconds of show clock to drive")
-    bp.add_argument("--seed", type=int, default=1)
+    bp.add_argument("--devices", type=_COUNT, default=10_000)
+    bp.add_argument("--seconds", type=_COUNT, default=120, help="seconds of show clock to drive")
+    bp.add_argument("--seed", type=_SEED, default=1)
     bp = bench("sync", _bench_sync, "fire-instant spread across simulated devices")
-    bp.add_argument("--devices", type=int, default=1000)
-    bp.add_argument("--profile", default="wifi")
+    bp.add_argument("--devices", type=_COUNT, default=1000)
+    bp.add_argument("--profile", default="wifi", choices=IMPAIRMENTS)
     bp.add_argument("--virtual", action="store_true", help="seeded virtual time instead of real sockets")
-    bp.add_argument("--seed", type=int, default=1)
+    bp.add_argument("--seed", type=_SEED, default=1)
     bp.add_argument(
         "--duration",
-        type=float,
+        type=_SECONDS,
         default=None,
         metavar="S",
         help="seconds of show after GO (default: the whole show with --virtual, 60 s over real sockets)",
     )
     bp.add_argument(
         "--go-latency",
-        type=float,
+        type=_float_in(0, 10_000, "milliseconds from a GO press to its effect"),
         default=250.0,
         metavar="MS",
         help="the controller's GO latency, as madang run --go-latency (default 250)",
     )
     bp = bench("mqtt", _bench_mqtt, "MQTT publish throughput and round trip, TCP_NODELAY on vs off")
-    bp.add_argument("--broker", default=None, help="broker URL (default: a private Mosquitto)")
-    bp.add_argument("--messages", type=int, default=100_000)
+    bp.add_argument(
+        "--broker", type=_broker_url, default=None, help="broker URL (default: a private Mosquitto)"
+    )
+    bp.add_argument("--messages", type=_COUNT, default=100_000)
     bp = bench("check", _bench_check, "time to check a generated show of N cues")
-    bp.add_argument("--cues", type=int, default=5000)
+    bp.add_argument("--cues", type=_COUNT, default=5000)
     bp = bench("devices", _bench_devices, "the simulators' own speed: scheduler, virtual show, MQTT headsets")
     bp.add_argument("what", choices=["vtime", "virtual", "mqtt"])
-    bp.add_argument("--events", type=int, default=1_000_000, help="vtime: events to schedule and run")
+    bp.add_argument("--events", type=_COUNT, default=1_000_000, help="vtime: events to schedule and run")
     bp.add_argument(
-        "--devices", type=int, default=None, help="virtual: headsets (default 10,000); mqtt: (default 1,000)"
+        "--devices",
+        type=_COUNT,
+        default=None,
+        help="virtual: headsets (default 10,000); mqtt: (default 1,000)",
     )
-    bp.add_argument("--cues", type=int, default=10, help="virtual: group cues, each sent 3 times")
-    bp.add_argument("--profile", default="wifi-crowded", help="virtual: impairment profile")
+    bp.add_argument("--cues", type=_COUNT, default=10, help="virtual: group cues, each sent 3 times")
+    bp.add_argument(
+        "--profile", default="wifi-crowded", choices=IMPAIRMENTS, help="virtual: impairment profile"
+    )
     return p
 
 

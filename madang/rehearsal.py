@@ -14,8 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
-import json
+import signal
 import sys
 from pathlib import Path
 
@@ -25,35 +24,46 @@ from madang.report import prepare_report, print_report, write_report
 from simulators.broker import MosquittoBroker
 from simulators.devices.venue import SimulatedVenue
 from simulators.harness import limit_headsets, play_real, shipped_show
+from simulators.harness.real import Interrupted
+from simulators.record import RecordWriter
 from venues.model import Venue
 
-__all__ = ["demo_cli", "run_simulated_cli", "simulate_cli"]
+__all__ = ["RECORD_FLUSH_S", "demo_cli", "run_simulated_cli", "simulate_cli"]
+
+RECORD_FLUSH_S = 0.25
+"""How often ``madang simulate --record`` appends what was recorded to its file."""
 
 
 def run_simulated_cli(args: argparse.Namespace) -> int:
     """``madang run SHOW --simulate``: the show against its simulated venue, in one command."""
     report_path = prepare_report(args)
     timeline, venue = compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
-    report, _, rt = asyncio.run(
-        play_real(
-            timeline,
-            venue,
-            profile=args.impair,
-            seed=args.seed,
-            broker_url=args.broker,
-            auto_go=False,
-            go=args.go,
-            view=not args.no_view and sys.stderr.isatty(),
-            control_port=None if args.control_port < 0 else args.control_port,
-            exit_at_end=args.exit_at_end,
-            go_delay_ms=args.go_latency,
-            rate=args.rate,
-            sync_budget_us=args.sync_budget,
-            control_allow=args.control_allow,
-            ready_timeout_s=args.ready_timeout,
-            degrade=args.degrade,
+    try:
+        report, _, rt = asyncio.run(
+            play_real(
+                timeline,
+                venue,
+                profile=args.impair,
+                seed=args.seed,
+                broker_url=args.broker,
+                auto_go=args.go_all,
+                go=args.go,
+                view=not args.no_view and sys.stderr.isatty(),
+                control_port=None if args.control_port < 0 else args.control_port,
+                exit_at_end=args.exit_at_end,
+                go_delay_ms=args.go_latency,
+                rate=args.rate,
+                sync_budget_us=args.sync_budget,
+                control_allow=args.control_allow,
+                ready_timeout_s=args.ready_timeout,
+                degrade=args.degrade,
+                on_exit=args.on_exit,
+                handle_signals=True,
+            )
         )
-    )
+    except Interrupted as stopped:
+        print(f"madang: {stopped}", file=sys.stderr)
+        return 0
     print_report(report)
     if report_path is not None:
         write_report(report, report_path)
@@ -70,18 +80,23 @@ def demo_cli(args: argparse.Namespace) -> int:
         f"profile {args.impair}, {args.duration:g} s of show",
         flush=True,
     )
-    report, _, _ = asyncio.run(
-        play_real(
-            timeline,
-            venue,
-            profile=args.impair,
-            seed=args.seed,
-            broker_url=args.broker,
-            duration_s=args.duration,
-            view=not args.no_view and sys.stderr.isatty(),
-            exit_at_end=True,
+    try:
+        report, _, _ = asyncio.run(
+            play_real(
+                timeline,
+                venue,
+                profile=args.impair,
+                seed=args.seed,
+                broker_url=args.broker,
+                duration_s=args.duration,
+                view=not args.no_view and sys.stderr.isatty(),
+                exit_at_end=True,
+                handle_signals=True,
+            )
         )
-    )
+    except Interrupted as stopped:
+        print(f"madang: {stopped}", file=sys.stderr)
+        return 0
     print_report(report)
     if report_path is not None:
         write_report(report, report_path)
@@ -89,47 +104,76 @@ def demo_cli(args: argparse.Namespace) -> int:
 
 
 def simulate_cli(args: argparse.Namespace) -> int:
-    """``madang simulate VENUE``: bring a venue to life for a controller running elsewhere."""
+    """``madang simulate VENUE``: bring a venue to life for a controller running elsewhere.
+
+    Runs until ``--duration`` runs out, SIGINT or SIGTERM; then stops every device, ends its
+    private broker and exits 0. ``--record FILE`` is written as it goes (JSON lines, flushed every
+    :data:`RECORD_FLUSH_S`), so it is complete after any of those stops.
+    """
     if args.map:
         prepare(args.map, "mapped venue")
+    if args.record:
+        prepare(args.record, "record")
     from venues.loader import find_venue, load_venue
 
     venue = load_venue(find_venue(args.venue, None))
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _stop_on, sig, stop)
         broker: MosquittoBroker | None = None
-        url = args.broker
-        if url is None:
-            broker = MosquittoBroker()
-            broker.start()
-            url = broker.url
-        sim = SimulatedVenue(
-            venue, mode="real", profile=args.impair, seed=args.seed, broker_url=url, broker=broker
-        )
-        await sim.start_async()
-        print(f"simulating {venue.name}: {len(venue.devices):,} devices, profile {args.impair}, broker {url}")
-        for did, where in sim.listening().items():
-            print(f"  {did}: {where}")
-        if args.map:
-            _write_mapped(sim.mapped_venue(), Path(args.map), url)
-            print(f"wrote {args.map}: point the controller at it with --venue {args.map} --broker {url}")
+        sim: SimulatedVenue | None = None
+        writer: RecordWriter | None = None
         try:
-            if args.duration is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(args.duration)
-        finally:
-            await sim.stop_async()
-            if broker is not None:
-                broker.stop()
+            url = args.broker
+            if url is None:
+                broker = MosquittoBroker()
+                broker.start()
+                url = broker.url
+            sim = SimulatedVenue(
+                venue, mode="real", profile=args.impair, seed=args.seed, broker_url=url, broker=broker
+            )
             if args.record:
-                with open(args.record, "w", encoding="utf-8") as fh:
-                    for r in sim.records().rows():
-                        fh.write(json.dumps(dataclasses.asdict(r), default=str) + "\n")
+                writer = RecordWriter(sim.records(), args.record)
+            await sim.start_async()
+            print(
+                f"simulating {venue.name}: {len(venue.devices):,} devices, "
+                f"profile {args.impair}, broker {url}",
+                flush=True,
+            )
+            for did, where in sim.listening().items():
+                print(f"  {did}: {where}")
+            if args.map:
+                _write_mapped(sim.mapped_venue(), Path(args.map), url)
+                print(f"wrote {args.map}: point the controller at it with --venue {args.map} --broker {url}")
+            print("ready; Ctrl-C (SIGINT) or SIGTERM stops", flush=True)
+            deadline = None if args.duration is None else loop.time() + args.duration
+            while not stop.is_set() and (deadline is None or loop.time() < deadline):
+                wait = RECORD_FLUSH_S if deadline is None else min(RECORD_FLUSH_S, deadline - loop.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(wait, 0.0))
+                if writer is not None:
+                    writer.flush()
+        finally:
+            try:
+                if sim is not None:
+                    await sim.stop_async()
+            finally:
+                if broker is not None:
+                    broker.close()
+                if writer is not None:
+                    writer.close()
+                    print(f"wrote {args.record}: {writer.lines:,} rows", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    asyncio.run(main())
     return 0
+
+
+def _stop_on(sig: signal.Signals, stop: asyncio.Event) -> None:
+    print(f"{sig.name}: stopping the simulated venue", file=sys.stderr, flush=True)
+    stop.set()
 
 
 def _write_mapped(venue: Venue, path: Path, broker: str) -> None:

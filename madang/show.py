@@ -27,7 +27,9 @@ def run_show_cli(args: argparse.Namespace) -> int:
         control_port=None if args.control_port < 0 else args.control_port,
         control_allow=args.control_allow,
         go=args.go,
+        auto_go=args.go_all,
         exit_at_end=args.exit_at_end,
+        on_exit=args.on_exit,
         view=not args.no_view and sys.stderr.isatty(),
         rate=args.rate,
         report_path=prepare(args.report, "report") if args.report else None,  # fail before the show

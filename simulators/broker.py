@@ -16,6 +16,11 @@ lingers in ``TIME_WAIT``; Mosquitto sets ``SO_REUSEADDR`` on its listening socke
 again at once (``tests/simulators/test_broker.py`` checks this with a client connected). A short
 bounded retry covers the rare case where the bind still fails.
 
+The broker never outlives the process that started it (:mod:`simulators.children`): it runs in
+a session of its own (a Ctrl-C in the terminal is for ``madang``, which stops the show first and
+the broker after), with a parent-death signal on Linux (a ``kill -9`` of the parent kills it), and
+a broker still running at interpreter exit is stopped then.
+
 The broker is configured for tests, not for production: no persistence (a restart loses
 sessions and retained messages, like a crashed broker without a database), anonymous access,
 ``TCP_NODELAY`` on its sockets, and generous queues so a burst from thousands of simulated
@@ -28,6 +33,7 @@ This module speaks to the broker only as a process and a TCP port; it never impo
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import pwd
@@ -36,11 +42,14 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from simulators.children import die_with_parent, parent_death_signal_supported, stop_at_exit
 from venues.errors import MadangError
 
 __all__ = ["BrokerNotFound", "BrokerStartError", "MosquittoBroker", "find_mosquitto"]
@@ -133,6 +142,16 @@ def _answers_mqtt(port: int) -> bool:
         return False
 
 
+def _death_pact() -> Callable[[], None] | None:
+    """The ``preexec_fn`` that has the kernel kill the broker if we die without stopping it
+    (``kill -9``): prctl(2) ``PR_SET_PDEATHSIG``. Only from the main thread: the signal follows the
+    thread that forked, and a broker (re)started from a worker thread (``asyncio.to_thread``) would
+    die with that thread; such a broker is stopped by its owner or at exit instead."""
+    if not parent_death_signal_supported() or threading.current_thread() is not threading.main_thread():
+        return None
+    return functools.partial(die_with_parent, os.getpid())
+
+
 class MosquittoBroker:
     """A Mosquitto child process on 127.0.0.1, for tests and simulated venues.
 
@@ -158,6 +177,7 @@ class MosquittoBroker:
         self._verbose = verbose
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._unregister: Callable[[], None] | None = None
         self.host = "127.0.0.1"
         """The address the broker listens on (always loopback)."""
 
@@ -217,6 +237,8 @@ class MosquittoBroker:
                     raise
                 continue
             self._port = port
+            if self._unregister is None:
+                self._unregister = stop_at_exit(self.stop)
             log.info("mosquitto started", extra={"port": port, "pid": self.pid})
             return self
         assert last is not None
@@ -224,6 +246,7 @@ class MosquittoBroker:
 
     def stop(self) -> None:
         """Terminate the broker (SIGTERM, then SIGKILL after a grace period). Idempotent."""
+        self._forget_at_exit()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -238,6 +261,7 @@ class MosquittoBroker:
 
     def kill(self) -> None:
         """Kill the broker with SIGKILL, as a crash would (no clean shutdown). Idempotent."""
+        self._forget_at_exit()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -256,6 +280,11 @@ class MosquittoBroker:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
+
+    def _forget_at_exit(self) -> None:
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
 
     def __enter__(self) -> MosquittoBroker:
         return self.start()
@@ -317,7 +346,8 @@ class MosquittoBroker:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C in the terminal is for the test run, not the broker
+                start_new_session=True,  # a Ctrl-C in the terminal is for madang, not the broker
+                preexec_fn=_death_pact(),  # prctl only, loaded beforehand (simulators/children.py)
             )
             self._proc = proc
             reason = self._wait_listening(proc, port, deadline)

@@ -10,15 +10,19 @@ hands NumPy arrays to whoever computes spreads.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EXECUTIONS", "RECEIPT", "Fire", "Recorder"]
+__all__ = ["EXECUTIONS", "RECEIPT", "Fire", "RecordWriter", "Recorder"]
 
 EXECUTIONS = ("cue", "osc", "fade", "state", "panic")  # what a device did
 RECEIPT = "rx"  # when a device first received a cue (the baseline "execute on receipt" would give)
@@ -104,8 +108,12 @@ class Recorder:
         return len(self._device)
 
     def __iter__(self) -> Iterator[Fire]:
+        return self.since(0)
+
+    def since(self, start: int) -> Iterator[Fire]:
+        """The rows from index ``start`` on, in the order recorded (as far as recorded now)."""
         s = self._strings
-        for i in range(len(self._device)):
+        for i in range(start, len(self._device)):
             d = self._device[i]
             yield Fire(
                 d,
@@ -160,3 +168,47 @@ class Recorder:
         if not first:
             return None
         return max(first.values()) - min(first.values())
+
+
+class RecordWriter:
+    """A :class:`Recorder` written to a file as it goes: one JSON object per row and line.
+
+    Each :meth:`flush` appends the rows recorded since the last one, as whole lines, and hands
+    them to the operating system, so the file is a complete record up to the last flush whatever
+    happens to the process afterwards (only a ``kill -9`` in the middle of a write can leave a torn
+    last line, which a reader drops). :meth:`close` flushes the rest and syncs the file to disk.
+    A line holds the fields of :class:`Fire` (``value`` as JSON, or its ``str`` when it is not).
+    """
+
+    def __init__(self, recorder: Recorder, path: str | Path) -> None:
+        self.recorder = recorder
+        self.path = Path(path)
+        self._fh = self.path.open("w", encoding="utf-8")
+        self._done = 0
+        self.lines = 0
+
+    def flush(self) -> int:
+        """Append every row recorded since the last flush; returns how many."""
+        if self._fh.closed:
+            return 0
+        end = len(self.recorder)
+        if end > self._done:
+            chunk = "".join(
+                json.dumps(dataclasses.asdict(f), default=str) + "\n" for f in self.recorder.since(self._done)
+            )
+            self._fh.write(chunk)
+            n = end - self._done
+            self._done = end
+            self.lines += n
+        else:
+            n = 0
+        self._fh.flush()
+        return n
+
+    def close(self) -> None:
+        """Flush what is left, sync the file to disk and close it. Idempotent."""
+        if self._fh.closed:
+            return
+        self.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import signal
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -19,13 +21,18 @@ from controller.runtime import Runtime, RuntimeOptions
 from cues.timeline import Timeline
 from simulators.broker import MosquittoBroker
 from simulators.devices.realtime import TIMER_LATENESS
-from simulators.devices.venue import SimulatedVenue
+from simulators.devices.venue import SimulatedVenue, SimulatorError
 from simulators.devices.worker import HeadsetSpec, HeadsetWorker
 from simulators.harness.shows import expected_fires
+from simulators.network import profile_names
+from simulators.record import Recorder
 from simulators.report import sync_report, zone_spread
+from venues.errors import MadangError
 from venues.model import Sync, Venue
 
-__all__ = ["FaultHook", "play_real", "show_reached"]
+__all__ = ["FaultHook", "Interrupted", "play_real", "show_reached"]
+
+log = logging.getLogger(__name__)
 
 
 FaultHook = Callable[[SimulatedVenue, Runtime], Coroutine[Any, Any, None]]
@@ -72,6 +79,8 @@ async def play_real(
     control_allow: list[str] | None = None,
     ready_timeout_s: float | None = 60.0,
     degrade: list[str] | None = None,
+    on_exit: str = "safe",
+    handle_signals: bool = False,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
@@ -95,27 +104,51 @@ async def play_real(
             sim.reboot("xr-2", after_ns=2_000_000_000)
 
     An exception it raises is raised again once the show has ended (so a test sees it).
+
+    Every process it starts (the broker, the headset process) is ended before it returns or
+    raises, whatever happened. ``handle_signals`` (the ``madang`` command): SIGINT and SIGTERM
+    stop the show cleanly (``on_exit``: the devices' safe states, or ``"hold"``) and the report is
+    made as usual; one before the show started raises :class:`Interrupted` once everything is
+    ended.
     """
+    if profile not in profile_names():  # before any process starts
+        known = ", ".join(profile_names())
+        raise SimulatorError(f"no network profile {profile!r}", f"choose one of: {known}")
+    interrupt = _Interrupt() if handle_signals else None
     broker: MosquittoBroker | None = None
-    if broker_url is None:
-        broker = MosquittoBroker()
-        broker.start()
-        broker_url = broker.url
-    sim = SimulatedVenue(venue, mode="real", profile=profile, seed=seed, broker_url=broker_url, broker=broker)
-    TIMER_LATENESS.reset()
-    settle: dict[str, Any] = {}  # how long the devices were given to sync before the first GO
     worker: HeadsetWorker | None = None
-    mqtt_apps = [did for did, app in sim.apps.items() if app.device.mqtt is not None]
-    if headset_process is None:
-        headset_process = faults is None and len(mqtt_apps) >= 200
-    if headset_process and mqtt_apps:
-        specs = [HeadsetSpec(sim.apps[did].device, sim.clocks[did], sim.paths[did]) for did in mqtt_apps]
-        for did in mqtt_apps:
-            del sim.apps[did]  # the child runs them (same clocks and paths); sim.clocks keeps them
-        url = urlsplit(broker_url)
-        worker = HeadsetWorker(specs, url.hostname or "127.0.0.1", url.port or 1883)
-        worker.start()
+    sim: SimulatedVenue | None = None
+    rt: Runtime | None = None
+    settle: dict[str, Any] = {}  # how long the devices were given to sync before the first GO
+    played = False
     try:
+        if interrupt is not None:
+            interrupt.install()
+        if broker_url is None:
+            broker = MosquittoBroker()
+            broker.start()
+            broker_url = broker.url
+        sim = SimulatedVenue(
+            venue, mode="real", profile=profile, seed=seed, broker_url=broker_url, broker=broker
+        )
+        TIMER_LATENESS.reset()
+        mqtt_apps = [did for did, app in sim.apps.items() if app.device.mqtt is not None]
+        if headset_process is None:
+            headset_process = faults is None and len(mqtt_apps) >= 200
+        if headset_process and mqtt_apps:
+            specs = [HeadsetSpec(sim.apps[did].device, sim.clocks[did], sim.paths[did]) for did in mqtt_apps]
+            for did in mqtt_apps:
+                del sim.apps[did]  # the child runs them (same clocks and paths); sim.clocks keeps them
+            url = urlsplit(broker_url)
+            worker = HeadsetWorker(specs, url.hostname or "127.0.0.1", url.port or 1883)
+            worker.start()
+        log.info(
+            "simulated venue processes",
+            extra={
+                "broker_pid": None if broker is None else broker.pid,
+                "headset_pid": None if worker is None else worker.pid,
+            },
+        )
         await sim.start_async()
         await sim.wait_connected(timeout_s=60)
         if worker is not None:
@@ -127,7 +160,7 @@ async def play_real(
                 broker_url=broker_url,
                 endpoints=sim.endpoints(),
                 auto_go=False,
-                go=go,
+                go=go and not auto_go,  # auto_go presses the first GO too, once devices settled
                 view=view,
                 control_port=control_port,
                 exit_at_end=exit_at_end,
@@ -139,16 +172,21 @@ async def play_real(
                 control_allow=control_allow,
                 ready_timeout_s=ready_timeout_s,
                 degrade=list(degrade or []),
+                on_exit=on_exit,
             ),
         )
+        if interrupt is not None:
+            interrupt.runtime = rt
+        run = rt
+        sim_ = sim
 
         async def cut_after_go() -> None:
             if duration_s is None:
                 return
-            while rt.core.state in (State.IDLE, State.LOADED, State.ARMED):
+            while run.core.state in (State.IDLE, State.LOADED, State.ARMED):
                 await asyncio.sleep(0.01)
             await asyncio.sleep(duration_s)
-            rt.request_stop()
+            run.request_stop()
 
         async def delayed_auto_go() -> None:
             # Give the devices settle_s to connect and answer their ping bursts; from then on the
@@ -156,12 +194,12 @@ async def play_real(
             # Note how long it took and how the venue stood at the first GO.
             t0 = time.monotonic()
             await asyncio.sleep(settle_s)
-            rt.player.auto_go = auto_go
-            while rt.player.first_go_ns is None and rt.player.failure is None:
+            run.player.auto_go = auto_go
+            while run.player.first_go_ns is None and run.player.failure is None:
                 await asyncio.sleep(0.02)
-            now = rt.clock.wall_ns() if rt.player.first_go_ns is None else rt.player.first_go_ns
-            gate = rt.core.readiness(now)
-            sync = rt.sync
+            now = run.clock.wall_ns() if run.player.first_go_ns is None else run.player.first_go_ns
+            gate = run.core.readiness(now)
+            sync = run.sync
             settle.update(
                 {
                     "waited_s": round(time.monotonic() - t0, 2),
@@ -177,22 +215,35 @@ async def play_real(
         cut = asyncio.create_task(cut_after_go())
         hook: asyncio.Task[None] | None = None
         if faults is not None:
-            hook = asyncio.create_task(faults(sim, rt), name="faults")
-        await rt.run()
-        task.cancel()
-        cut.cancel()
+            hook = asyncio.create_task(faults(sim_, run), name="faults")
+        played = True
+        try:
+            await rt.run()
+        finally:
+            if interrupt is not None:
+                interrupt.teardown = True  # later signals are noted: the teardown is bounded
+                interrupt.install()
+            task.cancel()
+            cut.cancel()
         await asyncio.sleep(0.5)  # the last fires and reports land
         if hook is not None:
             if not hook.done():
                 hook.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await hook
+    except asyncio.CancelledError:
+        if interrupt is None or interrupt.signal is None:
+            raise
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
     finally:
-        if worker is not None:
-            TIMER_LATENESS.samples.extend(await worker.stop(sim.recorder))
-        await sim.stop_async()
-        if broker is not None:
-            broker.stop()
+        await _stop_children(worker, sim, broker, records=played)
+        if interrupt is not None:
+            interrupt.remove()
+    if rt is None or sim is None:
+        assert interrupt is not None and interrupt.signal is not None
+        raise Interrupted(interrupt.signal)
     expected, cue_of = expected_fires(timeline, rt.core)
     report = sync_report(sim.records(), expected=expected, cue_of=cue_of, devices=len(venue.devices))
     report.update({"profile": profile, "seed": seed, "mode": "real"})
@@ -205,6 +256,79 @@ async def play_real(
     report["headset_process"] = worker is not None
     report["controller"] = ctl
     return report, sim, rt
+
+
+class Interrupted(MadangError, RuntimeError):
+    """A signal stopped :func:`play_real` before the show started: nothing was played (every
+    process it had started was ended)."""
+
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(sig)
+        self.signal = sig
+
+    def __str__(self) -> str:
+        return (
+            f"{self.signal.name} before the show started: nothing was played; "
+            "every process it started has ended"
+        )
+
+
+class _Interrupt:
+    """SIGINT and SIGTERM for :func:`play_real` (``handle_signals``): before the runtime runs,
+    the first one cancels the setup (its ``finally`` ends every process); while it runs, the
+    runtime's own handlers stop the show; after, during the teardown, they are noted and
+    ignored (the teardown is bounded)."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.signal: signal.Signals | None = None
+        self.runtime: Runtime | None = None
+        self.teardown = False
+
+    def install(self) -> None:
+        for sig in self._SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self.loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def remove(self) -> None:
+        for sig in self._SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self.loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.signal is not None or self.teardown:
+            log.warning("%s: already stopping; the simulated venue is shutting down", sig.name)
+            return
+        self.signal = sig
+        if self.runtime is not None:
+            log.warning("%s: stopping the show", sig.name)
+            self.runtime.request_stop()
+        elif self.task is not None:
+            log.warning("%s: stopping before the show started", sig.name)
+            self.task.cancel()
+
+
+async def _stop_children(
+    worker: HeadsetWorker | None, sim: SimulatedVenue | None, broker: MosquittoBroker | None, *, records: bool
+) -> None:
+    """End every process and socket :func:`play_real` started, each step whatever the others did."""
+    try:
+        if worker is not None:
+            if records:
+                recorder = sim.recorder if sim is not None else Recorder()
+                TIMER_LATENESS.samples.extend(await worker.stop(recorder))
+            else:
+                await worker.abort()
+    finally:
+        try:
+            if sim is not None:
+                await sim.stop_async()
+        finally:
+            if broker is not None:
+                broker.close()  # stopped, and its folder (configuration, log) removed
 
 
 def _with_true_offsets(rows: list[dict[str, Any]], sim: SimulatedVenue, at: int) -> list[dict[str, Any]]:

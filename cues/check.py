@@ -51,29 +51,55 @@ __all__ = [
 ]
 
 
-@dataclass
-class CheckReport:
-    """What ``madang check`` found: every finding, and the timeline when there is no error."""
+class _Findings:
+    """What both reports share: the findings, split into errors and warnings, and their counts."""
 
-    show_path: str
-    findings: list[Finding] = field(default_factory=list)
-    timeline: Timeline | None = None
-    venue: Venue | None = None
+    findings: list[Finding]
 
     @property
     def errors(self) -> list[Finding]:
-        """The findings that make the show unplayable."""
+        """The findings that make the file unusable."""
         return [f for f in self.findings if f.severity == "error"]
 
     @property
     def warnings(self) -> list[Finding]:
-        """The findings worth a look that do not stop the show."""
+        """The findings worth a look that do not stop a show."""
         return [f for f in self.findings if f.severity != "error"]
 
     @property
     def ok(self) -> bool:
         """True when there is no error (warnings allowed)."""
         return not self.errors
+
+    def _status(self) -> str:
+        """``3 errors, 1 warning``, or ``ok (1 warning)``, or ``ok``."""
+        n_err, n_warn = len(self.errors), len(self.warnings)
+        warn = f"{n_warn:,} warning{'s' if n_warn != 1 else ''}"
+        if n_err:
+            err = f"{n_err:,} error{'s' if n_err != 1 else ''}"
+            return err + (f", {warn}" if n_warn else "")
+        return f"ok ({warn})" if n_warn else "ok"
+
+    def _json(self, file: str, kind: str, summary: str) -> dict[str, object]:
+        return {
+            "file": file,
+            "kind": kind,
+            "ok": self.ok,
+            "summary": summary,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "findings": [f.to_json() for f in sorted(self.findings, key=_order)],
+        }
+
+
+@dataclass
+class CheckReport(_Findings):
+    """What ``madang check`` found: every finding, and the timeline when there is no error."""
+
+    show_path: str
+    findings: list[Finding] = field(default_factory=list)
+    timeline: Timeline | None = None
+    venue: Venue | None = None
 
     def raise_for_errors(self) -> None:
         """Raise :class:`~venues.errors.SourceErrors` with every finding if any is an error."""
@@ -83,13 +109,10 @@ class CheckReport:
     def summary(self) -> str:
         """One line: ``show.yaml: ok: 84 cues, 312 actions on 1,221 devices, 12:34.500 long``."""
         name = Path(self.show_path).name
-        n_err, n_warn = len(self.errors), len(self.warnings)
-        warn = f"{n_warn:,} warning{'s' if n_warn != 1 else ''}"
-        if n_err:
-            err = f"{n_err:,} error{'s' if n_err != 1 else ''}"
-            return f"{name}: {err}" + (f", {warn}" if n_warn else "")
-        status = f"ok ({warn})" if n_warn else "ok"
+        status = self._status()
         t = self.timeline
+        if not self.ok:
+            return f"{name}: {status}"
         if t is None:
             return f"{name}: {status}"
         return (
@@ -101,13 +124,7 @@ class CheckReport:
         """The report as plain JSON-able data for ``madang check --json``."""
         t = self.timeline
         return {
-            "file": self.show_path,
-            "kind": "show",
-            "ok": self.ok,
-            "summary": self.summary(),
-            "errors": len(self.errors),
-            "warnings": len(self.warnings),
-            "findings": [f.to_json() for f in sorted(self.findings, key=_order)],
+            **self._json(self.show_path, "show", self.summary()),
             "show": None
             if t is None
             else {
@@ -314,38 +331,20 @@ def _top_keys(path: str | os.PathLike[str]) -> set[str] | None:
 
 
 @dataclass
-class VenueCheckReport:
+class VenueCheckReport(_Findings):
     """What ``madang check VENUE`` found: every finding, and the venue when there is no error."""
 
     venue_path: str
     findings: list[Finding] = field(default_factory=list)
     venue: Venue | None = None
 
-    @property
-    def errors(self) -> list[Finding]:
-        """The findings that make the venue unusable."""
-        return [f for f in self.findings if f.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        """The findings worth a look that do not stop a show."""
-        return [f for f in self.findings if f.severity != "error"]
-
-    @property
-    def ok(self) -> bool:
-        """True when there is no error (warnings allowed)."""
-        return not self.errors
-
     def summary(self) -> str:
         """One line: ``han-river.yaml: ok: venue han-river, 1,217 devices (10 facade, ...) in 3
         zones, 11 groups``."""
         name = Path(self.venue_path).name
-        n_err, n_warn = len(self.errors), len(self.warnings)
-        warn = f"{n_warn:,} warning{'s' if n_warn != 1 else ''}"
-        if n_err:
-            err = f"{n_err:,} error{'s' if n_err != 1 else ''}"
-            return f"{name}: venue file: {err}" + (f", {warn}" if n_warn else "")
-        status = f"ok ({warn})" if n_warn else "ok"
+        status = self._status()
+        if not self.ok:
+            return f"{name}: venue file: {status}"
         v = self.venue
         if v is None:
             return f"{name}: venue file: {status}"
@@ -359,13 +358,7 @@ class VenueCheckReport:
         """The report as plain JSON-able data for ``madang check --json``."""
         v = self.venue
         return {
-            "file": self.venue_path,
-            "kind": "venue",
-            "ok": self.ok,
-            "summary": self.summary(),
-            "errors": len(self.errors),
-            "warnings": len(self.warnings),
-            "findings": [f.to_json() for f in sorted(self.findings, key=_order)],
+            **self._json(self.venue_path, "venue", self.summary()),
             "venue": None
             if v is None
             else {

@@ -17,9 +17,11 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from controller.outputs import prepare, write_text
 from cues.compiler import compile_show
+from cues.timeline import Timeline
 from madang.report import prepare_report, print_report, write_report
 from simulators.broker import MosquittoBroker
 from simulators.devices.venue import SimulatedVenue
@@ -38,36 +40,23 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
     """``madang run SHOW --simulate``: the show against its simulated venue, in one command."""
     report_path = prepare_report(args)
     timeline, venue = compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
-    try:
-        report, _, rt = asyncio.run(
-            play_real(
-                timeline,
-                venue,
-                profile=args.impair,
-                seed=args.seed,
-                broker_url=args.broker,
-                auto_go=args.go_all,
-                go=args.go,
-                view=not args.no_view and sys.stderr.isatty(),
-                control_port=None if args.control_port < 0 else args.control_port,
-                exit_at_end=args.exit_at_end,
-                go_delay_ms=args.go_latency,
-                rate=args.rate,
-                sync_budget_us=args.sync_budget,
-                control_allow=args.control_allow,
-                ready_timeout_s=args.ready_timeout,
-                degrade=args.degrade,
-                on_exit=args.on_exit,
-                handle_signals=True,
-            )
-        )
-    except Interrupted as stopped:
-        print(f"madang: {stopped}", file=sys.stderr)
-        return 0
-    print_report(report)
-    if report_path is not None:
-        write_report(report, report_path)
-    return rt.exit_code
+    return _rehearse(
+        report_path,
+        timeline,
+        venue,
+        args,
+        auto_go=args.go_all,
+        go=args.go,
+        control_port=None if args.control_port < 0 else args.control_port,
+        exit_at_end=args.exit_at_end,
+        go_delay_ms=args.go_latency,
+        rate=args.rate,
+        sync_budget_us=args.sync_budget,
+        control_allow=args.control_allow,
+        ready_timeout_s=args.ready_timeout,
+        degrade=args.degrade,
+        on_exit=args.on_exit,
+    )
 
 
 def demo_cli(args: argparse.Namespace) -> int:
@@ -80,18 +69,26 @@ def demo_cli(args: argparse.Namespace) -> int:
         f"profile {args.impair}, {args.duration:g} s of show",
         flush=True,
     )
+    _rehearse(report_path, timeline, venue, args, duration_s=args.duration, exit_at_end=True)
+    return 0
+
+
+def _rehearse(
+    report_path: Path | None, timeline: Timeline, venue: Venue, args: argparse.Namespace, **options: Any
+) -> int:
+    """Play on the simulated venue (``play_real`` with the command's common options), then print
+    the report and write it; returns the runtime's exit code (0 after a signal before the show)."""
     try:
-        report, _, _ = asyncio.run(
+        report, _, rt = asyncio.run(
             play_real(
                 timeline,
                 venue,
                 profile=args.impair,
                 seed=args.seed,
                 broker_url=args.broker,
-                duration_s=args.duration,
                 view=not args.no_view and sys.stderr.isatty(),
-                exit_at_end=True,
                 handle_signals=True,
+                **options,
             )
         )
     except Interrupted as stopped:
@@ -100,7 +97,7 @@ def demo_cli(args: argparse.Namespace) -> int:
     print_report(report)
     if report_path is not None:
         write_report(report, report_path)
-    return 0
+    return rt.exit_code
 
 
 def simulate_cli(args: argparse.Namespace) -> int:

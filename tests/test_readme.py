@@ -353,14 +353,17 @@ def _play_to_the_end(args: list[str], cwd: Path, before_end: object = None) -> N
     control port)``, seek into the last two seconds of the show, and expect a clean exit (with
     the sync report, for a rehearsal)."""
     port = _free_udp_port()
+    # --go waits for the sync gate's READY: at the full Han River venue (1,217 devices on two
+    # shared cores) that took 30 s on a quiet machine and over 60 s under the suite's load.
     args = [*args, "--no-view", "--go", "--exit-at-end", "--control-port", str(port)]
+    args += ["--ready-timeout", "300"]
     out, err = cwd / "run-out.txt", cwd / "run-err.txt"
     with out.open("w") as o, err.open("w") as e, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
         ctl.bind(("127.0.0.1", 0))
         ctl.settimeout(0.5)
         proc = subprocess.Popen([sys.executable, "-m", "madang", "run", *args], cwd=cwd, stdout=o, stderr=e)
         try:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 330
             state = None
             while time.monotonic() < deadline and proc.poll() is None:
                 state = _control(ctl, port, "/state")

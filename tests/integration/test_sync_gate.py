@@ -1,8 +1,9 @@
 """The sync gate end to end: ``madang run SHOW --simulate --impair PROFILE --go --exit-at-end``
 (one process, real UDP sockets, a private Mosquitto) on a show whose first cue targets only
 ``sync: timetag`` screens. ``--go`` waits for READY, so the first cue is timed by settled clock
-models, never by a timetag guessed without one: the screens fire within 2 ms of each other, and
-no worse than they would have on receipt (issue 10, finding 3)."""
+models, never by a timetag guessed without one: the screens fire within the sync budget of each
+other (5 ms by default; typically a few hundred us, 2.05 ms once in CI under load), and no worse
+than they would have on receipt (issue 10, finding 3: 0.12-0.83 s apart before the fix)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,9 @@ def test_go_waits_for_ready_and_the_first_cue_fires_together_on_the_screens(
     assert isinstance(cues, list)
     first = next(c for c in cues if c["cue"] == "first-light")
     assert first["devices"] == 6  # every screen fired it
-    assert first["range_us"] <= 2_000, first  # latest minus earliest, in true time
+    # Latest minus earliest, in true time: within the gate's default budget (every screen is
+    # admitted with a predicted fire error under 5 ms), the promise the gate makes.
+    assert first["range_us"] <= 5_000, first
     # Never worse than on receipt: on loopback (lan) receipt is itself within a few hundred us,
     # so the comparison allows what the screens' own clock models predict for their error (the
     # figure the gate admits them on); before the fix the screens were 0.12-0.83 s apart.

@@ -57,12 +57,14 @@ from controller.engine import (
     Safe,
     StateSync,
 )
+from controller.follower import Missed, Shadow, Takeover
 from controller.gate import Readiness, SyncGate
 from controller.keepalive import StateKeepAlive
 from controller.latejoin import SentAhead
 from controller.osc import OscDecodeError, decode_packet, messages
 from controller.playback import Command, Go, Rejected, State
 from controller.presence import DeviceHealth, Presence
+from controller.records import JOURNALLED, RecordError, cmd_record, decode_command, sent_record, timeline_hash
 from controller.topics import device_filters
 from cues.timeline import Fade, MqttSend, OscSend, Timeline
 from venues.model import Sync, Venue
@@ -76,7 +78,9 @@ __all__ = [
     "PingBatch",
     "PingSink",
     "Readiness",
+    "Takeover",
     "Withdraw",
+    "show_slug",
 ]
 
 log = logging.getLogger(__name__)
@@ -221,8 +225,24 @@ class ControllerCore:
         go_delay_ns: int = 250 * MS,
         state_every_ns: int = 5 * S,  # a keep-alive: every change is published at once anyway
         sync_budget_ns: int = DEFAULT_SYNC_BUDGET_NS,
+        term: int = 1,
+        controller_id: str = "",
+        live: bool = True,
+        journal: bool = False,
     ) -> None:
         self.timeline = timeline
+        self.term = term  # which controller is in charge: a takeover claims a higher one
+        self.controller_id = controller_id
+        # A core that is not live follows another controller's journal (follow) and drives
+        # nothing but its own pings, until take_over (docs/standby.md).
+        self.live = live
+        self.journal = journal  # keep journal records for take_records (the runtime writes them)
+        self._records: list[dict[str, object]] = []
+        self.shadow = Shadow()
+        self._followed = 0
+        self._mismatches = 0
+        self._last_record_ns: int | None = None
+        self.last_takeover: Takeover | None = None
         self.venue = venue
         self.show_id = show_id or _slug(timeline.show)
         self.sync = sync
@@ -282,6 +302,7 @@ class ControllerCore:
             "osc_malformed": 0,
             "gate_refused": 0,  # GOs refused by the sync gate
             "degraded_sends": 0,  # cues to timetag devices sent on receipt (no settled model)
+            "missed_in_outage": 0,  # keyed actions due while no controller was live (take_over)
         }
 
     # -- operator ----------------------------------------------------------------------------
@@ -289,7 +310,15 @@ class ControllerCore:
     def command(self, cmd: Command, now: int) -> Result:
         """An operator command; its immediate outputs are planned for the next :meth:`poll`.
 
-        A GO before the sync gate is READY is refused with the reason (:meth:`gate_refusal`)."""
+        A GO before the sync gate is READY is refused with the reason (:meth:`gate_refusal`). A
+        core that is not live refuses every command: the live controller decides."""
+        if not self.live:
+            return Rejected(
+                "this controller is not live (it follows the live one): send commands to the live "
+                "controller, or wait for a takeover",
+                self.engine.state,
+                cmd,
+            )
         if isinstance(cmd, Go):
             refused = self.gate_refusal(cmd, now)
             if refused is not None:
@@ -297,6 +326,8 @@ class ControllerCore:
                 return refused
         result = self.engine.command(cmd, now)
         if isinstance(result, Accepted):
+            if self.journal and isinstance(cmd, JOURNALLED):
+                self._records.append(cmd_record(cmd, now, str(result.state), self.engine.snapshot.take))
             self._plan(result.outputs, now)
             self._publish_state(now, force=True)
         return result
@@ -331,7 +362,11 @@ class ControllerCore:
     def degrade(self, devices: Iterable[str]) -> list[str]:
         """Play these devices on receipt from now on (the operator's choice, when one cannot
         sync): they stop holding the sync gate. Returns the ids the venue does not know."""
+        devices = list(devices)
         unknown = self.gate.degrade(devices)
+        known = [d for d in devices if d not in unknown]
+        if self.journal and known:
+            self._records.append({"k": "degrade", "devices": known})
         if self.gate.degraded:
             log.warning(
                 "devices degraded: played on receipt",
@@ -354,12 +389,14 @@ class ControllerCore:
     def poll(self, now: int) -> list[Item]:
         """Everything to send (or withdraw) as of ``now``, in order. Call again at
         :meth:`next_deadline`."""
-        deadline = self.engine.next_deadline()
-        if deadline is not None and deadline <= now:
-            self._plan(self.engine.poll(now), now)
+        if self.live:
+            deadline = self.engine.next_deadline()
+            if deadline is not None and deadline <= now:
+                self._plan(self.engine.poll(now), now)
         if self.sync is not None:
             self._sync_tick(now)
-        self._publish_state(now)
+        if self.live:
+            self._publish_state(now)
         out: list[Item] = list(self._withdrawn)
         self._withdrawn.clear()
         horizon = now + self.edge_horizon_ns
@@ -386,7 +423,182 @@ class ControllerCore:
             for s in out
             if not isinstance(s, Withdraw)
         )
+        if self.journal:
+            self._note_sent(out, now)
         return out
+
+    # -- the journal -------------------------------------------------------------------------
+
+    def _note_sent(self, out: Sequence[Item], now: int) -> None:
+        """One ``sent`` record for the keyed sends of this poll (controller.records)."""
+        keyed: dict[Key, tuple[int, list[str]]] = {}
+        for s in out:
+            if isinstance(s, UdpSend | MqttPublish) and s.key is not None:
+                due = s.due_ns if s.due_ns is not None else s.at_ns
+                target = s.device if isinstance(s, UdpSend) else s.topic
+                prev = keyed.get(s.key)
+                if prev is None:
+                    keyed[s.key] = (due, [target])
+                else:
+                    prev[1].append(target)
+        if keyed:
+            self._records.append(
+                sent_record(now, [(k[0], k[1], k[2], due, targets) for k, (due, targets) in keyed.items()])
+            )
+
+    def start_record(self, now: int) -> dict[str, object]:
+        """The ``start`` record of a run (controller.records): the show, its fingerprint, this
+        controller and its term, and the engine settings a replay must share."""
+        return {
+            "k": "start",
+            "at": now,
+            "show": self.show_id,
+            "hash": timeline_hash(self.timeline),
+            "controller": self.controller_id,
+            "term": self.term,
+            "go_delay_ns": self.engine.go_delay_ns,
+            "lookahead_ns": self.engine.lookahead_ns,
+        }
+
+    def take_records(self) -> list[dict[str, object]]:
+        """The journal records made since the last call, oldest first (commands, events,
+        degrades, sends), to be written *before* the sends of the same poll leave."""
+        out, self._records = self._records, []
+        return out
+
+    def follow(self, record: dict[str, object]) -> None:
+        """Apply one journal record of the live controller (this core is not live): the engine
+        replays commands and events at their instants, ``sent`` records tell the shadow what
+        went on the wire (controller.follower). Raises RecordError for a record of another
+        show or with bad fields; unknown kinds are skipped."""
+        kind = record.get("k")
+        at = record.get("at")
+        if at is not None and not isinstance(at, int):
+            raise RecordError(f"a {kind} record's 'at' must be an integer, got {at!r:.40}")
+        if isinstance(at, int):
+            self._last_record_ns = at if self._last_record_ns is None else max(self._last_record_ns, at)
+        self._followed += 1
+        if kind == "start":
+            want = timeline_hash(self.timeline)
+            if record.get("hash") != want:
+                raise RecordError(
+                    f"the journal was written for show {record.get('show')!r} ({record.get('hash')}), "
+                    f"not for this one ({self.show_id!r}, {want}): resume with the same show and venue"
+                )
+            term = record.get("term")
+            if isinstance(term, int):
+                self.term = max(self.term, term)
+            go_delay = record.get("go_delay_ns")
+            if isinstance(go_delay, int) and go_delay != self.engine.go_delay_ns:
+                log.warning("replaying with the journal's GO delay", extra={"go_delay_ns": go_delay})
+                self.engine.go_delay_ns = go_delay
+        elif kind == "cmd":
+            assert isinstance(at, int)
+            cmd = decode_command(record.get("cmd"))
+            self._shadow_poll(at)
+            result = self.engine.command(cmd, at)
+            if isinstance(result, Accepted):
+                self.shadow.note(result.outputs)
+            want_state, want_take = record.get("state"), record.get("take")
+            take = self.engine.snapshot.take
+            if not isinstance(result, Accepted) or str(result.state) != want_state or take != want_take:
+                self._mismatches += 1
+                log.warning(
+                    "the replay of a journalled command ended differently",
+                    extra={
+                        "command": record.get("cmd"),
+                        "want": [want_state, want_take],
+                        "got": [str(self.engine.state), take],
+                    },
+                )
+                if isinstance(want_take, int) and want_take != take:
+                    self.engine.set_take(want_take)  # the keys must be the live controller's
+        elif kind == "event":
+            assert isinstance(at, int)
+            self._shadow_poll(at)
+            self.shadow.note(
+                self.engine.receive_event(
+                    str(record.get("transport")), str(record.get("name")), str(record.get("sender", "")), at
+                )
+            )
+        elif kind == "degrade":
+            devices = record.get("devices")
+            if isinstance(devices, list):
+                self.gate.degrade(str(d) for d in devices)
+        elif kind == "sent":
+            sends = record.get("sends")
+            if not isinstance(sends, list):
+                raise RecordError("a sent record needs a list of sends")
+            for s in sends:
+                if not (
+                    isinstance(s, list) and len(s) >= 4 and isinstance(s[2], int) and isinstance(s[3], int)
+                ):
+                    raise RecordError(
+                        f"a sent record's send must be [show, cue, seq, due, targets], got {s!r:.80}"
+                    )
+                self.shadow.note_sent((str(s[0]), str(s[1]), s[2]), s[3])
+        elif kind == "term":
+            term = record.get("term")
+            if isinstance(term, int):
+                self.term = max(self.term, term)
+        elif kind == "checkpoint":
+            before = record.get("settled_before")
+            if isinstance(before, int):
+                self.shadow.settled_before = before
+        if isinstance(at, int) and self._followed % 256 == 0:
+            self.shadow.prune(at - 30 * S)
+
+    def _shadow_poll(self, now: int) -> None:
+        deadline = self.engine.next_deadline()
+        if deadline is not None and deadline <= now:
+            self.shadow.note(self.engine.poll(now))
+
+    def take_over(self, now: int, term: int) -> Takeover:
+        """Become live at ``now`` under ``term`` (claimed through the witness by the caller):
+        what is still to come is sent under its own keys, what was due while no controller was
+        live is reported missed and its devices get the catch-up state (controller.follower)."""
+        self._shadow_poll(now)
+        self.term = term
+        self.live = True
+        to_come, missed, done = self.shadow.split(now)
+        report = Takeover(
+            at_ns=now,
+            term=term,
+            replayed=self._followed,
+            done=done,
+            to_come=sum(1 for o in to_come if isinstance(o, Fire | Ramp)),
+            mismatches=self._mismatches,
+            last_record_ns=self._last_record_ns,
+        )
+        # An action that has no send on this venue (no endpoint for its op) went to nobody anyway.
+        missed = [o for o in missed if self._sends(o, o.devices, o.at)]
+        for o in missed:
+            report.missed.append(Missed(o.key, o.at, o.devices))
+        self.counters["missed_in_outage"] += len(missed)
+        self._plan(to_come, now)
+        devices = sorted({d for o in missed for d in o.devices})
+        show_ns = self.engine.position_at(now)
+        if devices and show_ns is not None:
+            for device in devices:
+                st = self.engine.state_for_device(device, show_ns)
+                key = self._op_key("state", now)
+                self._queue(self.delivery.state(device, st.params, st.osc, st.mqtt, now, key), None)
+            report.caught_up = devices
+        if self.journal:
+            self._records.append({"k": "term", "at": now, "term": term, "controller": self.controller_id})
+        self._publish_state(now, force=True)
+        self.last_takeover = report
+        log.warning(
+            "took over the show",
+            extra={
+                "term": term,
+                "missed": len(missed),
+                "done": done,
+                "to_come": report.to_come,
+                "state": str(self.engine.state),
+            },
+        )
+        return report
 
     def next_deadline(self) -> int | None:
         """When :meth:`poll` next has something to do (show clock); None when nothing is scheduled."""
@@ -532,9 +744,18 @@ class ControllerCore:
             if device is not None:
                 self._report(device, wire.decode_report(kind, payload), now, pong=kind == "pong")
                 return
-        if self.engine.state in (State.ARMED, State.PLAYING):
+        if self.live and self.engine.state in (State.ARMED, State.PLAYING):
             self.counters["events"] += 1
-            self._plan(self.engine.receive_event("mqtt", topic, topic, now), now)
+            self._event("mqtt", topic, topic, now)
+
+    def _event(self, transport: str, name: str, sender: str, now: int) -> None:
+        """An event to the engine's triggers; journalled while a trigger listens (a replay
+        counts it the same way)."""
+        if self.journal and self.engine.listening:
+            self._records.append(
+                {"k": "event", "at": now, "transport": transport, "name": name, "sender": sender}
+            )
+        self._plan(self.engine.receive_event(transport, name, sender, now), now)
 
     def device_filters(self) -> list[str]:
         """What to subscribe to for every device's pongs, status and fire reports (QoS 0)."""
@@ -565,10 +786,10 @@ class ControllerCore:
             report = wire.decode_osc_report(msg.address, msg.args) if device is not None else None
             if report is not None and device is not None:
                 self._report(device, report, now, pong=msg.address == wire.OSC_PONG)
-            elif self.engine.state in (State.ARMED, State.PLAYING):
+            elif self.live and self.engine.state in (State.ARMED, State.PLAYING):
                 self.counters["events"] += 1
                 sender = device or f"{source[0]}:{source[1]}"
-                self._plan(self.engine.receive_event("osc", msg.address, sender, now), now)
+                self._event("osc", msg.address, sender, now)
 
     def receive_pongs(self, rows: I64, seqs: I64, t1: I64, t2: I64, t3: I64, received: I64) -> None:
         """Pongs already decoded into arrays, by clock-sync row (:attr:`PingSink.ids`), in order
@@ -619,7 +840,7 @@ class ControllerCore:
                 del self._fired[:50_000]
 
     def _late_join_ok(self) -> bool:
-        return self.engine.state in (State.PLAYING, State.PAUSED)
+        return self.live and self.engine.state in (State.PLAYING, State.PAUSED)
 
     def _late_join(self, device: str, now: int, *, rebooted: bool) -> None:
         """A device (re)joined mid-show: restart its clock sync and send it the state it should show."""
@@ -652,7 +873,7 @@ class ControllerCore:
         if rows.size:
             self._queue([PingBatch(now, rows, seqs)], None)
         rows = self.sync.update_rows(now)
-        if rows.size:
+        if rows.size and self.live:  # a follower keeps its models; the live controller's stand
             self._queue([ModelBatch(now, rows, *self.sync.model_rows(rows))], None)
 
     def expand(self, batch: PingBatch | ModelBatch, t1: int) -> list[Send]:
@@ -713,6 +934,11 @@ class ControllerCore:
     def presence_counts(self, now: int, *, offline_after_ns: int = 12 * S) -> dict[str, int]:
         """Counts for the operator: online, late (no news for a while), offline, unknown."""
         return self.presence.counts(now, offline_after_ns=offline_after_ns)
+
+
+def show_slug(name: str) -> str:
+    """A show's id on the wire and on disk: lower case, runs of other characters as one '-'."""
+    return _slug(name)
 
 
 def _slug(name: str) -> str:

@@ -395,6 +395,16 @@ class Engine:
             take=self._take,
         )
 
+    @property
+    def listening(self) -> bool:
+        """Whether an event trigger is armed (an event may start a cue)."""
+        return self._armed is not None
+
+    def set_take(self, take: int) -> None:
+        """Continue as take ``take`` (a replay that must use the live controller's keys)."""
+        self._take = take
+        self._show_key = self._timeline.show if take == 1 else f"{self._timeline.show} #{take}"
+
     def position_at(self, now: int) -> int | None:
         """Nominal show time at ``now`` of the most recently started running sequence (for late
         joins and the operator view); the last known position when nothing runs."""

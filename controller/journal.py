@@ -29,8 +29,11 @@ directory: at every instant the path holds either the old journal or the new one
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,7 +44,22 @@ import msgspec
 
 from venues.errors import MadangError
 
-__all__ = ["MAGIC", "MAX_RECORD", "Journal", "JournalContents", "JournalError", "read_journal"]
+__all__ = [
+    "JOURNAL_FILE",
+    "MAGIC",
+    "MAX_RECORD",
+    "Journal",
+    "JournalContents",
+    "JournalError",
+    "LastRun",
+    "ShowJournal",
+    "default_journal_dir",
+    "last_run",
+    "read_journal",
+]
+
+JOURNAL_FILE = "journal.madang"
+"""The journal's file name inside its folder (one folder per show)."""
 
 MAGIC = b"MADANGJ1"
 MAX_RECORD = 1 << 20  # a record larger than 1 MiB is taken as a torn or corrupt length
@@ -209,3 +227,181 @@ class Journal:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
+
+
+def default_journal_dir(show_id: str) -> Path:
+    """Where ``madang run`` keeps a show's journal unless told: ``$XDG_STATE_HOME/madang/journals/
+    <show>`` (``~/.local/state/...`` when ``XDG_STATE_HOME`` is not set)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "madang" / "journals" / show_id
+
+
+@dataclass(frozen=True, slots=True)
+class LastRun:
+    """What a journal says about the run that wrote it (:func:`last_run`)."""
+
+    records: list[dict[str, Any]]
+    show: str | None
+    state: str | None  # the transport state after the last journalled command
+    cue: str | None  # the cue of the last GO, if any
+    last_ns: int | None  # the instant of the last record
+    ended: bool  # the run wrote its end record (it was not cut short)
+    term: int
+    dropped: int  # bytes of a torn or corrupt tail, ignored
+    reason: str
+
+    @property
+    def live(self) -> bool:
+        """The show was playing (or paused) when the journal stops, without an end: the run was
+        cut short mid-show, and ``--resume`` carries it on."""
+        return not self.ended and self.state in ("playing", "paused")
+
+
+def last_run(path: Path) -> LastRun:
+    """Read the journal at ``path`` for a resume (an absent file is an empty run)."""
+    contents = read_journal(path)
+    show: str | None = None
+    state: str | None = None
+    cue: str | None = None
+    last: int | None = None
+    ended = False
+    term = 0
+    for r in contents.records:
+        at = r.get("at")
+        if isinstance(at, int):
+            last = at if last is None else max(last, at)
+        k = r.get("k")
+        if k == "start":
+            show = r.get("show") if isinstance(r.get("show"), str) else show
+            ended = False
+        elif k == "cmd":
+            state = r.get("state") if isinstance(r.get("state"), str) else state
+            cmd = r.get("cmd")
+            if isinstance(cmd, dict) and cmd.get("type") == "Go":
+                cue = cmd.get("cue") if isinstance(cmd.get("cue"), str) else cue
+        elif k == "end":
+            ended = True
+            state = r.get("state") if isinstance(r.get("state"), str) else state
+        if k in ("start", "term") and isinstance(r.get("term"), int):
+            term = max(term, r["term"])
+    return LastRun(contents.records, show, state, cue, last, ended, term, contents.dropped, contents.reason)
+
+
+_KEPT = frozenset({"start", "cmd", "event", "degrade", "term"})
+"""Record kinds a compaction keeps whole: the replay needs every one of them."""
+
+
+class ShowJournal:
+    """A run's journal in its folder: the core's records appended before their sends leave,
+    compacted at checkpoints so it stays small, locked against a second writer.
+
+    ``write`` fsyncs when a batch holds anything but ``sent`` records (a transport command must
+    survive a power cut; a ``sent`` record lost with one only makes the resume report a cue as
+    missed that may have fired, never fire it twice). A checkpoint (every ``checkpoint_every_ns``
+    once the file is over ``compact_over`` bytes) rewrites the journal as: the records the replay
+    needs (start, commands, events, degrades, terms), a ``checkpoint`` record whose
+    ``settled_before`` is ``settle_ns`` before now, and the ``sent`` keys due after it.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        fresh: bool,
+        checkpoint_every_ns: int = 10_000_000_000,
+        settle_ns: int = 5_000_000_000,
+        compact_over: int = 256 * 1024,
+        keep_old: int = 5,
+    ) -> None:
+        self.folder = folder
+        self.path = folder / JOURNAL_FILE
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._lock = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise JournalError(
+                folder,
+                f"cannot be created: {err.strerror or err}",
+                "pass --journal a folder you can write to, or --no-journal",
+            ) from err
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(self._lock)
+            raise JournalError(
+                folder,
+                "is in use by another madang run of this show",
+                "stop that run first, or give this one its own folder with --journal DIR",
+            ) from err
+        self.archived: Path | None = None
+        if fresh and self.path.exists() and self.path.stat().st_size > len(MAGIC):
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.path.stat().st_mtime))
+            self.archived = folder / f"journal-{stamp}.madang"
+            n = 1
+            while self.archived.exists():
+                n += 1
+                self.archived = folder / f"journal-{stamp}-{n}.madang"
+            os.replace(self.path, self.archived)
+            olds = sorted(folder.glob("journal-*.madang"), key=lambda p: p.stat().st_mtime)
+            for old in olds[:-keep_old] if keep_old else olds:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+        self.journal = Journal(self.path)
+        self.checkpoint_every_ns = checkpoint_every_ns
+        self.settle_ns = settle_ns
+        self.compact_over = compact_over
+        self._kept: list[Mapping[str, Any]] = [
+            r for r in self.journal.contents.records if r.get("k") in _KEPT
+        ]
+        self._sent: list[Mapping[str, Any]] = [
+            r for r in self.journal.contents.records if r.get("k") == "sent"
+        ]
+        self._next_checkpoint: int | None = None
+        self.checkpoints = 0
+
+    def write(self, records: list[dict[str, Any]], now: int) -> None:
+        """Append the core's records (before the sends of the same poll leave)."""
+        if records:
+            durable = False
+            for r in records:
+                if r.get("k") == "sent":
+                    self._sent.append(r)
+                else:
+                    durable = True
+                    self._kept.append(r)
+            self.journal.append_many(records, sync=durable)
+        if self._next_checkpoint is None:
+            self._next_checkpoint = now + self.checkpoint_every_ns
+        elif now >= self._next_checkpoint:
+            self._next_checkpoint = now + self.checkpoint_every_ns
+            if self.journal.size > self.compact_over:
+                self.checkpoint(now)
+
+    def checkpoint(self, now: int) -> None:
+        """Compact: keep what a replay needs and the keys due from ``now - settle_ns`` on."""
+        settled = now - self.settle_ns
+        sent: list[Mapping[str, Any]] = []
+        for r in self._sent:
+            sends = [s for s in r.get("sends", ()) if isinstance(s, list) and len(s) > 3 and s[3] >= settled]
+            if sends:
+                sent.append({**r, "sends": sends})
+        self._sent = sent
+        mark = {"k": "checkpoint", "at": now, "settled_before": settled}
+        self.journal.compact([*self._kept, mark, *sent])
+        self.checkpoints += 1
+
+    @property
+    def size(self) -> int:
+        """Bytes in the journal now."""
+        return self.journal.size
+
+    def close(self, *, end: Mapping[str, Any] | None = None) -> None:
+        """Write the ``end`` record (a clean exit), sync, close, unlock."""
+        if end is not None:
+            self.journal.append(end, sync=True)
+        self.journal.close()
+        if self._lock >= 0:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+            os.close(self._lock)
+            self._lock = -1

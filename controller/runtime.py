@@ -50,6 +50,8 @@ from controller.core import DEFAULT_SYNC_BUDGET_NS, ControllerCore, Item, ModelB
 from controller.delivery import Key, Kind, UdpSend, restamp
 from controller.edge import FiringEdge, Handle
 from controller.engine import Accepted
+from controller.follower import Takeover
+from controller.journal import JournalError, LastRun, ShowJournal, last_run
 from controller.keys import (
     ESC_TIMEOUT_NS,
     Intent,
@@ -65,6 +67,7 @@ from controller.mqtt import MqttLink, Publish, controller_will
 from controller.outputs import write_text
 from controller.playback import Command, Go, Pause, Seek, SetRate, State, Stop
 from controller.player import Player, PlayerOptions
+from controller.records import RecordError
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
@@ -112,6 +115,9 @@ class RuntimeOptions:
     ready_timeout_s: float | None = 60.0  # --go / auto GO wait this long for READY, then the run fails
     degrade: list[str] = field(default_factory=list)  # devices played on receipt from the start
     on_exit: str = "safe"  # what devices are left showing when the run ends early: EXIT_MODES
+    journal_dir: Path | None = None  # the show's journal folder (None: no journal)
+    resume: bool = False  # carry on the show its journal says was live (needs journal_dir)
+    resume_wait_s: float = 3.0  # on resume, wait this long for the broker before taking over
 
 
 class Runtime:
@@ -128,6 +134,7 @@ class Runtime:
         inner = _make_sync(venue) if options.sync else None
         # The core sees the service through the telemetry sink, which records accepted pongs.
         self.sync: TelemetrySync | None = None if inner is None else TelemetrySink(inner, self.telemetry)
+        self.controller_id = options.client_id or f"madang-{os.uname().nodename}-{os.getpid()}"
         self.core = ControllerCore(
             timeline,
             venue,
@@ -135,7 +142,13 @@ class Runtime:
             endpoints=options.endpoints,
             go_delay_ns=round(options.go_delay_ms * MS),
             sync_budget_ns=round(options.sync_budget_us * 1000),
+            controller_id=self.controller_id,
+            live=not options.resume,
+            journal=options.journal_dir is not None,
         )
+        self.journal: ShowJournal | None = None
+        self.last_run: LastRun | None = None  # what the journal said when this run began
+        self.takeover: Takeover | None = None
         self._degrade(options.degrade)
         self.player = Player(
             self.core,
@@ -174,6 +187,7 @@ class Runtime:
 
     async def run(self) -> int:
         """Play until the end (``exit_at_end``), a stop request or a signal; returns an exit code."""
+        self.open_journal()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -211,19 +225,107 @@ class Runtime:
                 raise ControlPortError(self.opts.control_port, str(err)) from err
         if self.opts.view:
             tasks.append(asyncio.create_task(self._view(), name="view"))
-        now = self.clock.wall_ns()
-        self.started_ns = now
-        self.player.start(now, rate=self.opts.rate, go=self.opts.go)  # GO once the sync gate is READY
-        log.info(
-            "show armed",
-            extra={"show": self.timeline.show, "venue": self.venue.id, "devices": len(self.venue.devices)},
-        )
         try:
+            if self.opts.resume:
+                await self._resume()
+            else:
+                now = self.clock.wall_ns()
+                self.started_ns = now
+                if self.journal is not None:
+                    self.journal.write([self.core.start_record(now)], now)
+                self.player.start(now, rate=self.opts.rate, go=self.opts.go)  # GO once the gate is READY
+                log.info(
+                    "show armed",
+                    extra={
+                        "show": self.timeline.show,
+                        "venue": self.venue.id,
+                        "devices": len(self.venue.devices),
+                    },
+                )
             await self._pump()
         finally:
             await self._shutdown(tasks)
         self._gate_failed()
         return self.exit_code
+
+    # -- the journal -------------------------------------------------------------------------
+
+    def open_journal(self) -> None:
+        """Open the show's journal (``journal_dir``): for ``resume``, read it and replay it into
+        the core (which follows until :meth:`_resume` takes over); else archive the last one and
+        start a new one. Raises JournalError with what to do."""
+        folder = self.opts.journal_dir
+        if folder is None or self.journal is not None:
+            if self.opts.resume and folder is None:
+                raise JournalError(Path("."), "--resume needs a journal", "leave out --no-journal")
+            return
+        from controller.journal import JOURNAL_FILE
+
+        self.last_run = last_run(folder / JOURNAL_FILE)
+        lr = self.last_run
+        if self.opts.resume:
+            if not lr.records:
+                raise JournalError(
+                    folder / JOURNAL_FILE, "holds nothing to resume", "run the show without --resume"
+                )
+            if lr.dropped:
+                log.warning(
+                    "journal: a torn or corrupt tail was ignored",
+                    extra={"bytes": lr.dropped, "reason": lr.reason},
+                )
+            for i, record in enumerate(lr.records):
+                try:
+                    self.core.follow(record)
+                except RecordError as err:
+                    raise JournalError(
+                        folder / JOURNAL_FILE,
+                        f"record {i + 1}: {err}",
+                        "resume with the show and venue that wrote it",
+                    ) from err
+        self.journal = ShowJournal(folder, fresh=not self.opts.resume)
+        if not self.opts.resume and lr.live:
+            log.warning(
+                "the last run of this show was cut short while %s (cue %s); it was kept as %s. "
+                "To carry it on instead, stop this run and start it again with --resume",
+                lr.state,
+                lr.cue,
+                self.journal.archived,
+            )
+            self._note_error(f"last run cut short while {lr.state}: restart with --resume to carry it on")
+
+    async def _resume(self) -> None:
+        """``--resume``: reconnect, then take over at now with a higher term: what is to come is
+        sent under its own keys, what fell due while no controller was live is reported missed
+        (controller.follower)."""
+        assert self.mqtt is not None
+        deadline = time.monotonic() + self.opts.resume_wait_s
+        while not self.mqtt.connected and time.monotonic() < deadline and not self._stop.is_set():
+            await asyncio.sleep(0.005)
+        now = self.clock.wall_ns()
+        self.started_ns = now
+        report = self.core.take_over(now, self.core.term + 1)
+        self.takeover = report
+        missed = len(report.missed)
+        outage = report.as_dict()["outage_ns"]
+        log.warning(
+            "resumed the show at %s: %d cue action(s) fell due while no controller was live and are "
+            "reported missed (not fired late); %d still to come",
+            str(self.core.state),
+            missed,
+            report.to_come,
+            extra={
+                "term": report.term,
+                "outage_ns": outage,
+                "missed": [m.as_dict() for m in report.missed[:20]],
+            },
+        )
+        self._note_operator(
+            now,
+            "journal",
+            "resume",
+            True,
+            f"term {report.term}, {missed} missed in the outage, {report.to_come} to come",
+        )
 
     def _on_signal(self, sig: signal.Signals) -> None:
         """SIGINT or SIGTERM: end the run cleanly, leaving the devices as ``on_exit`` says."""
@@ -265,8 +367,13 @@ class Runtime:
         self._leave_devices(now)
         # Flush the safe states and the final controller state now, ignoring leads (holding: only
         # what is due now, so no event trigger's timeout is run ahead of its time).
-        for item in self.core.poll(now + (10 * S if self.opts.on_exit == "safe" else 0)):
+        items = self.core.poll(now + (10 * S if self.opts.on_exit == "safe" else 0))
+        if self.journal is not None:
+            self.journal.write(self.core.take_records(), now)
+        for item in items:
             self._execute(item, now, immediate=True)
+        if self.journal is not None:
+            self.journal.close(end={"k": "end", "at": now, "state": str(self.core.state)})
         if self.control is not None:
             self.control.close()
         if self.mqtt is not None:
@@ -290,7 +397,10 @@ class Runtime:
         player = self.player
         while not self._stop.is_set():
             now = self.clock.wall_ns()
-            for item in player.poll(now):
+            items = player.poll(now)
+            if self.journal is not None:
+                self.journal.write(self.core.take_records(), now)  # before any of them leaves
+            for item in items:
                 self._execute(item, now)
             self._push_updates()
             if player.done(now):
@@ -359,8 +469,12 @@ class Runtime:
         if isinstance(result, Accepted):
             log.info(
                 "transport command",
-                extra={"command": type(cmd).__name__, "state": str(result.state), "cue": snap.current_cue,
-                       "source": source},
+                extra={
+                    "command": type(cmd).__name__,
+                    "state": str(result.state),
+                    "cue": snap.current_cue,
+                    "source": source,
+                },
             )
             self._note_operator(now, source, cmd, True, f"-> {result.state}")
             return "ok", {"state": str(result.state), "cue": snap.current_cue, "standby": snap.standby_cue}
@@ -629,6 +743,9 @@ class Runtime:
                 "subscribers": len(self.control.subscriptions),
             },
             "osc_malformed_received": self.core.counters["osc_malformed"],
+            "role": {"id": self.controller_id, "term": self.core.term, "live": self.core.live},
+            "journal": None if self.journal is None else str(self.journal.path),
+            "resumed": None if self.takeover is None else self.takeover.as_dict(),
         }
 
 

@@ -236,6 +236,14 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.no_journal and (args.journal or args.resume):
+        print("madang run: --no-journal cannot go with --journal or --resume (a resume reads the journal)",
+              file=sys.stderr)
+        return 2
+    if args.resume and args.simulate:
+        print("madang run: --resume carries on a show on its real venue; a simulated venue ends with its "
+              "run (leave out --simulate or --resume)", file=sys.stderr)
+        return 2
     if args.simulate:
         from madang.rehearsal import run_simulated_cli
 
@@ -455,6 +463,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--report", metavar="FILE", help="write the post-show report (JSON, with per-device sync telemetry)"
+    )
+    sp.add_argument(
+        "--journal",
+        metavar="DIR",
+        help="keep the show's journal in DIR (default for a real run: a folder per show under "
+        "$XDG_STATE_HOME/madang/journals, printed at start; --simulate keeps none unless given)",
+    )
+    sp.add_argument("--no-journal", action="store_true", help="keep no journal (no --resume possible)")
+    sp.add_argument(
+        "--resume",
+        action="store_true",
+        help="carry on the show its journal says was live: same keys, what fell due while no "
+        "controller was live reported missed",
     )
 
     sp = cmd("simulate", _cmd_simulate, "bring a venue to life for a controller running elsewhere")

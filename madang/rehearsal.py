@@ -19,10 +19,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from controller.core import show_slug
 from controller.outputs import prepare, write_text
 from cues.compiler import compile_show
 from cues.timeline import Timeline
 from madang.report import prepare_report, print_report, write_report
+from madang.show import journal_folder
 from simulators.broker import MosquittoBroker
 from simulators.devices.venue import SimulatedVenue
 from simulators.harness import limit_headsets, play_real, shipped_show
@@ -56,6 +58,7 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
         ready_timeout_s=args.ready_timeout,
         degrade=args.degrade,
         on_exit=args.on_exit,
+        journal_dir=journal_folder(args, show_slug(timeline.show), default_on=False),
     )
 
 

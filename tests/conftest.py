@@ -34,6 +34,13 @@ settings.register_profile(
 settings.load_profile("madang")
 
 
+@pytest.fixture(autouse=True)
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own ``XDG_STATE_HOME``: ``madang run`` keeps a show's journal there by
+    default, and tests (of the same show, perhaps at once) must not share or leave journals."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 def missing_tool(what: str, package: str) -> NoReturn:
     """A test's outside tool is not installed: skip with the install command, but fail under CI,
     where .ci/run installs it from Debian's packages (its absence there is a broken build)."""

@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,6 +82,7 @@ async def play_real(
     degrade: list[str] | None = None,
     on_exit: str = "safe",
     handle_signals: bool = False,
+    journal_dir: Path | None = None,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
@@ -89,7 +91,8 @@ async def play_real(
     ``control_allow``, ``ready_timeout_s`` and ``degrade`` are the runtime's options of those names
     (``madang run``'s flags). Every GO that is not the operator's (``go``, ``auto_go``) waits for
     the sync gate's READY (:mod:`controller.gate`); one that waits ``ready_timeout_s`` in vain
-    ends the run with the runtime's exit code 3.
+    ends the run with the runtime's exit code 3. ``journal_dir``: keep the run's journal there
+    (none by default: a rehearsal's simulated venue cannot be resumed).
 
     ``headset_process``: run the MQTT headsets in a child process
     (:class:`~simulators.devices.worker.HeadsetWorker`), so that the controller does not share an
@@ -173,6 +176,7 @@ async def play_real(
                 ready_timeout_s=ready_timeout_s,
                 degrade=list(degrade or []),
                 on_exit=on_exit,
+                journal_dir=journal_dir,
             ),
         )
         if interrupt is not None:

@@ -490,7 +490,7 @@ class Runtime:
             if cmd.what == "state":
                 # The sync gate's counts change with every pong: in the reply, not in the pushed
                 # updates (those carry transport and playhead changes only).
-                return "ok", {**self._state_data(), "sync": self.readiness_state()}
+                return "ok", {**self._state_data(), "sync": self.readiness_state(), "role": self.role_state()}
             return "error", f"unknown query {cmd.what}"
         return self._command(cmd, source=f"osc {source[0]}")
 
@@ -691,7 +691,33 @@ class Runtime:
             log=list(self._oplog),
             keys=self._keys_off,
             help=self._help,
+            role=self.role_text(),
+            role_live=self.core.live,
         )
+
+    def role_state(self) -> dict[str, Any]:
+        """Which controller this is, for ``/state`` and the report: ``id``, ``term``, ``live``,
+        ``role`` (``live``, ``resumed``), ``journal`` (its path, or None)."""
+        role = "live" if self.core.live else "following"
+        if self.takeover is not None and self.core.live:
+            role = "resumed"
+        return {
+            "id": self.controller_id,
+            "term": self.core.term,
+            "live": self.core.live,
+            "role": role,
+            "journal": None if self.journal is None else str(self.journal.path),
+        }
+
+    def role_text(self) -> str:
+        """The role as the live view's title shows it."""
+        st = self.role_state()
+        text = f"LIVE · term {st['term']}" if st["live"] else f"NOT LIVE · term {st['term']}"
+        if st["role"] == "resumed" and self.takeover is not None:
+            text += f" · resumed, {len(self.takeover.missed)} missed in the outage"
+        if self.journal is None:
+            text += " · no journal"
+        return text
 
     async def _view(self) -> None:
         from rich.console import Console
@@ -743,7 +769,7 @@ class Runtime:
                 "subscribers": len(self.control.subscriptions),
             },
             "osc_malformed_received": self.core.counters["osc_malformed"],
-            "role": {"id": self.controller_id, "term": self.core.term, "live": self.core.live},
+            "role": self.role_state(),
             "journal": None if self.journal is None else str(self.journal.path),
             "resumed": None if self.takeover is None else self.takeover.as_dict(),
         }

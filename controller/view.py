@@ -117,6 +117,8 @@ class ViewModel:
     log: Sequence[LogLine] = ()  # the operator log, oldest first
     keys: str = ""  # "" when keys are read; else why not (shown instead of the key hints)
     help: bool = False  # the key help is shown
+    role: str = ""  # which controller this is: "LIVE · term 1", "STANDBY of ... · in step", ...
+    role_live: bool = True  # this controller drives the devices
 
 
 def cue_rows(
@@ -201,8 +203,10 @@ def _status(row: CueRow, state: str) -> Text:
         return Text(text, style="bold cyan")
     if row.role == "standby":
         if row.event:
-            return Text(f"waits for {row.event}" if state in ("armed", "playing") else "waits for an event",
-                        style="cyan")
+            return Text(
+                f"waits for {row.event}" if state in ("armed", "playing") else "waits for an event",
+                style="cyan",
+            )
         return Text("waits for GO" if state in ("armed", "playing") else "standby", style="bold cyan")
     return Text("")
 
@@ -399,10 +403,13 @@ def render(vm: ViewModel) -> RenderableType:
     if vm.help:
         parts.append(_help_panel())
     parts.append(_hints(vm))
-    return Panel(Group(*parts), title="madang", border_style=_border(vm))
+    title = "madang" if not vm.role else f"madang · {vm.role}"
+    return Panel(Group(*parts), title=title, title_align="left", border_style=_border(vm))
 
 
 def _border(vm: ViewModel) -> str:
+    if not vm.role_live:
+        return "blue"  # a standby: it drives nothing, whatever its transport shows
     if vm.state in ("panicked", "stopped") or vm.offline:
         return "red"
     if vm.late or vm.over_budget or vm.ready is False or not vm.broker_connected:

@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -831,7 +832,9 @@ def _make_sync(venue: Venue) -> TelemetrySync | None:
         from controller.sync.service import SyncService
     except ImportError:
         return None
-    return SyncService(venue)
+    # Each controller pings in its own block of seqs (2**24 each, below 2**30: OSC carries 31
+    # bits), so the two of a pair do not take each other's pongs for answers.
+    return SyncService(venue, seq_base=(secrets.randbelow(63) + 1) << 24)
 
 
 def _warm_sync() -> None:

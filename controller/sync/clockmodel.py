@@ -465,7 +465,10 @@ class PingPlanner:
         timeout_ns: int = 5 * _NS,
         max_in_flight: int = 16,
         seed: int = 0,
+        seq_base: int = 0,
     ) -> None:
+        if not 0 <= seq_base < _SEQ_MOD // 2:
+            raise ValueError(f"seq_base must be in [0, 2**31), got {seq_base}")
         if (
             burst < 1
             or interval_ns <= 0
@@ -488,6 +491,10 @@ class PingPlanner:
         self.tick_ns = tick_ns
         self.timeout_ns = timeout_ns
         self.max_in_flight = max_in_flight
+        # Where each device's ping seqs start: two controllers of a pair ping the same devices
+        # and both hear every MQTT pong, so each starts its seqs in its own block (a pong to the
+        # other's ping is then dropped as unknown, not taken for an answer).
+        self.seq_base = seq_base
         self._rng = np.random.default_rng(seed)
         self.active: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
         self.next_due: I64 = np.zeros(0, dtype=np.int64)
@@ -516,7 +523,7 @@ class PingPlanner:
         self.active = np.concatenate([self.active, np.zeros(extra, dtype=np.bool_)])
         self.next_due = np.concatenate([self.next_due, np.full(extra, _NEVER, dtype=np.int64)])
         self.burst_left = np.concatenate([self.burst_left, np.zeros(extra, dtype=np.int64)])
-        self.next_seq = np.concatenate([self.next_seq, np.zeros(extra, dtype=np.int64)])
+        self.next_seq = np.concatenate([self.next_seq, np.full(extra, self.seq_base, dtype=np.int64)])
         self.fast_until = np.concatenate([self.fast_until, np.zeros(extra, dtype=np.int64)])
         self.settled = np.concatenate([self.settled, np.zeros(extra, dtype=np.bool_)])
         self._fl_seq = np.concatenate([self._fl_seq, np.full((extra, m), -1, dtype=np.int64)])

@@ -62,10 +62,12 @@ class SyncService:
         slow_interval_ns: int = 5 * S,
         settle_ns: int = MS,
         tick_ns: int = 2 * MS,
+        seq_base: int = 0,
     ) -> None:
         self.models = ClockModels(window)
         self.planner = PingPlanner(
             seed=seed,
+            seq_base=seq_base,
             interval_ns=ping_interval_ns,
             jitter_ns=min(1_000_000_000, ping_interval_ns * 3 // 5),
             slow_interval_ns=max(slow_interval_ns, ping_interval_ns),

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from controller.core import show_slug
-from controller.journal import default_journal_dir
+from controller.journal import JOURNAL_FILE, LastRun, default_journal_dir, last_run
 from controller.outputs import prepare
 from controller.runtime import Runtime, RuntimeOptions
 from cues.compiler import compile_show
@@ -25,8 +27,11 @@ def run_show_cli(args: argparse.Namespace) -> int:
     """``madang run``: compile, then play with a live view until the end or a signal."""
     timeline, venue = compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
     journal = journal_folder(args, show_slug(timeline.show))
+    resume = args.resume
+    if journal is not None and not resume and sys.stdin.isatty() and sys.stderr.isatty():
+        resume = offer_resume(last_run(journal / JOURNAL_FILE), input)
     if journal is not None:
-        print(f"madang: journal {journal}" + (" (resuming)" if args.resume else ""), file=sys.stderr)
+        print(f"madang: journal {journal}" + (" (resuming)" if resume else ""), file=sys.stderr)
     opts = RuntimeOptions(
         broker_url=args.broker,
         control_port=None if args.control_port < 0 else args.control_port,
@@ -43,7 +48,7 @@ def run_show_cli(args: argparse.Namespace) -> int:
         ready_timeout_s=args.ready_timeout,
         degrade=args.degrade,
         journal_dir=journal,
-        resume=args.resume,
+        resume=resume,
     )
     return asyncio.run(Runtime(timeline, venue, opts).run())
 
@@ -56,3 +61,21 @@ def journal_folder(args: argparse.Namespace, show_id: str, *, default_on: bool =
     if args.journal:
         return Path(args.journal)
     return default_journal_dir(show_id) if default_on else None
+
+
+def offer_resume(run: LastRun, ask: Callable[[str], str]) -> bool:
+    """The automatic offer: when the journal says the last run was cut short while the show was
+    live, ask the operator (at a terminal) whether to carry it on; Enter or ``y`` resumes."""
+    if not run.live:
+        return False
+    ago = "" if run.last_ns is None else f", {max(0.0, time.time() - run.last_ns / 1e9):,.0f} s ago"
+    question = (
+        f"madang: the last run of this show was cut short while {run.state}"
+        f"{f' (cue {run.cue})' if run.cue else ''}{ago}.\n"
+        "Carry it on where it is (--resume: same cue keys, what fell due meanwhile reported missed)? [Y/n] "
+    )
+    try:
+        answer = ask(question)
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("", "y", "yes")

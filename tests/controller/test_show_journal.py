@@ -13,7 +13,7 @@ from controller.journal import JOURNAL_FILE, JournalError, ShowJournal, encode_r
 from controller.playback import Arm, Go, Stop
 from controller.playback import Load as LoadCmd
 from tests.controller.test_engine import MS
-from tests.controller.test_follow import S, T0, _core, _keys
+from tests.controller.test_follow import T0, S, _core, _keys
 
 STEP = 10 * MS
 
@@ -51,7 +51,7 @@ def _resume(folder: Path, at: int) -> tuple[ControllerCore, list[object]]:
 
 
 def test_a_journal_stays_small_at_checkpoints_and_still_resumes(tmp_path: Path) -> None:
-    _, before, journal = _journalled_run(
+    _, _, journal = _journalled_run(
         tmp_path, T0 + 9 * S, checkpoint_every_ns=S, settle_ns=2 * S, compact_over=512
     )
     assert journal.checkpoints >= 3
@@ -154,3 +154,28 @@ def test_a_journal_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -
     with pytest.raises(JournalError, match="cannot be created") as err:
         ShowJournal(blocker / "journal", fresh=True)
     assert "--journal" in str(err.value)
+
+
+def test_the_automatic_offer_asks_only_after_a_run_cut_short_while_live(tmp_path: Path) -> None:
+    from madang.show import offer_resume
+
+    _, _, journal = _journalled_run(tmp_path, T0 + 3 * S)
+    journal.close()  # cut short
+    run = last_run(tmp_path / JOURNAL_FILE)
+    asked: list[str] = []
+
+    def ask(answer: str) -> object:
+        def f(question: str) -> str:
+            asked.append(question)
+            return answer
+
+        return f
+
+    assert offer_resume(run, ask(""))  # type: ignore[arg-type]  # Enter resumes
+    assert "cut short while playing" in asked[-1] and "[Y/n]" in asked[-1]
+    assert not offer_resume(run, ask("n"))  # type: ignore[arg-type]
+    ended = ShowJournal(tmp_path / "ended", fresh=True)
+    ended.close(end={"k": "end", "at": T0, "state": "stopped"})
+    n = len(asked)
+    assert not offer_resume(last_run(tmp_path / "ended" / JOURNAL_FILE), ask("y"))  # type: ignore[arg-type]
+    assert len(asked) == n  # nothing to offer: not asked

@@ -243,7 +243,7 @@ class LastRun:
     records: list[dict[str, Any]]
     show: str | None
     state: str | None  # the transport state after the last journalled command
-    cue: str | None  # the cue of the last GO, if any
+    cue: str | None  # the cue of the last cue message sent (or of the last GO to a named cue)
     last_ns: int | None  # the instant of the last record
     ended: bool  # the run wrote its end record (it was not cut short)
     term: int
@@ -279,6 +279,12 @@ def last_run(path: Path) -> LastRun:
             cmd = r.get("cmd")
             if isinstance(cmd, dict) and cmd.get("type") == "Go":
                 cue = cmd.get("cue") if isinstance(cmd.get("cue"), str) else cue
+        elif k == "sent":
+            keyed = [
+                s for s in r.get("sends", ()) if isinstance(s, list) and len(s) > 2 and isinstance(s[2], int)
+            ]
+            cues = [s[1] for s in keyed if s[2] >= 0 and isinstance(s[1], str)]
+            cue = cues[-1] if cues else cue
         elif k == "end":
             ended = True
             state = r.get("state") if isinstance(r.get("state"), str) else state

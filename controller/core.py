@@ -548,6 +548,24 @@ class ControllerCore:
         if isinstance(at, int) and self._followed % 256 == 0:
             self.shadow.prune(at - 30 * S)
 
+    def step_down(self, now: int, reason: str) -> None:
+        """Stop driving at once: another controller holds a higher term (it took over while this
+        one was cut off from its standby). Everything handed out for later is withdrawn, nothing
+        keyed is sent from now on; pings go on (docs/standby.md)."""
+        if not self.live:
+            return
+        self.live = False
+        keys = frozenset(
+            s.key for _, _, s in self._pending if isinstance(s, UdpSend | MqttPublish) and s.key is not None
+        )
+        self._pending = [item for item in self._pending if isinstance(item[2], PingBatch)]
+        heapq.heapify(self._pending)
+        held = self.engine.snapshot
+        if keys:
+            self._withdrawn.append(Withdraw(now, keys))
+        log.warning("stepped down: this controller no longer drives the devices",
+                    extra={"reason": reason, "term": self.term, "state": str(held.state)})
+
     def _shadow_poll(self, now: int) -> None:
         deadline = self.engine.next_deadline()
         if deadline is not None and deadline <= now:

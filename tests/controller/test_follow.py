@@ -209,3 +209,14 @@ def test_a_bad_command_record_is_a_clear_error() -> None:
         decode_command({"type": "Explode"})
     with pytest.raises(RecordError, match="Go"):
         decode_command({"type": "Go", "bogus": 1})
+
+
+def test_a_controller_that_steps_down_withdraws_what_it_held_and_sends_no_more_cues() -> None:
+    core, _, _ = _live_until(T0 + 3 * S)
+    core.step_down(T0 + 3 * S, "a higher term")
+    items = core.poll(T0 + 3 * S)
+    withdrawn = [i for i in items if type(i).__name__ == "Withdraw"]
+    assert not core.live and withdrawn
+    later, _ = _play(core, T0 + 3 * S, T0 + 20 * S)
+    assert not _keys(later)  # it drives nothing any more
+    assert "not live" in str(core.command(Go(), T0 + 20 * S))

@@ -200,6 +200,10 @@ class PingSink(Protocol):
         """The device rebooted: forget its samples and start a new burst."""
         ...
 
+    def leave(self, device: str) -> None:
+        """The device is gone for good (an audience slot its phone left): stop pinging it."""
+        ...
+
     def next_deadline(self) -> int | None:
         """When the next ping falls due."""
         ...
@@ -268,6 +272,10 @@ class ControllerCore:
         self.edge_horizon_ns = edge_horizon_ns
         self.presence = Presence(d.id for d in venue.devices)
         self.health: dict[str, DeviceHealth] = self.presence.health
+        # Audience slots: vacant until a phone takes one (docs/venues.md, "The audience").
+        self._pooled = frozenset(d.id for d in venue.devices if d.pooled)
+        for slot in self._pooled:
+            self.health[slot].status = "vacant"
         # By clock-sync row, for receive_pongs.
         self._health_by_row = [self.health[d] for d in sync.ids] if sync is not None else []
         # Each device's MQTT topic root (its venue ``mqtt.base``, or madang/dev/{id}), both ways.
@@ -846,16 +854,33 @@ class ControllerCore:
             self.presence.answered(device, now)
         elif isinstance(msg, wire.Status):
             ready, rebooted = self.presence.receive_status(device, msg, now)
+            if device in self._pooled:
+                rebooted = self._pool_presence(device, ready, now)
             if ready and self._late_join_ok():
                 # Every (re)connection mid-show gets catch-up state (docs/protocol.md); clock sync
                 # starts over only when the device really restarted (a new boot instant).
                 self._late_join(device, now, rebooted=rebooted)
+            elif ready and rebooted and device in self._pooled and self.sync is not None:
+                self.sync.reset(device)
         else:
             self.presence.seen(device, now).fired += 1
             self.counters["fired"] += 1
             self._fired.append((device, msg))
             if len(self._fired) > 100_000:  # nobody takes them: keep the newest
                 del self._fired[:50_000]
+
+    def _pool_presence(self, device: str, ready: bool, now: int) -> bool:
+        """An audience slot (venues.model.AudiencePool) was taken (``ready``) or left: a new
+        phone in a slot is a new clock (its sync starts over, with a burst: returns True), a
+        slot left is vacant and no longer pinged."""
+        if ready:
+            return True  # the caller resets its clock sync (in _late_join, or here when not live)
+        h = self.health[device]
+        if h.status == "offline":
+            h.status = "vacant"
+            if self.sync is not None:
+                self.sync.leave(device)
+        return False
 
     def _late_join_ok(self) -> bool:
         return self.live and self.engine.state in (State.PLAYING, State.PAUSED)
@@ -912,7 +937,7 @@ class ControllerCore:
                     out.append(
                         UdpSend(at_ns=batch.at_ns, device=device, addr=ep, data=data, kind=Kind.PING, seq=seq)
                     )
-                elif dev.mqtt is not None:
+                elif dev.mqtt is not None or dev.ws is not None:  # WebSocket: the same topics
                     out.append(
                         MqttPublish(
                             at_ns=batch.at_ns,

@@ -142,6 +142,9 @@ class SyncGate:
         # Rows gated on the budget (app, timetag) and rows gated on having a measurement (echo).
         self._budgeted = np.array([kinds.get(d) in (Sync.APP, Sync.TIMETAG) for d in ids], dtype=np.bool_)
         self._known = set(kinds)
+        # Audience slots (phones) never hold the gate: the show does not wait for the crowd.
+        pooled = {d.id for d in venue.devices if d.pooled}
+        self._optional = np.array([d in pooled for d in ids], dtype=np.bool_)
 
     def degrade(self, devices: Iterable[str]) -> list[str]:
         """Play these devices on receipt from now on: they stop holding the gate, and their cues
@@ -175,6 +178,7 @@ class SyncGate:
             r = self._row.get(d)
             if r is not None:
                 mask[r] = False
+        mask &= ~self._optional
         settled = np.isfinite(err)
         ok = settled & (~self._budgeted | (err <= self.budget_ns))
         need = int(mask.sum())

@@ -62,9 +62,11 @@ class Presence:
 
     def counts(self, now: int, *, offline_after_ns: int = 12 * S) -> dict[str, int]:
         """Counts for the operator: online, late (no news for a while), offline, unknown."""
-        out = {"online": 0, "late": 0, "offline": 0, "unknown": 0}
+        out = {"online": 0, "late": 0, "offline": 0, "unknown": 0, "vacant": 0}
         for h in self.health.values():
-            if h.status == "offline":
+            if h.status == "vacant":  # an audience slot no phone holds
+                out["vacant"] += 1
+            elif h.status == "offline":
                 out["offline"] += 1
             elif h.last_seen_ns is None:
                 out["unknown"] += 1

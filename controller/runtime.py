@@ -72,6 +72,7 @@ from controller.records import RecordError
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
+from controller.web import WebFront
 from cues.timeline import Timeline
 from venues.errors import MadangError
 from venues.model import Venue
@@ -119,6 +120,12 @@ class RuntimeOptions:
     journal_dir: Path | None = None  # the show's journal folder (None: no journal)
     resume: bool = False  # carry on the show its journal says was live (needs journal_dir)
     resume_wait_s: float = 3.0  # on resume, wait this long for the broker before taking over
+    # The web server (controller.web): WebSocket devices, the audience page. None: off.
+    web_port: int | None = None  # 0: any free port
+    web_port_fallback: bool = False  # the port is a default: when taken, take any free one (warned)
+    web_host: str = "127.0.0.1"
+    web_origins: list[str] = field(default_factory=list)  # browser origins allowed besides same-origin
+    web_media: Mapping[str, Path] = field(default_factory=dict)  # crowd images: name -> file
 
 
 class Runtime:
@@ -166,6 +173,7 @@ class Runtime:
         self.mqtt: MqttLink | None = None
         self.udp: UdpReceiver | None = None
         self.control: ControlPort | None = None
+        self.web: WebFront | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._handles: dict[Key, list[Handle]] = defaultdict(list)
@@ -224,6 +232,8 @@ class Runtime:
                 )
             except OSError as err:
                 raise ControlPortError(self.opts.control_port, str(err)) from err
+        if self.opts.web_port is not None:
+            await self._open_web()
         if self.opts.view:
             tasks.append(asyncio.create_task(self._view(), name="view"))
         try:
@@ -377,6 +387,8 @@ class Runtime:
             self.journal.close(end={"k": "end", "at": now, "state": str(self.core.state)})
         if self.control is not None:
             self.control.close()
+        if self.web is not None:
+            await self.web.close()
         if self.mqtt is not None:
             await self.mqtt.close(final=[Publish(wire.STATE_TOPIC, wire.OFFLINE_STATE, 1, True)])
         for t in tasks:
@@ -445,6 +457,8 @@ class Runtime:
                 self.udp.send(data, item.addr)
             return
         assert self.mqtt is not None
+        if self.web is not None and self.web.publish(item):
+            return  # for a device that only a WebSocket reaches (the hub stamps pings itself)
         payload = restamp(item, self.clock.wall_ns()) if item.kind is Kind.PING else item.payload
         if item.precise and not immediate and item.at_ns > now + MS:
             loop = asyncio.get_running_loop()
@@ -773,7 +787,35 @@ class Runtime:
             "role": self.role_state(),
             "journal": None if self.journal is None else str(self.journal.path),
             "resumed": None if self.takeover is None else self.takeover.as_dict(),
+            "web": None if self.web is None else self.web.report(),
         }
+
+    # -- the web (controller.web) ------------------------------------------------------------
+
+    async def _open_web(self) -> None:
+        """Serve the venue's WebSocket devices and the audience page; print the URLs."""
+        assert self.opts.web_port is not None
+        self.web = WebFront(
+            self.venue,
+            self._on_mqtt,  # a frame is an MQTT message that came another way
+            clock=self.clock,
+            host=self.opts.web_host,
+            port=self.opts.web_port,
+            origins=self.opts.web_origins,
+            media=self.opts.web_media,
+            show=self.core.show_id,
+        )
+        try:
+            await self.web.start()
+        except OSError as err:
+            if not self.opts.web_port_fallback:
+                self.web = None
+                raise WebPortError(self.opts.web_port, str(err)) from err
+            log.warning("web port %d is taken (%s): serving on any free port", self.opts.web_port, err)
+            self.web.server.port = 0
+            await self.web.start()
+        for title, url in self.web.urls().items():
+            print(f"madang: web {title} {url}", file=sys.stderr, flush=True)
 
 
 GATE_TIMEOUT_EXIT = 3
@@ -807,6 +849,21 @@ class ControlPortError(MadangError, OSError):
         return (
             f"cannot open the OSC control port {self.port}: {self.reason}; "
             "pick another with --control-port N, or --control-port 0 for any free port"
+        )
+
+
+class WebPortError(MadangError, OSError):
+    """The web server could not listen on its port."""
+
+    def __init__(self, port: int, reason: str) -> None:
+        super().__init__(port, reason)
+        self.port = port
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"cannot open the web port {self.port}: {self.reason}; "
+            "pick another with --web-port N, --web-port 0 for any free port, or -1 for none"
         )
 
 

@@ -341,6 +341,10 @@ class TelemetrySink:
         """See :class:`~controller.core.PingSink`."""
         self.inner.reset(device)
 
+    def leave(self, device: str) -> None:
+        """See :class:`~controller.core.PingSink`."""
+        self.inner.leave(device)
+
     def next_deadline(self) -> int | None:
         """See :class:`~controller.core.PingSink`."""
         return self.inner.next_deadline()

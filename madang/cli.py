@@ -75,6 +75,32 @@ def setup_logging(*, verbose: int = 0, json_logs: bool = False, stream: Any = No
     logging.getLogger("mqtt").setLevel(logging.ERROR)
 
 
+def _web_options(sp: argparse.ArgumentParser) -> None:
+    """``--web-port``, ``--web-host``, ``--web-origin`` (controller.web; docs/operator.md, "Web")."""
+    sp.add_argument(
+        "--web-port",
+        type=_int_in(-1, 65535, "a TCP port; 0: any free port, -1: off"),
+        default=None,
+        metavar="PORT",
+        help="the web server: WebSocket devices, the audience page (default 8080, or any free port "
+        "when 8080 is taken; 0: any free port; -1: off)",
+    )
+    sp.add_argument(
+        "--web-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the web server listens on (default 127.0.0.1, loopback only; 0.0.0.0: every interface)",
+    )
+    sp.add_argument(
+        "--web-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin (https://host[:port]) allowed on the web sockets besides the server's own "
+        "(repeatable)",
+    )
+
+
 def _print_findings(err: SourceErrors) -> None:
     for f in err.findings:
         print(str(f), file=sys.stderr)
@@ -421,6 +447,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_source_address,
         help="source address allowed on the control port (repeatable; default loopback only)",
     )
+    _web_options(sp)
     sp.add_argument("--simulate", action="store_true", help="play against a simulated venue")
     sp.add_argument("--impair", default="lan", choices=IMPAIRMENTS, help="impairment profile for --simulate")
     sp.add_argument("--seed", type=_SEED, default=0, help="seed of the simulated venue (--simulate)")

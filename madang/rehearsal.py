@@ -24,7 +24,7 @@ from controller.outputs import prepare, write_text
 from cues.compiler import compile_show
 from cues.timeline import Timeline
 from madang.report import prepare_report, print_report, write_report
-from madang.show import journal_folder
+from madang.show import journal_folder, web_options
 from simulators.broker import MosquittoBroker
 from simulators.devices.venue import SimulatedVenue
 from simulators.harness import limit_headsets, play_real, shipped_show
@@ -59,7 +59,17 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
         degrade=args.degrade,
         on_exit=args.on_exit,
         journal_dir=journal_folder(args, show_slug(timeline.show), default_on=False),
+        web=_web(args, timeline),
     )
+
+
+def _web(args: argparse.Namespace, timeline: Timeline) -> dict[str, Any]:
+    """``run --simulate``'s web options: as ``madang run``'s, but off unless ``--web-port`` is
+    given or the venue has WebSocket devices (then any free port)."""
+    opts = web_options(args, timeline)
+    if getattr(args, "web_port", None) is None:
+        opts["web_port"] = None
+    return opts
 
 
 def demo_cli(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from controller.core import show_slug
 from controller.journal import JOURNAL_FILE, LastRun, default_journal_dir, last_run
@@ -49,8 +50,26 @@ def run_show_cli(args: argparse.Namespace) -> int:
         degrade=args.degrade,
         journal_dir=journal,
         resume=resume,
+        **web_options(args, timeline),
     )
     return asyncio.run(Runtime(timeline, venue, opts).run())
+
+
+DEFAULT_WEB_PORT = 8080
+"""``--web-port`` when not given; a taken 8080 falls back to any free port (with a warning)."""
+
+
+def web_options(args: argparse.Namespace, timeline: Any) -> dict[str, Any]:
+    """The runtime's web options from ``--web-port``, ``--web-host``, ``--web-origin``, and the
+    show's crowd images (served to the light page)."""
+    port = getattr(args, "web_port", None)
+    return {
+        "web_port": None if port is not None and port < 0 else (DEFAULT_WEB_PORT if port is None else port),
+        "web_port_fallback": port is None,
+        "web_host": getattr(args, "web_host", "127.0.0.1"),
+        "web_origins": list(getattr(args, "web_origin", []) or []),
+        "web_media": dict(getattr(timeline, "media", {}) or {}),
+    }
 
 
 def journal_folder(args: argparse.Namespace, show_id: str, *, default_on: bool = True) -> Path | None:

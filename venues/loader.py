@@ -29,8 +29,18 @@ from typing import Any, Final
 import pydantic
 
 from venues.errors import Finding, Mark, SourceError, SourceErrors
-from venues.model import Device, MqttEndpoint, OscEndpoint, Sync, Venue, WsEndpoint, topic_root
-from venues.schema import DEFAULT_SAFE, DeviceSpec, VenueSpec, venue_json_schema
+from venues.model import (
+    AudiencePool,
+    Device,
+    MqttEndpoint,
+    OscEndpoint,
+    SeatSection,
+    Sync,
+    Venue,
+    WsEndpoint,
+    topic_root,
+)
+from venues.schema import DEFAULT_SAFE, AudienceSpec, DeviceSpec, VenueSpec, venue_json_schema
 from venues.selector import And, Name, Node, Not, Or, SelectorIndex, Term, parse_selector
 from venues.source import Doc, load_yaml
 from venues.validation import findings_from_pydantic
@@ -251,6 +261,10 @@ def venue_from_doc(doc: Doc) -> Venue:
             )
 
     devices = _build_devices(entries, spec)
+    pool: AudiencePool | None = None
+    if spec.audience is not None:
+        pool, slots = _audience(check, spec.audience, spec, zones, devices)
+        devices.extend(slots)
     groups_src = {name: sel for name, sel in spec.groups.items()}
     venue = Venue(
         id=spec.venue,
@@ -277,6 +291,7 @@ def venue_from_doc(doc: Doc) -> Venue:
             for name, src in groups_src.items()
             if name in groups
         },
+        audience=pool,
     )
     log.debug("venue loaded", extra={"venue": final.id, "devices": len(final.devices), "file": doc.file})
     return final
@@ -486,6 +501,147 @@ def _build_devices(entries: list[_Entry], spec: VenueSpec) -> list[Device]:
                 )
             )
     return devices
+
+
+_SLOT_PREFIX_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_SECTION_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+def _audience(
+    check: _Check, a: AudienceSpec, spec: VenueSpec, zones: list[str], devices: list[Device]
+) -> tuple[AudiencePool | None, list[Device]]:
+    """The audience pool and its slots (``app`` devices over WebSocket), or findings."""
+    ok = True
+    pool_zones = list(a.zones) if a.zones is not None else list(zones)
+    for i, z in enumerate(pool_zones):
+        if z not in zones:
+            close = difflib.get_close_matches(z, zones, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"the venue's zones: {', '.join(zones)}"
+            check.at(("audience", "zones", i), f"unknown zone '{z}' for the audience", hint)
+            ok = False
+    if a.zones is not None:
+        _check_unique(
+            check, [(("audience", "zones", i), z) for i, z in enumerate(pool_zones)], "audience zone"
+        )
+        if not pool_zones:
+            check.at(
+                ("audience", "zones"), "the audience has no zone", "list at least one, or leave zones out"
+            )
+            ok = False
+    if len(pool_zones) > a.capacity:
+        check.at(
+            ("audience", "capacity"),
+            f"a capacity of {a.capacity} cannot be split among {len(pool_zones)} zones",
+            "give every zone at least one slot: raise the capacity or list fewer zones",
+        )
+        ok = False
+    if len(devices) + a.capacity > MAX_DEVICES:
+        check.at(
+            ("audience", "capacity"),
+            f"{len(devices):,} devices and {a.capacity:,} audience slots make more than {MAX_DEVICES:,}",
+            "lower the capacity",
+        )
+        ok = False
+    if not _SLOT_PREFIX_RE.match(a.prefix):
+        check.at(
+            ("audience", "prefix"),
+            f"'{a.prefix}' is not a slot id prefix",
+            "letters, digits, '-', '_' and '.', starting with a letter or digit, like aud-",
+        )
+        ok = False
+    if not a.path.startswith("/") or any(c in a.path for c in "?# "):
+        check.at(("audience", "path"), f"'{a.path}' is not a URL path", "write it like /audience/ws")
+        ok = False
+    sections: list[SeatSection] = []
+    seen: dict[str, int] = {}
+    for i, sec in enumerate(a.seats):
+        where = ("audience", "seats", i)
+        if not _SECTION_RE.match(sec.section):
+            check.at(
+                (*where, "section"),
+                f"'{sec.section}' is not a section name",
+                "letters, digits, '-', '_' and '.' (a seat label is SECTION-ROW-SEAT, like A-12-7)",
+            )
+            ok = False
+        if sec.section.lower() in seen:
+            first = check.mark(("audience", "seats", seen[sec.section.lower()], "section"))
+            check.at(
+                (*where, "section"),
+                f"section '{sec.section}' is listed twice (first at {first})",
+                "section names are unique (case does not count)",
+            )
+            ok = False
+        seen.setdefault(sec.section.lower(), i)
+        if sec.zone not in pool_zones:
+            close = difflib.get_close_matches(sec.zone, pool_zones, n=1)
+            hint = (
+                f"did you mean '{close[0]}'?" if close else f"the audience's zones: {', '.join(pool_zones)}"
+            )
+            check.at(
+                (*where, "zone"),
+                f"section '{sec.section}' is in zone '{sec.zone}', not an audience zone",
+                hint,
+            )
+            ok = False
+        sections.append(
+            SeatSection(
+                sec.section,
+                sec.zone,
+                sec.rows,
+                sec.seats,
+                (float(sec.origin[0]), float(sec.origin[1])),
+                (float(sec.row_step[0]), float(sec.row_step[1])),
+                (float(sec.seat_step[0]), float(sec.seat_step[1])),
+            )
+        )
+    if not ok:
+        return None, []
+    width = max(5, len(str(a.capacity)))
+    existing = {d.id for d in devices}
+    safe: dict[str, float | int | str] = dict(spec.safe.get(a.kind, DEFAULT_SAFE))
+    if a.safe is not None:
+        safe.update(a.safe)
+    slots: dict[str, tuple[str, ...]] = {}
+    out: list[Device] = []
+    n = 0
+    per, extra = divmod(a.capacity, len(pool_zones))
+    for zi, zone in enumerate(pool_zones):
+        ids = []
+        for _ in range(per + (1 if zi < extra else 0)):
+            n += 1
+            dev_id = f"{a.prefix}{n:0{width}d}"
+            if dev_id in existing:
+                check.at(
+                    ("audience", "prefix"),
+                    f"audience slot '{dev_id}' has the id of a device of the venue",
+                    "choose another prefix",
+                )
+                return None, []
+            ids.append(dev_id)
+            out.append(
+                Device(
+                    id=dev_id,
+                    kind=a.kind,
+                    zone=zone,
+                    sync=Sync.APP,
+                    ws=WsEndpoint(a.path),
+                    attrs={"id": dev_id, "kind": a.kind, "zone": zone},
+                    safe=safe,
+                    interpolates=a.interpolates,
+                    pooled=True,
+                )
+            )
+        slots[zone] = tuple(ids)
+    pool = AudiencePool(
+        capacity=a.capacity,
+        kind=a.kind,
+        zones=tuple(pool_zones),
+        slots=slots,
+        sections=tuple(sections),
+        path=a.path,
+        prefix=a.prefix,
+    )
+    return pool, out
 
 
 def _attr_text(v: object) -> str:

@@ -13,9 +13,12 @@ from functools import cached_property
 
 __all__ = [
     "DEFAULT_MQTT_ROOT",
+    "AudiencePool",
     "Device",
     "MqttEndpoint",
     "OscEndpoint",
+    "Seat",
+    "SeatSection",
     "Sync",
     "Venue",
     "WsEndpoint",
@@ -89,6 +92,7 @@ class Device:
     attrs: Mapping[str, str] = field(default_factory=dict)
     safe: Mapping[str, float | int | str] = field(default_factory=dict)
     interpolates: bool = False  # can run a fade itself from one ramp description
+    pooled: bool = False  # a slot of the venue's anonymous audience pool (:class:`AudiencePool`)
 
     @property
     def transports(self) -> tuple[str, ...]:
@@ -110,6 +114,90 @@ class Device:
         return topic_root(self.mqtt.base if self.mqtt is not None else None, self.id, self.kind, self.zone)
 
 
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """A seat of the audience's seat map, and where it is (venue metres, x to the right of the
+    stage's view, y away from it)."""
+
+    label: str  # "A-12-7": section A, row 12, seat 7
+    section: str
+    row: int
+    seat: int
+    zone: str
+    x: float
+    y: float
+
+
+@dataclass(frozen=True, slots=True)
+class SeatSection:
+    """One block of seats: ``rows`` x ``seats``, row 1 seat 1 at ``origin``; each row is
+    ``row_step`` further, each seat ``seat_step`` further along its row (docs/venues.md)."""
+
+    name: str
+    zone: str
+    rows: int
+    seats: int
+    origin: tuple[float, float] = (0.0, 0.0)
+    row_step: tuple[float, float] = (0.0, 1.0)
+    seat_step: tuple[float, float] = (1.0, 0.0)
+
+    def seat(self, row: int, seat: int) -> Seat | None:
+        """Seat ``seat`` of row ``row`` (both from 1); None when the section has no such seat."""
+        if not (1 <= row <= self.rows and 1 <= seat <= self.seats):
+            return None
+        x = self.origin[0] + (row - 1) * self.row_step[0] + (seat - 1) * self.seat_step[0]
+        y = self.origin[1] + (row - 1) * self.row_step[1] + (seat - 1) * self.seat_step[1]
+        return Seat(f"{self.name}-{row}-{seat}", self.name, row, seat, self.zone, x, y)
+
+    def corners(self) -> tuple[tuple[float, float], ...]:
+        """The positions of the section's four corner seats."""
+        out = []
+        for r, s in ((1, 1), (1, self.seats), (self.rows, 1), (self.rows, self.seats)):
+            seat = self.seat(r, s)
+            assert seat is not None
+            out.append((seat.x, seat.y))
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class AudiencePool:
+    """The venue's anonymous audience: phones and WebXR browsers that open the light page.
+
+    The pool is ``capacity`` device slots (``aud-00001`` ...: ``app`` devices over WebSocket,
+    :attr:`Device.pooled`), split among ``zones``; the controller gives each connection a free
+    slot of the zone it picks or its seat's section names. ``sections`` map seat labels
+    (``A-12-7``) to positions (docs/venues.md, "The audience")."""
+
+    capacity: int
+    kind: str
+    zones: tuple[str, ...]
+    slots: Mapping[str, tuple[str, ...]]  # zone -> its slot ids, in order
+    sections: tuple[SeatSection, ...] = ()
+    path: str = "/audience/ws"
+    prefix: str = "aud-"
+
+    def seat(self, label: str) -> Seat | None:
+        """The seat a label names (``A-12-7``, ``A 12 7``, case as written for the section);
+        None when the seat map has no such seat."""
+        parts = label.strip().replace(" ", "-").rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            return None
+        name = parts[0]
+        for sec in self.sections:
+            if sec.name == name or sec.name.lower() == name.lower():
+                return sec.seat(int(parts[1]), int(parts[2]))
+        return None
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        """``(min_x, min_y, max_x, max_y)`` over every seat; None without a seat map."""
+        pts = [p for sec in self.sections for p in sec.corners()]
+        if not pts:
+            return None
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        return (min(xs), min(ys), max(xs), max(ys))
+
+
 @dataclass(frozen=True)  # not slotted: ``by_id`` is a cached_property, which needs a __dict__
 class Venue:
     """A loaded venue: devices in file order, groups resolved to device ids."""
@@ -125,6 +213,7 @@ class Venue:
     # written back out (``madang simulate --map``, :mod:`venues.writer`) keeps its groups'
     # meaning, not only today's members. Empty for venues built in code.
     group_sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    audience: AudiencePool | None = None  # its slots are devices too (``pooled``), at the end
 
     def device(self, device_id: str) -> Device:
         """The device with this id; ``KeyError`` when there is none."""

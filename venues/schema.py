@@ -16,17 +16,21 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from venues.units import parse_duration_ns
 
 __all__ = [
+    "DEFAULT_AUDIENCE_PATH",
     "DEFAULT_BROKER",
     "DEFAULT_SAFE",
+    "AudienceSpec",
     "DeviceSpec",
     "MqttSpec",
     "OscSpec",
+    "SeatSectionSpec",
     "VenueSpec",
     "WsSpec",
     "venue_json_schema",
 ]
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+DEFAULT_AUDIENCE_PATH = "/audience/ws"
 DEFAULT_SAFE: dict[str, float | int | str] = {"brightness": 0}
 
 
@@ -112,6 +116,46 @@ class DeviceSpec(_Strict):
     )
 
 
+Vec2 = Annotated[list[float], Field(min_length=2, max_length=2, description="[x, y] in metres.")]
+
+
+class SeatSectionSpec(_Strict):
+    """A block of seats of the audience's seat map: rows of seats on a grid."""
+
+    section: str = Field(description="The section's name, the first part of a seat label (A in A-12-7).")
+    zone: str = Field(description="The zone its seats belong to (one of the audience's zones).")
+    rows: int = Field(ge=1, le=10_000, description="Rows 1..rows.")
+    seats: int = Field(ge=1, le=10_000, description="Seats 1..seats in every row.")
+    origin: Vec2 = Field(
+        default_factory=lambda: [0.0, 0.0], description="Where row 1 seat 1 is, [x, y] metres."
+    )
+    row_step: Vec2 = Field(
+        default_factory=lambda: [0.0, 1.0], description="From one row to the next, [dx, dy] metres."
+    )
+    seat_step: Vec2 = Field(
+        default_factory=lambda: [1.0, 0.0], description="From one seat to the next in a row, [dx, dy] metres."
+    )
+
+
+class AudienceSpec(_Strict):
+    """The venue's anonymous audience pool: phones and WebXR browsers that open the light page."""
+
+    capacity: int = Field(ge=1, le=100_000, description="How many phones may join at once (device slots).")
+    prefix: str = Field("aud-", description="Slot ids are the prefix and a number: aud-00001, aud-00002, ...")
+    kind: str = Field("phone", description="The slots' device kind, for selectors (kind:phone).")
+    zones: list[str] | None = Field(
+        None, description="The zones the audience picks from (default: every zone); slots are split evenly."
+    )
+    path: str = Field(DEFAULT_AUDIENCE_PATH, description="The WebSocket path the light page connects to.")
+    interpolates: bool = Field(True, description="The light page runs fades itself.")
+    safe: dict[str, SafeValue] | None = Field(
+        None, description="The slots' safe state (panic/stop), overriding the venue's 'safe' for their kind."
+    )
+    seats: list[SeatSectionSpec] = Field(
+        default_factory=list, description="The seat map: sections of rows of seats, for crowd effects."
+    )
+
+
 class VenueSpec(_Strict):
     """A Madang venue file: the devices of one site, their zones, endpoints and groups."""
 
@@ -134,6 +178,9 @@ class VenueSpec(_Strict):
         description="Per device kind, the state panic/stop sends; default {brightness: 0} (blackout).",
     )
     devices: list[DeviceSpec] = Field(description="The devices, in order.", min_length=1)
+    audience: AudienceSpec | None = Field(
+        None, description="An anonymous audience pool (phones that open the light page), with its seat map."
+    )
     groups: dict[str, str | list[str]] = Field(
         default_factory=dict,
         description=(

@@ -88,6 +88,10 @@ class SyncService:
         n = len(self._pinged)
         app = {d.id for d in venue.devices if d.sync is Sync.APP}
         self._is_app = np.array([did in app for did in self._pinged], dtype=np.bool_)
+        # Audience slots (venues.model.AudiencePool) are pinged only while a phone holds them:
+        # they join when it says ready (reset) and leave when it goes (leave).
+        pooled = {d.id for d in venue.devices if d.pooled}
+        self._waiting = np.array([did not in pooled for did in self._pinged], dtype=np.bool_)
         echo = {d.id for d in venue.devices if d.sync is Sync.ECHO}
         self._is_echo = np.array([did in echo for did in self._pinged], dtype=np.bool_)
         # The model each app device was last sent (epoch, offset, drift) and when.
@@ -112,7 +116,7 @@ class SyncService:
         self._now = now
         if not self._joined:
             self._joined = True
-            self.planner.join_many(np.arange(len(self._pinged), dtype=np.int64), now)
+            self.planner.join_many(np.flatnonzero(self._waiting).astype(np.int64), now)
         return self.planner.due_at(now)
 
     def due_pings(self, now: int) -> list[tuple[str, int]]:
@@ -248,6 +252,16 @@ class SyncService:
             return
         self.models.reset(idx)
         self.planner.join(idx, self._now)
+        self._sent_has[idx] = False
+
+    def leave(self, device: str) -> None:
+        """The device is gone (an audience slot its phone left): stop pinging it and forget its
+        model, so the next phone in the slot starts with a burst (:meth:`reset`)."""
+        idx = self._index.get(device)
+        if idx is None:
+            return
+        self.planner.leave(idx)
+        self.models.reset(idx)
         self._sent_has[idx] = False
 
     def next_deadline(self) -> int | None:

@@ -85,6 +85,8 @@ class SimulatedVenue:
         self.apps: dict[str, AppDevice] = {}
         for i, d in enumerate(venue.devices):
             self.paths[d.id] = Path(self.profile, seed=seed * 1_000_003 + i)
+            if d.pooled:
+                continue  # an audience slot: a phone's browser takes it (the light page), not a simulator
             if d.osc is not None:
                 self.displays[d.id] = OscDisplay(d, self.clocks[d.id], self.recorder)
             elif d.mqtt is not None or d.ws is not None:
@@ -169,11 +171,11 @@ class SimulatedVenue:
             s.start()
             self._streams[did] = s
 
-    async def wait_connected(self, timeout_s: float = 10.0) -> None:
-        """Real mode: wait until every app device has connected (ready published)."""
-        await asyncio.wait_for(
-            asyncio.gather(*(s.connected.wait() for s in self._streams.values())), timeout_s
-        )
+    async def wait_connected(self, timeout_s: float = 10.0, *, ws: bool = True) -> None:
+        """Real mode: wait until every app device has connected (ready published); ``ws=False``:
+        only the MQTT ones (the WebSocket ones need the controller's server, started later)."""
+        streams = [s for s in self._streams.values() if ws or isinstance(s, MqttApp)]
+        await asyncio.wait_for(asyncio.gather(*(s.connected.wait() for s in streams)), timeout_s)
 
     async def stop_async(self) -> None:
         """Real mode: close every socket and stop every task."""

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,6 +83,7 @@ async def play_real(
     on_exit: str = "safe",
     handle_signals: bool = False,
     journal_dir: Path | None = None,
+    web: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
@@ -113,6 +114,10 @@ async def play_real(
     stop the show cleanly (``on_exit``: the devices' safe states, or ``"hold"``) and the report is
     made as usual; one before the show started raises :class:`Interrupted` once everything is
     ended.
+
+    ``web``: the runtime's web options (``web_port``, ``web_host``, ``web_origins``,
+    ``web_media``; RuntimeOptions). A venue with WebSocket devices gets the web server on a free
+    port when none is given; its simulated WebXR clients connect to it once the runtime runs.
     """
     if profile not in profile_names():  # before any process starts
         known = ", ".join(profile_names())
@@ -131,8 +136,21 @@ async def play_real(
             broker = MosquittoBroker()
             broker.start()
             broker_url = broker.url
+        web_opts = dict(web or {})
+        ws_paths = sorted({d.ws.path for d in venue.devices if d.ws and d.mqtt is None and not d.pooled})
+        if ws_paths and web_opts.get("web_port") is None:
+            web_opts["web_port"] = 0
+        if ws_paths and web_opts.get("web_port") == 0:
+            web_opts["web_port"] = _free_tcp_port()  # the simulated clients need it before it is bound
+        ws_url = f"ws://127.0.0.1:{web_opts['web_port']}{ws_paths[0]}" if ws_paths else None
         sim = SimulatedVenue(
-            venue, mode="real", profile=profile, seed=seed, broker_url=broker_url, broker=broker
+            venue,
+            mode="real",
+            profile=profile,
+            seed=seed,
+            broker_url=broker_url,
+            broker=broker,
+            ws_url=ws_url,
         )
         TIMER_LATENESS.reset()
         mqtt_apps = [did for did, app in sim.apps.items() if app.device.mqtt is not None]
@@ -153,7 +171,7 @@ async def play_real(
             },
         )
         await sim.start_async()
-        await sim.wait_connected(timeout_s=60)
+        await sim.wait_connected(timeout_s=60, ws=False)  # WebSocket clients: once the runtime serves
         if worker is not None:
             await worker.wait_connected()
         rt = Runtime(
@@ -177,6 +195,7 @@ async def play_real(
                 degrade=list(degrade or []),
                 on_exit=on_exit,
                 journal_dir=journal_dir,
+                **web_opts,
             ),
         )
         if interrupt is not None:
@@ -333,6 +352,15 @@ async def _stop_children(
         finally:
             if broker is not None:
                 broker.close()  # stopped, and its folder (configuration, log) removed
+
+
+def _free_tcp_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (just now)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _with_true_offsets(rows: list[dict[str, Any]], sim: SimulatedVenue, at: int) -> list[dict[str, Any]]:

@@ -61,7 +61,8 @@ def expected_fires(timeline: Timeline, core: ControllerCore) -> tuple[dict[int, 
     Streamed fade frames carry no key and are left out too (their ramp start counts for ``app``).
     """
     emitted = core.emitted_seqs
-    keyed = {d.id for d in core.venue.devices if d.sync in (Sync.APP, Sync.TIMETAG)}
+    # Audience slots are left out: phones' browsers take them, the simulator does not.
+    keyed = {d.id for d in core.venue.devices if d.sync in (Sync.APP, Sync.TIMETAG) and not d.pooled}
     interp = {d.id for d in core.venue.devices if d.interpolates and d.sync is Sync.APP}
     expected: dict[int, list[str]] = {}
     cue_of: dict[int, str] = {}

@@ -853,9 +853,10 @@ class ControllerCore:
             self.counters["pongs" if ok else "pongs_dropped"] += 1
             self.presence.answered(device, now)
         elif isinstance(msg, wire.Status):
+            vacant = device in self._pooled and self.health[device].status == "vacant"
             ready, rebooted = self.presence.receive_status(device, msg, now)
             if device in self._pooled:
-                rebooted = self._pool_presence(device, ready, now)
+                rebooted = self._pool_presence(device, ready, vacant) or rebooted
             if ready and self._late_join_ok():
                 # Every (re)connection mid-show gets catch-up state (docs/protocol.md); clock sync
                 # starts over only when the device really restarted (a new boot instant).
@@ -869,12 +870,13 @@ class ControllerCore:
             if len(self._fired) > 100_000:  # nobody takes them: keep the newest
                 del self._fired[:50_000]
 
-    def _pool_presence(self, device: str, ready: bool, now: int) -> bool:
-        """An audience slot (venues.model.AudiencePool) was taken (``ready``) or left: a new
-        phone in a slot is a new clock (its sync starts over, with a burst: returns True), a
-        slot left is vacant and no longer pinged."""
+    def _pool_presence(self, device: str, ready: bool, vacant: bool) -> bool:
+        """An audience slot (venues.model.AudiencePool) was taken (``ready``) or left. A slot
+        taken while vacant starts its clock sync (with a burst: returns True, and the caller
+        resets it); one that says ready again keeps it unless the phone restarted (a new boot);
+        a slot left is vacant and no longer pinged."""
         if ready:
-            return True  # the caller resets its clock sync (in _late_join, or here when not live)
+            return vacant
         h = self.health[device]
         if h.status == "offline":
             h.status = "vacant"

@@ -125,7 +125,7 @@ class RuntimeOptions:
     web_port_fallback: bool = False  # the port is a default: when taken, take any free one (warned)
     web_host: str = "127.0.0.1"
     web_origins: list[str] = field(default_factory=list)  # browser origins allowed besides same-origin
-    web_media: Mapping[str, Path] = field(default_factory=dict)  # crowd images: name -> file
+    web_media: Mapping[str, Path | str] = field(default_factory=dict)  # crowd images: name -> file
 
 
 class Runtime:

@@ -47,7 +47,7 @@ from cues.loader import (
     load_show,
     load_show_doc,
 )
-from cues.model import ActionItem, FadeModel, MqttModel, OscModel
+from cues.model import ActionItem, FadeModel, LightModel, MqttModel, OscModel
 from cues.timeline import (
     Action,
     CueSpan,
@@ -88,7 +88,22 @@ _TRANSPORTS: Mapping[str, tuple[str, ...]] = {
     "osc": ("osc",),
     "mqtt": ("mqtt", "ws"),
     "fade": ("osc", "mqtt", "ws"),
+    "light": ("ws", "mqtt"),
 }
+
+LIGHT_TOPIC = "madang/light"
+"""The topic of a ``light:`` action's message (docs/protocol.md, "The light page")."""
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+MAX_IMAGE_SIDE = 4096
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_MEDIA_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.png\Z")
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """The width and height of a PNG (from its IHDR chunk), or None when it is not a PNG."""
+    if len(data) < 24 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 @dataclass
@@ -217,6 +232,7 @@ class _Compiler:
         self.loaded = loaded
         self.venue = venue
         self.findings: list[Finding] = list(loaded.findings)
+        self.media: dict[str, str] = {}  # crowd images of light actions: name -> path
         self._targets_cache: dict[tuple[tuple[str, ...], str], tuple[_Targets | None, list[_Problem]]] = {}
         self._value_cache: dict[tuple[int, str, str], str] = {}
         # (id of targets, text, extra, what) -> the problems of an address or topic there
@@ -315,6 +331,7 @@ class _Compiler:
             duration_ns=all_end,
             source=str(loaded.path),
             device_count=len(targeted),
+            media=dict(self.media),
         )
         result = Compiled(loaded, self.venue, None, self.findings, {lc.cue.id: lc for lc in cues})
         if result.ok:
@@ -358,8 +375,18 @@ class _Compiler:
     def _action(self, lc: LoadedCue, la: LoadedAction, body: int) -> tuple[int, tuple[str, ...], Op] | None:
         item = la.item
         kind = item.kind
-        spec: OscModel | MqttModel | FadeModel | None = item.osc or item.mqtt or item.fade
+        spec: OscModel | MqttModel | FadeModel | LightModel | None = (
+            item.osc or item.mqtt or item.fade or item.light
+        )
         assert spec is not None
+        if kind == "light":
+            light = cast(LightModel, spec)
+            lt = self._targets(la, kind, light.targets)
+            payload = self._light(la.where, light)
+            if lt is None or payload is None:
+                return None
+            return body + item.at, lt.devices, MqttSend(LIGHT_TOPIC, payload, 1, False)
+        spec = cast(OscModel | MqttModel | FadeModel, spec)
         targets = self._targets(la, kind, spec.targets)
         if targets is None:
             self._static_checks(la.where, kind, spec)
@@ -399,6 +426,75 @@ class _Compiler:
         if not ok:
             return None
         return at_ns, targets.devices, op
+
+    def _light(self, w: Where, light: LightModel) -> dict[str, JsonValue] | None:
+        """The message of a ``light:`` action; an ``image`` must be a PNG of the show folder."""
+        out: dict[str, JsonValue] = {}
+        if light.color is not None:
+            out["color"] = light.color
+        if light.strobe is not None:
+            out["strobe"] = float(light.strobe)
+        if light.scene is not None:
+            out["scene"] = light.scene
+        if light.wave is not None:
+            wv = light.wave
+            out["wave"] = {
+                "colors": list(wv.colors),
+                "speed": float(wv.speed),
+                "direction": float(wv.direction),
+                "width": float(wv.width),
+            }
+        if light.image is not None:
+            image = self._image(w, light.image)
+            if image is None:
+                return None
+            out["image"] = image
+        return out
+
+    def _image(self, w: Where, name: str) -> dict[str, JsonValue] | None:
+        """``{"name", "width", "height"}`` of a crowd image, noted in :attr:`media`; or a finding."""
+        where = ("light", "image")
+        if not _MEDIA_NAME_RE.match(name):
+            self.findings.append(
+                w.finding(
+                    where,
+                    f"image '{name}' is not a PNG file name of the show folder",
+                    "name a .png file next to the show file, like lotus.png (letters, digits, - _ .)",
+                )
+            )
+            return None
+        path = Path(w.doc.file).resolve().parent / name
+        try:
+            data = path.read_bytes() if path.stat().st_size <= MAX_IMAGE_BYTES else b""
+        except OSError:
+            self.findings.append(
+                w.finding(
+                    where, f"image '{name}' not found", f"looked for {path}; put the PNG beside the show"
+                )
+            )
+            return None
+        size = png_size(data)
+        if size is None:
+            self.findings.append(
+                w.finding(
+                    where,
+                    f"image '{name}' is not a PNG of at most {MAX_IMAGE_BYTES // 2**20} MiB",
+                    "save it as PNG (one pixel per phone: its size is the seat map's rows and seats)",
+                )
+            )
+            return None
+        width, height = size
+        if not (1 <= width <= MAX_IMAGE_SIDE and 1 <= height <= MAX_IMAGE_SIDE):
+            self.findings.append(
+                w.finding(
+                    where,
+                    f"image '{name}' is {width}x{height} pixels",
+                    f"sides of 1 to {MAX_IMAGE_SIDE} pixels (one pixel per phone is plenty)",
+                )
+            )
+            return None
+        self.media[name] = str(path)
+        return {"name": name, "width": width, "height": height}
 
     def _static_checks(self, w: Where, kind: str, spec: OscModel | MqttModel | FadeModel) -> None:
         """The address and topic rules that need no targets (when the targets are wrong too)."""

@@ -46,6 +46,7 @@ __all__ = [
     "ActionItem",
     "CueModel",
     "FadeModel",
+    "LightModel",
     "MqttModel",
     "OscModel",
     "PartModel",
@@ -412,29 +413,72 @@ class FadeModel(_Strict):
     topic: StrictStr | None = None
 
 
+Colour = Annotated[StrictStr, Field(pattern=_COLOR_RE.pattern, examples=["#ff2d95", "white"])]
+Num = StrictFloat | StrictInt
+
+
+class WaveModel(_Strict):
+    """A colour wave sweeping the seats: bands of ``colors``, each ``width`` metres, moving at
+    ``speed`` metres a second towards ``direction`` (degrees: 0 along the rows, 90 away from
+    the stage)."""
+
+    colors: Annotated[list[Colour], Field(min_length=1, max_length=16)]
+    speed: Annotated[Num, Field(gt=0, le=1000)] = 10.0
+    direction: Annotated[Num, Field(ge=-360, le=360)] = 0.0
+    width: Annotated[Num, Field(gt=0, le=10_000)] = 5.0
+
+
+class LightModel(_Strict):
+    """``light:``: what the audience's phones (the light page) show from the cue's instant: a
+    ``color`` (with ``strobe`` flashes a second), a ``scene`` name, a ``wave`` across the seats,
+    or an ``image`` (a PNG of the show folder) spread over the seat map, one pixel per phone."""
+
+    targets: Targets
+    color: Colour | None = None
+    strobe: Annotated[Num, Field(gt=0, le=25)] | None = None
+    scene: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
+    wave: WaveModel | None = None
+    image: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
+
+    @model_validator(mode="after")
+    def _one_look(self) -> LightModel:
+        looks = [k for k in ("color", "scene", "wave", "image") if getattr(self, k) is not None]
+        if not looks:
+            raise ValueError("a light needs a color, a scene, a wave or an image")
+        if self.wave is not None and self.image is not None:
+            raise ValueError("a light is a wave or an image, not both")
+        if self.strobe is not None and self.color is None:
+            raise ValueError("a strobe flashes a color: give color too")
+        return self
+
+
 class ActionItem(_Strict):
-    """One entry of a cue's ``actions``: exactly one of ``osc``, ``mqtt``, ``fade``, at ``at``."""
+    """One entry of a cue's ``actions``: exactly one of ``osc``, ``mqtt``, ``fade``, ``light``,
+    at ``at``."""
 
     at: Time = 0
     osc: OscModel | None = None
     mqtt: MqttModel | None = None
     fade: FadeModel | None = None
+    light: LightModel | None = None
     note: StrictStr | None = None
 
     @model_validator(mode="after")
     def _one_op(self) -> ActionItem:
-        if (self.osc is not None) + (self.mqtt is not None) + (self.fade is not None) == 1:
-            return self
-        ops = [k for k in ("osc", "mqtt", "fade") if getattr(self, k) is not None]
+        ops = [k for k in ("osc", "mqtt", "fade", "light") if getattr(self, k) is not None]
         if len(ops) != 1:
             got = " and ".join(ops) if ops else "none"
-            raise ValueError(f"an action needs exactly one of osc, mqtt or fade; got {got}")
+            raise ValueError(f"an action needs exactly one of osc, mqtt, fade or light; got {got}")
         return self
 
     @property
     def kind(self) -> str:
-        """``"osc"``, ``"mqtt"`` or ``"fade"``."""
-        return "osc" if self.osc is not None else "mqtt" if self.mqtt is not None else "fade"
+        """``"osc"``, ``"mqtt"``, ``"fade"`` or ``"light"``."""
+        if self.osc is not None:
+            return "osc"
+        if self.mqtt is not None:
+            return "mqtt"
+        return "fade" if self.fade is not None else "light"
 
 
 class TimelineItem(ActionItem):

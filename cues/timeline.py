@@ -212,6 +212,8 @@ class Timeline:
     duration_ns: int
     source: str = ""  # the show file it came from
     device_count: int = 0
+    # The crowd images its light actions name: file name -> path (served to the light page).
+    media: Mapping[str, str] = field(default_factory=dict)
 
     @cached_property
     def cue_by_id(self) -> Mapping[str, CueSpan]:

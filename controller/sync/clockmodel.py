@@ -547,6 +547,10 @@ class PingPlanner:
             if seq >= 0:
                 self._flight.pop(dev << 32 | seq, None)
 
+    def reserve(self, n: int) -> None:
+        """Make room for rows ``0 .. n-1``; those not joined are not pinged (audience slots)."""
+        self._grow(n)
+
     def join(self, dev: int, now_ns: int) -> None:
         """Start pinging row ``dev`` with a burst from ``now_ns`` (also after a reboot)."""
         self.join_many(np.array([dev], dtype=np.int64), now_ns)

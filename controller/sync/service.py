@@ -116,6 +116,7 @@ class SyncService:
         self._now = now
         if not self._joined:
             self._joined = True
+            self.planner.reserve(len(self._pinged))
             self.planner.join_many(np.flatnonzero(self._waiting).astype(np.int64), now)
         return self.planner.due_at(now)
 

@@ -92,7 +92,7 @@ class WebFront:
         host: str = "127.0.0.1",
         port: int = 8080,
         origins: Sequence[str] = (),
-        media: Mapping[str, Path] | None = None,
+        media: Mapping[str, Path | str] | None = None,
         show: str = "",
     ) -> None:
         self.venue = venue
@@ -101,7 +101,7 @@ class WebFront:
         self.hub = WsHub(deliver, clock=clock)
         self.server = WebServer(host=host, port=port, origins=origins)
         self.desk = AudienceDesk(venue.audience) if venue.audience is not None else None
-        self.media = dict(media or {})
+        self.media = {name: Path(f) for name, f in (media or {}).items()}
         self.refused: dict[str, int] = {"unknown_device": 0, "audience_full": 0}
         # Sends addressed to one device that only a WebSocket reaches skip the broker.
         self._ws_only = frozenset(d.id for d in venue.devices if d.ws is not None and d.mqtt is None)
@@ -119,7 +119,7 @@ class WebFront:
             srv.add_page("/static/audience.js", file=STATIC / "audience.js")
             srv.add_socket(pool.path, self._audience_socket, browser=True)
         for name, file in self.media.items():
-            srv.add_page(f"/media/{name}", file=file)
+            srv.add_page(f"/media/{name}", file=Path(file))
 
     # -- lifecycle ---------------------------------------------------------------------------
 

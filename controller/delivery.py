@@ -260,18 +260,24 @@ class Delivery:
             return []
         if want == self._app_all:
             return [wire.CUE_TOPIC]
-        topics: list[str] = []
-        left = set(want)
-        for zone, ids in self._app_by_zone.items():
-            if ids and ids <= left:
-                topics.append(f"madang/cue/zone/{zone}")
-                left -= ids
-        for kind, ids in self._app_by_kind.items():
-            if ids and ids <= left:
-                topics.append(f"madang/cue/kind/{kind}")
-                left -= ids
-        topics.extend(f"madang/cue/dev/{d}" for d in sorted(left))
-        return topics
+        # Greedy, zones first and kinds first: the shorter wins (an audience of one kind that
+        # shares its zones with headsets is one kind topic, not a zone and a topic per phone).
+        zones = [(f"madang/cue/zone/{z}", ids) for z, ids in self._app_by_zone.items()]
+        kinds = [(f"madang/cue/kind/{k}", ids) for k, ids in self._app_by_kind.items()]
+        best: list[str] | None = None
+        for order in (zones + kinds, kinds + zones):
+            topics: list[str] = []
+            left = set(want)
+            for topic, ids in order:
+                if ids and ids <= left:
+                    topics.append(topic)
+                    left -= ids
+            if best is not None and len(topics) + len(left) >= len(best):
+                continue
+            topics.extend(f"madang/cue/dev/{d}" for d in sorted(left))
+            best = topics
+        assert best is not None
+        return best
 
     def _cue_message(self, key: Key, at_ns: int, show_ns: int, op: dict[str, Any]) -> bytes:
         return wire.cue_json(key[0], key[1], key[2], at_ns, show_ns, op)

@@ -204,9 +204,10 @@
       state.params.brightness = 0;
     }
     render();
-    send(`${state.root}/fired`,
-         `{"show":${JSON.stringify(msg.show)},"cue":${JSON.stringify(msg.cue)},"seq":${Number(msg.seq)},` +
-         `"local":${local},"synced":${entry.synced}}`);
+    // The report can wait: at the instant, every phone of the venue wants the network at once.
+    const report = `{"show":${JSON.stringify(msg.show)},"cue":${JSON.stringify(msg.cue)},` +
+                   `"seq":${Number(msg.seq)},"local":${local},"synced":${entry.synced}}`;
+    setTimeout(() => send(`${state.root}/fired`, report), 20 + Math.random() * 200);
   }
 
   // -- looks ----------------------------------------------------------------------------------

@@ -351,6 +351,12 @@ def _bench_devices(args: argparse.Namespace) -> dict[str, Any]:
     return run(args.what, events=args.events, devices=args.devices, cues=args.cues, profile=args.profile)
 
 
+def _bench_ws(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.ws import run
+
+    return run(devices=args.devices, mqtt=args.mqtt, cues=args.cues, profile=args.profile, seed=args.seed)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     result = args.bench_fn(args)
     if args.json:
@@ -575,6 +581,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="the controller's GO latency, as madang run --go-latency (default 250)",
     )
+    bp = bench("ws", _bench_ws, "cues to WebSocket devices: fan-out, spread, edge lateness; MQTT as baseline")
+    bp.add_argument("--devices", type=_COUNT, default=2000, help="WebSocket devices (default 2,000)")
+    bp.add_argument(
+        "--mqtt",
+        type=_int_in(0, None, "MQTT headsets"),
+        default=None,
+        help="MQTT headsets for the baseline (default: as many as --devices; 0: none)",
+    )
+    bp.add_argument("--cues", type=_COUNT, default=3, help="group cues to each side (default 3)")
+    bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS)
+    bp.add_argument("--seed", type=_SEED, default=1)
     bp = bench("mqtt", _bench_mqtt, "MQTT publish throughput and round trip, TCP_NODELAY on vs off")
     bp.add_argument(
         "--broker", type=_broker_url, default=None, help="broker URL (default: a private Mosquitto)"

@@ -39,7 +39,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from venues.errors import SourceError
 from venues.model import Device, Venue, topic_root
-from venues.schema import DEFAULT_SAFE
+from venues.schema import DEFAULT_AUDIENCE_PATH, DEFAULT_SAFE
 from venues.selector import resolve
 from venues.units import format_duration_ns
 
@@ -76,7 +76,8 @@ def _id_parts(device_id: str) -> _IdParts | None:
 def venue_yaml(venue: Venue, *, broker: str | None = None, header: Sequence[str] = ()) -> str:
     """The venue file text for ``venue``; ``broker`` replaces its broker URL, ``header`` lines
     become comments at the top. Loading the text gives back an equal venue."""
-    kind_safe = _kind_safe(venue.devices)
+    devices = [d for d in venue.devices if not d.pooled]  # the audience's slots: its own block
+    kind_safe = _kind_safe(devices)
     doc = CommentedMap()
     doc["venue"] = venue.id
     if venue.name != venue.id:
@@ -88,10 +89,12 @@ def venue_yaml(venue: Venue, *, broker: str | None = None, header: Sequence[str]
         for kind, state in kind_safe.items():
             safe[kind] = _flow_map(dict(state))
         doc["safe"] = safe
-    devices = CommentedSeq()
-    for run in _runs(venue.devices, kind_safe):
-        devices.append(_entry(run, kind_safe))
-    doc["devices"] = devices
+    entries = CommentedSeq()
+    for run in _runs(devices, kind_safe):
+        entries.append(_entry(run, kind_safe))
+    doc["devices"] = entries
+    if venue.audience is not None:
+        doc["audience"] = _audience(venue)
     groups = _groups(venue)
     if groups:
         doc["groups"] = groups
@@ -259,6 +262,44 @@ def _selects(venue: Venue, sources: Sequence[str]) -> set[str]:
 
 
 # --- YAML nodes ---------------------------------------------------------------------------------
+
+
+def _audience(venue: Venue) -> CommentedMap:
+    """The ``audience:`` block: the pool as its venue file wrote it (its slots are not entries)."""
+    pool = venue.audience
+    assert pool is not None
+    out = CommentedMap()
+    out["capacity"] = pool.capacity
+    if pool.prefix != "aud-":
+        out["prefix"] = pool.prefix
+    if pool.kind != "phone":
+        out["kind"] = pool.kind
+    out["zones"] = _flow_seq(list(pool.zones))
+    if pool.path != DEFAULT_AUDIENCE_PATH:
+        out["path"] = pool.path
+    first = venue.device(next(iter(pool.slots.values()))[0])
+    if not first.interpolates:
+        out["interpolates"] = False
+    if dict(first.safe) != DEFAULT_SAFE:
+        out["safe"] = _flow_map(dict(first.safe))
+    if pool.sections:
+        seats = CommentedSeq()
+        for s in pool.sections:
+            seats.append(
+                _flow_map(
+                    {
+                        "section": s.name,
+                        "zone": s.zone,
+                        "rows": s.rows,
+                        "seats": s.seats,
+                        "origin": _flow_seq(list(s.origin)),
+                        "row_step": _flow_seq(list(s.row_step)),
+                        "seat_step": _flow_seq(list(s.seat_step)),
+                    }
+                )
+            )
+        out["seats"] = seats
+    return out
 
 
 def _flow_map(items: Mapping[str, Any]) -> CommentedMap:

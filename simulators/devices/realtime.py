@@ -190,9 +190,14 @@ class _StreamApp:
         self._last_in = 0
         self._out: asyncio.Queue[Publish] = asyncio.Queue()
         self.connected = asyncio.Event()
+        # When a list: every cue message's arrival at the socket, (device, true ns, payload), for
+        # fan-out measurements (madang bench ws).
+        self.arrivals: list[tuple[str, int, bytes]] | None = None
 
     def _incoming(self, topic: str, payload: bytes) -> None:
         now = self.clock()
+        if self.arrivals is not None and topic.startswith("madang/cue"):
+            self.arrivals.append((self.core.device.id, now, payload))
         at = max(now + self.path.stream_delay(now, Direction.DOWN), self._last_in)
         self._last_in = at
         loop = asyncio.get_running_loop()

@@ -40,7 +40,7 @@ from typing import Any
 from simulators.children import die_with_parent
 from simulators.clock import DeviceClock
 from simulators.devices.app import AppDevice
-from simulators.devices.realtime import TIMER_LATENESS, MqttApp
+from simulators.devices.realtime import TIMER_LATENESS, MqttApp, WsApp
 from simulators.network import Path
 from simulators.record import Recorder
 from venues.errors import MadangError
@@ -66,10 +66,20 @@ class HeadsetSpec:
 Row = tuple[str, str, str, int, str, int, int, object]
 
 
-async def _main(conn: Connection, specs: list[HeadsetSpec], host: str, port: int) -> None:
+async def _main(
+    conn: Connection, specs: list[HeadsetSpec], host: str, port: int, ws_url: str | None, arrivals: bool
+) -> None:
     loop = asyncio.get_running_loop()
     rec = Recorder()
-    apps = [MqttApp(AppDevice(s.device, s.clock, rec), s.path, host=host, port=port) for s in specs]
+    apps: list[MqttApp | WsApp] = []
+    seen: list[tuple[str, int, bytes]] | None = [] if arrivals else None
+    for s in specs:
+        core = AppDevice(s.device, s.clock, rec)
+        if s.device.mqtt is None and ws_url is not None:
+            apps.append(WsApp(core, s.path, ws_url))
+        else:
+            apps.append(MqttApp(core, s.path, host=host, port=port))
+        apps[-1].arrivals = seen
     for a in apps:
         a.start()
     try:
@@ -92,7 +102,7 @@ async def _main(conn: Connection, specs: list[HeadsetSpec], host: str, port: int
     rows: list[Row] = [
         (f.device_id, f.what, f.key, f.seq, f.param, f.true_ns, f.local_ns, f.value) for f in rec.rows()
     ]
-    _send(conn, ("records", rows, list(TIMER_LATENESS.samples)))
+    _send(conn, ("records", rows, list(TIMER_LATENESS.samples), seen or []))
 
 
 def _send(conn: Connection, msg: object) -> bool:
@@ -104,12 +114,20 @@ def _send(conn: Connection, msg: object) -> bool:
     return True
 
 
-def _run(conn: Connection, specs: list[HeadsetSpec], host: str, port: int, parent_pid: int) -> None:
+def _run(
+    conn: Connection,
+    specs: list[HeadsetSpec],
+    host: str,
+    port: int,
+    parent_pid: int,
+    ws_url: str | None = None,
+    arrivals: bool = False,
+) -> None:
     die_with_parent(parent_pid)
     for sig in _SIGNALS:  # the parent stops us (blocked since fork: see HeadsetWorker.start)
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-    asyncio.run(_main(conn, specs, host, port))
+    asyncio.run(_main(conn, specs, host, port, ws_url, arrivals))
 
 
 class HeadsetWorkerError(MadangError, RuntimeError):
@@ -117,15 +135,26 @@ class HeadsetWorkerError(MadangError, RuntimeError):
 
 
 class HeadsetWorker:
-    """A child process running ``specs`` headsets against the broker at ``host:port``."""
+    """A child process running ``specs`` headsets against the broker at ``host:port`` (those with
+    no MQTT endpoint as WebXR clients of ``ws_url``). ``arrivals``: the child keeps every cue
+    message's arrival (:attr:`arrivals` after :meth:`stop`)."""
 
-    def __init__(self, specs: list[HeadsetSpec], host: str, port: int) -> None:
+    def __init__(
+        self,
+        specs: list[HeadsetSpec],
+        host: str,
+        port: int,
+        *,
+        ws_url: str | None = None,
+        arrivals: bool = False,
+    ) -> None:
         self.specs = specs
+        self.arrivals: list[tuple[str, int, bytes]] = []
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
             target=_run,
-            args=(child, specs, host, port, os.getpid()),
+            args=(child, specs, host, port, os.getpid(), ws_url, arrivals),
             name="madang-headsets",
             daemon=True,  # multiprocessing ends it at our exit too
         )
@@ -193,7 +222,7 @@ class HeadsetWorker:
             await self._end()
         if msg is None or msg[0] != "records":
             return []
-        _, rows, lateness = msg
+        _, rows, lateness, self.arrivals = msg
         for did, what, key, seq, param, true_ns, local_ns, value in rows:
             recorder.record(recorder.register(did), what, key, seq, param, true_ns, local_ns, value)
         return list(lateness)

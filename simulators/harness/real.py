@@ -84,6 +84,7 @@ async def play_real(
     handle_signals: bool = False,
     journal_dir: Path | None = None,
     web: Mapping[str, Any] | None = None,
+    arrivals: bool = False,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
@@ -117,7 +118,11 @@ async def play_real(
 
     ``web``: the runtime's web options (``web_port``, ``web_host``, ``web_origins``,
     ``web_media``; RuntimeOptions). A venue with WebSocket devices gets the web server on a free
-    port when none is given; its simulated WebXR clients connect to it once the runtime runs.
+    port when none is given; its simulated WebXR clients connect to it once the runtime runs (in
+    the headset process too: ``settle["ws_connect_s"]`` says how long they took).
+
+    ``arrivals``: keep every cue message's arrival at each app device's socket, as
+    ``report["arrivals"]``: ``(device, true ns, payload)`` (fan-out measurements).
     """
     if profile not in profile_names():  # before any process starts
         known = ", ".join(profile_names())
@@ -153,7 +158,10 @@ async def play_real(
             ws_url=ws_url,
         )
         TIMER_LATENESS.reset()
-        mqtt_apps = [did for did, app in sim.apps.items() if app.device.mqtt is not None]
+        seen: list[tuple[str, int, bytes]] = []
+        mqtt_apps = [
+            did for did, app in sim.apps.items() if app.device.mqtt is not None or ws_url is not None
+        ]
         if headset_process is None:
             headset_process = faults is None and len(mqtt_apps) >= 200
         if headset_process and mqtt_apps:
@@ -161,7 +169,9 @@ async def play_real(
             for did in mqtt_apps:
                 del sim.apps[did]  # the child runs them (same clocks and paths); sim.clocks keeps them
             url = urlsplit(broker_url)
-            worker = HeadsetWorker(specs, url.hostname or "127.0.0.1", url.port or 1883)
+            worker = HeadsetWorker(
+                specs, url.hostname or "127.0.0.1", url.port or 1883, ws_url=ws_url, arrivals=arrivals
+            )
             worker.start()
         log.info(
             "simulated venue processes",
@@ -171,8 +181,14 @@ async def play_real(
             },
         )
         await sim.start_async()
+        if arrivals:
+            for stream in sim._streams.values():
+                stream.arrivals = seen
         await sim.wait_connected(timeout_s=60, ws=False)  # WebSocket clients: once the runtime serves
-        if worker is not None:
+        ws_worker = (
+            worker is not None and ws_url is not None and any(s.device.mqtt is None for s in worker.specs)
+        )
+        if worker is not None and not ws_worker:
             await worker.wait_connected()
         rt = Runtime(
             timeline,
@@ -234,6 +250,14 @@ async def play_real(
                 }
             )
 
+        async def ws_connected() -> None:
+            # The child's WebXR clients need the runtime's server: they connect once it runs.
+            assert worker is not None
+            t0 = time.monotonic()
+            await worker.wait_connected()
+            settle["ws_connect_s"] = round(time.monotonic() - t0, 3)
+
+        connecting = asyncio.create_task(ws_connected()) if ws_worker else None
         task = asyncio.create_task(delayed_auto_go())
         cut = asyncio.create_task(cut_after_go())
         hook: asyncio.Task[None] | None = None
@@ -248,6 +272,8 @@ async def play_real(
                 interrupt.install()
             task.cancel()
             cut.cancel()
+            if connecting is not None and not connecting.done():
+                connecting.cancel()
         await asyncio.sleep(0.5)  # the last fires and reports land
         if hook is not None:
             if not hook.done():
@@ -278,6 +304,8 @@ async def play_real(
     report["settle"] = settle
     report["headset_process"] = worker is not None
     report["controller"] = ctl
+    if arrivals:
+        report["arrivals"] = [*seen, *(worker.arrivals if worker is not None else [])]
     return report, sim, rt
 
 

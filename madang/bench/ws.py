@@ -56,14 +56,16 @@ def _files(folder: Path, devices: int, mqtt: int, cues: int) -> Path:
     ]
     if mqtt:
         venue.append(
-            f'  - {{id: "mq-{{{1:0{width}d}..{mqtt:0{width}d}}}", kind: xrm, zone: broker, sync: app, mqtt: {{}}}}'
+            f'  - {{id: "mq-{{{1:0{width}d}..{mqtt:0{width}d}}}", kind: xrm, zone: broker, '
+            "sync: app, mqtt: {}}"
         )
     (folder / "venue.yaml").write_text("\n".join(venue) + "\n", encoding="utf-8")
     lines = ["show: Bench ws", "venue: venue.yaml", "cues:", "  - id: fanout", "    timeline:"]
     end = 1.0 + 0.5 * cues * (2 if mqtt else 1)
     for k in range(cues):
         lines.append(
-            f"      - {{at: {1.0 + 0.5 * k}s, mqtt: {{targets: 'kind:xr', topic: bench/cue, payload: {{n: {k}}}}}}}"
+            f"      - {{at: {1.0 + 0.5 * k}s, "
+            f"mqtt: {{targets: 'kind:xr', topic: bench/cue, payload: {{n: {k}}}}}}}"
         )
         if mqtt:
             at = 1.0 + 0.5 * (cues + k)

@@ -245,7 +245,9 @@ class WsHub:
         self.sessions: dict[str, Session] = {}  # by device id
         self._subs: dict[str, dict[Session, None]] = {}  # topic -> sessions (ordered set)
         self._retained: dict[str, bytes] = {}
-        self._queue: deque[MqttPublish] = deque()
+        self._queue: deque[tuple[MqttPublish, int]] = deque()  # (item, handed over: monotonic ns)
+        # For messages to two or more sessions: from hand-over to the last write (ns), latest first.
+        self.fanout_ns: deque[int] = deque(maxlen=10_000)
         self._wake = asyncio.Event()
         self._logged: set[str] = set()
         self.idle = asyncio.Event()  # set while the queue is empty (tests, shutdown)
@@ -312,7 +314,7 @@ class WsHub:
             self._retained[item.topic] = item.payload
         if item.topic not in self._subs:
             return False
-        self._queue.append(item)
+        self._queue.append((item, self.clock.monotonic_ns()))
         self.idle.clear()
         self._wake.set()
         return True
@@ -331,7 +333,7 @@ class WsHub:
     async def _drain(self) -> None:
         written = 0
         while self._queue:
-            item = self._queue.popleft()
+            item, handed = self._queue.popleft()
             subs = self._subs.get(item.topic)
             if not subs:
                 continue
@@ -353,6 +355,8 @@ class WsHub:
                     self.stats.frames_out += written
                     written = 0
                     await asyncio.sleep(0)  # let the loop (and the firing edge) breathe
+            if len(subs) > 1:
+                self.fanout_ns.appendleft(self.clock.monotonic_ns() - handed)
         self.stats.frames_out += written
         self.idle.set()
 

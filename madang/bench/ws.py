@@ -19,7 +19,9 @@ The JSON:
   cue's median (true time); ``baseline_mqtt_spread_p99_us`` the same for the MQTT headsets;
 * ``edge_lateness_p99_us``: the firing edge's lateness over the run (it sends through the
   fan-outs);
-* ``hub``: the hub's counters (frames, slow connections cut).
+* ``hub``: the hub's counters (frames, slow connections cut); ``hub_fanout_ms``: the controller's
+  side of the fan-out, from the hand-over of a message to many sessions to its last write
+  (``fanout_ms`` adds the devices' side: a simulated client's loop reads 2,000 sockets too).
 
 Figures and commands: docs/benchmarks.md.
 """
@@ -140,7 +142,8 @@ def run(
             for k, v in (ctl.get("web") or {}).items()
             if k in ("frames_out", "frames_in", "slow", "peak")
         },
-        "settle_s": report["settle"].get("waited_s"),
+        "hub_fanout_ms": _hub_fanout(rt),
+        "settle_s": report["settle"].get("waited_s"),  # from the start to the GO (the gate READY)
         "wall_s": round(wall, 1),
     }
 
@@ -175,6 +178,19 @@ def _fanouts(arrivals: dict[int, dict[str, int]], seqs: set[int]) -> list[float]
 def _worst_fanout(arrivals: dict[int, dict[str, int]], seqs: set[int]) -> float | None:
     got = _fanouts(arrivals, seqs)
     return max(got) if got else None
+
+
+def _hub_fanout(rt: Any) -> dict[str, float] | None:
+    """The hub's own fan-out of group messages: hand-over to its last write (controller side)."""
+    if rt.web is None or not rt.web.hub.fanout_ns:
+        return None
+    spans = np.array(rt.web.hub.fanout_ns, dtype=np.float64) / 1e6
+    return {
+        "n": int(spans.size),
+        "p50": round(float(np.percentile(spans, 50)), 3),
+        "p99": round(float(np.percentile(spans, 99)), 3),
+        "max": round(float(spans.max()), 3),
+    }
 
 
 def _pct(values: np.ndarray[Any, Any], q: float) -> float | None:

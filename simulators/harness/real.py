@@ -130,6 +130,7 @@ async def play_real(
     interrupt = _Interrupt() if handle_signals else None
     broker: MosquittoBroker | None = None
     worker: HeadsetWorker | None = None
+    ws_worker: HeadsetWorker | None = None  # the WebXR clients, when in a process of their own
     sim: SimulatedVenue | None = None
     rt: Runtime | None = None
     settle: dict[str, Any] = {}  # how long the devices were given to sync before the first GO
@@ -159,25 +160,33 @@ async def play_real(
         )
         TIMER_LATENESS.reset()
         seen: list[tuple[str, int, bytes]] = []
-        mqtt_apps = [
-            did for did, app in sim.apps.items() if app.device.mqtt is not None or ws_url is not None
-        ]
+        mqtt_apps = [did for did, app in sim.apps.items() if app.device.mqtt is not None]
+        ws_apps = [did for did, app in sim.apps.items() if app.device.mqtt is None and ws_url is not None]
         if headset_process is None:
-            headset_process = faults is None and len(mqtt_apps) >= 200
-        if headset_process and mqtt_apps:
-            specs = [HeadsetSpec(sim.apps[did].device, sim.clocks[did], sim.paths[did]) for did in mqtt_apps]
-            for did in mqtt_apps:
-                del sim.apps[did]  # the child runs them (same clocks and paths); sim.clocks keeps them
-            url = urlsplit(broker_url)
-            worker = HeadsetWorker(
-                specs, url.hostname or "127.0.0.1", url.port or 1883, ws_url=ws_url, arrivals=arrivals
+            headset_process = faults is None and len(mqtt_apps) + len(ws_apps) >= 200
+        url = urlsplit(broker_url)
+
+        def spawn(ids: list[str], ws: str | None) -> HeadsetWorker:
+            specs = [HeadsetSpec(sim_.apps[did].device, sim_.clocks[did], sim_.paths[did]) for did in ids]
+            for did in ids:
+                del sim_.apps[did]  # the child runs them (same clocks and paths); sim.clocks keeps them
+            w = HeadsetWorker(
+                specs, url.hostname or "127.0.0.1", url.port or 1883, ws_url=ws, arrivals=arrivals
             )
-            worker.start()
+            w.start()
+            return w
+
+        sim_ = sim
+        if headset_process and mqtt_apps:
+            worker = spawn(mqtt_apps, None)
+        if headset_process and ws_apps:  # a process of their own: they connect later (below)
+            ws_worker = spawn(ws_apps, ws_url)
         log.info(
             "simulated venue processes",
             extra={
                 "broker_pid": None if broker is None else broker.pid,
                 "headset_pid": None if worker is None else worker.pid,
+                "webxr_pid": None if ws_worker is None else ws_worker.pid,
             },
         )
         await sim.start_async()
@@ -185,10 +194,7 @@ async def play_real(
             for stream in sim._streams.values():
                 stream.arrivals = seen
         await sim.wait_connected(timeout_s=60, ws=False)  # WebSocket clients: once the runtime serves
-        ws_worker = (
-            worker is not None and ws_url is not None and any(s.device.mqtt is None for s in worker.specs)
-        )
-        if worker is not None and not ws_worker:
+        if worker is not None:
             await worker.wait_connected()
         rt = Runtime(
             timeline,
@@ -252,12 +258,12 @@ async def play_real(
 
         async def ws_connected() -> None:
             # The child's WebXR clients need the runtime's server: they connect once it runs.
-            assert worker is not None
+            assert ws_worker is not None
             t0 = time.monotonic()
-            await worker.wait_connected()
+            await ws_worker.wait_connected()
             settle["ws_connect_s"] = round(time.monotonic() - t0, 3)
 
-        connecting = asyncio.create_task(ws_connected()) if ws_worker else None
+        connecting = asyncio.create_task(ws_connected()) if ws_worker is not None else None
         task = asyncio.create_task(delayed_auto_go())
         cut = asyncio.create_task(cut_after_go())
         hook: asyncio.Task[None] | None = None
@@ -287,7 +293,11 @@ async def play_real(
         if current is not None:
             current.uncancel()
     finally:
-        await _stop_children(worker, sim, broker, records=played)
+        try:
+            if ws_worker is not None:
+                await _stop_children(ws_worker, None, None, records=played, recorder=sim)
+        finally:
+            await _stop_children(worker, sim, broker, records=played)
         if interrupt is not None:
             interrupt.remove()
     if rt is None or sim is None:
@@ -305,7 +315,7 @@ async def play_real(
     report["headset_process"] = worker is not None
     report["controller"] = ctl
     if arrivals:
-        report["arrivals"] = [*seen, *(worker.arrivals if worker is not None else [])]
+        report["arrivals"] = [*seen, *(a for w in (worker, ws_worker) if w is not None for a in w.arrivals)]
     return report, sim, rt
 
 
@@ -363,14 +373,21 @@ class _Interrupt:
 
 
 async def _stop_children(
-    worker: HeadsetWorker | None, sim: SimulatedVenue | None, broker: MosquittoBroker | None, *, records: bool
+    worker: HeadsetWorker | None,
+    sim: SimulatedVenue | None,
+    broker: MosquittoBroker | None,
+    *,
+    records: bool,
+    recorder: SimulatedVenue | None = None,
 ) -> None:
-    """End every process and socket :func:`play_real` started, each step whatever the others did."""
+    """End every process and socket :func:`play_real` started, each step whatever the others did
+    (``recorder``: whose recorder takes the worker's records, when not ``sim``'s)."""
     try:
         if worker is not None:
             if records:
-                recorder = sim.recorder if sim is not None else Recorder()
-                TIMER_LATENESS.samples.extend(await worker.stop(recorder))
+                owner = recorder or sim
+                recorder_ = owner.recorder if owner is not None else Recorder()
+                TIMER_LATENESS.samples.extend(await worker.stop(recorder_))
             else:
                 await worker.abort()
     finally:

@@ -34,7 +34,7 @@ from controller.clock import Clock
 from controller.delivery import MqttPublish
 from controller.web.audience import AudienceDesk, Slot
 from controller.web.hub import Deliver, WsHub, device_topics, envelope
-from controller.web.server import WebServer
+from controller.web.server import StampedConnection, WebServer
 from venues.model import Device, Venue
 
 __all__ = ["STATIC", "WELCOME_TOPIC", "WebFront"]
@@ -99,7 +99,7 @@ class WebFront:
         self.clock = clock
         self.show = show
         self.hub = WsHub(deliver, clock=clock)
-        self.server = WebServer(host=host, port=port, origins=origins)
+        self.server = WebServer(host=host, port=port, origins=origins, stamp=clock.wall_ns)
         self.desk = AudienceDesk(venue.audience) if venue.audience is not None else None
         self.media = {name: Path(f) for name, f in (media or {}).items()}
         self.refused: dict[str, int] = {"unknown_device": 0, "audience_full": 0}
@@ -215,9 +215,10 @@ class WebFront:
             peer.write(hello)
         clock = self.clock
         session = self.hub.attach(dev, peer, clock.wall_ns())
+        arrived = conn.arrived if isinstance(conn, StampedConnection) else (lambda: None)
         try:
             async for frame in conn:
-                self.hub.receive(session, frame, clock.wall_ns())
+                self.hub.receive(session, frame, arrived() or clock.wall_ns())
         except ConnectionClosed:
             pass
         finally:

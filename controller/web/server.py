@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -37,9 +38,10 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
-__all__ = ["MAX_FILE", "Route", "SocketHandler", "WebServer"]
+__all__ = ["MAX_FILE", "Route", "SocketHandler", "StampedConnection", "WebServer"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,36 @@ _TYPES = {
     ".svg": "image/svg+xml",
     ".json": "application/json",
 }
+
+
+_MESSAGE_OPCODES = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+
+
+class StampedConnection(ServerConnection):
+    """A server connection that notes, for each message, when the bytes that completed it reached
+    the loop (``data_received``): a pong's receive instant (RFC 5905's ``t4``) is then not the
+    instant its handler got round to it, milliseconds later under a fan-out. The handler takes
+    one stamp per message it reads, in order (:meth:`arrived`)."""
+
+    stamp: Callable[[], int] = staticmethod(lambda: 0)  # the server sets its clock (wall ns)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._stamps: deque[int] = deque()
+        self._rx = 0
+
+    def data_received(self, data: bytes) -> None:
+        self._rx = self.stamp()
+        super().data_received(data)
+
+    def process_event(self, event: object) -> None:
+        if isinstance(event, Frame) and event.fin and event.opcode in _MESSAGE_OPCODES:
+            self._stamps.append(self._rx)
+        super().process_event(event)  # type: ignore[arg-type]
+
+    def arrived(self) -> int | None:
+        """When the next message (the one just read) arrived; None when unknown."""
+        return self._stamps.popleft() if self._stamps else None
 
 
 @dataclass(frozen=True)
@@ -87,7 +119,13 @@ class WebServer:
         port: int = 8080,
         origins: Sequence[str] = (),
         max_frame: int = 256 * 1024,
+        stamp: Callable[[], int] | None = None,
     ) -> None:
+        """``stamp``: the clock (wall ns) that stamps each message's arrival
+        (:class:`StampedConnection`); default ``time.time_ns``."""
+        self._connection = type(
+            "Stamped", (StampedConnection,), {"stamp": staticmethod(stamp or time.time_ns)}
+        )
         self.host = host
         self.port = port
         self.origins = frozenset(o.rstrip("/") for o in origins)
@@ -141,6 +179,7 @@ class WebServer:
             ping_timeout=20,
             close_timeout=2,
             server_header="madang",
+            create_connection=self._connection,
         )
         sockets = list(self._server.sockets)
         if sockets:

@@ -9,7 +9,7 @@ An adapter: it moves bytes between sockets and the core; every decision about th
 
 from controller.web.audience import AudienceDesk, Slot
 from controller.web.front import STATIC, WELCOME_TOPIC, WebFront
-from controller.web.hub import HubStats, Peer, RateLimit, Session, WsHub, device_topics, envelope
+from controller.web.hub import HubStats, Peer, RateLimit, Session, WsHub, device_topics, envelope, text_frame
 from controller.web.server import Route, SocketHandler, WebServer
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "WsHub",
     "device_topics",
     "envelope",
+    "text_frame",
 ]

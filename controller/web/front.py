@@ -27,13 +27,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from controller.clock import Clock
 from controller.delivery import MqttPublish
 from controller.web.audience import AudienceDesk, Slot
-from controller.web.hub import Deliver, WsHub, device_topics, envelope
+from controller.web.hub import Deliver, WsHub, device_topics, envelope, text_frame
 from controller.web.server import StampedConnection, WebServer
 from venues.model import Device, Venue
 
@@ -51,8 +51,10 @@ _enc = msgspec.json.Encoder()
 
 
 class _Peer:
-    """A websockets connection as the hub writes to it: frames go straight to the transport
-    (as ``websockets.broadcast`` does), never through an ``await``."""
+    """A websockets connection as the hub writes to it: complete frames (the hub builds them,
+    :func:`~controller.web.hub.text_frame`) go straight to the transport, never through an
+    ``await``. Only while the connection is open: a closing handshake has begun otherwise, after
+    which no data frame may follow (RFC 6455 section 5.5.1)."""
 
     __slots__ = ("conn",)
 
@@ -61,12 +63,12 @@ class _Peer:
 
     def write(self, frame: bytes) -> None:
         conn = self.conn
-        if conn.protocol.state is not State.OPEN:
+        transport = conn.transport
+        if conn.protocol.state is not State.OPEN or transport is None or transport.is_closing():
             return
         try:
-            conn.protocol.send_text(frame)
-            conn.send_data()
-        except (OSError, RuntimeError, WebSocketException) as err:
+            transport.write(frame)
+        except (OSError, RuntimeError) as err:
             log.debug("WebSocket write failed", extra={"error": str(err)})
 
     def buffered(self) -> int:
@@ -212,7 +214,7 @@ class WebFront:
     async def _serve(self, conn: ServerConnection, dev: Device, *, hello: bytes | None = None) -> None:
         peer = _Peer(conn)
         if hello is not None:
-            peer.write(hello)
+            peer.write(text_frame(hello))
         clock = self.clock
         session = self.hub.attach(dev, peer, clock.wall_ns())
         arrived = conn.arrived if isinstance(conn, StampedConnection) else (lambda: None)

@@ -15,11 +15,13 @@ The hub is the broker for the devices that connect here (docs/protocol.md, "WebS
 * **Retained.** The last retained payload of every topic (the controller state, each device's
   clock model) is kept and written to a session as it attaches, as a broker would.
 * **Fan-out off the firing path.** :meth:`WsHub.publish` only appends to a queue and wakes the
-  hub's own task, which encodes each message *once* into the envelope ``{"topic","payload"}``
-  and writes it to each subscriber's transport without awaiting anything, ``chunk`` writes at a
-  time, yielding to the loop between chunks: a cue to 2,000 phones never holds the loop for more
-  than a chunk's worth of writes (websockets' own ``broadcast`` to 1,000 holds it 7-9 ms). Pings
-  are stamped as they are written (``t1`` is the instant they leave, RFC 5905), not when queued.
+  hub's own task, which encodes each message *once*, envelope ``{"topic","payload"}`` and
+  WebSocket frame alike (a server's frames are unmasked: the same bytes serve every connection,
+  :func:`text_frame`), and writes it to each subscriber's transport without awaiting anything,
+  yielding to the loop whenever it has held it for ``slice_ns`` (0.5 ms): a cue to 2,000 phones
+  never holds the loop for more than that (websockets' own ``broadcast`` to 1,000 holds it
+  7-9 ms). Pings are stamped as they are written (``t1`` is the instant they leave, RFC 5905),
+  not when queued.
 * **Backpressure.** A session whose transport holds more than ``max_buffer`` bytes not yet sent
   is a phone that cannot keep up: it is cut (aborted, counted as ``slow``), never waited for.
 * **Input is hostile.** Every frame is rate-limited per session (a token bucket), bounded
@@ -62,6 +64,7 @@ __all__ = [
     "WsHub",
     "device_topics",
     "envelope",
+    "text_frame",
 ]
 
 log = logging.getLogger(__name__)
@@ -81,7 +84,8 @@ class Peer(Protocol):
     """One connection as the hub writes to it (the server adapts a websockets connection)."""
 
     def write(self, frame: bytes) -> None:
-        """Queue one text frame (UTF-8 JSON) on the transport; never blocks, never raises."""
+        """Queue one WebSocket frame, as built by :func:`text_frame`, on the transport; never
+        blocks, never raises."""
         ...
 
     def buffered(self) -> int:
@@ -136,8 +140,23 @@ _enc = msgspec.json.Encoder()
 
 
 def envelope(topic: str, payload: bytes) -> bytes:
-    """The WebSocket frame for a message: ``{"topic":...,"payload":...}`` (``payload`` is JSON)."""
+    """The text of a message's frame: ``{"topic":...,"payload":...}`` (``payload`` is JSON)."""
     return b'{"topic":' + _enc.encode(topic) + b',"payload":' + payload + b"}"
+
+
+def text_frame(text: bytes) -> bytes:
+    """A complete, unfragmented WebSocket text frame (RFC 6455 section 5.2) as a server sends it:
+    unmasked and without extensions (no compression), so the same bytes serve every connection.
+    Built once per message, written to each transport as is: the fan-out's cost per connection
+    is one ``transport.write``."""
+    n = len(text)
+    if n < 126:
+        head = bytes((0x81, n))
+    elif n < 1 << 16:
+        head = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return head + text
 
 
 class _Envelope(msgspec.Struct):
@@ -230,14 +249,16 @@ class WsHub:
         deliver: Deliver,
         *,
         clock: Clock,
-        chunk: int = 64,
+        chunk: int = 16,
+        slice_ns: int = 500_000,
         max_buffer: int = 256 * 1024,
         frames: RateLimit = FRAMES,
         taps: RateLimit = TAPS,
     ) -> None:
         self.deliver = deliver
         self.clock = clock
-        self.chunk = chunk
+        self.chunk = chunk  # writes between two looks at the clock
+        self.slice_ns = slice_ns  # the longest the fan-out holds the loop before yielding
         self.max_buffer = max_buffer
         self.frames = frames
         self.tap_limit = taps
@@ -276,7 +297,7 @@ class WsHub:
         for t in s.topics:
             payload = self._retained.get(t)
             if payload is not None:
-                peer.write(envelope(t, payload))
+                peer.write(text_frame(envelope(t, payload)))
                 st.frames_out += 1
         log.info("WebSocket device connected", extra={"device": device.id})
         return s
@@ -331,7 +352,9 @@ class WsHub:
             await self._drain()
 
     async def _drain(self) -> None:
+        clock = self.clock
         written = 0
+        since = clock.monotonic_ns()
         while self._queue:
             item, handed = self._queue.popleft()
             subs = self._subs.get(item.topic)
@@ -339,7 +362,7 @@ class WsHub:
                 continue
             self.stats.messages += 1
             ping = item.kind is Kind.PING
-            frame = b"" if ping else envelope(item.topic, item.payload)
+            frame = b"" if ping else text_frame(envelope(item.topic, item.payload))
             for s in list(subs):
                 if s.closed:
                     continue
@@ -348,15 +371,17 @@ class WsHub:
                     self._slow(s)
                     continue
                 if ping:
-                    frame = envelope(item.topic, restamp(item, self.clock.wall_ns()))
+                    frame = text_frame(envelope(item.topic, restamp(item, clock.wall_ns())))
                 peer.write(frame)
                 written += 1
-                if written >= self.chunk:
+                if written % self.chunk == 0 and clock.monotonic_ns() - since > self.slice_ns:
+                    # Held the loop a slice's worth: let it (and the firing edge) breathe.
                     self.stats.frames_out += written
                     written = 0
-                    await asyncio.sleep(0)  # let the loop (and the firing edge) breathe
+                    await asyncio.sleep(0)
+                    since = clock.monotonic_ns()
             if len(subs) > 1:
-                self.fanout_ns.appendleft(self.clock.monotonic_ns() - handed)
+                self.fanout_ns.appendleft(clock.monotonic_ns() - handed)
         self.stats.frames_out += written
         self.idle.set()
 

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from controller.clock import SystemClock
 from controller.delivery import Kind, MqttPublish
-from controller.web import WebFront, device_topics
+from controller.web import WebFront, device_topics, text_frame
 from venues.loader import load_venue
 
 VENUE = """\
@@ -381,3 +382,9 @@ def test_the_route_table_serves_pages_and_a_later_surface_adds_its_own(tmp_path:
 
 def test_the_audience_gets_slots_by_seat_and_zone_and_can_rejoin(tmp_path: Path) -> None:
     run(tmp_path, _the_audience_gets_slots_by_seat_and_zone_and_can_rejoin)
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65_535, 65_536, 70_000])
+def test_a_prebuilt_frame_is_what_websockets_would_send(size: int) -> None:
+    text = b"x" * size
+    assert text_frame(text) == Frame(Opcode.TEXT, text).serialize(mask=False, extensions=[])

@@ -354,7 +354,14 @@ def _bench_devices(args: argparse.Namespace) -> dict[str, Any]:
 def _bench_ws(args: argparse.Namespace) -> dict[str, Any]:
     from madang.bench.ws import run
 
-    return run(devices=args.devices, mqtt=args.mqtt, cues=args.cues, profile=args.profile, seed=args.seed)
+    return run(
+        devices=args.devices,
+        mqtt=args.mqtt,
+        cues=args.cues,
+        profile=args.profile,
+        seed=args.seed,
+        settle_s=args.settle,
+    )
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -590,6 +597,13 @@ def _parser() -> argparse.ArgumentParser:
         help="MQTT headsets for the baseline (default: as many as --devices; 0: none)",
     )
     bp.add_argument("--cues", type=_COUNT, default=3, help="group cues to each side (default 3)")
+    bp.add_argument(
+        "--settle",
+        type=_SECONDS,
+        default=30.0,
+        metavar="S",
+        help="GO (forced) this long after the devices connected, READY or not (default 30)",
+    )
     bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS)
     bp.add_argument("--seed", type=_SEED, default=1)
     bp = bench("mqtt", _bench_mqtt, "MQTT publish throughput and round trip, TCP_NODELAY on vs off")

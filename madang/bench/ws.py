@@ -37,7 +37,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from controller.playback import Go
+from controller.runtime import Runtime
 from cues.compiler import compile_show
+from simulators.devices.venue import SimulatedVenue
 from simulators.harness import play_real
 from simulators.report import FIRE_KINDS, spread_stats
 
@@ -73,16 +76,27 @@ def _files(folder: Path, kind: str, n: int, cues: int) -> Path:
 
 
 def run(
-    *, devices: int = 2000, mqtt: int | None = None, cues: int = 3, profile: str = "lan", seed: int = 1
+    *,
+    devices: int = 2000,
+    mqtt: int | None = None,
+    cues: int = 3,
+    profile: str = "lan",
+    seed: int = 1,
+    settle_s: float = 30.0,
 ) -> dict[str, Any]:
     """``madang bench ws`` (see the module docstring); ``mqtt``: MQTT headsets for the baseline
     (default: as many as ``devices``; 0: none). The two sides play one after the other, each
     with its own controller and broker: at 2,000 devices each, their ping bursts together (80,000
-    messages a second through one controller) would measure the controller's overload instead."""
+    messages a second through one controller) would measure the controller's overload instead.
+
+    GO is pressed (forced) ``settle_s`` after the devices connected, whether or not the sync gate
+    is READY then: on a loaded machine a few of 2,000 devices may stay predicted over the 5 ms
+    budget for minutes, and the bench measures what the audience would see rather than waiting
+    (``gate_at_go`` says how the venue stood)."""
     n_mqtt = devices if mqtt is None else mqtt
     t0 = time.monotonic()
-    ws = _side("ws", devices, cues, profile, seed)
-    base = _side("mq", n_mqtt, cues, profile, seed) if n_mqtt else None
+    ws = _side("ws", devices, cues, profile, seed, settle_s)
+    base = _side("mq", n_mqtt, cues, profile, seed, settle_s) if n_mqtt else None
     return {
         "devices": devices,
         "mqtt_devices": n_mqtt,
@@ -104,13 +118,23 @@ def run(
         "edge_lateness_p99_us": ws["edge_lateness_p99_us"],
         "baseline_mqtt_edge_lateness_p99_us": None if base is None else base["edge_lateness_p99_us"],
         "hub": ws["hub"],
-        "settle_s": ws["settle_s"],
+        "gate_at_go": ws["gate_at_go"],
+        "baseline_mqtt_gate_at_go": None if base is None else base["gate_at_go"],
         "wall_s": round(time.monotonic() - t0, 1),
     }
 
 
-def _side(kind: str, n: int, cues: int, profile: str, seed: int) -> dict[str, Any]:
+def _side(kind: str, n: int, cues: int, profile: str, seed: int, settle_s: float) -> dict[str, Any]:
     """One side's run: ``n`` devices (``ws``: WebXR clients; ``mq``: MQTT headsets)."""
+    gate: dict[str, Any] = {}
+
+    async def go(sim: SimulatedVenue, rt: Runtime) -> None:
+        while rt.web is not None and rt.web.hub.stats.connected < n:  # the WebXR clients connect
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(settle_s)
+        gate.update(rt.core.readiness(rt.clock.wall_ns()).as_dict())
+        rt._command(Go(force=True), source="bench")
+
     with tempfile.TemporaryDirectory(prefix="madang-bench-ws-") as tmp:
         timeline, venue = compile_show(_files(Path(tmp), kind, n, cues))
         report, sim, rt = asyncio.run(
@@ -121,8 +145,8 @@ def _side(kind: str, n: int, cues: int, profile: str, seed: int) -> dict[str, An
                 seed=seed,
                 headset_process=True,
                 arrivals=True,
-                ready_timeout_s=600.0,
-                settle_s=3.0,
+                auto_go=False,
+                faults=go,
             )
         )
     seqs = {a.seq for a in timeline.actions if a.devices and a.devices[0].startswith(f"{kind}-")}
@@ -150,7 +174,7 @@ def _side(kind: str, n: int, cues: int, profile: str, seed: int) -> dict[str, An
             for k, v in (ctl.get("web") or {}).items()
             if k in ("frames_out", "frames_in", "slow", "peak")
         },
-        "settle_s": report["settle"].get("waited_s"),
+        "gate_at_go": {k: gate.get(k) for k in ("ready", "need", "within", "unsettled", "over", "worst")},
     }
 
 

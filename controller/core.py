@@ -861,8 +861,8 @@ class ControllerCore:
                 # Every (re)connection mid-show gets catch-up state (docs/protocol.md); clock sync
                 # starts over only when the device really restarted (a new boot instant).
                 self._late_join(device, now, rebooted=rebooted)
-            elif ready and rebooted and device in self._pooled and self.sync is not None:
-                self.sync.reset(device)
+            elif ready and rebooted and self.sync is not None:
+                self.sync.reset(device)  # not playing: no catch-up, but its clock sync starts over
         else:
             self.presence.seen(device, now).fired += 1
             self.counters["fired"] += 1

@@ -47,14 +47,16 @@ class Presence:
 
     def receive_status(self, device: str, status: Status, now: int) -> tuple[bool, bool]:
         """A status message; returns ``(ready, rebooted)``: whether it says the device has just
-        (re)connected, and whether it really restarted (it was offline, or its boot instant
-        changed), so that its clock sync must start over."""
+        (re)connected, and whether its clock sync must (re)start: it really restarted (it was
+        offline, or its boot instant changed), or it is heard for the first time (it joins: the
+        ping burst the controller sent at start went to nobody, docs/protocol.md)."""
         h = self.seen(device, now)
         was = h.status
         h.status = status.state
         ready = status.state == "ready"
         rebooted = ready and (
-            was == "offline" or (status.boot is not None and h.boot is not None and status.boot != h.boot)
+            was in ("offline", "unknown")
+            or (status.boot is not None and h.boot is not None and status.boot != h.boot)
         )
         if status.boot is not None:
             h.boot = status.boot

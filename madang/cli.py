@@ -600,9 +600,10 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument(
         "--settle",
         type=_SECONDS,
-        default=30.0,
+        default=120.0,
         metavar="S",
-        help="GO (forced) this long after the devices connected, READY or not (default 30)",
+        help="GO once the sync gate is READY, or (forced) this long after the devices connected "
+        "(default 120)",
     )
     bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS)
     bp.add_argument("--seed", type=_SEED, default=1)

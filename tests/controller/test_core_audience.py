@@ -98,3 +98,34 @@ def test_a_light_cue_goes_to_the_audience_as_one_group_message(tmp_path: Path) -
     assert body["op"] == {"mqtt": {"topic": "madang/light", "payload": {"color": "#ff2d95"}}}
     assert np.all([p.due_ns == out[0].due_ns for p in out])
     assert wire.CUE_TOPIC in {"madang/cue"}
+
+
+TAP_SHOW = """\
+show: Taps
+venue: venue.yaml
+cues:
+  - id: wait
+    on: {mqtt: "madang/audience/north/+/tap", count: 2, timeout: 60s}
+    actions:
+      - light: {targets: "kind:phone", color: white}
+"""
+
+
+def test_a_cue_waits_for_taps_of_distinct_phones_of_a_zone(tmp_path: Path) -> None:
+    (tmp_path / "venue.yaml").write_text(VENUE, encoding="utf-8")
+    (tmp_path / "show.yaml").write_text(TAP_SHOW, encoding="utf-8")
+    timeline, venue = compile_show(tmp_path / "show.yaml")
+    c = ControllerCore(timeline, venue, sync=SyncService(venue))
+    c.command(Load(), T0)
+    c.command(Arm(), T0)
+
+    def tap(device: str, zone: str, now: int) -> None:
+        c.receive_mqtt(f"madang/audience/{zone}/{device}/tap", b"{}", now)
+        c.poll(now)
+
+    tap("aud-00001", "north", T0 + S)
+    tap("aud-00001", "north", T0 + S + MS)  # the same phone again: counts once
+    tap("aud-00004", "south", T0 + S + 2 * MS)  # another zone: not this trigger's
+    assert c.engine.snapshot.current_cue is None
+    tap("aud-00002", "north", T0 + 2 * S)
+    assert c.engine.snapshot.current_cue == "wait"

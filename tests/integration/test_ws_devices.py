@@ -88,7 +88,8 @@ def test_run_simulate_plays_websocket_devices_in_sync(tmp_path: Path) -> None:
     rows = {r["device"]: r for r in report["telemetry"]}
     assert all(rows[f"web-{i:02d}"]["synced"] for i in range(1, 13))
     print(
-        f"\nWebSocket devices: spread p99 {report['spread_p99_us']} us, on receipt {report['baseline_spread_p99_us']} us"
+        f"\nWebSocket devices: spread p99 {report['spread_p99_us']} us, "
+        f"on receipt {report['baseline_spread_p99_us']} us"
     )
     assert report["spread_p99_us"] < 5_000
 
@@ -100,7 +101,7 @@ def test_a_websocket_device_that_crashes_is_offline_and_catches_up(tmp_path: Pat
         await show_reached(rt, 500_000_000)  # type: ignore[arg-type]
         sim.reboot("web-03", after_ns=1_000_000_000)
 
-    report, sim, rt = asyncio.run(play_real(timeline, venue, profile="lan", faults=crash))
+    report, _sim, rt = asyncio.run(play_real(timeline, venue, profile="lan", faults=crash))
     assert rt.core.counters["late_joins"] >= 1  # it came back mid-show and got catch-up state
     assert rt.web is not None and rt.web.hub.stats.attached >= 13  # twelve, then web-03 again
     assert report["controller"]["web"]["peak"] == 12

@@ -179,20 +179,27 @@ class Recorder:
         """Executions that came with a lower term than one the same device had executed before,
         in true time: empty when no device ever obeyed a deposed controller after its successor.
         Rows without a term (``0``) are left out; so are receipts and drops."""
-        wanted = {self._index[w] for w in EXECUTIONS if w in self._index}
-        order = sorted(
-            (i for i in range(len(self._device)) if self._what[i] in wanted and self._term[i] > 0),
-            key=lambda i: (self._true[i], i),
-        )
-        highest: dict[int, int] = {}
-        bad: list[int] = []
-        for i in order:
-            d, t = self._device[i], self._term[i]
-            if t < highest.get(d, 0):
-                bad.append(i)
-            else:
-                highest[d] = t
-        return [self._row(i) for i in bad]
+        return [self._row(int(i)) for i in self._regressed().tolist()]
+
+    def _regressed(self) -> npt.NDArray[np.int64]:
+        """Row indices of :meth:`term_regressions`, vectorised (a venue's record has millions)."""
+        wanted = [self._index[w] for w in EXECUTIONS if w in self._index]
+        what = np.frombuffer(self._what, dtype=np.int64)
+        term = np.frombuffer(self._term, dtype=np.int64)
+        rows = np.flatnonzero(np.isin(what, wanted) & (term > 0))
+        if rows.size < 2:
+            return np.zeros(0, dtype=np.int64)
+        device = np.frombuffer(self._device, dtype=np.int64)[rows]
+        true = np.frombuffer(self._true, dtype=np.int64)[rows]
+        order = np.lexsort((rows, true, device))  # per device, in true time (then as recorded)
+        d, t = device[order], term[rows][order]
+        # Terms fit in 32 bits (an OSC int32): one running maximum over ``device << 32 | term``,
+        # sorted by device, is each device's own running maximum of its terms.
+        before = np.maximum.accumulate((d << 32) | t)
+        prior = np.r_[-1, before[:-1]]
+        same = np.r_[False, d[1:] == d[:-1]]
+        bad = same & (t < (prior & 0xFFFFFFFF))
+        return np.sort(rows[order][bad])
 
     def _row(self, i: int) -> Fire:
         s = self._strings

@@ -18,6 +18,7 @@ from controller.playback import Arm, Command, Go, Load
 from cues.compiler import compile_show
 from simulators.devices.venue import SimulatedVenue
 from simulators.record import EXECUTIONS
+from simulators.report import sync_report
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -105,6 +106,8 @@ def test_devices_never_obey_a_replaced_controller(tmp_path: Path) -> None:
     stale = rec.stale_term()
     assert set(stale) == set(fenced) and all(n >= 1 for n in stale.values()), stale
     assert rec.term_regressions() == []
+    report = sync_report(rec)
+    assert report["stale_term"] == sum(stale.values()) and report["term_regressions"] == 0
     # The echo device gets plain OSC, which carries no term: it obeyed both controllers.
     echo = [r.value for r in rows if r.device_id == "led-e" and r.param == "/scene"]
     assert echo.count(2.0) == 2 and "led-e" not in stale

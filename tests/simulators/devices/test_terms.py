@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from simulators.clock import DeviceClock
 from simulators.devices import AppDevice, OscDisplay
 from simulators.record import EXECUTIONS, STALE_TERM, Recorder
@@ -221,3 +224,35 @@ def test_term_regressions_name_executions_under_a_lower_term_than_before() -> No
     assert (bad.device_id, bad.seq, bad.term) == ("a", 5, 1)
     assert rec.stale_term() == {"a": 1}
     assert rec.columns()["term"].tolist() == [1, 2, 1, 0, 1, 1, 1]
+
+
+def _regressions_reference(rec: Recorder) -> list[tuple[str, int, int]]:
+    """term_regressions, the obvious way: each device's executions in true time, one by one."""
+    rows = [(i, r) for i, r in enumerate(rec) if r.what in EXECUTIONS and r.term > 0]
+    highest: dict[str, int] = {}
+    out = []
+    for i, r in sorted(rows, key=lambda x: (x[1].device_id, x[1].true_ns, x[0])):
+        if r.term < highest.get(r.device_id, 0):
+            out.append((i, r))
+        else:
+            highest[r.device_id] = r.term
+    return [(r.device_id, r.seq, r.term) for _, r in sorted(out, key=lambda x: x[0])]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(["cue", "osc", "rx", STALE_TERM, "state"]),
+            st.integers(0, 50),  # true instant: ties happen
+            st.integers(0, 4),  # term (0: none)
+        ),
+        max_size=40,
+    )
+)
+def test_term_regressions_agree_with_the_obvious_loop(rows: list[tuple[str, str, int, int]]) -> None:
+    rec = Recorder()
+    for seq, (did, what, true_ns, term) in enumerate(rows):
+        rec.record(rec.register(did), what, "k", seq, "p", true_ns, true_ns, None, term)
+    got = [(r.device_id, r.seq, r.term) for r in rec.term_regressions()]
+    assert got == _regressions_reference(rec)

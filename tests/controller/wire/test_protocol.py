@@ -10,8 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller import wire
-from controller.osc import decode_packet, encode_message, messages
+from controller.osc import decode_packet, encode_bundle, encode_message, messages
+from simulators.clock import DeviceClock
+from simulators.devices import AppDevice, OscDisplay
 from simulators.devices._wire import decode_json, parse_osc
+from simulators.record import Recorder
+from tests.simulators._helpers import display, headset
 
 
 def test_the_ping_reads_as_the_device_side_reads_it() -> None:
@@ -148,3 +152,38 @@ def test_what_is_not_a_report_is_malformed_with_the_reason() -> None:
 def test_any_bytes_decode_or_are_malformed(payload: bytes, kind: str) -> None:
     got = wire.decode_report(kind, payload)
     assert isinstance(got, wire.Pong | wire.Status | wire.Fired | wire.Malformed)
+
+
+def test_the_simulated_devices_honour_the_terms_the_encoders_write() -> None:
+    # The controller's bytes, read by devices built from docs/protocol.md alone: a higher term is
+    # obeyed and raises the floor, a lower one is dropped and counted, none at all is obeyed.
+    t0 = 1_763_694_000 * 1_000_000_000
+    app = AppDevice(headset(), DeviceClock(epoch_ns=t0), Recorder())
+    app.connect(t0)
+    op = {"mqtt": {"topic": "xr/{device}/scene", "payload": {"scene": "a"}}}
+    app.receive("madang/cue", wire.cue_json("s", "one", 1, t0, 0, op, term=2), t0)
+    app.receive("madang/cue", wire.cue_json("s", "two", 2, t0, 0, op, term=1), t0)
+    state = wire.controller_state_json(
+        state="playing",
+        show="s",
+        cue="one",
+        standby=None,
+        show_ns=0,
+        at=t0,
+        rate=1.0,
+        seq=1,
+        term=3,
+        controller="b",
+    )
+    app.receive(wire.STATE_TOPIC, state, t0)
+    app.receive("madang/cue", wire.cue_json("s", "three", 3, t0, 0, op, term=2), t0)
+    assert [(r.seq, r.term) for r in app.recorder.rows(("cue",))] == [(1, 2)]
+    assert app.term_floor == 3 and app.dropped["stale_term"] == 2
+    led = OscDisplay(display(), DeviceClock(epoch_ns=t0), Recorder())
+    for seq, term in ((1, 2), (2, 1), (3, 3)):
+        packet = encode_bundle(
+            wire.NTP_IMMEDIATELY, [wire.key_osc("s", seq, term), encode_message("/x", [seq])]
+        )
+        led.receive(packet, t0, None)
+    assert [(r.seq, r.term) for r in led.recorder.rows(("osc",))] == [(1, 2), (3, 3)]
+    assert led.recorder.stale_term() == {"led-1": 1}

@@ -29,6 +29,16 @@ The sync gate (:mod:`controller.gate`) is decided here too: :meth:`ControllerCor
 whether every device that needs a clock model has a good one, and :meth:`ControllerCore.command`
 refuses a GO before READY (with the reason) unless it is forced or the cue's own devices are all
 ready. Devices the operator degrades (:meth:`ControllerCore.degrade`) are played on receipt.
+
+Every command the core emits carries its *term* (:attr:`ControllerCore.term`): the cue messages
+and timed bundles (through :class:`~controller.delivery.Delivery`, which reads it as it encodes),
+the clock models (:meth:`ControllerCore.expand`) and the retained controller state, which also
+names the controller (:attr:`ControllerCore.controller_id`). Devices drop a command whose term is
+lower than the highest they have seen, so a controller that claims a higher term (a standby
+taking over) fences the one it replaces out of every device that has heard from it
+(docs/protocol.md, "Controller terms (hot standby)"). Setting :attr:`ControllerCore.term` takes
+effect for every message encoded after it; sends already planned keep the term they were encoded
+with (a takeover plans what is still to come after claiming its term).
 """
 
 from __future__ import annotations
@@ -230,9 +240,9 @@ class ControllerCore:
         live: bool = True,
         journal: bool = False,
     ) -> None:
-        self.timeline = timeline
         self.term = term  # which controller is in charge: a takeover claims a higher one
-        self.controller_id = controller_id
+        self.controller_id = controller_id  # named in the retained controller state
+        self.timeline = timeline
         # A core that is not live follows another controller's journal (follow) and drives
         # nothing but its own pings, until take_over (docs/standby.md).
         self.live = live
@@ -264,6 +274,7 @@ class ControllerCore:
             endpoints=endpoints,
             budget_ns=sync_budget_ns,
             degraded=self.gate.degraded,
+            term=lambda: self._term,
         )
         self.edge_horizon_ns = edge_horizon_ns
         self.presence = Presence(d.id for d in venue.devices)
@@ -304,6 +315,23 @@ class ControllerCore:
             "degraded_sends": 0,  # cues to timetag devices sent on receipt (no settled model)
             "missed_in_outage": 0,  # keyed actions due while no controller was live (take_over)
         }
+
+    # -- the term ----------------------------------------------------------------------------
+
+    @property
+    def term(self) -> int:
+        """The term this controller drives under (a positive integer, 1 by default). Every cue
+        message, timed bundle key, clock model and controller state encoded from now on carries
+        it; devices drop what comes with a lower term than the highest they have seen."""
+        return self._term
+
+    @term.setter
+    def term(self, term: int) -> None:
+        """Claim ``term`` (from 1 to :data:`controller.wire.MAX_TERM`): it applies to every message
+        encoded from now on (sends already planned keep theirs). Lowering it is allowed but
+        useless: devices that heard the higher one drop whatever comes under a lower one.
+        ValueError for a term that is not one."""
+        self._term = wire.check_term(term)
 
     # -- operator ----------------------------------------------------------------------------
 
@@ -741,6 +769,8 @@ class ControllerCore:
             at=now,
             rate=snap.rate,
             seq=self._keep_alive.seq,
+            term=self._term,
+            controller=self.controller_id,
         )
         publish = MqttPublish(
             at_ns=now, topic=wire.STATE_TOPIC, payload=body, kind=Kind.CONTROLLER, qos=1, retain=True
@@ -938,7 +968,7 @@ class ControllerCore:
                 MqttPublish(
                     at_ns=batch.at_ns,
                     topic=f"{self.root[device]}/clock",
-                    payload=wire.clock_json(e, o, d, u),
+                    payload=wire.clock_json(e, o, d, u, term=self._term),
                     kind=Kind.CLOCK,
                     qos=1,
                     retain=True,

@@ -26,13 +26,19 @@ time according to each device's ``sync`` capability (docs/protocol.md):
 
 Sends that must leave at a precise instant (``echo`` and ``none``) are marked ``precise``: the
 runtime hands them to the firing edge (:mod:`controller.edge`) instead of the event loop.
+
+Every cue message and every ``/madang/key`` is stamped with the controller's *term*, read when
+the message is encoded (``term``: the core's current one), so that a term claimed mid-show
+(a standby taking over) applies to the very next message (docs/protocol.md, "Controller terms
+(hot standby)"). Plain messages to ``echo`` and ``none`` devices, parameter publishes and a
+show's own MQTT payloads cannot carry one: they are fenced on the controller's side only.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -196,9 +202,13 @@ class Delivery:
         endpoints: Mapping[str, tuple[str, int]] | None = None,
         budget_ns: int | None = None,
         degraded: Set[str] = frozenset(),
+        term: Callable[[], int] = lambda: 1,
     ) -> None:
         self.venue = venue
         self.show_id = show_id
+        # The controller's current term, read as each message is encoded (never a copy: a claim
+        # of a higher term mid-show must reach the very next message).
+        self.term = term
         self.models: ClockView = models or _NoModels()
         # A settled model over this budget is still used unless on receipt would land closer.
         self.budget_ns = budget_ns
@@ -274,7 +284,7 @@ class Delivery:
         return topics
 
     def _cue_message(self, key: Key, at_ns: int, show_ns: int, op: dict[str, Any]) -> bytes:
-        return wire.cue_json(key[0], key[1], key[2], at_ns, show_ns, op)
+        return wire.cue_json(key[0], key[1], key[2], at_ns, show_ns, op, term=self.term())
 
     def _app_sends(
         self,
@@ -321,7 +331,7 @@ class Delivery:
         if ep is None:
             return None
         if dev.sync is Sync.TIMETAG:
-            elements = [wire.key_osc(key[0], key[2]), message] if keyed else [message]
+            elements = [wire.key_osc(key[0], key[2], self.term()), message] if keyed else [message]
             local = self.models.to_device(dev.id, at_ns) if self._timed(dev.id, at_ns) else None
             if local is None:
                 # No timetag from a guess: "immediately" (OSC 1.0), sent early by the delay.

@@ -195,7 +195,8 @@ class Effect(Enum):
     NOTE = "note"  # bookkeeping only (terms seen, who is where)
     CLAIM = "claim"  # publish a claim: max term seen + 1 (a fenced primary: its own term)
     CLAIM_AGAIN = "claim-again"  # publish the same claim again (no echo in time)
-    ASSERT = "assert"  # publish our state again: a lower claim overwrote the retained one
+    ASSERT = "assert"  # publish our state again: a lower claim (or our will) overwrote it, or the
+    # broker restarted without it
     ECHO = "echo"  # our claim came back: it holds once the claim window has passed
     GO_LIVE = "go-live"  # start driving under our term
     STEP_DOWN = "step-down"  # stop driving now
@@ -221,7 +222,8 @@ class Claim:
 @dataclass(frozen=True, slots=True)
 class Assert:
     """We are live: publish the retained controller state at ``term`` again (no echo awaited),
-    because a lower claim overwrote it and late joiners read the retained message."""
+    because a lower claim (or our own last will) overwrote it, or the broker connection is new
+    (a restarted broker may have lost it): late joiners read the retained message."""
 
     term: int
 
@@ -345,6 +347,7 @@ TABLE: dict[tuple[Role, Event], Transition] = {
     (_R.PRIMARY, _E.WITNESS_ABOVE): Transition(_R.DEPOSED, _X.STEP_DOWN),
     (_R.PRIMARY, _E.WITNESS_ABOVE_OFFLINE): Transition(_R.DEPOSED, _X.STEP_DOWN),  # devices fence us
     (_R.PRIMARY, _E.WITNESS_BELOW): Transition(_R.PRIMARY, _X.ASSERT),
+    (_R.PRIMARY, _E.WITNESS_UP): Transition(_R.PRIMARY, _X.ASSERT),  # a restarted broker lost it
     (_R.PRIMARY, _E.ISOLATED): Transition(_R.FENCED, _X.STEP_DOWN),
     # fenced: stopped; back through the witness, or when the peer cannot take over either
     **_notes(_R.FENCED, _PEER_EVENTS),

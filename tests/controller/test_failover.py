@@ -649,3 +649,11 @@ def test_a_claim_that_lands_after_it_was_given_up_is_finished() -> None:
     b.witness(51 * MS, term + 2, "b")
     assert b.tick(51 * MS + W) == [GoLive(term + 2)]
     assert [m.controller for m in (a, b) if m.live] == ["b"]
+
+
+def test_primary_reasserts_its_state_on_every_new_broker_connection() -> None:
+    a = _primary(0)
+    a.witness_lost(MS)
+    assert a.witness_up(2 * MS) == [Assert(a.term)]
+    assert a.witness(2 * MS, 0, "", live=False, retained=True) == [Assert(a.term)]  # its own old will
+    assert a.live

@@ -591,8 +591,10 @@ class ControllerCore:
         held = self.engine.snapshot
         if keys:
             self._withdrawn.append(Withdraw(now, keys))
-        log.warning("stepped down: this controller no longer drives the devices",
-                    extra={"reason": reason, "term": self.term, "state": str(held.state)})
+        log.warning(
+            "stepped down: this controller no longer drives the devices",
+            extra={"reason": reason, "term": self.term, "state": str(held.state)},
+        )
 
     def _shadow_poll(self, now: int) -> None:
         deadline = self.engine.next_deadline()
@@ -756,11 +758,11 @@ class ControllerCore:
 
     # -- controller state (retained) ---------------------------------------------------------
 
-    def _publish_state(self, now: int, *, force: bool = False) -> None:
+    def state_message(self, now: int, term: int | None = None) -> bytes:
+        """The retained controller state at ``now`` (docs/protocol.md), at ``term`` (default: the
+        current one; a hot standby's claim names the term it claims)."""
         snap = self.engine.snapshot
-        if not self._keep_alive.due(snap.state, now, force=force):
-            return
-        body = wire.controller_state_json(
+        return wire.controller_state_json(
             state=str(snap.state),
             show=self.show_id,
             cue=snap.current_cue,
@@ -769,9 +771,15 @@ class ControllerCore:
             at=now,
             rate=snap.rate,
             seq=self._keep_alive.seq,
-            term=self._term,
+            term=self._term if term is None else term,
             controller=self.controller_id,
         )
+
+    def _publish_state(self, now: int, *, force: bool = False) -> None:
+        snap = self.engine.snapshot
+        if not self._keep_alive.due(snap.state, now, force=force):
+            return
+        body = self.state_message(now)
         publish = MqttPublish(
             at_ns=now, topic=wire.STATE_TOPIC, payload=body, kind=Kind.CONTROLLER, qos=1, retain=True
         )

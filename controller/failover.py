@@ -721,6 +721,10 @@ class Failover:
         elif effect is Effect.GO_LIVE:
             if before is Role.CLAIMING and self.claim_term is not None:
                 self.term = self.claim_term
+                if self._claim_from in (Role.STANDBY, Role.ORPHAN):
+                    # We took over from a peer that went silent: it is gone, not a standby of
+                    # ours, so its silence must not fence us when the broker blips later.
+                    self.peer_present = False
             self._end_claim()
             actions.append(GoLive(self.term))
             self.reason = (

@@ -235,14 +235,41 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 # run / simulate / demo
 
 
+def _peer_endpoint(text: str) -> str:
+    """``tcp://HOST:PORT``: where a hot standby finds its primary."""
+    if not text.startswith("tcp://") or ":" not in text[6:]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not tcp://HOST:PORT (the primary's --standby-port)")
+    host, _, port = text[6:].rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not tcp://HOST:PORT with a port from 1 to 65535")
+    return text
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.no_journal and (args.journal or args.resume):
-        print("madang run: --no-journal cannot go with --journal or --resume (a resume reads the journal)",
-              file=sys.stderr)
+        print(
+            "madang run: --no-journal cannot go with --journal or --resume (a resume reads the journal)",
+            file=sys.stderr,
+        )
+        return 2
+    if getattr(args, "standby_of", None) and args.resume:
+        print(
+            "madang run: --standby-of follows a live primary; --resume carries on a dead one's journal: "
+            "choose one",
+            file=sys.stderr,
+        )
+        return 2
+    if getattr(args, "standby_of", None) and args.simulate:
+        print(
+            "madang run: --standby-of needs the primary's real venue (leave out --simulate)", file=sys.stderr
+        )
         return 2
     if args.resume and args.simulate:
-        print("madang run: --resume carries on a show on its real venue; a simulated venue ends with its "
-              "run (leave out --simulate or --resume)", file=sys.stderr)
+        print(
+            "madang run: --resume carries on a show on its real venue; a simulated venue ends with its "
+            "run (leave out --simulate or --resume)",
+            file=sys.stderr,
+        )
         return 2
     if args.simulate:
         from madang.rehearsal import run_simulated_cli
@@ -471,6 +498,20 @@ def _parser() -> argparse.ArgumentParser:
         "$XDG_STATE_HOME/madang/journals, printed at start; --simulate keeps none unless given)",
     )
     sp.add_argument("--no-journal", action="store_true", help="keep no journal (no --resume possible)")
+    sp.add_argument(
+        "--standby-of",
+        metavar="tcp://HOST:PORT",
+        type=_peer_endpoint,
+        help="run as the hot standby of the primary serving at this address (its --standby-port): "
+        "follow its journal, drive nothing, take over if it dies (docs/standby.md)",
+    )
+    sp.add_argument(
+        "--standby-port",
+        type=_int_in(1, 65535, "a TCP port"),
+        metavar="PORT",
+        help="serve a hot standby on this TCP port while live (the primary of a pair; a standby that "
+        "takes over serves the next one there)",
+    )
     sp.add_argument(
         "--resume",
         action="store_true",

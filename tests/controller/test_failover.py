@@ -657,3 +657,21 @@ def test_primary_reasserts_its_state_on_every_new_broker_connection() -> None:
     assert a.witness_up(2 * MS) == [Assert(a.term)]
     assert a.witness(2 * MS, 0, "", live=False, retained=True) == [Assert(a.term)]  # its own old will
     assert a.live
+
+
+def test_a_standby_that_took_over_is_not_fenced_by_the_dead_primary_s_silence() -> None:
+    """After a takeover the silent peer is gone, not our standby: a broker blip must not fence us."""
+    from controller.failover import Failover, GoLive, Role, StepDown
+
+    ms = 1_000_000
+    f = Failover("b", Role.STANDBY, term=1)
+    f.witness_up(0)
+    f.peer_heartbeat(0, 1, Role.PRIMARY, "a")
+    actions = f.tick(100 * ms)
+    claim = next(a for a in actions if type(a).__name__ == "Claim")
+    f.witness(101 * ms, claim.term, "b")
+    live = f.tick(120 * ms)
+    assert any(isinstance(a, GoLive) for a in live) and f.live
+    out = f.witness_lost(130 * ms)
+    out += f.tick(500 * ms)
+    assert not any(isinstance(a, StepDown) for a in out) and f.live

@@ -34,7 +34,8 @@ no controller is live is missed for them whatever the lead, and they record no k
 * **lost**: an action due (up to the end) that a device it targets never executed, other than
   those due while no controller was live (from a kill to the takeover after it) and never sent:
   those are **missed_in_outage**, which must equal what the resumed controllers reported missed
-  (``missed_match``);
+  (``missed_match``: outage by outage, so a takeover that reports an earlier outage's misses
+  again, or misses of its own it did not have, fails it);
 * **duplicated**: an action executed more than once by one device, under the same key (the
   device's deduplication failed) or under two keys (two controllers sent the same action as
   different keys, e.g. under another take): for a screen, two ``osc`` executions of one ``seq``
@@ -503,9 +504,10 @@ def analyse(
     by_seq = {a.seq: a for a in timeline.actions}
     due = {seq: anchor_ns + by_seq[seq].at_ns for seq in keyed}
     windows = [(o.kill_ns, o.takeover_ns) for o in outages if o.takeover_ns is not None]
+    took = [o for o in outages if o.takeover_ns is not None]  # in the order of windows
 
-    def in_outage(t: int) -> bool:
-        return any(k <= t < tk for k, tk in windows)
+    def outage_of(t: int) -> int | None:
+        return next((i for i, (k, tk) in enumerate(windows) if k <= t < tk), None)
 
     # executions and arrivals of keyed actions, per (device, seq)
     execs: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)  # -> [(key, true_ns)]
@@ -523,22 +525,22 @@ def analyse(
 
     expected = 0
     lost: list[tuple[str, int]] = []
-    missed_seen: set[tuple[str, int]] = set()
+    seen: list[set[tuple[str, int]]] = [set() for _ in took]  # never executed, due in outage i
     for seq, devs in keyed.items():
         t = due[seq]
         if end_ns is not None and t > end_ns:
             continue
+        i = outage_of(t)
         for d in devs:
             expected += 1
             if (d, seq) in execs:
                 continue
-            if in_outage(t):
-                missed_seen.add((d, seq))
+            if i is not None:
+                seen[i].add((d, seq))
             else:
                 lost.append((d, seq))
-    reported: set[tuple[str, int]] = set()
-    for o in outages:
-        reported |= {(d, s) for d, s in o.missed if s in keyed and d in keyed[s]}
+    # what each takeover reported missed, as (device, seq) of devices that execute keys
+    reported = [{(d, s) for d, s in o.missed if s in keyed and d in keyed[s]} for o in took]
 
     dup_same = dup_other = late = 0
     lateness: list[int] = []
@@ -578,10 +580,10 @@ def analyse(
         "expected": expected,
         "fired": sum(1 for k in execs if end_ns is None or due[k[1]] <= end_ns),
         "lost": len(lost),
-        "missed_in_outage": len(missed_seen),
-        "missed_reported": len(reported),
-        "missed_match": missed_seen == reported,
-        "missed_but_fired": len({k for k in reported if k in execs}),
+        "missed_in_outage": sum(len(m) for m in seen),
+        "missed_reported": sum(len(m) for m in reported),
+        "missed_match": seen == reported,  # outage by outage
+        "missed_but_fired": sum(1 for m in reported for k in m if k in execs),
         "duplicated": dup_same + dup_other,
         "duplicated_same_key": dup_same,
         "duplicated_other_key": dup_other,

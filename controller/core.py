@@ -569,11 +569,19 @@ class ControllerCore:
             term = record.get("term")
             if isinstance(term, int):
                 self.term = max(self.term, term)
+            if isinstance(at, int):
+                # That takeover dealt with everything due before it (sent, or reported missed
+                # then): a later takeover must not report an earlier outage's misses again.
+                self._shadow_poll(at)
+                self.shadow.prune(at)
         elif kind == "checkpoint":
             before = record.get("settled_before")
             if isinstance(before, int):
                 self.shadow.settled_before = before
         if isinstance(at, int) and self._followed % 256 == 0:
+            # Produce the outputs due by now first: pruning the sent keys of outputs the engine
+            # has not produced yet would report them missed at the takeover.
+            self._shadow_poll(at)
             self.shadow.prune(at - 30 * S)
 
     def step_down(self, now: int, reason: str) -> None:

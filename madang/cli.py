@@ -352,6 +352,19 @@ def _bench_devices(args: argparse.Namespace) -> dict[str, Any]:
     return run(args.what, events=args.events, devices=args.devices, cues=args.cues, profile=args.profile)
 
 
+def _bench_failover(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.failover import run
+
+    return run(
+        kills=args.kills,
+        mode=args.mode,
+        seed=args.seed,
+        profile=args.profile,
+        every_s=args.every,
+        keep=Path(args.keep) if args.keep else None,
+    )
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     result = args.bench_fn(args)
     if args.json:
@@ -609,6 +622,29 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument(
         "--profile", default="wifi-crowded", choices=IMPAIRMENTS, help="virtual: impairment profile"
     )
+    bp = bench(
+        "failover",
+        _bench_failover,
+        "kill -9 the live controller N times mid-show: takeover time, lost and duplicated cues, spread",
+    )
+    bp.add_argument("--kills", type=_COUNT, default=20, help="how many times to kill the live controller")
+    bp.add_argument(
+        "--mode",
+        choices=["restart", "standby"],
+        default="restart",
+        help="who takes over: restart, `madang run --resume` started after the kill (default); "
+        "standby, a hot standby (not built yet)",
+    )
+    bp.add_argument("--seed", type=_SEED, default=1, help="seed of the kill instants and the simulated venue")
+    bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS, help="the simulated network")
+    bp.add_argument(
+        "--every",
+        type=_float_in(0.1, 10, "seconds between cues"),
+        default=0.75,
+        metavar="S",
+        help="seconds between the bench show's cues (default 0.75)",
+    )
+    bp.add_argument("--keep", metavar="DIR", help="keep the run's files (journal, record, logs) in DIR")
     return p
 
 

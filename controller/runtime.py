@@ -342,26 +342,30 @@ class Runtime:
             await asyncio.sleep(0.005)
         now = self.clock.wall_ns()
         self.started_ns = now
-        report = self.core.take_over(now, self.core.term + 1)
+        self._note_takeover(self.core.take_over(now, self.core.term + 1), now, "journal")
+
+    def _note_takeover(self, report: Takeover, now: int, how: str) -> None:
+        """A resume (``how``: journal) or a standby's takeover (pair): the log line the operator
+        (and ``madang bench failover``) reads, and the operator log."""
         self.takeover = report
         missed = len(report.missed)
-        outage = report.as_dict()["outage_ns"]
         log.warning(
-            "resumed the show at %s: %d cue action(s) fell due while no controller was live and are "
-            "reported missed (not fired late); %d still to come",
+            "resumed the show at %s (%s): %d cue action(s) fell due while no controller was live and "
+            "are reported missed (not fired late); %d still to come",
             str(self.core.state),
+            "as the standby" if how == "pair" else "from the journal",
             missed,
             report.to_come,
             extra={
                 "term": report.term,
-                "outage_ns": outage,
+                "outage_ns": report.as_dict()["outage_ns"],
                 "missed": [m.as_dict() for m in report.missed[:20]],
             },
         )
         self._note_operator(
             now,
-            "journal",
-            "resume",
+            how,
+            "live" if how == "pair" else "resume",
             True,
             f"term {report.term}, {missed} missed in the outage, {report.to_come} to come",
         )
@@ -403,14 +407,7 @@ class Runtime:
         else:
             report = self.core.take_over(now, term)
             if self.opts.resume or self.opts.standby_of is not None or self._started_show:
-                self.takeover = report
-                self._note_operator(
-                    now,
-                    "pair",
-                    "live",
-                    True,
-                    f"term {term}: took over, {len(report.missed)} missed, {report.to_come} to come",
-                )
+                self._note_takeover(report, now, "pair")
         if self.opts.resume:
             self.started_ns = now
         elif not self._started_show and self.opts.standby_of is None:

@@ -13,7 +13,9 @@ Three kinds of process, as on a show night, and the bench watching them from out
   live at a time (:class:`Controllers`). The bench waits a random, seeded while after a controller
   becomes live, ``kill -9`` s it and lets the next one take over: in ``restart`` mode a new process,
   the same command with ``--resume`` (what a service manager's restart does); in ``standby`` mode
-  a hot standby following the live one over ZeroMQ (``madang run --standby-of``: not built yet);
+  a hot standby (``madang run --standby-of tcp://...``) started while a controller is live,
+  following its journal over ZeroMQ, which takes over through the broker when the live one dies
+  (and then serves the next standby on its own ``--standby-port``);
 * **the bench**, which reads only what a venue engineer could: the journal (the ``term`` record a
   takeover writes and the ``sent`` records after it), each controller's log (``--log-json``: what
   a resumed controller reported missed) and the devices' record.
@@ -42,10 +44,12 @@ no controller is live is missed for them whatever the lead, and they record no k
   (``duplicated_other_key``: with different ``key``); for a headset, two ``cue``/``fade``
   executions of one ``(cue, seq)`` (``duplicated_other_key``: it received more than one key for
   it, more than one ``rx`` row);
-* **takeover**: from the kill to the new controller's first keyed send (the first ``sent``
-  record at or after its ``term`` record; both on the show clock, this machine's wall clock);
-  **outage**: from the kill to the takeover (the ``term`` record); **resume** (restart mode):
-  from the new process's start to its takeover;
+* **takeover**: from the kill to the new controller's takeover, its ``term`` record: the poll
+  in which it starts sending (its retained controller state and every cue still to come leave
+  in that poll; both instants on the show clock, this machine's wall clock);
+  **first_cue_send**: from the kill to its first keyed send (the first ``sent`` record at or
+  after the ``term`` record: later than the takeover when no cue falls due within a lead of it);
+  **resume** (restart mode): from the new process's start to its takeover;
 * **spread**: for each cue, the latest minus the earliest true instant at which the devices first
   executed it; ``before``: cues due in the ``spread_window_s`` before each kill, ``after``: in
   the ``spread_window_s`` after each takeover.
@@ -137,7 +141,7 @@ def bench_show(cues: int, every_s: float, venue_file: str) -> str:
             f"    go: {'manual' if i == 1 else 'auto-continue'}",
             f"    post_wait: {round(every_s * 1000)}ms",
             "    actions:",
-            "      - mqtt: {targets: audience, topic: \"xr/{device}/scene\", "
+            '      - mqtt: {targets: audience, topic: "xr/{device}/scene", '
             f"payload: {{scene: {i}}}, qos: 1}}",
             f"      - osc: {{targets: screens, address: /scene, args: [{i}]}}",
         ]
@@ -287,6 +291,11 @@ class _JournalWatch:
         elif k == "end":
             self.end_ns = at
 
+    def term_after(self, since: int) -> int | None:
+        """The instant of the first takeover (``term`` record) at or after ``since``."""
+        later = [t for t in self.terms.values() if t >= since]
+        return min(later) if later else None
+
     def first_sent(self, since: int | None) -> int | None:
         """The instant of the first ``sent`` record at or after ``since``."""
         if since is None:
@@ -349,6 +358,10 @@ class Controllers(ABC):
     def start_follower(self) -> _Child:
         """Start the controller that takes over after the next kill."""
 
+    def journal_of(self, n: int) -> Path:
+        """The journal controller ``n`` writes (restart mode: one for all, each resumes it)."""
+        return self.journal_dir / JOURNAL_FILE
+
     def kill_live(self) -> int:
         """``kill -9`` the live controller; the follower becomes the live one. Returns the
         instant of the kill."""
@@ -388,14 +401,53 @@ class Restarts(Controllers):
         return self.follower
 
 
+class Standbys(Controllers):
+    """``standby`` mode: each controller serves a hot standby on a port of its own
+    (``--standby-port``) and keeps its own journal; the follower is ``madang run ...
+    --standby-of tcp://127.0.0.1:PORT`` of the live one, started while it plays."""
+
+    hot = True
+
+    def __init__(self, show: Path, mapped: Path, broker: str, folder: Path) -> None:
+        super().__init__(show, mapped, broker, folder)
+        self.ports: list[int] = []
+
+    def _args(self, n: int, *extra: str) -> list[str]:
+        args = self.args(n, *extra)
+        i = args.index("--journal")
+        args[i + 1] = str(self.folder / f"journal-{n}")
+        port = _free_tcp_port()
+        self.ports.append(port)
+        return [*args, "--standby-port", str(port)]
+
+    def journal_of(self, n: int) -> Path:
+        return self.folder / f"journal-{n}" / JOURNAL_FILE
+
+    def start_primary(self) -> _Child:
+        self.live = _Child("controller-0", self._args(0), self.folder)
+        return self.live
+
+    def start_follower(self) -> _Child:
+        n = len(self.ports)
+        primary = f"tcp://127.0.0.1:{self.ports[-1]}"
+        self.follower = _Child(f"controller-{n}", self._args(n, "--standby-of", primary), self.folder)
+        return self.follower
+
+
+def _free_tcp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def _controllers(mode: str, show: Path, mapped: Path, broker: str, folder: Path) -> Controllers:
     if mode == "restart":
         return Restarts(show, mapped, broker, folder)
     if mode == "standby":
-        raise FailoverBenchError(
-            "--mode standby is not built yet: it needs a hot standby, `madang run --standby-of "
-            "tcp://HOST:PORT`, which is not on this branch; use --mode restart"
-        )
+        return Standbys(show, mapped, broker, folder)
     raise FailoverBenchError(f"unknown --mode {mode!r}; give one of {', '.join(MODES)}")
 
 
@@ -625,8 +677,6 @@ def run(
     files (show, journal, record, every controller's log and report) in that folder."""
     if mode not in MODES:
         raise FailoverBenchError(f"unknown --mode {mode!r}; give one of {', '.join(MODES)}")
-    if mode == "standby":
-        _controllers(mode, Path(), Path(), "", Path())  # raises: not built yet
     t_wall = time.monotonic()
     rng = random.Random(seed)
     folder = Path(tempfile.mkdtemp(prefix="madang-failover-")) if keep is None else keep
@@ -668,33 +718,44 @@ def _run(
         venue.wait_ready()
         timeline, mapped = compile_show(show, venue_path=venue.mapped)
         ctl = _controllers(mode, show, venue.mapped, venue.broker, folder)
-        watch = _JournalWatch(ctl.journal_dir / JOURNAL_FILE)
+        watch = _JournalWatch(ctl.journal_of(0))
         live = ctl.start_primary()
         live_ns = _wait(lambda: watch.first_sent(watch.go_ns), LIVE_TIMEOUT_S, "the GO and its first send",
                         live, watch)  # fmt: skip
         for i in range(kills):
+            fwatch = watch
             if ctl.hot:
-                ctl.start_follower()
+                # A standby is started, and the kill is timed from when it is in step (it has
+                # mirrored a send released after it started).
+                standby = ctl.start_follower()
+                fwatch = _JournalWatch(ctl.journal_of(i + 1))
+                live_ns = _wait(
+                    lambda sb=standby, fw=fwatch: fw.first_sent(sb.started_ns),  # type: ignore[misc]
+                    TAKEOVER_TIMEOUT_S, f"standby {i + 1} to follow", standby, fwatch,
+                )  # fmt: skip
             kill_at = live_ns + round(rng.uniform(*live_s) * S)
             while time.time_ns() < kill_at and live.alive():
                 time.sleep(min(POLL_S, max(0.0, (kill_at - time.time_ns()) / S)))
                 watch.read()
             if not live.alive():
                 break  # the show ended before this kill
-            outage = Outage(kill_ns=ctl.kill_live(), term=len(outages) + 2)
+            kill_ns = ctl.kill_live()
+            outage = Outage(kill_ns=kill_ns)
             outages.append(outage)
             follower = ctl.follower if ctl.hot else ctl.start_follower()
             assert follower is not None
             if not ctl.hot:
                 outage.start_ns = follower.started_ns
-            term_ns = _wait(functools.partial(watch.terms.get, outage.term), TAKEOVER_TIMEOUT_S,
-                            f"takeover {i + 1} (term {outage.term})", follower, watch)  # fmt: skip
+            term_ns = _wait(functools.partial(fwatch.term_after, kill_ns), TAKEOVER_TIMEOUT_S,
+                            f"takeover {i + 1}", follower, fwatch)  # fmt: skip
+            outage.term = max(t for t, at in fwatch.terms.items() if at == term_ns)
             outage.takeover_ns = term_ns
-            first = functools.partial(watch.first_sent, term_ns)
+            first = functools.partial(fwatch.first_sent, term_ns)
             outage.first_send_ns = _wait(first, TAKEOVER_TIMEOUT_S, f"the first send after takeover {i + 1}",
-                                         follower, watch)  # fmt: skip
+                                         follower, fwatch)  # fmt: skip
             live = ctl.promote()
             live_ns = term_ns
+            watch = fwatch
             _resume_log(live.stderr(), outage)
         # The last controller plays on a little, then stops (unless the show ends first).
         until = time.monotonic() + tail_s
@@ -732,8 +793,10 @@ def _run(
         "cue_every_s": every_s,
         "show_played_s": round(((watch.end_ns or time.time_ns()) - anchor) / S, 1),
     }
-    result.update(_pcts((o.first_send_ns - o.kill_ns for o in took if o.first_send_ns), MS, "takeover_ms"))
-    result.update(_pcts((o.takeover_ns - o.kill_ns for o in took if o.takeover_ns), MS, "outage_ms"))
+    result.update(_pcts((o.takeover_ns - o.kill_ns for o in took if o.takeover_ns), MS, "takeover_ms"))
+    result.update(
+        _pcts((o.first_send_ns - o.kill_ns for o in took if o.first_send_ns), MS, "first_cue_send_ms")
+    )
     if mode == "restart":
         resumes = [o.takeover_ns - o.start_ns for o in took if o.takeover_ns and o.start_ns]
         result.update(_pcts(resumes, MS, "resume_ms"))
@@ -748,8 +811,10 @@ def _run(
     result["failovers"] = [
         {
             "kill_s": round((o.kill_ns - anchor) / S, 3),
-            "outage_ms": None if o.takeover_ns is None else round((o.takeover_ns - o.kill_ns) / MS, 1),
-            "takeover_ms": None if o.first_send_ns is None else round((o.first_send_ns - o.kill_ns) / MS, 1),
+            "takeover_ms": None if o.takeover_ns is None else round((o.takeover_ns - o.kill_ns) / MS, 1),
+            "first_cue_send_ms": None
+            if o.first_send_ns is None
+            else round((o.first_send_ns - o.kill_ns) / MS, 1),
             "resume_ms": None
             if o.start_ns is None or o.takeover_ns is None
             else round((o.takeover_ns - o.start_ns) / MS, 1),

@@ -633,7 +633,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["restart", "standby"],
         default="restart",
         help="who takes over: restart, `madang run --resume` started after the kill (default); "
-        "standby, a hot standby (not built yet)",
+        "standby, a hot standby (--standby-of) following the live one, started before each kill",
     )
     bp.add_argument("--seed", type=_SEED, default=1, help="seed of the kill instants and the simulated venue")
     bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS, help="the simulated network")

@@ -99,6 +99,7 @@ class Pair:
         self._task: asyncio.Task[None] | None = None
         self.live_event = asyncio.Event()  # set while live
         self.claims = 0
+        self.stalls = 0  # times the ticker found itself held up and let the link catch up first
         self.bad_witness = 0
         self.went_live_ns: int | None = None  # monotonic: when the last GoLive was carried out
         mqtt.subscribe(wire.STATE_TOPIC, 1)
@@ -220,17 +221,30 @@ class Pair:
         return None
 
     async def _tick_loop(self) -> None:
+        beat = self.policy.heartbeat_ns
         while True:
             deadline = self.failover.next_deadline()
             now = time.monotonic_ns()
-            wait = 0.05 if deadline is None else max(0.0, (deadline - now) / 1e9)
+            wait = min(0.05, 0.05 if deadline is None else max(0.0, (deadline - now) / 1e9))
             self._wake.clear()
+            woke_by = now + round(wait * 1e9)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(wait, 0.05))
+                await asyncio.wait_for(self._wake.wait(), wait)
             now = time.monotonic_ns()
             deadline = self.failover.next_deadline()
-            if deadline is not None and deadline <= now:
-                self._carry_out(self.failover.tick(now))
+            if deadline is None or deadline > now:
+                continue
+            if now - woke_by > beat // 2:
+                # This loop itself was held up (a busy event loop: a catch-up of records, a
+                # loaded machine): the peer's heartbeats may be waiting in the socket, unread.
+                # Let the link deliver them before deciding that the peer is silent.
+                self.stalls += 1
+                await asyncio.sleep(beat / 1e9)
+                now = time.monotonic_ns()
+                deadline = self.failover.next_deadline()
+                if deadline is None or deadline > now:
+                    continue
+            self._carry_out(self.failover.tick(now))
 
     # -- actions -----------------------------------------------------------------------------
 
@@ -239,9 +253,16 @@ class Pair:
             if isinstance(action, Claim | Assert):
                 self.claims += isinstance(action, Claim)
                 sent = self.mqtt.publish_now(wire.STATE_TOPIC, self._state_payload(action.term), 1, True)
-                log.info(
+                log.log(
+                    logging.WARNING if isinstance(action, Claim) else logging.INFO,
                     "claim" if isinstance(action, Claim) else "assert",
-                    extra={"term": action.term, "sent": sent, "controller": self.controller},
+                    extra={
+                        "term": action.term,
+                        "sent": sent,
+                        "controller": self.controller,
+                        "reason": self.failover.reason,
+                        "stalls": self.stalls,
+                    },
                 )
             elif isinstance(action, GoLive):
                 self.went_live_ns = time.monotonic_ns()
@@ -288,6 +309,7 @@ class Pair:
             "peer_alive": st.peer_alive,
             "reason": st.reason,
             "claims": self.claims,
+            "stalls": self.stalls,
         }
         client = self.client
         if client is not None and not self.failover.live:

@@ -557,6 +557,7 @@ class ControllerCore:
             sends = record.get("sends")
             if not isinstance(sends, list):
                 raise RecordError("a sent record needs a list of sends")
+            self.shadow.begin_sent()
             for s in sends:
                 if not (
                     isinstance(s, list) and len(s) >= 4 and isinstance(s[2], int) and isinstance(s[3], int)
@@ -565,6 +566,8 @@ class ControllerCore:
                         f"a sent record's send must be [show, cue, seq, due, targets], got {s!r:.80}"
                     )
                 self.shadow.note_sent((str(s[0]), str(s[1]), s[2]), s[3])
+        elif kind == "left":
+            self.shadow.note_left()
         elif kind == "term":
             term = record.get("term")
             if isinstance(term, int):
@@ -616,7 +619,7 @@ class ControllerCore:
         self._shadow_poll(now)
         self.term = term
         self.live = True
-        to_come, missed, done = self.shadow.split(now)
+        to_come, missed, uncertain, done = self.shadow.split(now)
         report = Takeover(
             at_ns=now,
             term=term,
@@ -630,6 +633,10 @@ class ControllerCore:
         missed = [o for o in missed if self._sends(o, o.devices, o.at)]
         for o in missed:
             report.missed.append(Missed(o.key, o.at, o.devices))
+        for o in uncertain:
+            report.missed.append(Missed(o.key, o.at, o.devices, uncertain=True))
+        report.missed.sort(key=lambda m: (m.at_ns, m.key[2]))
+        missed = [*missed, *uncertain]
         self.counters["missed_in_outage"] += len(missed)
         self._plan(to_come, now)
         devices = sorted({d for o in missed for d in o.devices})

@@ -69,7 +69,7 @@ from controller.outputs import write_text
 from controller.pair import Pair
 from controller.playback import Command, Go, Pause, Rejected, Seek, SetRate, State, Stop
 from controller.player import Player, PlayerOptions
-from controller.records import RecordError
+from controller.records import LEFT, RecordError
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
@@ -382,6 +382,15 @@ class Runtime:
             )
         return f"this controller is not live ({st['role']}): send commands to the live controller"
 
+    def _left(self, now: int) -> None:
+        """The sends of this poll all left: a journal (and a standby) reading a ``sent`` record
+        without this after it knows the controller died mid-way (controller.follower)."""
+        left = {**LEFT, "at": now}
+        if self.journal is not None:
+            self.journal.write([left], now)
+        if self.pair is not None:
+            self.pair.publish([left])
+
     def _offline_state(self) -> bytes:
         return wire.offline_state_json(term=self.core.term, controller=self.controller_id)
 
@@ -503,6 +512,8 @@ class Runtime:
             self.journal.write(records, now)
         for item in items:
             self._execute(item, now, immediate=True)
+        if any(r.get("k") == "sent" for r in records):
+            self._left(now)
         end = {"k": "end", "at": now, "state": str(self.core.state)}
         if self.journal is not None:
             self.journal.close(end=end if live or not self.paired else None)
@@ -543,6 +554,8 @@ class Runtime:
                 self.pair.publish(records)
             for item in items:
                 self._execute(item, now)
+            if any(r.get("k") == "sent" for r in records):
+                self._left(now)
             self._push_updates()
             if player.done(now):
                 log.info("show complete; exiting", extra={"show": self.timeline.show})

@@ -36,6 +36,8 @@ no controller is live is missed for them whatever the lead, and they record no k
 * **lost**: an action due (up to the end) that a device it targets never executed, other than
   those due while no controller was live (from a kill to the takeover after it) and never sent:
   those are **missed_in_outage**, which must equal what the resumed controllers reported missed
+  (an action reported *uncertain*, being sent when the controller died, counts for the devices
+  that never executed it: ``missed_uncertain``, ``uncertain_but_fired``)
   (``missed_match``: outage by outage, so a takeover that reports an earlier outage's misses
   again, or misses of its own it did not have, fails it);
 * **duplicated**: an action executed more than once by one device, under the same key (the
@@ -316,6 +318,8 @@ class Outage:
     first_send_ns: int | None = None
     term: int = 0
     missed: set[tuple[str, int]] = field(default_factory=set)
+    # reported missed as uncertain: being sent when the live controller died (some may have it)
+    uncertain: set[tuple[str, int]] = field(default_factory=set)
     missed_count: int | None = None
     missed_listed: int = 0
     mismatches: int | None = None
@@ -468,7 +472,8 @@ def _resume_log(text: str, outage: Outage) -> None:
             outage.missed_listed = len(rec["missed"])
             for m in rec["missed"]:
                 if isinstance(m, dict) and isinstance(m.get("seq"), int):
-                    outage.missed.update((str(d), m["seq"]) for d in m.get("devices", ()))
+                    pairs = {(str(d), m["seq"]) for d in m.get("devices", ())}
+                    (outage.uncertain if m.get("uncertain") else outage.missed).update(pairs)
 
 
 def _wait(
@@ -593,6 +598,10 @@ def analyse(
                 lost.append((d, seq))
     # what each takeover reported missed, as (device, seq) of devices that execute keys
     reported = [{(d, s) for d, s in o.missed if s in keyed and d in keyed[s]} for o in took]
+    # An uncertain report is right for the devices that never executed it (the others got it
+    # from the dead controller before it died).
+    uncertain = [{(d, s) for d, s in o.uncertain if s in keyed and d in keyed[s]} for o in took]
+    reported = [r | {k for k in u if k not in execs} for r, u in zip(reported, uncertain, strict=True)]
 
     dup_same = dup_other = late = 0
     lateness: list[int] = []
@@ -636,6 +645,8 @@ def analyse(
         "missed_reported": sum(len(m) for m in reported),
         "missed_match": seen == reported,  # outage by outage
         "missed_but_fired": sum(1 for m in reported for k in m if k in execs),
+        "missed_uncertain": sum(len(u) for u in uncertain),
+        "uncertain_but_fired": sum(1 for u in uncertain for k in u if k in execs),
         "duplicated": dup_same + dup_other,
         "duplicated_same_key": dup_same,
         "duplicated_other_key": dup_other,

@@ -267,14 +267,8 @@ class _Stream:
     __slots__ = ("action", "base", "devices", "fade", "k", "mode", "run", "start")
 
     def __init__(
-        self,
-        run: _Run,
-        action: Action,
-        fade: Fade,
-        devices: list[str],
-        start: float,
-        mode: Literal["ramp", "frames"],
-        base: int,
+        self, run: _Run, action: Action, fade: Fade, devices: list[str], start: float,
+        mode: Literal["ramp", "frames"], base: int,
     ) -> None:
         self.run = run
         self.action = action
@@ -465,15 +459,8 @@ class Engine:
             return None
         left = armed.remaining if armed.deadline is None else max(0, armed.deadline - now)
         trig = armed.trigger
-        return TriggerProgress(
-            armed.cue.id,
-            trig.transport,
-            trig.pattern,
-            len(armed.senders) + armed.anonymous,
-            trig.count,
-            left,
-            trig.on_timeout,
-        )
+        return TriggerProgress(armed.cue.id, trig.transport, trig.pattern,
+                               len(armed.senders) + armed.anonymous, trig.count, left, trig.on_timeout)
 
     def next_deadline(self) -> int | None:
         """The show-clock instant at which :meth:`poll` next has something to do, or ``None``."""
@@ -499,27 +486,20 @@ class Engine:
         self._now = max(self._now, now)
         found = transition(self._state, cmd)
         if isinstance(found, Rejected):
-            log.info(
-                "command rejected",
-                extra={"command": cmd.key, "state": self._state.value, "reason": found.reason},
-            )
+            log.info("command rejected", extra={"command": cmd.key, "state": self._state.value,
+                                                 "reason": found.reason})
             return found
         refusal = self._guard(cmd, found, now)
         if refusal is not None:
-            log.info(
-                "command rejected", extra={"command": cmd.key, "state": self._state.value, "reason": refusal}
-            )
+            log.info("command rejected", extra={"command": cmd.key, "state": self._state.value,
+                                                 "reason": refusal})
             return Rejected(refusal, self._state, cmd)
         before = self._state
         self._state = found.state
         outputs = self._effect(cmd, found.effect, before, now)
         if before is not self._state:
-            log.info(
-                "transport %s -> %s",
-                before.value,
-                self._state.value,
-                extra={"command": cmd.key, "show": self._timeline.show, "now": now},
-            )
+            log.info("transport %s -> %s", before.value, self._state.value,
+                     extra={"command": cmd.key, "show": self._timeline.show, "now": now})
         return Accepted(self._state, found.effect, tuple(outputs))
 
     def poll(self, now: int) -> list[Output]:
@@ -551,9 +531,8 @@ class Engine:
         if armed is None or armed.trigger.transport != transport:
             return out
         pattern = armed.trigger.pattern
-        matched = (
-            mqtt_topic_matches(pattern, name) if transport == "mqtt" else osc_address_matches(pattern, name)
-        )
+        matched = (mqtt_topic_matches(pattern, name) if transport == "mqtt"
+                   else osc_address_matches(pattern, name))
         if not matched:
             return out
         if sender:
@@ -573,10 +552,8 @@ class Engine:
             if self._last_go is not None and now - self._last_go < self.debounce_ns:
                 self.debounced += 1
                 gap_ms = (now - self._last_go) / 1e6
-                return (
-                    f"GO ignored: a second GO {gap_ms:.0f} ms after the previous one "
-                    f"is taken as a double-tap (debounce {self.debounce_ns / 1e6:.0f} ms); press again"
-                )
+                return (f"GO ignored: a second GO {gap_ms:.0f} ms after the previous one "
+                        f"is taken as a double-tap (debounce {self.debounce_ns / 1e6:.0f} ms); press again")
             if cmd.cue is not None:
                 if cmd.cue not in self._timeline.cue_by_id:
                     known = ", ".join(c.id for c in self._timeline.cues[:20])
@@ -587,20 +564,16 @@ class Engine:
             else:
                 seq = self._standby
             if any(r.index == seq for r in self._runs):
-                return (
-                    f"GO: cue '{self._timeline.sequences[seq].cues[0]}' is still running; "
-                    "wait for it to end or stop first"
-                )
+                return (f"GO: cue '{self._timeline.sequences[seq].cues[0]}' is still running; "
+                        "wait for it to end or stop first")
         elif isinstance(cmd, Seek):
             if (cmd.show_ns is None) == (cmd.cue is None):
                 return "seek needs exactly one of a show time or a cue id"
             if cmd.cue is not None and cmd.cue not in self._timeline.cue_by_id:
                 return f"seek: the show has no cue '{cmd.cue}'"
             if cmd.show_ns is not None and not 0 <= cmd.show_ns <= self._timeline.duration_ns:
-                return (
-                    f"seek: {cmd.show_ns / NS_PER_S:.3f} s is outside the show "
-                    f"(0 to {self._timeline.duration_ns / NS_PER_S:.3f} s)"
-                )
+                return (f"seek: {cmd.show_ns / NS_PER_S:.3f} s is outside the show "
+                        f"(0 to {self._timeline.duration_ns / NS_PER_S:.3f} s)")
         elif isinstance(cmd, LoadAt):
             if (cmd.show_ns is None) == (cmd.cue is None):
                 return "load needs exactly one of a show time or a cue id"
@@ -608,10 +581,8 @@ class Engine:
                 known = ", ".join(c.id for c in self._timeline.cues[:20])
                 return f"load: the show has no cue '{cmd.cue}'; its cues are: {known}"
             if cmd.show_ns is not None and not 0 <= cmd.show_ns <= self._timeline.duration_ns:
-                return (
-                    f"load: {cmd.show_ns / NS_PER_S:.3f} s is outside the show "
-                    f"(0 to {self._timeline.duration_ns / NS_PER_S:.3f} s)"
-                )
+                return (f"load: {cmd.show_ns / NS_PER_S:.3f} s is outside the show "
+                        f"(0 to {self._timeline.duration_ns / NS_PER_S:.3f} s)")
         elif isinstance(cmd, SetRate):
             if not (math.isfinite(cmd.rate) and 0 < cmd.rate <= MAX_RATE):
                 return f"rate must be above 0 and at most {MAX_RATE:g} (use pause to hold), got {cmd.rate}"
@@ -751,9 +722,8 @@ class Engine:
         self._current = self._cue_at(run, pos)
         nxt = index + 1
         self._set_standby(nxt if nxt < len(self._timeline.sequences) else None, now)
-        log.info(
-            "sequence started", extra={"sequence": index, "cue": seq.cues[0], "now": now, "show_ns": pos}
-        )
+        log.info("sequence started",
+                 extra={"sequence": index, "cue": seq.cues[0], "now": now, "show_ns": pos})
 
     def _cue_at(self, run: _Run, pos: int) -> str | None:
         best: str | None = None
@@ -843,11 +813,8 @@ class Engine:
             for dev in devs:
                 self._take_ownership(dev, op.param, stream)
             if interp:
-                out.append(
-                    Ramp(
-                        at, key, action, tuple(devs), op.param, start, op.end, duration, op.ease, action.at_ns
-                    )
-                )
+                out.append(Ramp(at, key, action, tuple(devs), op.param, start, op.end, duration, op.ease,
+                                action.at_ns))
         return out
 
     def _track_ahead(self, key: Key, at: int, now: int) -> None:
@@ -881,17 +848,8 @@ class Engine:
         end_wall = self._wall(s.run, s.action.end_ns)
         final = at >= end_wall
         value = s.fade.end if final else self._stream_value(s, at)
-        frame = Frame(
-            at,
-            self._key(s.action),
-            s.action,
-            tuple(s.devices),
-            s.fade.param,
-            value,
-            s.k,
-            final,
-            min(self._pos(s.run, at), s.action.end_ns),
-        )
+        frame = Frame(at, self._key(s.action), s.action, tuple(s.devices), s.fade.param, value, s.k, final,
+                      min(self._pos(s.run, at), s.action.end_ns))
         s.k += 1
         self._track_ahead(frame.key, at, now)
         if final:
@@ -901,11 +859,8 @@ class Engine:
     def _finish_runs(self, now: int) -> list[Output]:
         out: list[Output] = []
         for run in list(self._runs):
-            if (
-                run.next_i >= len(run.actions)
-                and not any(s.mode == "frames" for s in run.streams)
-                and self._wall(run, run.end_pos) <= now
-            ):
+            if run.next_i >= len(run.actions) and not any(s.mode == "frames" for s in run.streams) \
+                    and self._wall(run, run.end_pos) <= now:
                 run.done = True
                 self._runs.remove(run)
                 self._show_ns = run.end_pos
@@ -950,19 +905,8 @@ class Engine:
                 if s.action.seq not in rewound and p < s.action.end_ns and s.devices:
                     if hold:
                         value = self._stream_value(s, now)
-                        out.append(
-                            Frame(
-                                now,
-                                self._key(s.action),
-                                s.action,
-                                tuple(s.devices),
-                                s.fade.param,
-                                value,
-                                s.k,
-                                False,
-                                p,
-                            )
-                        )
+                        out.append(Frame(now, self._key(s.action), s.action, tuple(s.devices), s.fade.param,
+                                         value, s.k, False, p))
                     s.mode = "frames"
                     keep.append(s)
                 elif s.action.seq in rewound:
@@ -1014,9 +958,8 @@ class Engine:
         self._last_go = None
         self.debounced = 0
         self._set_standby(0 if self._timeline.sequences else None, now)
-        log.info(
-            "reset: the playhead is back on the first cue", extra={"show": self._timeline.show, "now": now}
-        )
+        log.info("reset: the playhead is back on the first cue",
+                 extra={"show": self._timeline.show, "now": now})
         return out
 
     def _load_at(self, cmd: LoadAt, now: int) -> list[Output]:

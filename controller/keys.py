@@ -149,45 +149,13 @@ Intent: TypeAlias = Press | ToggleHelp | StopShow | Note
 
 ESC = 0x1B
 _CSI_FINAL = {"A": "up", "B": "down", "C": "right", "D": "left", "H": "home", "F": "end", "Z": "shift-tab"}
-_SS3_FINAL = {
-    "A": "up",
-    "B": "down",
-    "C": "right",
-    "D": "left",
-    "H": "home",
-    "F": "end",
-    "P": "f1",
-    "Q": "f2",
-    "R": "f3",
-    "S": "f4",
-}
-_TILDE = {
-    "1": "home",
-    "2": "insert",
-    "3": "delete",
-    "4": "end",
-    "5": "page-up",
-    "6": "page-down",
-    "7": "home",
-    "8": "end",
-    "15": "f5",
-    "17": "f6",
-    "18": "f7",
-    "19": "f8",
-    "20": "f9",
-    "21": "f10",
-    "23": "f11",
-    "24": "f12",
-}
-_MODS = {
-    "2": "shift",
-    "3": "alt",
-    "4": "alt-shift",
-    "5": "ctrl",
-    "6": "ctrl-shift",
-    "7": "ctrl-alt",
-    "8": "ctrl-alt-shift",
-}
+_SS3_FINAL = {"A": "up", "B": "down", "C": "right", "D": "left", "H": "home", "F": "end",
+              "P": "f1", "Q": "f2", "R": "f3", "S": "f4"}
+_TILDE = {"1": "home", "2": "insert", "3": "delete", "4": "end", "5": "page-up", "6": "page-down",
+          "7": "home", "8": "end", "15": "f5", "17": "f6", "18": "f7", "19": "f8", "20": "f9",
+          "21": "f10", "23": "f11", "24": "f12"}
+_MODS = {"2": "shift", "3": "alt", "4": "alt-shift", "5": "ctrl", "6": "ctrl-shift", "7": "ctrl-alt",
+         "8": "ctrl-alt-shift"}
 PASTE_START = b"\x1b[200~"
 PASTE_END = b"\x1b[201~"
 

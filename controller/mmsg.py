@@ -85,10 +85,8 @@ class SendmmsgUnavailableError(MadangError, OSError):
         self.reason = reason
 
     def __str__(self) -> str:
-        return (
-            f"sendmmsg(2) batching is unavailable: {self.reason}; UDP sends fall back to one sendto "
-            "per datagram (same results, more CPU per message)"
-        )
+        return (f"sendmmsg(2) batching is unavailable: {self.reason}; UDP sends fall back to one sendto "
+                "per datagram (same results, more CPU per message)")
 
 
 class _IoVec(ctypes.Structure):
@@ -334,8 +332,8 @@ class MessageVector:
         starts = array("L", accumulate(lens, initial=_address_of(joined)))
         starts.pop()
         words = self._iov_words
-        words[0 : 2 * n : 2] = starts
-        words[1 : 2 * n : 2] = lens
+        words[0:2 * n:2] = starts
+        words[1:2 * n:2] = lens
         self._keep = joined  # alive until the next load: the iovecs point into it
         self._sizes = lens
         self._count = n
@@ -355,9 +353,8 @@ class MessageVector:
         self.syscalls += 1
         while True:
             try:
-                sent = self._syscall(
-                    self._sock.fileno(), self._msgs_addr + start * _MMSG_SIZE, min(count, MAX_PER_CALL), 0
-                )
+                sent = self._syscall(self._sock.fileno(), self._msgs_addr + start * _MMSG_SIZE,
+                                     min(count, MAX_PER_CALL), 0)
             except InterruptedError:
                 continue  # PEP 475: retry a call interrupted before it sent anything
             if sent <= 0:  # not in the contract; never loop on it

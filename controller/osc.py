@@ -233,9 +233,8 @@ def _string_bytes(value: str, address: str, index: int) -> bytes:
     try:
         raw = value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise OscEncodeError(
-            f"not encodable as UTF-8: {exc.reason}", address=address, index=index, value=value
-        ) from exc
+        raise OscEncodeError(f"not encodable as UTF-8: {exc.reason}", address=address, index=index,
+                             value=value) from exc
     return _pad_string(raw)
 
 
@@ -295,18 +294,14 @@ def encode_message(address: str, args: Sequence[EncodableArg] = ()) -> bytes:
                 tags.append("h")
                 payload.append(_I64.pack(arg))
             else:
-                raise OscEncodeError(
-                    "integer beyond the int64 range of OSC 'h'", address=address, index=index, value=arg
-                )
+                raise OscEncodeError("integer beyond the int64 range of OSC 'h'", address=address,
+                                     index=index, value=arg)
         elif isinstance(arg, float):
             try:
                 payload.append(_F32.pack(arg))
             except OverflowError as exc:
                 raise OscEncodeError(
-                    "beyond float32 range",
-                    address=address,
-                    index=index,
-                    value=arg,
+                    "beyond float32 range", address=address, index=index, value=arg,
                     hint='send it as a float64 with Typed("d", value)',
                 ) from exc
             tags.append("f")
@@ -325,9 +320,7 @@ def encode_message(address: str, args: Sequence[EncodableArg] = ()) -> bytes:
         else:
             raise OscEncodeError(
                 f"cannot send a {type(arg).__name__} over OSC",
-                address=address,
-                index=index,
-                value=arg,
+                address=address, index=index, value=arg,
                 hint="use int, float, str, bytes, bool, None or Typed(tag, value)",
             )
     return head + _pad_string("".join(tags).encode("ascii")) + b"".join(payload)
@@ -340,10 +333,8 @@ def encode_bundle(timetag_ntp: int, elements: Sequence[bytes]) -> bytes:
     :data:`IMMEDIATELY`.
     """
     if not isinstance(timetag_ntp, int) or not 0 <= timetag_ntp <= _U64_MAX:
-        raise OscEncodeError(
-            f"bundle timetag {timetag_ntp!r} is not a 64-bit unsigned NTP timestamp",
-            hint="convert ns with controller.wire.ns_to_ntp",
-        )
+        raise OscEncodeError(f"bundle timetag {timetag_ntp!r} is not a 64-bit unsigned NTP timestamp",
+                             hint="convert ns with controller.wire.ns_to_ntp")
     parts = [BUNDLE_TAG, _U64.pack(timetag_ntp)]
     for index, element in enumerate(elements):
         if len(element) == 0 or len(element) & 3:
@@ -405,12 +396,10 @@ class MessageTemplate:
 
     def _error(self, args: tuple[float | int, ...], exc: Exception) -> OscEncodeError:
         if len(args) != self.nargs:
-            return OscEncodeError(
-                f"template ,{self.tags} takes {self.nargs} values, got {len(args)}", address=self.address
-            )
-        return OscEncodeError(
-            f"values {args!r} do not fit template ,{self.tags}: {exc}", address=self.address
-        )
+            return OscEncodeError(f"template ,{self.tags} takes {self.nargs} values, got {len(args)}",
+                                  address=self.address)
+        return OscEncodeError(f"values {args!r} do not fit template ,{self.tags}: {exc}",
+                              address=self.address)
 
 
 class BundleTemplate:
@@ -436,10 +425,8 @@ class BundleTemplate:
                 size += 4 + element.size
             else:
                 if len(element) == 0 or len(element) & 3:
-                    raise OscEncodeError(
-                        f"bundle element {index} is {len(element)} bytes; OSC packets "
-                        "are a non-zero multiple of 4 bytes"
-                    )
+                    raise OscEncodeError(f"bundle element {index} is {len(element)} bytes; OSC packets "
+                                         "are a non-zero multiple of 4 bytes")
                 const += _I32.pack(len(element)) + bytes(element)
                 size += 4 + len(element)
         # The trailing constant run rides as a segment with an empty packer.
@@ -483,18 +470,16 @@ def _read_string(data: bytes, pos: int, end: int) -> tuple[str, int]:
 
 def _need(data: bytes, pos: int, n: int, end: int, what: str) -> None:
     if pos + n > end:
-        raise OscDecodeError(
-            f"truncated {what}: needs {n} bytes, {end - pos} left", offset=pos, size=len(data)
-        )
+        raise OscDecodeError(f"truncated {what}: needs {n} bytes, {end - pos} left", offset=pos,
+                             size=len(data))
 
 
 def _decode_message(data: bytes, pos: int, end: int) -> OscMessage:
     start = pos
     address, pos = _read_string(data, pos, end)
     if not address.startswith("/"):
-        raise OscDecodeError(
-            f"address {address[:64]!r} does not start with '/'", offset=start, size=len(data)
-        )
+        raise OscDecodeError(f"address {address[:64]!r} does not start with '/'", offset=start,
+                             size=len(data))
     if pos == end:  # OSC 1.0: older senders may omit the type tag string; no arguments then
         return OscMessage(address, "", ())
     tag_at = pos
@@ -549,7 +534,8 @@ def _decode_message(data: bytes, pos: int, end: int) -> OscMessage:
         else:
             raise OscDecodeError(f"unsupported type tag {tag!r}", offset=tag_at, size=len(data))
     if pos != end:
-        raise OscDecodeError(f"{end - pos} bytes left over after the arguments", offset=pos, size=len(data))
+        raise OscDecodeError(f"{end - pos} bytes left over after the arguments", offset=pos,
+                             size=len(data))
     return OscMessage(address, tags, tuple(args))
 
 
@@ -570,17 +556,15 @@ def _decode(data: bytes, pos: int, end: int, depth: int, max_depth: int) -> OscM
             n = _I32.unpack_from(data, pos)[0]
             pos += 4
             if n <= 0 or n & 3:
-                raise OscDecodeError(
-                    f"bundle element size {n} is not a positive multiple of 4", offset=pos - 4, size=len(data)
-                )
+                raise OscDecodeError(f"bundle element size {n} is not a positive multiple of 4",
+                                     offset=pos - 4, size=len(data))
             _need(data, pos, n, end, "bundle element")
             elements.append(_decode(data, pos, pos + n, depth + 1, max_depth))
             pos += n
         return OscBundle(timetag, tuple(elements))
     if data[pos] != 0x2F:  # '/'
-        raise OscDecodeError(
-            "neither a message (starts with '/') nor a bundle ('#bundle')", offset=pos, size=len(data)
-        )
+        raise OscDecodeError("neither a message (starts with '/') nor a bundle ('#bundle')", offset=pos,
+                             size=len(data))
     return _decode_message(data, pos, end)
 
 

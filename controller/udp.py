@@ -120,16 +120,8 @@ class _Counts:
 class _Endpoints:
     """Per-endpoint counters, device names, and the ICMP error queue of one socket."""
 
-    __slots__ = (
-        "_batch_addrs",
-        "_batch_counts",
-        "_counts",
-        "_names",
-        "_sock",
-        "_unattributed_warned",
-        "owner",
-        "unattributed",
-    )
+    __slots__ = ("_batch_addrs", "_batch_counts", "_counts", "_names", "_sock", "_unattributed_warned",
+                 "owner", "unattributed")
 
     def __init__(self, sock: socket.socket, owner: str, names: Mapping[Addr, str] | None) -> None:
         self._sock = sock
@@ -184,24 +176,14 @@ class _Endpoints:
         if not c.warned:
             c.warned = True
             device = self._names.get(addr)
-            what = (
-                "refused (nothing listening)"
-                if refused
-                else (
-                    "dropped (send buffer full)" if dropped else f"failed ({errno.errorcode.get(err, err)})"
-                )
+            what = "refused (nothing listening)" if refused else (
+                "dropped (send buffer full)" if dropped else f"failed ({errno.errorcode.get(err, err)})"
             )
             log.warning(
                 "UDP sends to %s:%d %s; counting further errors for it silently",
-                addr[0],
-                addr[1],
-                what,
-                extra={
-                    "device": device,
-                    "endpoint": f"{addr[0]}:{addr[1]}",
-                    "errno": err,
-                    "socket": self.owner,
-                },
+                addr[0], addr[1], what,
+                extra={"device": device, "endpoint": f"{addr[0]}:{addr[1]}", "errno": err,
+                       "socket": self.owner},
             )
 
     def drain(self) -> int:
@@ -228,11 +210,8 @@ class _Endpoints:
             self.unattributed += 1
             if not self._unattributed_warned:
                 self._unattributed_warned = True
-                log.warning(
-                    "UDP error with no destination recorded: %s",
-                    exc,
-                    extra={"socket": self.owner, "errno": exc.errno},
-                )
+                log.warning("UDP error with no destination recorded: %s", exc,
+                            extra={"socket": self.owner, "errno": exc.errno})
 
 
 def _udp_socket(local_addr: Addr) -> socket.socket:
@@ -262,13 +241,8 @@ class DirectUdpSender:
     earlier datagram is attributed to its endpoint and the current send is retried once.
     """
 
-    def __init__(
-        self,
-        *,
-        local_addr: Addr = ("0.0.0.0", 0),
-        names: Mapping[Addr, str] | None = None,
-        sndbuf: int | None = None,
-    ) -> None:
+    def __init__(self, *, local_addr: Addr = ("0.0.0.0", 0), names: Mapping[Addr, str] | None = None,
+                 sndbuf: int | None = None) -> None:
         self._sock = _udp_socket(local_addr)
         if sndbuf is not None:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
@@ -410,9 +384,8 @@ class UdpSender:
     network conditions: they are counted per endpoint.
     """
 
-    def __init__(
-        self, sock: socket.socket, transport: asyncio.DatagramTransport, names: Mapping[Addr, str] | None
-    ) -> None:
+    def __init__(self, sock: socket.socket, transport: asyncio.DatagramTransport,
+                 names: Mapping[Addr, str] | None) -> None:
         self._sock = sock
         self._sendto = sock.sendto
         self._transport = transport
@@ -423,9 +396,8 @@ class UdpSender:
         self._vec = open_vector(sock)
 
     @classmethod
-    async def open(
-        cls, *, local_addr: Addr = ("0.0.0.0", 0), names: Mapping[Addr, str] | None = None
-    ) -> UdpSender:
+    async def open(cls, *, local_addr: Addr = ("0.0.0.0", 0),
+                   names: Mapping[Addr, str] | None = None) -> UdpSender:
         """Bind a socket (``local_addr``) and attach it to the running loop."""
         loop = asyncio.get_running_loop()
         sock = _udp_socket(local_addr)
@@ -579,14 +551,8 @@ class UdpReceiver:
     (once per exception type) and counted, and reception continues.
     """
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        on_datagram: Callable[[Datagram], None],
-        clock: Clock,
-        max_size: int,
-        batch: int,
-    ) -> None:
+    def __init__(self, sock: socket.socket, on_datagram: Callable[[Datagram], None], clock: Clock,
+                 max_size: int, batch: int) -> None:
         self._sock = sock
         self._on_datagram = on_datagram
         self._clock = clock
@@ -639,9 +605,8 @@ class UdpReceiver:
 
     def stats(self) -> ReceiverStats:
         """Counters so far."""
-        return ReceiverStats(
-            self._received, self._bytes, self._oversize, self._callback_errors, self._kernel_stamped
-        )
+        return ReceiverStats(self._received, self._bytes, self._oversize, self._callback_errors,
+                             self._kernel_stamped)
 
     def send(self, data: bytes, addr: Addr) -> bool:
         """Send a datagram from this socket's port (replies, pings); never waits, ``True`` if sent."""
@@ -698,11 +663,8 @@ class UdpReceiver:
                 self._oversize += 1
                 if "oversize" not in self._warned:
                     self._warned.add("oversize")
-                    log.warning(
-                        "dropped a UDP datagram over %d bytes (counting further ones silently)",
-                        limit,
-                        extra={"endpoint": _addr_str(addr), "socket": self._table.owner},
-                    )
+                    log.warning("dropped a UDP datagram over %d bytes (counting further ones silently)",
+                                limit, extra={"endpoint": _addr_str(addr), "socket": self._table.owner})
                 continue
             self._received += 1
             self._bytes += len(data)
@@ -714,11 +676,8 @@ class UdpReceiver:
                 key = type(exc).__name__
                 if key not in self._warned:
                     self._warned.add(key)
-                    log.exception(
-                        "datagram handler raised %s (counting further ones silently)",
-                        key,
-                        extra={"endpoint": _addr_str(addr), "socket": self._table.owner},
-                    )
+                    log.exception("datagram handler raised %s (counting further ones silently)", key,
+                                  extra={"endpoint": _addr_str(addr), "socket": self._table.owner})
 
     def close(self) -> None:
         """Stop reading and close the socket (idempotent)."""

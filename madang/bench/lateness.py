@@ -36,14 +36,8 @@ def _pcts(samples_ns: npt.NDArray[np.int64] | list[int]) -> tuple[float, float, 
     return round(float(p50), 1), round(float(p99), 1), round(float(a.max()), 1)
 
 
-async def _measure(
-    n: int,
-    seconds: float,
-    spin_ns: int,
-    seed: int,
-    switch_interval_s: float | None,
-    realtime_priority: int | None,
-) -> dict[str, object]:
+async def _measure(n: int, seconds: float, spin_ns: int, seed: int,
+                   switch_interval_s: float | None, realtime_priority: int | None) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     clock = SystemClock()
     template = MessageTemplate("/bench/late", "i")
@@ -80,14 +74,8 @@ async def _measure(
 
     # ---- FiringEdge
     sender = DirectUdpSender(local_addr=("127.0.0.1", 0))
-    edge = FiringEdge(
-        clock,
-        spin_ns=spin_ns,
-        sender=sender,
-        ring=n,
-        switch_interval_s=switch_interval_s,
-        realtime_priority=realtime_priority,
-    )
+    edge = FiringEdge(clock, spin_ns=spin_ns, sender=sender, ring=n, switch_interval_s=switch_interval_s,
+                      realtime_priority=realtime_priority)
     edge.start()
     start = clock.monotonic_ns() + 100_000_000
     edge_due = [start + rng.randrange(span_ns) for _ in range(n)]
@@ -135,15 +123,8 @@ async def _measure(
     }
 
 
-def run(
-    n: int = 10_000,
-    seconds: float | None = None,
-    *,
-    spin_ns: int = 300_000,
-    seed: int = 0,
-    switch_interval_s: float | None = None,
-    realtime_priority: int | None = 10,
-) -> dict[str, object]:
+def run(n: int = 10_000, seconds: float | None = None, *, spin_ns: int = 300_000, seed: int = 0,
+        switch_interval_s: float | None = None, realtime_priority: int | None = 10) -> dict[str, object]:
     """Measure send lateness (us) of FiringEdge and of ``loop.call_at``; ``seconds`` defaults to n/1000.
 
     The edge thread asks for ``SCHED_FIFO`` at ``realtime_priority`` (``None``: normal priority);

@@ -72,10 +72,9 @@ async def _throughput(url: str, n: int) -> dict[str, Any]:
 async def _rtt(url: str, n: int, nodelay: bool, qos: int) -> dict[str, Any]:
     tag = f"{'nd' if nodelay else 'nagle'}-q{qos}"
     back: asyncio.Queue[int] = asyncio.Queue()
-    async with (
-        _link(url, f"bench-ctl-{tag}", nodelay=nodelay) as ctl,
-        _link(url, f"bench-dev-{tag}", nodelay=nodelay) as dev,
-    ):
+    async with _link(url, f"bench-ctl-{tag}", nodelay=nodelay) as ctl, _link(
+        url, f"bench-dev-{tag}", nodelay=nodelay
+    ) as dev:
         dev.on_message(lambda t, p, ns: dev.publish(f"bench/{tag}/pong", p, qos))
         dev.subscribe(f"bench/{tag}/ping", qos)
         ctl.on_message(lambda t, p, ns: back.put_nowait(time.perf_counter_ns()))

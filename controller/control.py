@@ -164,81 +164,41 @@ def _updates(_m: Mapping[str, str], args: Sequence[object]) -> Parsed:
 
 ADDRESSES: tuple[Address, ...] = (
     Address("/go", "", "GO: start the standby cue", _fixed(Go)),
-    Address(
-        "/go/force",
-        "",
-        "GO even where a device guard (the sync gate) would refuse it",
-        _fixed(lambda: Go(cue=None, force=True)),
-    ),
-    Address(
-        "/go/force/{cue}",
-        "",
-        "start cue `{cue}` now, past a device guard",
-        lambda m, _a: Go(cue=m["cue"], force=True),
-    ),
-    Address(
-        "/go/{cue}", "", "start cue `{cue}` now (the playhead moves there)", lambda m, _a: Go(cue=m["cue"])
-    ),
+    Address("/go/force", "", "GO even where a device guard (the sync gate) would refuse it",
+            _fixed(lambda: Go(cue=None, force=True))),
+    Address("/go/force/{cue}", "", "start cue `{cue}` now, past a device guard",
+            lambda m, _a: Go(cue=m["cue"], force=True)),
+    Address("/go/{cue}", "", "start cue `{cue}` now (the playhead moves there)",
+            lambda m, _a: Go(cue=m["cue"])),
     Address("/cue/{cue}/start", "", "same as `/go/{cue}` (QLab)", lambda m, _a: Go(cue=m["cue"])),
     Address("/pause", "", "hold everything where it is", _fixed(Pause)),
     Address("/resume", "", "carry on from the hold", _fixed(Resume)),
     Address("/togglePause", "", "pause when playing, resume when paused (QLab)", _fixed(TogglePause)),
     Address("/stop", "", "stop: every device to its safe state; arm again to play", _fixed(Stop)),
     Address("/panic", "", "every device to its safe state now; arm again to play", _fixed(Panic)),
-    Address(
-        "/arm",
-        "",
-        "arm again after a stop, a panic or the end (the playhead stays; "
-        "after the end it is back on the first cue)",
-        _fixed(Arm),
-    ),
-    Address(
-        "/reset",
-        "",
-        "back to the top: armed on the first cue, devices keep what they show (QLab)",
-        _fixed(Reset),
-    ),
-    Address(
-        "/load",
-        "<seconds>",
-        "arm at that show time: devices get its catch-up state, GO plays on from there",
-        _seconds(lambda ns: LoadAt(show_ns=ns), "/load", "/load/{cue}"),
-    ),
-    Address(
-        "/load/{cue}",
-        "",
-        "arm on cue `{cue}`: devices get the state just before it, GO plays it",
-        lambda m, _a: LoadAt(cue=m["cue"]),
-    ),
+    Address("/arm", "", "arm again after a stop, a panic or the end (the playhead stays; "
+            "after the end it is back on the first cue)", _fixed(Arm)),
+    Address("/reset", "", "back to the top: armed on the first cue, devices keep what they show (QLab)",
+            _fixed(Reset)),
+    Address("/load", "<seconds>",
+            "arm at that show time: devices get its catch-up state, GO plays on from there",
+            _seconds(lambda ns: LoadAt(show_ns=ns), "/load", "/load/{cue}")),
+    Address("/load/{cue}", "", "arm on cue `{cue}`: devices get the state just before it, GO plays it",
+            lambda m, _a: LoadAt(cue=m["cue"])),
     Address("/cue/{cue}/load", "", "same as `/load/{cue}` (QLab)", lambda m, _a: LoadAt(cue=m["cue"])),
     Address("/playhead/next", "", "move the standby cue forward", _fixed(PlayheadNext)),
     Address("/playhead/previous", "", "move the standby cue back", _fixed(PlayheadPrevious)),
-    Address(
-        "/seek",
-        "<seconds>",
-        "jump to a show time while armed, playing or paused (catch-up state is sent)",
-        _seconds(lambda ns: Seek(show_ns=ns), "/seek", "/seek/{cue}"),
-    ),
+    Address("/seek", "<seconds>",
+            "jump to a show time while armed, playing or paused (catch-up state is sent)",
+            _seconds(lambda ns: Seek(show_ns=ns), "/seek", "/seek/{cue}")),
     Address("/seek/{cue}", "", "jump to cue `{cue}`", lambda m, _a: Seek(cue=m["cue"])),
     Address("/rate", "<factor>", "playback rate, 0.05 to 16 (rehearsal at 2x)", _rate),
-    Address(
-        "/state",
-        "",
-        "reply with the transport state as JSON (changes nothing)",
-        _fixed(lambda: Query("state")),
-    ),
-    Address(
-        "/updates",
-        "<1 or 0>",
-        "push every transport and playhead change to me (`/update/...`), or stop; renew within 60 s",
-        _updates,
-    ),
-    Address(
-        "/thump",
-        "",
-        "reply `thump` and renew my subscription (QLab's heartbeat)",
-        _fixed(lambda: Query("thump")),
-    ),
+    Address("/state", "", "reply with the transport state as JSON (changes nothing)",
+            _fixed(lambda: Query("state"))),
+    Address("/updates", "<1 or 0>", "push every transport and playhead change to me (`/update/...`), "
+            "or stop; renew within 60 s", _updates),
+    Address("/thump", "", "reply `thump` and renew my subscription (QLab's heartbeat)",
+            _fixed(lambda: Query("thump"))),
 )
 """Every control address, first match wins (so `/go/force` is not a cue called "force": start
 such a cue with `/cue/force/start`)."""
@@ -305,10 +265,8 @@ class Subscriptions:
         """Subscribe (or renew) ``peer``; the reason when it cannot be (too many surfaces)."""
         self.expire(now)
         if peer not in self._until and len(self._until) >= self.limit:
-            return (
-                f"{self.limit} surfaces are subscribed already; send /updates 0 from one you no "
-                "longer use, or wait for one to lapse (60 s without a message)"
-            )
+            return (f"{self.limit} surfaces are subscribed already; send /updates 0 from one you no "
+                    "longer use, or wait for one to lapse (60 s without a message)")
         self._until[peer] = now + self.ttl_ns
         return None
 
@@ -360,11 +318,9 @@ def plan_updates(
     moved; otherwise ``/update/state`` with the whole state, and ``/update/transport``,
     ``/update/playhead``, ``/update/cue`` with the one value each (``""`` for none) for those that
     changed, so a Companion feedback can match one plain string."""
-    if (
-        previous is not None
-        and all(previous.get(k) == v for k, v in current.items() if k not in _VOLATILE)
-        and previous.keys() == current.keys()
-    ):
+    if previous is not None and all(
+        previous.get(k) == v for k, v in current.items() if k not in _VOLATILE
+    ) and previous.keys() == current.keys():
         return []
     msgs: list[tuple[str, tuple[str, ...]]] = [("/update/state", (state_json(current),))]
     for key, address in _SCALARS:

@@ -241,9 +241,8 @@ class FiringEdge:
         """Call ``fn()`` on the edge thread at ``due_ns`` (monotonic). Thread-safe."""
         return self._push(due_ns, fn)
 
-    def schedule_sends(
-        self, due_ns: int, packets: Sequence[tuple[bytes, Addr]], sender: DirectUdpSender | None = None
-    ) -> Handle:
+    def schedule_sends(self, due_ns: int, packets: Sequence[tuple[bytes, Addr]],
+                       sender: DirectUdpSender | None = None) -> Handle:
         """Send every ``(bytes, addr)`` back to back at ``due_ns``. Thread-safe.
 
         Build the packets ahead (templates, :mod:`controller.osc`); the edge only writes them.
@@ -292,11 +291,8 @@ class FiringEdge:
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
         except (OSError, AttributeError) as exc:
-            log.warning(
-                "firing edge could not get real-time priority (%s); running at normal priority",
-                exc,
-                extra={"edge": self._name},
-            )
+            log.warning("firing edge could not get real-time priority (%s); running at normal priority",
+                        exc, extra={"edge": self._name})
         else:
             self.realtime = True
             log.info("firing edge runs SCHED_FIFO", extra={"edge": self._name, "priority": priority})
@@ -344,8 +340,5 @@ class FiringEdge:
                 key = type(exc).__name__
                 if key not in self._warned:
                     self._warned.add(key)
-                    log.exception(
-                        "edge callback raised %s (counting further ones silently)",
-                        key,
-                        extra={"edge": self._name, "due_ns": due},
-                    )
+                    log.exception("edge callback raised %s (counting further ones silently)", key,
+                                  extra={"edge": self._name, "due_ns": due})

@@ -51,6 +51,7 @@ from controller.core import DEFAULT_SYNC_BUDGET_NS, ControllerCore, Item, ModelB
 from controller.delivery import Key, Kind, UdpSend, restamp
 from controller.edge import FiringEdge, Handle
 from controller.engine import Accepted
+from controller.failover import FailoverPolicy
 from controller.follower import Takeover
 from controller.journal import JournalError, LastRun, ShowJournal, last_run
 from controller.keys import (
@@ -123,6 +124,8 @@ class RuntimeOptions:
     standby_of: str | None = None  # follow this primary (tcp://HOST:PORT) as its hot standby
     standby_port: int | None = None  # serve a hot standby on this TCP port while live
     claim_timeout_s: float = 10.0  # a pair's primary waits this long for its term to be confirmed
+    heartbeat_ms: float = 25.0  # a pair's heartbeat interval, both ways
+    missed_heartbeats: int = 4  # the standby takes over after this many intervals of silence
 
 
 class Runtime:
@@ -243,6 +246,9 @@ class Runtime:
                 on_records=self._follow_records,
                 on_reset=self._primary_reset,
                 show_clock=self.clock.wall_ns,
+                policy=FailoverPolicy(
+                    heartbeat_ns=round(self.opts.heartbeat_ms * MS), missed=self.opts.missed_heartbeats
+                ),
             )
             if self.opts.resume and self.last_run is not None:
                 self.pair.remember(self.last_run.records)

@@ -526,6 +526,21 @@ def _parser() -> argparse.ArgumentParser:
         "takes over serves the next one there)",
     )
     sp.add_argument(
+        "--heartbeat-ms",
+        type=_float_in(1, 1000, "milliseconds between a pair's heartbeats"),
+        default=25.0,
+        metavar="MS",
+        help="a hot-standby pair's heartbeat interval, both ways (default 25; give both the same)",
+    )
+    sp.add_argument(
+        "--missed-heartbeats",
+        type=_int_in(3, 1000, "heartbeat intervals of silence"),
+        default=4,
+        metavar="N",
+        help="the standby takes over after N heartbeat intervals of silence from the primary "
+        "(default 4: 100 ms, a takeover within ~115 ms; raise it on a loaded machine; give both the same)",
+    )
+    sp.add_argument(
         "--resume",
         action="store_true",
         help="carry on the show its journal says was live: same keys, what fell due while no "

@@ -54,6 +54,8 @@ def run_show_cli(args: argparse.Namespace) -> int:
         resume=resume,
         standby_of=args.standby_of,
         standby_port=args.standby_port,
+        heartbeat_ms=args.heartbeat_ms,
+        missed_heartbeats=args.missed_heartbeats,
     )
     return asyncio.run(Runtime(timeline, venue, opts).run())
 

@@ -313,6 +313,7 @@ class Outage:
     controller reported missed (``(device, seq)`` pairs; ``missed_count``: actions)."""
 
     kill_ns: int
+    spurious: bool = False  # a standby took over from a live primary (not a kill): kill_ns is its step-down
     start_ns: int | None = None
     takeover_ns: int | None = None
     first_send_ns: int | None = None
@@ -365,6 +366,11 @@ class Controllers(ABC):
     def journal_of(self, n: int) -> Path:
         """The journal controller ``n`` writes (restart mode: one for all, each resumes it)."""
         return self.journal_dir / JOURNAL_FILE
+
+    @property
+    def last_index(self) -> int:
+        """The number of the controller started last."""
+        return len(self.done) + (self.live is not None) + (self.follower is not None) - 1
 
     def kill_live(self) -> int:
         """``kill -9`` the live controller; the follower becomes the live one. Returns the
@@ -436,6 +442,15 @@ class Standbys(Controllers):
         primary = f"tcp://127.0.0.1:{self.ports[-1]}"
         self.follower = _Child(f"controller-{n}", self._args(n, "--standby-of", primary), self.folder)
         return self.follower
+
+
+def _stepped_down_ns(log_text: str) -> int | None:
+    """When a controller's log (``--log-json``) says it stepped down (wall clock, ns)."""
+    for line in log_text.splitlines():
+        if line.startswith("{") and '"stepped down' in line:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                return round(float(json.loads(line)["ts"]) * S)
+    return None
 
 
 def _free_tcp_port() -> int:
@@ -725,6 +740,7 @@ def _run(
     venue = _Venue(folder / VENUE.name, folder, seed=seed, profile=profile)
     ctl: Controllers | None = None
     outages: list[Outage] = []
+    spurious: list[int] = []  # instants a standby took over from a live primary (not a kill)
     try:
         venue.wait_ready()
         timeline, mapped = compile_show(show, venue_path=venue.mapped)
@@ -733,23 +749,45 @@ def _run(
         live = ctl.start_primary()
         live_ns = _wait(lambda: watch.first_sent(watch.go_ns), LIVE_TIMEOUT_S, "the GO and its first send",
                         live, watch)  # fmt: skip
-        for i in range(kills):
+        i = 0
+        while i < kills:
             fwatch = watch
+            standby: _Child | None = None
             if ctl.hot:
                 # A standby is started, and the kill is timed from when it is in step (it has
                 # mirrored a send released after it started).
                 standby = ctl.start_follower()
-                fwatch = _JournalWatch(ctl.journal_of(i + 1))
+                fwatch = _JournalWatch(ctl.journal_of(ctl.last_index))
                 live_ns = _wait(
                     lambda sb=standby, fw=fwatch: fw.first_sent(sb.started_ns),  # type: ignore[misc]
                     TAKEOVER_TIMEOUT_S, f"standby {i + 1} to follow", standby, fwatch,
                 )  # fmt: skip
             kill_at = live_ns + round(rng.uniform(*live_s) * S)
+            spurious_ns: int | None = None
             while time.time_ns() < kill_at and live.alive():
                 time.sleep(min(POLL_S, max(0.0, (kill_at - time.time_ns()) / S)))
                 watch.read()
+                if standby is not None:
+                    fwatch.read()
+                    spurious_ns = fwatch.term_after(standby.started_ns)
+                    if spurious_ns is not None:
+                        break
+            if spurious_ns is not None and standby is not None:
+                # The standby took over from a live primary that it took for dead (a heartbeat
+                # gap: a loaded machine); the primary stepped down. Not a kill: counted apart.
+                deposed = ctl.kill_live()
+                down = _stepped_down_ns(ctl.done[-1].stderr()) or deposed
+                spurious.append(down)
+                false = Outage(kill_ns=min(down, spurious_ns), spurious=True, takeover_ns=spurious_ns)
+                outages.append(false)
+                live = ctl.promote()
+                _resume_log(live.stderr(), false)
+                live_ns = spurious_ns
+                watch = fwatch
+                continue
             if not live.alive():
                 break  # the show ended before this kill
+            i += 1
             kill_ns = ctl.kill_live()
             outage = Outage(kill_ns=kill_ns)
             outages.append(outage)
@@ -758,11 +796,11 @@ def _run(
             if not ctl.hot:
                 outage.start_ns = follower.started_ns
             term_ns = _wait(functools.partial(fwatch.term_after, kill_ns), TAKEOVER_TIMEOUT_S,
-                            f"takeover {i + 1}", follower, fwatch)  # fmt: skip
+                            f"takeover {i}", follower, fwatch)  # fmt: skip
             outage.term = max(t for t, at in fwatch.terms.items() if at == term_ns)
             outage.takeover_ns = term_ns
             first = functools.partial(fwatch.first_sent, term_ns)
-            outage.first_send_ns = _wait(first, TAKEOVER_TIMEOUT_S, f"the first send after takeover {i + 1}",
+            outage.first_send_ns = _wait(first, TAKEOVER_TIMEOUT_S, f"the first send after takeover {i}",
                                          follower, fwatch)  # fmt: skip
             live = ctl.promote()
             live_ns = term_ns
@@ -785,11 +823,11 @@ def _run(
     by_seq = {a.seq: a for a in timeline.actions}
     offsets = {due - by_seq[seq].at_ns for seq, due in watch.due.items() if seq in by_seq}
     anchor = min(offsets)
-    last_report = _last_report(folder, len(outages))
+    last_report = _last_report(folder, ctl.last_index if ctl is not None else len(outages))
     if last_report is not None and outages:
         outages[-1].mismatches = (last_report.get("resumed") or {}).get("mismatches")
     figures = analyse(timeline, mapped, rows, anchor_ns=anchor, end_ns=watch.end_ns, outages=outages)
-    took = [o for o in outages if o.takeover_ns is not None]
+    took = [o for o in outages if o.takeover_ns is not None and not o.spurious]
     result: dict[str, Any] = {
         "bench": "failover",
         "mode": mode,
@@ -818,6 +856,9 @@ def _run(
         1 for o in took if o.missed_count is not None and o.missed_count > o.missed_listed
     )
     result["replay_mismatches_last"] = took[-1].mismatches if took else None
+    # A standby that took over from a live primary it took for dead (heartbeats held up on a
+    # loaded machine): never two live (the primary stepped down), but a takeover nobody asked for.
+    result["spurious_takeovers"] = len(spurious)
     result["anchor_disagreements"] = len(offsets) - 1
     result["failovers"] = [
         {

@@ -239,6 +239,7 @@ class ControllerCore:
         controller_id: str = "",
         live: bool = True,
         journal: bool = False,
+        min_timetag_lead_ns: int = 0,
     ) -> None:
         self.term = term  # which controller is in charge: a takeover claims a higher one
         self.controller_id = controller_id  # named in the retained controller state
@@ -275,6 +276,7 @@ class ControllerCore:
             budget_ns=sync_budget_ns,
             degraded=self.gate.degraded,
             term=lambda: self._term,
+            min_timetag_lead_ns=min_timetag_lead_ns,
         )
         self.edge_horizon_ns = edge_horizon_ns
         self.presence = Presence(d.id for d in venue.devices)

@@ -203,6 +203,7 @@ class Delivery:
         budget_ns: int | None = None,
         degraded: Set[str] = frozenset(),
         term: Callable[[], int] = lambda: 1,
+        min_timetag_lead_ns: int = 0,
     ) -> None:
         self.venue = venue
         self.show_id = show_id
@@ -215,6 +216,10 @@ class Delivery:
         self.degraded = degraded  # played on receipt by the operator's choice (the sync gate's set)
         self.app_lead_ns = app_lead_ns
         self.timetag_lead_ns = timetag_lead_ns
+        # A timed bundle leaves at least this long ahead (a hot-standby pair: longer than a
+        # takeover, so that what falls due while the standby takes over is already on the
+        # screens); else a delay tail ahead, so that a pause can still withdraw most of it.
+        self.min_timetag_lead_ns = min_timetag_lead_ns
         self._endpoints = dict(endpoints or {})
         self._attrs = {d.id: _attrs(d) for d in venue.devices}
         app = [d for d in venue.devices if d.sync is Sync.APP and (d.mqtt or d.ws)]
@@ -346,7 +351,7 @@ class Delivery:
                     degraded=True,
                 )
             tag = wire.ns_to_ntp(local)
-            lead = self.models.lead_ns(dev.id) or self.timetag_lead_ns
+            lead = max(self.models.lead_ns(dev.id) or self.timetag_lead_ns, self.min_timetag_lead_ns)
             return UdpSend(
                 at_ns=max(now, at_ns - lead),
                 device=dev.id,

@@ -160,6 +160,11 @@ class Runtime:
             # follows (or waits) until the witness confirms its term (controller.pair).
             live=not (options.resume or self.paired),
             journal=options.journal_dir is not None or options.standby_of is not None,
+            # One of a pair sends timed bundles further ahead than a takeover takes (detection,
+            # the claim's round trip, the window), so none falls due in the gap unsent.
+            min_timetag_lead_ns=round(options.heartbeat_ms * MS) * options.missed_heartbeats + 60 * MS
+            if self.paired
+            else 0,
         )
         self.pair: Pair | None = None
         self._started_show = False  # player.start ran (a pair's primary starts once live)

@@ -29,6 +29,16 @@ The sync gate (:mod:`controller.gate`) is decided here too: :meth:`ControllerCor
 whether every device that needs a clock model has a good one, and :meth:`ControllerCore.command`
 refuses a GO before READY (with the reason) unless it is forced or the cue's own devices are all
 ready. Devices the operator degrades (:meth:`ControllerCore.degrade`) are played on receipt.
+
+Every command the core emits carries its *term* (:attr:`ControllerCore.term`): the cue messages
+and timed bundles (through :class:`~controller.delivery.Delivery`, which reads it as it encodes),
+the clock models (:meth:`ControllerCore.expand`) and the retained controller state, which also
+names the controller (:attr:`ControllerCore.controller_id`). Devices drop a command whose term is
+lower than the highest they have seen, so a controller that claims a higher term (a standby
+taking over) fences the one it replaces out of every device that has heard from it
+(docs/protocol.md, "Controller terms (hot standby)"). Setting :attr:`ControllerCore.term` takes
+effect for every message encoded after it; sends already planned keep the term they were encoded
+with (a takeover plans what is still to come after claiming its term).
 """
 
 from __future__ import annotations
@@ -233,10 +243,11 @@ class ControllerCore:
         controller_id: str = "",
         live: bool = True,
         journal: bool = False,
+        min_timetag_lead_ns: int = 0,
     ) -> None:
-        self.timeline = timeline
         self.term = term  # which controller is in charge: a takeover claims a higher one
-        self.controller_id = controller_id
+        self.controller_id = controller_id  # named in the retained controller state
+        self.timeline = timeline
         # A core that is not live follows another controller's journal (follow) and drives
         # nothing but its own pings, until take_over (docs/standby.md).
         self.live = live
@@ -268,6 +279,8 @@ class ControllerCore:
             endpoints=endpoints,
             budget_ns=sync_budget_ns,
             degraded=self.gate.degraded,
+            term=lambda: self._term,
+            min_timetag_lead_ns=min_timetag_lead_ns,
         )
         self.edge_horizon_ns = edge_horizon_ns
         self.presence = Presence(d.id for d in venue.devices)
@@ -312,6 +325,23 @@ class ControllerCore:
             "degraded_sends": 0,  # cues to timetag devices sent on receipt (no settled model)
             "missed_in_outage": 0,  # keyed actions due while no controller was live (take_over)
         }
+
+    # -- the term ----------------------------------------------------------------------------
+
+    @property
+    def term(self) -> int:
+        """The term this controller drives under (a positive integer, 1 by default). Every cue
+        message, timed bundle key, clock model and controller state encoded from now on carries
+        it; devices drop what comes with a lower term than the highest they have seen."""
+        return self._term
+
+    @term.setter
+    def term(self, term: int) -> None:
+        """Claim ``term`` (from 1 to :data:`controller.wire.MAX_TERM`): it applies to every message
+        encoded from now on (sends already planned keep theirs). Lowering it is allowed but
+        useless: devices that heard the higher one drop whatever comes under a lower one.
+        ValueError for a term that is not one."""
+        self._term = wire.check_term(term)
 
     # -- operator ----------------------------------------------------------------------------
 
@@ -537,6 +567,7 @@ class ControllerCore:
             sends = record.get("sends")
             if not isinstance(sends, list):
                 raise RecordError("a sent record needs a list of sends")
+            self.shadow.begin_sent()
             for s in sends:
                 if not (
                     isinstance(s, list) and len(s) >= 4 and isinstance(s[2], int) and isinstance(s[3], int)
@@ -545,15 +576,25 @@ class ControllerCore:
                         f"a sent record's send must be [show, cue, seq, due, targets], got {s!r:.80}"
                     )
                 self.shadow.note_sent((str(s[0]), str(s[1]), s[2]), s[3])
+        elif kind == "left":
+            self.shadow.note_left()
         elif kind == "term":
             term = record.get("term")
             if isinstance(term, int):
                 self.term = max(self.term, term)
+            if isinstance(at, int):
+                # That takeover dealt with everything due before it (sent, or reported missed
+                # then): a later takeover must not report an earlier outage's misses again.
+                self._shadow_poll(at)
+                self.shadow.prune(at)
         elif kind == "checkpoint":
             before = record.get("settled_before")
             if isinstance(before, int):
                 self.shadow.settled_before = before
         if isinstance(at, int) and self._followed % 256 == 0:
+            # Produce the outputs due by now first: pruning the sent keys of outputs the engine
+            # has not produced yet would report them missed at the takeover.
+            self._shadow_poll(at)
             self.shadow.prune(at - 30 * S)
 
     def step_down(self, now: int, reason: str) -> None:
@@ -571,8 +612,10 @@ class ControllerCore:
         held = self.engine.snapshot
         if keys:
             self._withdrawn.append(Withdraw(now, keys))
-        log.warning("stepped down: this controller no longer drives the devices",
-                    extra={"reason": reason, "term": self.term, "state": str(held.state)})
+        log.warning(
+            "stepped down: this controller no longer drives the devices",
+            extra={"reason": reason, "term": self.term, "state": str(held.state)},
+        )
 
     def _shadow_poll(self, now: int) -> None:
         deadline = self.engine.next_deadline()
@@ -586,7 +629,7 @@ class ControllerCore:
         self._shadow_poll(now)
         self.term = term
         self.live = True
-        to_come, missed, done = self.shadow.split(now)
+        to_come, missed, uncertain, done = self.shadow.split(now)
         report = Takeover(
             at_ns=now,
             term=term,
@@ -600,6 +643,10 @@ class ControllerCore:
         missed = [o for o in missed if self._sends(o, o.devices, o.at)]
         for o in missed:
             report.missed.append(Missed(o.key, o.at, o.devices))
+        for o in uncertain:
+            report.missed.append(Missed(o.key, o.at, o.devices, uncertain=True))
+        report.missed.sort(key=lambda m: (m.at_ns, m.key[2]))
+        missed = [*missed, *uncertain]
         self.counters["missed_in_outage"] += len(missed)
         self._plan(to_come, now)
         devices = sorted({d for o in missed for d in o.devices})
@@ -736,11 +783,11 @@ class ControllerCore:
 
     # -- controller state (retained) ---------------------------------------------------------
 
-    def _publish_state(self, now: int, *, force: bool = False) -> None:
+    def state_message(self, now: int, term: int | None = None) -> bytes:
+        """The retained controller state at ``now`` (docs/protocol.md), at ``term`` (default: the
+        current one; a hot standby's claim names the term it claims)."""
         snap = self.engine.snapshot
-        if not self._keep_alive.due(snap.state, now, force=force):
-            return
-        body = wire.controller_state_json(
+        return wire.controller_state_json(
             state=str(snap.state),
             show=self.show_id,
             cue=snap.current_cue,
@@ -749,7 +796,15 @@ class ControllerCore:
             at=now,
             rate=snap.rate,
             seq=self._keep_alive.seq,
+            term=self._term if term is None else term,
+            controller=self.controller_id,
         )
+
+    def _publish_state(self, now: int, *, force: bool = False) -> None:
+        snap = self.engine.snapshot
+        if not self._keep_alive.due(snap.state, now, force=force):
+            return
+        body = self.state_message(now)
         publish = MqttPublish(
             at_ns=now, topic=wire.STATE_TOPIC, payload=body, kind=Kind.CONTROLLER, qos=1, retain=True
         )
@@ -965,7 +1020,7 @@ class ControllerCore:
                 MqttPublish(
                     at_ns=batch.at_ns,
                     topic=f"{self.root[device]}/clock",
-                    payload=wire.clock_json(e, o, d, u),
+                    payload=wire.clock_json(e, o, d, u, term=self._term),
                     kind=Kind.CLOCK,
                     qos=1,
                     retain=True,

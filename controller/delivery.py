@@ -26,13 +26,19 @@ time according to each device's ``sync`` capability (docs/protocol.md):
 
 Sends that must leave at a precise instant (``echo`` and ``none``) are marked ``precise``: the
 runtime hands them to the firing edge (:mod:`controller.edge`) instead of the event loop.
+
+Every cue message and every ``/madang/key`` is stamped with the controller's *term*, read when
+the message is encoded (``term``: the core's current one), so that a term claimed mid-show
+(a standby taking over) applies to the very next message (docs/protocol.md, "Controller terms
+(hot standby)"). Plain messages to ``echo`` and ``none`` devices, parameter publishes and a
+show's own MQTT payloads cannot carry one: they are fenced on the controller's side only.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -196,15 +202,24 @@ class Delivery:
         endpoints: Mapping[str, tuple[str, int]] | None = None,
         budget_ns: int | None = None,
         degraded: Set[str] = frozenset(),
+        term: Callable[[], int] = lambda: 1,
+        min_timetag_lead_ns: int = 0,
     ) -> None:
         self.venue = venue
         self.show_id = show_id
+        # The controller's current term, read as each message is encoded (never a copy: a claim
+        # of a higher term mid-show must reach the very next message).
+        self.term = term
         self.models: ClockView = models or _NoModels()
         # A settled model over this budget is still used unless on receipt would land closer.
         self.budget_ns = budget_ns
         self.degraded = degraded  # played on receipt by the operator's choice (the sync gate's set)
         self.app_lead_ns = app_lead_ns
         self.timetag_lead_ns = timetag_lead_ns
+        # A timed bundle leaves at least this long ahead (a hot-standby pair: longer than a
+        # takeover, so that what falls due while the standby takes over is already on the
+        # screens); else a delay tail ahead, so that a pause can still withdraw most of it.
+        self.min_timetag_lead_ns = min_timetag_lead_ns
         self._endpoints = dict(endpoints or {})
         self._attrs = {d.id: _attrs(d) for d in venue.devices}
         app = [d for d in venue.devices if d.sync is Sync.APP and (d.mqtt or d.ws)]
@@ -280,7 +295,7 @@ class Delivery:
         return best
 
     def _cue_message(self, key: Key, at_ns: int, show_ns: int, op: dict[str, Any]) -> bytes:
-        return wire.cue_json(key[0], key[1], key[2], at_ns, show_ns, op)
+        return wire.cue_json(key[0], key[1], key[2], at_ns, show_ns, op, term=self.term())
 
     def _app_sends(
         self,
@@ -327,7 +342,7 @@ class Delivery:
         if ep is None:
             return None
         if dev.sync is Sync.TIMETAG:
-            elements = [wire.key_osc(key[0], key[2]), message] if keyed else [message]
+            elements = [wire.key_osc(key[0], key[2], self.term()), message] if keyed else [message]
             local = self.models.to_device(dev.id, at_ns) if self._timed(dev.id, at_ns) else None
             if local is None:
                 # No timetag from a guess: "immediately" (OSC 1.0), sent early by the delay.
@@ -342,7 +357,7 @@ class Delivery:
                     degraded=True,
                 )
             tag = wire.ns_to_ntp(local)
-            lead = self.models.lead_ns(dev.id) or self.timetag_lead_ns
+            lead = max(self.models.lead_ns(dev.id) or self.timetag_lead_ns, self.min_timetag_lead_ns)
             return UdpSend(
                 at_ns=max(now, at_ns - lead),
                 device=dev.id,

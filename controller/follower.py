@@ -18,7 +18,10 @@ exactly one of:
   last checkpoint's ``settled_before``): it left before the outage; nothing to do;
 * **missed** (its instant passed while no controller was live and no ``sent`` record names
   it): reported as missed (:class:`Missed`), never fired late; the devices it targeted are sent
-  the catch-up state of the show at ``now`` (what they would be showing), under a new op key.
+  the catch-up state of the show at ``now`` (what they would be showing), under a new op key;
+* **uncertain** (a ``sent`` record names it but no ``left`` record follows: the live controller
+  died while sending that poll's messages, so some devices may have got it and some not): past
+  its instant, reported missed with ``uncertain``; still to come, sent again like any other.
 
 Streamed fade frames are not reported one by one: those still to come are sent, those past are
 covered by the catch-up state.
@@ -42,15 +45,19 @@ class Missed:
     key: Key
     at_ns: int  # the instant it was due (show clock)
     devices: tuple[str, ...]
+    # The journal says it was being sent when the live controller died (its ``sent`` record has
+    # no ``left`` after it): some of its devices may have got it, some not.
+    uncertain: bool = False
 
     def as_dict(self) -> dict[str, object]:
-        """For reports: ``{"show", "cue", "seq", "at_ns", "devices"}``."""
+        """For reports: ``{"show", "cue", "seq", "at_ns", "devices", "uncertain"}``."""
         return {
             "show": self.key[0],
             "cue": self.key[1],
             "seq": self.key[2],
             "at_ns": self.at_ns,
             "devices": list(self.devices),
+            "uncertain": self.uncertain,
         }
 
 
@@ -87,13 +94,14 @@ class Takeover:
 class Shadow:
     """The outputs a following engine produced, and the keys the journal says were sent."""
 
-    __slots__ = ("frames", "outputs", "sent", "settled_before")
+    __slots__ = ("frames", "outputs", "sent", "settled_before", "unconfirmed")
 
     def __init__(self) -> None:
         self.outputs: dict[Key, Fire | Ramp] = {}
         self.frames: list[Frame] = []
         self.sent: dict[Key, int] = {}  # key -> its latest due instant
         self.settled_before: int | None = None
+        self.unconfirmed: set[Key] = set()  # keys of the last sent record with no ``left`` yet
 
     def note(self, outputs: Iterable[Output]) -> None:
         """Outputs the following engine produced (what the live one sent, or will)."""
@@ -109,9 +117,19 @@ class Shadow:
                         del self.outputs[k]
                 self.frames = [f for f in self.frames if not (f.key in o.keys and f.at > o.at)]
 
+    def begin_sent(self) -> None:
+        """A ``sent`` record begins: the one before it was followed by more, so it left."""
+        self.unconfirmed.clear()
+
     def note_sent(self, key: Key, due_ns: int) -> None:
-        """The journal says ``key`` went on the wire (due at ``due_ns``)."""
+        """The journal says ``key`` is going on the wire (due at ``due_ns``): certain once the
+        ``left`` record after it comes (:meth:`note_left`), or another ``sent`` record."""
         self.sent[key] = max(due_ns, self.sent.get(key, due_ns))
+        self.unconfirmed.add(key)
+
+    def note_left(self) -> None:
+        """The sends of the last ``sent`` record all left."""
+        self.unconfirmed.clear()
 
     def prune(self, before_ns: int) -> None:
         """Forget what was due before ``before_ns``: settled long ago (bounded memory)."""
@@ -119,15 +137,19 @@ class Shadow:
         self.frames = [f for f in self.frames if f.at >= before_ns]
         self.sent = {k: t for k, t in self.sent.items() if t >= before_ns}
 
-    def split(self, now: int) -> tuple[list[Output], list[Fire | Ramp], int]:
-        """At takeover: (outputs to send, keyed outputs missed, count of keys already done)."""
+    def split(self, now: int) -> tuple[list[Output], list[Fire | Ramp], list[Fire | Ramp], int]:
+        """At takeover: (outputs to send, keyed outputs missed, those of them uncertain, count of
+        keys already done)."""
         to_come: list[Output] = []
         missed: list[Fire | Ramp] = []
+        uncertain: list[Fire | Ramp] = []
         done = 0
         settled = self.settled_before
         for key, o in sorted(self.outputs.items(), key=lambda kv: (kv[1].at, kv[0][2])):
             if o.at >= now:
                 to_come.append(o)
+            elif key in self.unconfirmed:
+                uncertain.append(o)
             elif key in self.sent or (settled is not None and o.at < settled):
                 done += 1
             else:
@@ -136,4 +158,5 @@ class Shadow:
         to_come.sort(key=lambda o: o.at)
         self.outputs.clear()
         self.frames.clear()
-        return to_come, missed, done
+        self.unconfirmed.clear()
+        return to_come, missed, uncertain, done

@@ -363,6 +363,7 @@ class ShowJournal:
             r for r in self.journal.contents.records if r.get("k") == "sent"
         ]
         self._next_checkpoint: int | None = None
+        self._left: Mapping[str, Any] | None = None  # the ``left`` after the last ``sent``, if any
         self.checkpoints = 0
 
     def write(self, records: list[dict[str, Any]], now: int) -> None:
@@ -370,8 +371,12 @@ class ShowJournal:
         if records:
             durable = False
             for r in records:
-                if r.get("k") == "sent":
+                k = r.get("k")
+                if k == "sent":
                     self._sent.append(r)
+                    self._left = None
+                elif k == "left":
+                    self._left = r
                 else:
                     durable = True
                     self._kept.append(r)
@@ -393,7 +398,8 @@ class ShowJournal:
                 sent.append({**r, "sends": sends})
         self._sent = sent
         mark = {"k": "checkpoint", "at": now, "settled_before": settled}
-        self.journal.compact([*self._kept, mark, *sent])
+        # The last sends' ``left`` stays last: without it a replay takes them for cut short.
+        self.journal.compact([*self._kept, mark, *sent, *([self._left] if self._left else [])])
         self.checkpoints += 1
 
     @property

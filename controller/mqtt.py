@@ -276,6 +276,8 @@ class MqttLink:
         self._seq = 0
         self._subs: dict[str, int] = {}
         self._callbacks: list[Receiver] = []
+        self._flagged: list[Callable[[str, bytes, int, bool], None]] = []  # with the retain flag
+        self._session_callbacks: list[Callable[[bool], None]] = []
         self._valid_topics: set[str] = set()
         self._c = _Counters()
 
@@ -333,6 +335,28 @@ class MqttLink:
         work to a queue). An exception is logged and counted, and the next callback still runs.
         """
         self._callbacks.append(callback)
+
+    def on_retained(self, callback: Callable[[str, bytes, int, bool], None]) -> None:
+        """Call ``callback(topic, payload, received_ns, retain)`` for every message received, with
+        its retain flag (a retained message sent on subscribing, or a publish that happens now):
+        the hot-standby pair's witness needs to tell them apart."""
+        self._flagged.append(callback)
+
+    def on_session(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(True)`` once connected with every subscription acknowledged (the
+        broker sends retained messages next), ``callback(False)`` when the connection drops."""
+        self._session_callbacks.append(callback)
+
+    def publish_now(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+        """Send on the current connection only, bypassing the outbox: never queued, never sent
+        again after a reconnect (a failover claim must not outlive the connection it was made
+        on). False when not connected."""
+        inner = self._paho
+        if inner is None or self._client is None:
+            return False
+        info = inner.publish(topic, payload, qos, retain)
+        self._c.published += 1
+        return bool(info.rc == 0)
 
     def subscribe(self, topic_filter: str, qos: int = 0) -> None:
         """Subscribe now if connected, and again after every reconnect.
@@ -501,6 +525,7 @@ class MqttLink:
             "MQTT connected",
             extra={"broker": self.url, "client": self.client_id, "outbox": self._size},
         )
+        self._tell_session(True)
         flusher = asyncio.create_task(self._flush(inner))
         self._wake.set()
         try:
@@ -532,8 +557,18 @@ class MqttLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await drop  # re-raises MqttError when the connection dropped
 
+    def _tell_session(self, up: bool) -> None:
+        for callback in self._session_callbacks:
+            try:
+                callback(up)
+            except Exception:
+                self._c.callback_errors += 1
+                log.exception("MQTT session callback failed", extra={"client": self.client_id})
+
     def _detach(self) -> None:
         """Forget the connection; put unacknowledged QoS >= 1 messages back, in order, in front."""
+        if self._client is not None:
+            self._tell_session(False)
         self._client = None
         self._paho = None
         if self._inflight:
@@ -719,6 +754,12 @@ class MqttLink:
             self._c.bad_topic += 1
             return
         self._c.received += 1
+        for flagged in self._flagged:
+            try:
+                flagged(topic, payload, received_ns, bool(message.retain))
+            except Exception:
+                self._c.callback_errors += 1
+                log.exception("MQTT receive callback failed", extra={"client": self.client_id})
         for callback in self._callbacks:
             try:
                 callback(topic, payload, received_ns)
@@ -730,5 +771,3 @@ class MqttLink:
                         "MQTT receive callback failed (counted; logged once)",
                         extra={"client": self.client_id, "topic": topic},
                     )
-
-

@@ -157,7 +157,9 @@ class Player:
 
     def poll(self, now: int) -> list[Item]:
         """An unattended GO if one is due, then everything the core releases as of ``now``."""
-        if self._go_pending or (self.auto_go and now >= self.options.auto_go_from_ns and self.wants_go()):
+        if self.core.live and (
+            self._go_pending or (self.auto_go and now >= self.options.auto_go_from_ns and self.wants_go())
+        ):
             self._unattended_go(now)
         items = self.core.poll(now)
         tel = self.telemetry

@@ -18,6 +18,8 @@ transport (the same anchors, the same take, so the same idempotency keys). A rec
 ``degrade``    devices the operator chose to play on receipt (``devices``)
 ``sent``       keyed sends released for the wire at ``at``: ``sends``, one
                ``[show, cue, seq, due_ns, [targets]]`` per key (written *before* they leave)
+``left``       every send of the last ``sent`` record left (written after them): a ``sent``
+               record with no ``left`` after it was cut short by the controller's death
 ``term``       the controller claimed a new ``term`` at ``at`` (a takeover or a resume)
 ``checkpoint`` written when the journal is compacted at ``at``: every key due before
                ``settled_before`` was dealt with (sent, or reported missed) and its ``sent``
@@ -61,6 +63,7 @@ from venues.errors import MadangError
 
 __all__ = [
     "JOURNALLED",
+    "LEFT",
     "RecordError",
     "cmd_record",
     "decode_command",
@@ -88,6 +91,9 @@ JOURNALLED: tuple[type, ...] = (
 """The operator commands a journal records (the engine's internal ones are replayed by polling)."""
 
 _BY_NAME: dict[str, type] = {c.__name__: c for c in JOURNALLED}
+
+LEFT: dict[str, object] = {"k": "left"}
+"""The ``left`` record: the sends of the ``sent`` record before it all left."""
 
 
 class RecordError(MadangError, ValueError):

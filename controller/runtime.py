@@ -51,6 +51,7 @@ from controller.core import DEFAULT_SYNC_BUDGET_NS, ControllerCore, Item, ModelB
 from controller.delivery import Key, Kind, UdpSend, restamp
 from controller.edge import FiringEdge, Handle
 from controller.engine import Accepted
+from controller.failover import FailoverPolicy
 from controller.follower import Takeover
 from controller.journal import JournalError, LastRun, ShowJournal, last_run
 from controller.keys import (
@@ -66,9 +67,10 @@ from controller.keys import (
 )
 from controller.mqtt import MqttLink, Publish, controller_will
 from controller.outputs import write_text
-from controller.playback import Command, Go, Pause, Seek, SetRate, State, Stop
+from controller.pair import Pair
+from controller.playback import Command, Go, Pause, Rejected, Seek, SetRate, State, Stop
 from controller.player import Player, PlayerOptions
-from controller.records import RecordError
+from controller.records import LEFT, RecordError
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
@@ -120,6 +122,11 @@ class RuntimeOptions:
     journal_dir: Path | None = None  # the show's journal folder (None: no journal)
     resume: bool = False  # carry on the show its journal says was live (needs journal_dir)
     resume_wait_s: float = 3.0  # on resume, wait this long for the broker before taking over
+    standby_of: str | None = None  # follow this primary (tcp://HOST:PORT) as its hot standby
+    standby_port: int | None = None  # serve a hot standby on this TCP port while live
+    claim_timeout_s: float = 10.0  # a pair's primary waits this long for its term to be confirmed
+    heartbeat_ms: float = 25.0  # a pair's heartbeat interval, both ways
+    missed_heartbeats: int = 4  # the standby takes over after this many intervals of silence
     # The web server (controller.web): WebSocket devices, the audience page. None: off.
     web_port: int | None = None  # 0: any free port
     web_port_fallback: bool = False  # the port is a default: when taken, take any free one (warned)
@@ -130,6 +137,11 @@ class RuntimeOptions:
 
 class Runtime:
     """One show, one venue, played on real sockets. ``await run()``; ``request_stop()`` ends it."""
+
+    @property
+    def paired(self) -> bool:
+        """One of a hot-standby pair: the standby (``standby_of``) or a primary serving one."""
+        return self.opts.standby_of is not None or self.opts.standby_port is not None
 
     def __init__(
         self, timeline: Timeline, venue: Venue, options: RuntimeOptions, *, clock: Clock | None = None
@@ -151,9 +163,19 @@ class Runtime:
             go_delay_ns=round(options.go_delay_ms * MS),
             sync_budget_ns=round(options.sync_budget_us * 1000),
             controller_id=self.controller_id,
-            live=not options.resume,
-            journal=options.journal_dir is not None,
+            # A resumed controller follows its journal until it takes over; one of a pair
+            # follows (or waits) until the witness confirms its term (controller.pair).
+            live=not (options.resume or self.paired),
+            journal=options.journal_dir is not None or options.standby_of is not None,
+            # One of a pair sends timed bundles further ahead than a takeover takes (detection,
+            # the claim's round trip, the window), so none falls due in the gap unsent.
+            min_timetag_lead_ns=round(options.heartbeat_ms * MS) * options.missed_heartbeats + 60 * MS
+            if self.paired
+            else 0,
         )
+        self.pair: Pair | None = None
+        self._started_show = False  # player.start ran (a pair's primary starts once live)
+        self._primary_ended = False  # a standby: the primary ended the run cleanly
         self.journal: ShowJournal | None = None
         self.last_run: LastRun | None = None  # what the journal said when this run began
         self.takeover: Takeover | None = None
@@ -212,15 +234,37 @@ class Runtime:
         self.edge.start()
         tasks: list[asyncio.Task[Any]] = []
         url = self.opts.broker_url or self.venue.broker
+        standby = self.opts.standby_of is not None
         self.mqtt = MqttLink(
             url,
             client_id=self.opts.client_id or f"madang-controller-{os.getpid()}",
-            will=controller_will(),
+            # A standby has no last will on the state topic: it would overwrite the live one's.
+            will=None if standby else controller_will(self._offline_state()),
             clock=self.clock.wall_ns,
+            keepalive=2 if self.paired else 10,  # a pair notices a dead broker within seconds
         )
         for topic_filter in self.core.subscriptions():  # device reports, then event triggers
             self.mqtt.subscribe(topic_filter, 0)
         self.mqtt.on_message(self._on_mqtt)
+        if self.paired:
+            self.pair = Pair(
+                self.controller_id,
+                self.mqtt,
+                follow=self.opts.standby_of,
+                serve=None if self.opts.standby_port is None else f"tcp://0.0.0.0:{self.opts.standby_port}",
+                term=self.core.term if self.last_run is None else max(self.core.term, self.last_run.term),
+                state_payload=lambda term: self.core.state_message(self.clock.wall_ns(), term),
+                go_live=self._go_live,
+                step_down=self._step_down,
+                on_records=self._follow_records,
+                on_reset=self._primary_reset,
+                show_clock=self.clock.wall_ns,
+                policy=FailoverPolicy(
+                    heartbeat_ns=round(self.opts.heartbeat_ms * MS), missed=self.opts.missed_heartbeats
+                ),
+            )
+            if self.opts.resume and self.last_run is not None:
+                self.pair.remember(self.last_run.records)
         tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
         if self.opts.control_port is not None:
             try:
@@ -237,7 +281,11 @@ class Runtime:
         if self.opts.view:
             tasks.append(asyncio.create_task(self._view(), name="view"))
         try:
-            if self.opts.resume:
+            if self.pair is not None:
+                await self.pair.start()
+                if self.opts.standby_of is None:
+                    await self._await_claim()
+            elif self.opts.resume:
                 await self._resume()
             else:
                 now = self.clock.wall_ns()
@@ -245,6 +293,7 @@ class Runtime:
                 if self.journal is not None:
                     self.journal.write([self.core.start_record(now)], now)
                 self.player.start(now, rate=self.opts.rate, go=self.opts.go)  # GO once the gate is READY
+                self._started_show = True
                 log.info(
                     "show armed",
                     extra={
@@ -314,29 +363,127 @@ class Runtime:
             await asyncio.sleep(0.005)
         now = self.clock.wall_ns()
         self.started_ns = now
-        report = self.core.take_over(now, self.core.term + 1)
+        self._note_takeover(self.core.take_over(now, self.core.term + 1), now, "journal")
+
+    def _note_takeover(self, report: Takeover, now: int, how: str) -> None:
+        """A resume (``how``: journal) or a standby's takeover (pair): the log line the operator
+        (and ``madang bench failover``) reads, and the operator log."""
         self.takeover = report
         missed = len(report.missed)
-        outage = report.as_dict()["outage_ns"]
         log.warning(
-            "resumed the show at %s: %d cue action(s) fell due while no controller was live and are "
-            "reported missed (not fired late); %d still to come",
+            "resumed the show at %s (%s): %d cue action(s) fell due while no controller was live and "
+            "are reported missed (not fired late); %d still to come",
             str(self.core.state),
+            "as the standby" if how == "pair" else "from the journal",
             missed,
             report.to_come,
             extra={
                 "term": report.term,
-                "outage_ns": outage,
+                "outage_ns": report.as_dict()["outage_ns"],
                 "missed": [m.as_dict() for m in report.missed[:20]],
             },
         )
         self._note_operator(
             now,
-            "journal",
-            "resume",
+            how,
+            "live" if how == "pair" else "resume",
             True,
             f"term {report.term}, {missed} missed in the outage, {report.to_come} to come",
         )
+
+    # -- the hot-standby pair ----------------------------------------------------------------
+
+    def _not_live_reason(self) -> str:
+        st = self.role_state()
+        pair = st.get("pair") or {}
+        if st["role"] == "standby":
+            return (
+                f"this controller is the hot standby of {pair.get('peer') or pair.get('following')}: "
+                "it drives nothing while the primary lives; send GO, stop or panic to the live controller"
+            )
+        return f"this controller is not live ({st['role']}): send commands to the live controller"
+
+    def _left(self, now: int) -> None:
+        """The sends of this poll all left: a journal (and a standby) reading a ``sent`` record
+        without this after it knows the controller died mid-way (controller.follower)."""
+        left = {**LEFT, "at": now}
+        if self.journal is not None:
+            self.journal.write([left], now)
+        if self.pair is not None:
+            self.pair.publish([left])
+
+    def _offline_state(self) -> bytes:
+        return wire.offline_state_json(term=self.core.term, controller=self.controller_id)
+
+    async def _await_claim(self) -> None:
+        """A pair's primary drives only once the witness confirmed its term (controller.pair)."""
+        assert self.pair is not None
+        try:
+            await asyncio.wait_for(self.pair.live_event.wait(), self.opts.claim_timeout_s)
+        except TimeoutError:
+            st = self.pair.status()
+            raise PairError(
+                f"the broker did not confirm this controller's term within {self.opts.claim_timeout_s:g} s "
+                f"(role {st['pair_role']}: {st['reason']})",
+                "check --broker, or that no other controller of this show is live",
+            ) from None
+
+    def _go_live(self, term: int) -> None:
+        """The pair's witness confirmed ``term``: take over (a standby, a resumed or fenced
+        primary) or, for a new primary, start the show."""
+        now = self.clock.wall_ns()
+        if self.core.live:
+            self.core.term = term
+        else:
+            report = self.core.take_over(now, term)
+            if self.opts.resume or self.opts.standby_of is not None or self._started_show:
+                self._note_takeover(report, now, "pair")
+        if self.opts.resume:
+            self.started_ns = now
+        elif not self._started_show and self.opts.standby_of is None:
+            self.started_ns = now
+            if self.journal is not None:
+                self.journal.write([self.core.start_record(now)], now)
+            self.player.start(now, rate=self.opts.rate, go=self.opts.go)
+            log.info("show armed", extra={"show": self.timeline.show, "term": term})
+        self._started_show = True
+        self._wake.set()
+
+    def _step_down(self, reason: str) -> None:
+        """A higher term holds (or this primary is cut off from both its standby and the broker):
+        stop driving now; what the edge holds is withdrawn at the next poll."""
+        now = self.clock.wall_ns()
+        self.core.step_down(now, reason)
+        self._note_operator(now, "pair", "step down", False, reason)
+        self._note_error(f"not live: {reason}")
+        self._wake.set()
+
+    def _follow_records(self, records: list[dict[str, Any]]) -> None:
+        """A standby: the primary's journal records, in order: replayed, and kept in our own
+        journal (a resume of this controller reads it)."""
+        if self.core.live:
+            return  # live since: records from a deposed primary are not ours to follow
+        for record in records:
+            try:
+                self.core.follow(record)
+            except RecordError as err:
+                self._note_error(f"cannot follow the primary: {err}")
+                log.error("cannot follow the primary's journal: %s", err)
+                self.exit_code = 1
+                self.request_stop()
+                return
+            if record.get("k") == "end":
+                log.warning("the primary ended the run cleanly; the standby ends too")
+                self._primary_ended = True
+                self.request_stop()
+        if self.journal is not None:
+            self.journal.write(records, self.clock.wall_ns())
+
+    def _primary_reset(self) -> None:
+        self._note_error("the primary began a new run: restart this standby to follow it")
+        log.error("the primary began a new run; this standby cannot follow it: restart the standby")
+        self.exit_code = 1
+        self.request_stop()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         """SIGINT or SIGTERM: end the run cleanly, leaving the devices as ``on_exit`` says."""
@@ -375,22 +522,34 @@ class Runtime:
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
         now = self.clock.wall_ns()
-        self._leave_devices(now)
+        live = self.core.live  # a standby (or a deposed primary) leaves the devices alone
+        if live:
+            self._leave_devices(now)
         # Flush the safe states and the final controller state now, ignoring leads (holding: only
         # what is due now, so no event trigger's timeout is run ahead of its time).
         items = self.core.poll(now + (10 * S if self.opts.on_exit == "safe" else 0))
+        records = self.core.take_records()
         if self.journal is not None:
-            self.journal.write(self.core.take_records(), now)
+            self.journal.write(records, now)
         for item in items:
             self._execute(item, now, immediate=True)
+        if any(r.get("k") == "sent" for r in records):
+            self._left(now)
+        end = {"k": "end", "at": now, "state": str(self.core.state)}
         if self.journal is not None:
-            self.journal.close(end={"k": "end", "at": now, "state": str(self.core.state)})
+            self.journal.close(end=end if live or not self.paired else None)
+        if self.pair is not None:
+            if live:
+                self.pair.publish([*records, end])  # the standby ends with us, no takeover
+                await asyncio.sleep(0.05)  # let the link carry it before the bye
+            await self.pair.close()
         if self.control is not None:
             self.control.close()
         if self.web is not None:
             await self.web.close()
         if self.mqtt is not None:
-            await self.mqtt.close(final=[Publish(wire.STATE_TOPIC, wire.OFFLINE_STATE, 1, True)])
+            final = [Publish(wire.STATE_TOPIC, self._offline_state(), 1, True)] if live else []
+            await self.mqtt.close(final=final)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -411,10 +570,15 @@ class Runtime:
         while not self._stop.is_set():
             now = self.clock.wall_ns()
             items = player.poll(now)
+            records = self.core.take_records()
             if self.journal is not None:
-                self.journal.write(self.core.take_records(), now)  # before any of them leaves
+                self.journal.write(records, now)  # before any of them leaves
+            if self.pair is not None and records:
+                self.pair.publish(records)
             for item in items:
                 self._execute(item, now)
+            if any(r.get("k") == "sent" for r in records):
+                self._left(now)
             self._push_updates()
             if player.done(now):
                 log.info("show complete; exiting", extra={"show": self.timeline.show})
@@ -479,6 +643,8 @@ class Runtime:
         goes through here: the same refusals, the same log and operator log."""
         now = self.clock.wall_ns()
         result = self.player.command(cmd, now)
+        if not self.core.live and not isinstance(result, Accepted):
+            result = Rejected(self._not_live_reason(), self.core.state, cmd)
         self._wake.set()
         snap = self.core.engine.snapshot
         if isinstance(result, Accepted):
@@ -712,24 +878,47 @@ class Runtime:
 
     def role_state(self) -> dict[str, Any]:
         """Which controller this is, for ``/state`` and the report: ``id``, ``term``, ``live``,
-        ``role`` (``live``, ``resumed``), ``journal`` (its path, or None)."""
+        ``role`` (``live``, ``resumed``, ``took-over``; not live: ``following``, ``standby``,
+        ``deposed``, ...), ``journal`` (its path, or None); for one of a hot-standby pair also the
+        pair's status (controller.pair: the peer, whether the standby is in step...)."""
         role = "live" if self.core.live else "following"
         if self.takeover is not None and self.core.live:
-            role = "resumed"
-        return {
+            role = "took-over" if self.opts.standby_of is not None else "resumed"
+        out: dict[str, Any] = {
             "id": self.controller_id,
             "term": self.core.term,
             "live": self.core.live,
             "role": role,
             "journal": None if self.journal is None else str(self.journal.path),
         }
+        if self.pair is not None:
+            pair = self.pair.status()
+            if not self.core.live:
+                out["role"] = pair["pair_role"]
+            out["pair"] = pair
+        return out
 
     def role_text(self) -> str:
         """The role as the live view's title shows it."""
         st = self.role_state()
-        text = f"LIVE · term {st['term']}" if st["live"] else f"NOT LIVE · term {st['term']}"
-        if st["role"] == "resumed" and self.takeover is not None:
-            text += f" · resumed, {len(self.takeover.missed)} missed in the outage"
+        pair = st.get("pair")
+        if st["live"]:
+            text = f"LIVE · term {st['term']}"
+        elif pair is not None and st["role"] == "standby":
+            step = "in step" if pair.get("in_step") else f"{pair.get('lag') or '?'} records behind"
+            alive = "primary alive" if pair.get("peer_alive") else "PRIMARY SILENT"
+            text = f"STANDBY of {pair.get('peer') or pair.get('following')} · {step} · {alive}"
+        else:
+            text = f"NOT LIVE ({st['role']}) · term {st['term']}"
+        if st["live"] and pair is not None:
+            standbys = pair.get("standbys") or []
+            if standbys:
+                ok = all(s["in_step"] for s in standbys)
+                text += f" · standby {standbys[0]['controller']} {'in step' if ok else 'BEHIND'}"
+            elif pair.get("serving"):
+                text += " · NO STANDBY"
+        if st["role"] in ("resumed", "took-over") and self.takeover is not None:
+            text += f" · {st['role']}, {len(self.takeover.missed)} missed in the outage"
         if self.journal is None:
             text += " · no journal"
         return text
@@ -835,6 +1024,18 @@ class UnknownDeviceError(MadangError, KeyError):
             f"--degrade: venue {self.venue!r} has no device or group {', '.join(map(repr, self.names))}; "
             "name device ids or groups as the venue file spells them (madang check VENUE lists them)"
         )
+
+
+class PairError(MadangError, RuntimeError):
+    """A controller of a hot-standby pair could not become live (its term was not confirmed)."""
+
+    def __init__(self, reason: str, hint: str) -> None:
+        super().__init__(reason, hint)
+        self.reason = reason
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.hint}"
 
 
 class ControlPortError(MadangError, OSError):

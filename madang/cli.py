@@ -261,14 +261,41 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 # run / simulate / demo
 
 
+def _peer_endpoint(text: str) -> str:
+    """``tcp://HOST:PORT``: where a hot standby finds its primary."""
+    if not text.startswith("tcp://") or ":" not in text[6:]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not tcp://HOST:PORT (the primary's --standby-port)")
+    host, _, port = text[6:].rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not tcp://HOST:PORT with a port from 1 to 65535")
+    return text
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.no_journal and (args.journal or args.resume):
-        print("madang run: --no-journal cannot go with --journal or --resume (a resume reads the journal)",
-              file=sys.stderr)
+        print(
+            "madang run: --no-journal cannot go with --journal or --resume (a resume reads the journal)",
+            file=sys.stderr,
+        )
+        return 2
+    if getattr(args, "standby_of", None) and args.resume:
+        print(
+            "madang run: --standby-of follows a live primary; --resume carries on a dead one's journal: "
+            "choose one",
+            file=sys.stderr,
+        )
+        return 2
+    if getattr(args, "standby_of", None) and args.simulate:
+        print(
+            "madang run: --standby-of needs the primary's real venue (leave out --simulate)", file=sys.stderr
+        )
         return 2
     if args.resume and args.simulate:
-        print("madang run: --resume carries on a show on its real venue; a simulated venue ends with its "
-              "run (leave out --simulate or --resume)", file=sys.stderr)
+        print(
+            "madang run: --resume carries on a show on its real venue; a simulated venue ends with its "
+            "run (leave out --simulate or --resume)",
+            file=sys.stderr,
+        )
         return 2
     if args.simulate:
         from madang.rehearsal import run_simulated_cli
@@ -361,6 +388,19 @@ def _bench_ws(args: argparse.Namespace) -> dict[str, Any]:
         profile=args.profile,
         seed=args.seed,
         settle_s=args.settle,
+    )
+
+
+def _bench_failover(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.failover import run
+
+    return run(
+        kills=args.kills,
+        mode=args.mode,
+        seed=args.seed,
+        profile=args.profile,
+        every_s=args.every,
+        keep=Path(args.keep) if args.keep else None,
     )
 
 
@@ -512,6 +552,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--no-journal", action="store_true", help="keep no journal (no --resume possible)")
     sp.add_argument(
+        "--standby-of",
+        metavar="tcp://HOST:PORT",
+        type=_peer_endpoint,
+        help="run as the hot standby of the primary serving at this address (its --standby-port): "
+        "follow its journal, drive nothing, take over if it dies (docs/standby.md)",
+    )
+    sp.add_argument(
+        "--standby-port",
+        type=_int_in(1, 65535, "a TCP port"),
+        metavar="PORT",
+        help="serve a hot standby on this TCP port while live (the primary of a pair; a standby that "
+        "takes over serves the next one there)",
+    )
+    sp.add_argument(
+        "--heartbeat-ms",
+        type=_float_in(1, 1000, "milliseconds between a pair's heartbeats"),
+        default=25.0,
+        metavar="MS",
+        help="a hot-standby pair's heartbeat interval, both ways (default 25; give both the same)",
+    )
+    sp.add_argument(
+        "--missed-heartbeats",
+        type=_int_in(3, 1000, "heartbeat intervals of silence"),
+        default=4,
+        metavar="N",
+        help="the standby takes over after N heartbeat intervals of silence from the primary "
+        "(default 4: 100 ms, a takeover within ~115 ms; raise it on a loaded machine; give both the same)",
+    )
+    sp.add_argument(
         "--resume",
         action="store_true",
         help="carry on the show its journal says was live: same keys, what fell due while no "
@@ -627,6 +696,29 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument(
         "--profile", default="wifi-crowded", choices=IMPAIRMENTS, help="virtual: impairment profile"
     )
+    bp = bench(
+        "failover",
+        _bench_failover,
+        "kill -9 the live controller N times mid-show: takeover time, lost and duplicated cues, spread",
+    )
+    bp.add_argument("--kills", type=_COUNT, default=20, help="how many times to kill the live controller")
+    bp.add_argument(
+        "--mode",
+        choices=["restart", "standby"],
+        default="restart",
+        help="who takes over: restart, `madang run --resume` started after the kill (default); "
+        "standby, a hot standby (--standby-of) following the live one, started before each kill",
+    )
+    bp.add_argument("--seed", type=_SEED, default=1, help="seed of the kill instants and the simulated venue")
+    bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS, help="the simulated network")
+    bp.add_argument(
+        "--every",
+        type=_float_in(0.1, 10, "seconds between cues"),
+        default=0.75,
+        metavar="S",
+        help="seconds between the bench show's cues (default 0.75)",
+    )
+    bp.add_argument("--keep", metavar="DIR", help="keep the run's files (journal, record, logs) in DIR")
     return p
 
 

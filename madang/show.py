@@ -27,9 +27,12 @@ __all__ = ["run_show_cli"]
 def run_show_cli(args: argparse.Namespace) -> int:
     """``madang run``: compile, then play with a live view until the end or a signal."""
     timeline, venue = compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
-    journal = journal_folder(args, show_slug(timeline.show))
+    standby = args.standby_of is not None
+    # A standby keeps its own journal (a copy of the primary's, then its own once live): on the
+    # same machine the primary's folder is locked by the primary.
+    journal = journal_folder(args, show_slug(timeline.show) + (".standby" if standby else ""))
     resume = args.resume
-    if journal is not None and not resume and sys.stdin.isatty() and sys.stderr.isatty():
+    if journal is not None and not resume and not standby and sys.stdin.isatty() and sys.stderr.isatty():
         resume = offer_resume(last_run(journal / JOURNAL_FILE), input)
     if journal is not None:
         print(f"madang: journal {journal}" + (" (resuming)" if resume else ""), file=sys.stderr)
@@ -50,6 +53,10 @@ def run_show_cli(args: argparse.Namespace) -> int:
         degrade=args.degrade,
         journal_dir=journal,
         resume=resume,
+        standby_of=args.standby_of,
+        standby_port=args.standby_port,
+        heartbeat_ms=args.heartbeat_ms,
+        missed_heartbeats=args.missed_heartbeats,
         **web_options(args, timeline),
     )
     return asyncio.run(Runtime(timeline, venue, opts).run())

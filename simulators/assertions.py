@@ -21,7 +21,7 @@ from typing import Any
 from cues.timecode import TimeContext, format_time, parse_time_ns
 from cues.timeline import Timeline
 from simulators.devices._wire import substitute
-from simulators.record import RECEIPT, Fire, Recorder
+from simulators.record import RECEIPT, STALE_TERM, Fire, Recorder
 from venues.errors import MadangError
 from venues.model import Venue
 from venues.selector import resolve
@@ -89,7 +89,7 @@ class ShowRun:
                 found, value = self._from_state(r.value, device, leaf)
                 if found:
                     last = value
-            elif r.what != RECEIPT and _is_leaf(r.param, leaf):
+            elif r.what not in (RECEIPT, STALE_TERM) and _is_leaf(r.param, leaf):
                 last = r.value
         return last
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from simulators.record import Recorder
+from simulators.record import STALE_TERM, Recorder
 
 __all__ = ["FIRE_KINDS", "ZONE_BANDS_US", "spread_stats", "sync_report", "zone_spread"]
 
@@ -149,6 +149,10 @@ def sync_report(
         "baseline_spread_p99_us": _pct(base, 99),
         "baseline_spread_max_us": float(base.max()) if base.size else 0.0,
         "on_receipt": sum(on_receipt.values()),
+        # Controller terms (docs/protocol.md): commands devices dropped as a replaced controller's,
+        # and executions under a lower term than one the same device had executed before (0).
+        "stale_term": int((what == STALE_TERM).sum()),
+        "term_regressions": len(recorder.term_regressions()),
         "missed_by_device": dict(sorted(missed_by_device.items())[:50]),
         "cues": cues,
     }

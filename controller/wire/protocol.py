@@ -8,6 +8,16 @@ cue message with its ``op``, the parameter publish of plain MQTT devices, the re
 state, and, coming back, the pong, the status (presence) and the fire report. Nothing else in
 ``controller/`` writes or parses these formats, so a change here is a change of the protocol.
 
+Every message that commands a device carries the sending controller's *term* (docs/protocol.md,
+"Controller terms (hot standby)"): the cue message, the clock model, the retained controller
+state (with the controller's id) and the ``/madang/key`` of a timed bundle. A device keeps the
+highest term it has seen and drops anything lower, so a controller that has been replaced by one
+with a higher term can no longer drive it. The encoders take the term as a required argument:
+no command leaves without one. Pings carry none (a standby pings devices while the live
+controller drives them), and neither can a plain payload to a third-party topic or address (a
+parameter publish, a show's own MQTT payload, a plain OSC message): those are fenced on the
+controller's side only (a controller that is no longer live stops sending).
+
 Decoding is for hostile input: :func:`decode_report` and :func:`decode_osc_report` never raise;
 anything that is not what the protocol says comes back as :class:`Malformed` with the reason, for
 the caller to count. Sizes are bounded before parsing (:data:`MAX_PAYLOAD`, docs/protocol.md
@@ -32,24 +42,29 @@ __all__ = [
     "CUE_TOPIC",
     "DEVICE_REPORTS",
     "MAX_PAYLOAD",
+    "MAX_TERM",
     "OFFLINE_STATE",
     "OSC_FIRED",
     "OSC_KEY",
     "OSC_PING",
     "OSC_PONG",
     "STATE_TOPIC",
+    "ControllerState",
     "Fired",
     "Malformed",
     "Pong",
     "Report",
     "Status",
+    "check_term",
     "clock_json",
     "controller_state_json",
     "cue_json",
+    "decode_controller_state",
     "decode_osc_report",
     "decode_report",
     "json_value",
     "key_osc",
+    "offline_state_json",
     "param_json",
     "ping_json",
     "ping_osc",
@@ -69,11 +84,25 @@ OSC_PONG = "/madang/pong"
 OSC_FIRED = "/madang/fired"
 OSC_KEY = "/madang/key"
 
+#: The highest term: it travels as an OSC int32 in ``/madang/key ,sii show seq term``.
+MAX_TERM = 0x7FFFFFFF
+
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
 
-#: ``{"state": "offline"}``: the controller's last will and its final retained state.
+#: ``{"state": "offline"}``: the controller's last will and its final retained state, without
+#: a term (see :func:`offline_state_json` for one that says whose it is).
 OFFLINE_STATE = _enc.encode({"state": "offline"})
+
+
+def check_term(term: int) -> int:
+    """``term`` if it is a valid controller term (an integer from 1 to :data:`MAX_TERM`), else
+    ValueError saying so: a term travels as JSON and as an OSC int32 (docs/protocol.md)."""
+    if isinstance(term, bool) or not isinstance(term, int) or not 1 <= term <= MAX_TERM:
+        raise ValueError(
+            f"a controller term is an integer from 1 to {MAX_TERM} (an OSC int32), got {term!r:.40}"
+        )
+    return term
 
 
 # -- what devices send ------------------------------------------------------------------------
@@ -122,6 +151,18 @@ class Malformed:
 Report = Pong | Status | Fired
 
 
+@dataclass(frozen=True, slots=True)
+class ControllerState:
+    """The retained controller state as another controller reads it (a standby watching the live
+    one, the witness of who is in charge): its ``state``, ``term`` and ``controller`` id. ``term``
+    is ``None`` when the message has none (a controller older than terms, or a will without one);
+    ``controller`` is ``""`` when it does not say."""
+
+    state: str
+    term: int | None
+    controller: str
+
+
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -155,6 +196,27 @@ def decode_report(kind: str, payload: bytes) -> Report | Malformed:
     return Malformed(f"unknown report {kind!r}", parsed=True)
 
 
+def decode_controller_state(payload: bytes) -> ControllerState | Malformed:
+    """A ``madang/controller/state`` message (another controller's, or this one's retained copy).
+    Never raises: anything that is not one comes back as :class:`Malformed`."""
+    if len(payload) > MAX_PAYLOAD:
+        return Malformed(f"{len(payload)} bytes; the limit is {MAX_PAYLOAD}")
+    try:
+        body = _dec.decode(payload)
+    except msgspec.DecodeError as err:
+        return Malformed(f"not JSON: {err}")
+    if not isinstance(body, dict):
+        return Malformed(f"a JSON {type(body).__name__}, not an object")
+    state, term, controller = body.get("state"), body.get("term"), body.get("controller", "")
+    if not isinstance(state, str):
+        return Malformed("a controller state needs a string state", parsed=True)
+    if term is not None and not (_is_int(term) and 1 <= term <= MAX_TERM):
+        return Malformed(f"a controller state's term must be an integer from 1 to {MAX_TERM}", parsed=True)
+    if not isinstance(controller, str):
+        return Malformed("a controller state's controller must be a string", parsed=True)
+    return ControllerState(state, term, controller)
+
+
 def decode_osc_report(address: str, args: Sequence[object]) -> Report | Malformed | None:
     """A device's OSC message: ``/madang/pong ,ihhh`` or ``/madang/fired ,ih``; ``None`` for any
     other address (an event, not a protocol message). A timetag device fires against its own
@@ -185,16 +247,27 @@ def ping_osc(seq: int, t1: int) -> bytes:
     return encode_message(OSC_PING, [Typed("i", seq & 0x7FFFFFFF), Typed("h", t1)])
 
 
-def clock_json(epoch: int, offset_ns: int, drift_ppb: int, uncertainty_ns: int) -> bytes:
-    """A clock model for ``<root>/clock`` (docs/protocol.md, "The clock model")."""
+def clock_json(epoch: int, offset_ns: int, drift_ppb: int, uncertainty_ns: int, *, term: int) -> bytes:
+    """A clock model for ``<root>/clock`` (docs/protocol.md, "The clock model"), sent under ``term``."""
     return _enc.encode(
-        {"epoch": epoch, "offset_ns": offset_ns, "drift_ppb": drift_ppb, "uncertainty_ns": uncertainty_ns}
+        {
+            "epoch": epoch,
+            "offset_ns": offset_ns,
+            "drift_ppb": drift_ppb,
+            "uncertainty_ns": uncertainty_ns,
+            "term": term,
+        }
     )
 
 
-def cue_json(show: str, cue: str, seq: int, at_ns: int, show_ns: int, op: Mapping[str, Any]) -> bytes:
-    """A cue message: ``op`` (``mqtt``, ``fade``, ``state`` or ``panic``) due at show-clock ``at_ns``."""
-    return _enc.encode({"show": show, "cue": cue, "seq": seq, "at": at_ns, "show_ns": show_ns, "op": op})
+def cue_json(
+    show: str, cue: str, seq: int, at_ns: int, show_ns: int, op: Mapping[str, Any], *, term: int
+) -> bytes:
+    """A cue message: ``op`` (``mqtt``, ``fade``, ``state`` or ``panic``) due at show-clock ``at_ns``,
+    sent under ``term``."""
+    return _enc.encode(
+        {"show": show, "cue": cue, "seq": seq, "at": at_ns, "show_ns": show_ns, "op": op, "term": term}
+    )
 
 
 def param_json(param: str, value: object) -> bytes:
@@ -207,9 +280,10 @@ def json_value(value: object) -> bytes:
     return _enc.encode(value)
 
 
-def key_osc(show: str, seq: int) -> bytes:
-    """``/madang/key ,si show seq``: the idempotency key at the head of a timed bundle."""
-    return encode_message(OSC_KEY, [show, seq])
+def key_osc(show: str, seq: int, term: int) -> bytes:
+    """``/madang/key ,sii show seq term``: the idempotency key at the head of a timed bundle, with
+    the term it is sent under (an OSC int32)."""
+    return encode_message(OSC_KEY, [show, seq, Typed("i", term)])
 
 
 def controller_state_json(
@@ -222,8 +296,12 @@ def controller_state_json(
     at: int,
     rate: float,
     seq: int,
+    term: int,
+    controller: str,
 ) -> bytes:
-    """The retained controller state (docs/protocol.md, "Controller state and late join")."""
+    """The retained controller state (docs/protocol.md, "Controller state and late join"), with
+    the ``term`` of the controller that sends it and its id (``controller``): the witness of
+    which controller is in charge ("Controller terms (hot standby)")."""
     return _enc.encode(
         {
             "state": state,
@@ -234,5 +312,14 @@ def controller_state_json(
             "at": at,
             "rate": rate,
             "seq": seq,
+            "term": term,
+            "controller": controller,
         }
     )
+
+
+def offline_state_json(*, term: int, controller: str) -> bytes:
+    """``{"state": "offline", "term": ..., "controller": ...}``: a controller's last will and final
+    retained state that says whose they are, so that a device (or a standby reading the witness)
+    can tell a deposed controller's will from the live one's."""
+    return _enc.encode({"state": "offline", "term": term, "controller": controller})

@@ -8,9 +8,11 @@
 * :mod:`~madang.bench.mqtt`: MQTT publish throughput and round trip, ``TCP_NODELAY`` on vs off
 * :mod:`~madang.bench.check`: time to check a generated show of N cues
 * :mod:`~madang.bench.devices`: the simulators' own speed (``madang bench devices vtime|virtual|mqtt``)
+* :mod:`~madang.bench.failover`: ``kill -9`` the live controller mid-show, N times: takeover time,
+  lost, missed and duplicated cues, spread (real processes; its venue is in ``data/``)
 
 Each module has a function returning the figures as a dict (``run(...)``; ``bench_check`` in
-:mod:`~madang.bench.check`); the CLI prints them, and all but ``sync`` also run as
+:mod:`~madang.bench.check`); the CLI prints them, and all but ``sync`` and ``failover`` also run as
 ``python3 -m madang.bench.NAME``. Figures and the commands that produced them are recorded in
 ``docs/benchmarks.md``.
 """

@@ -73,7 +73,12 @@ def bench_virtual(n: int, cues: int, profile: str) -> dict[str, object]:
     sim.start()
     t0 = sim.now
     for did, clock in sim.clocks.items():
-        model = {"epoch": t0, "offset_ns": clock.local(t0) - t0, "drift_ppb": clock.drift_ppt // 1000}
+        model = {
+            "epoch": t0,
+            "offset_ns": clock.local(t0) - t0,
+            "drift_ppb": clock.drift_ppt // 1000,
+            "term": 1,  # as a controller sends it (docs/protocol.md, "Controller terms")
+        }
         ctl.publish(f"madang/dev/{did}/clock", json.dumps(model).encode(), retain=True)
     assert sim.vt is not None
     for k in range(cues):
@@ -84,6 +89,7 @@ def bench_virtual(n: int, cues: int, profile: str) -> dict[str, object]:
             "seq": k,
             "at": at,
             "op": {"mqtt": {"topic": "xr/{device}/s", "payload": k}},
+            "term": 1,
         }
         data = json.dumps(body).encode()
         for rep in range(3):

@@ -16,6 +16,15 @@ and executed at the device-clock instant ``local = at + offset + drift_ppb * (at
 from the last clock model received; with no model yet, at once (reported ``"synced": false``).
 ``state`` and ``panic`` execute on receipt. Each execution is recorded in true and local time and
 reported on ``{base}/fired``. Bad input is dropped and counted in ``dropped``, never raised.
+
+Controller terms (protocol.md, "Controller terms (hot standby)"): the device keeps the highest
+``term`` it has seen (:attr:`AppDevice.term_floor`) from cue messages, clock models and the
+retained controller state. A message with a lower term is dropped, counted in
+``dropped["stale_term"]`` and recorded as a ``stale_term`` row; one without a term is obeyed
+(a controller older than terms). A cue scheduled under a term that is below the floor when it
+falls due is dropped the same way and its key forgotten, unless a copy of it under a term at
+least the floor arrived meanwhile (the new controller re-sending it): what a deposed controller
+planned never fires after the device has heard from its successor.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from simulators.clock import DeviceClock
 from simulators.devices._wire import BadInput, decode_json, encode_json, substitute
 from simulators.devices.easing import ease
 from simulators.devices.messages import Publish
-from simulators.record import Recorder
+from simulators.record import STALE_TERM, Recorder
 from venues.model import Device
 
 __all__ = ["PROTO", "AppDevice", "ClockModel", "Ramp"]
@@ -126,6 +135,8 @@ class AppDevice:
         self.ramps: dict[str, Ramp] = {}
         self._seen: set[tuple[str, str, int]] = set()
         self._pending: list[tuple[int, int, dict[str, Any], int]] = []  # (true_at, n, msg, local_at)
+        self.term_floor = 0  # the highest controller term seen (0: none yet)
+        self._pending_term: dict[tuple[str, str, int], int] = {}  # scheduled cues: the term vouching for each
         self._counter = 0
         self._next_heartbeat: int | None = None
         self.heartbeats = True  # False: a sync lane sends them (hand_over_heartbeats)
@@ -143,10 +154,22 @@ class AppDevice:
     def model(self, m: ClockModel | None) -> None:
         self._model, self._model_fields = m, None
 
-    def set_model(self, epoch: int, offset_ns: int, drift_ppb: int, uncertainty_ns: int) -> None:
+    def set_model(
+        self,
+        epoch: int,
+        offset_ns: int,
+        drift_ppb: int,
+        uncertainty_ns: int,
+        term: int = 0,
+        true_now: int = 0,
+    ) -> bool:
         """Take a clock model already checked (a sync lane's; the wire's goes through
-        :meth:`receive`): the fields of the protocol's clock message."""
+        :meth:`receive`): the fields of the protocol's clock message, and its ``term`` (``0``:
+        none) arriving at ``true_now``. False when it was dropped for a stale term."""
+        if term and not self._admit(term, "clock", "", -1, true_now):
+            return False
         self._model_fields = (epoch, offset_ns, drift_ppb, uncertainty_ns)
+        return True
 
     # -- lifecycle ------------------------------------------------------------------------------
     def subscriptions(self) -> list[str]:
@@ -209,6 +232,8 @@ class AppDevice:
         self.ramps.clear()
         self._seen.clear()
         self._pending.clear()
+        self._pending_term.clear()
+        self.term_floor = 0  # learned again from the retained messages it gets on subscribing
         self._next_heartbeat = None
         self._safe_state()
 
@@ -245,15 +270,56 @@ class AppDevice:
         if not self.alive:
             return []
         if topic == "madang/controller/state":
-            self.controller_state = msg
+            self.receive_controller_state(msg, true_now)
             return []
         if topic == self._ping_topic:
             return self._pong(msg, true_now, topic)
         if topic == self._clock_topic:
-            return self._clock(msg, topic)
+            return self._clock(msg, topic, true_now)
         if topic == "madang/cue" or topic.startswith("madang/cue/"):
             return self._cue(msg, true_now, topic)
         return self._drop("unknown_topic", topic)
+
+    def receive_controller_state(self, msg: dict[str, Any], true_now: int) -> bool:
+        """The retained controller state (decoded), arriving at ``true_now``: kept as
+        :attr:`controller_state` and its term raises the floor; False when it was dropped (a
+        stale or malformed term)."""
+        term = self._term_of(msg, "madang/controller/state")
+        if term is None or (term and not self._admit(term, "controller", "", -1, true_now)):
+            return False
+        self.controller_state = msg
+        return True
+
+    # -- controller terms -------------------------------------------------------------------------
+    def _term_of(self, msg: dict[str, Any], topic: str) -> int | None:
+        """The message's ``term``: ``0`` when it has none, ``None`` (dropped and counted as
+        ``bad_term``) when it is not a positive integer."""
+        term = msg.get("term")
+        if term is None:
+            return 0
+        if _is_int(term) and term >= 1:
+            return term
+        self._drop("bad_term", topic)
+        return None
+
+    def _admit(self, term: int, what: str, key: str, seq: int, true_now: int) -> bool:
+        """Whether a command under ``term`` (at least 1) may be obeyed: yes when it is not below
+        the floor (which it then raises), else it is dropped, counted and recorded."""
+        if term >= self.term_floor:
+            self.term_floor = term
+            return True
+        self._stale(what, key, seq, term, true_now, self.clock.local(true_now))
+        return False
+
+    def _stale(self, what: str, key: str, seq: int, term: int, true_at: int, local_at: int) -> None:
+        """A command under ``term``, below the floor, dropped: counted, recorded, logged once."""
+        self.dropped[STALE_TERM] += 1
+        if self.dropped[STALE_TERM] == 1:
+            log.warning(
+                "dropped a command from a replaced controller (its term is below the highest seen)",
+                extra={"device": self.device.id, "what": what, "term": term, "floor": self.term_floor},
+            )
+        self.recorder.record(self.index, STALE_TERM, key, seq, what, true_at, local_at, None, term)
 
     def _pong(self, msg: dict[str, Any], true_now: int, topic: str) -> list[Publish]:
         seq, t1 = msg.get("seq"), msg.get("t1")
@@ -265,11 +331,14 @@ class AppDevice:
         body = {"seq": seq, "t1": t1, "t2": t2, "t3": t2}
         return [Publish(self._pong_topic, encode_json(body))]
 
-    def _clock(self, msg: dict[str, Any], topic: str) -> list[Publish]:
+    def _clock(self, msg: dict[str, Any], topic: str, true_now: int) -> list[Publish]:
         epoch, off, ppb = msg.get("epoch"), msg.get("offset_ns"), msg.get("drift_ppb")
         unc = msg.get("uncertainty_ns", 0)
         if not (_is_int(epoch) and _is_int(off) and _is_int(ppb) and _is_int(unc)):
             return self._drop("bad_clock", topic)
+        term = self._term_of(msg, topic)
+        if term is None or (term and not self._admit(term, "clock", "", -1, true_now)):
+            return []
         self.model = ClockModel(epoch, off, ppb, unc)
         return []
 
@@ -279,16 +348,23 @@ class AppDevice:
             return self._drop("bad_cue", topic)
         if not (isinstance(op, dict) and len(op) == 1):
             return self._drop("bad_op", topic)
+        term = self._term_of(msg, topic)
+        if term is None or (term and not self._admit(term, "cue", cue, int(seq), true_now)):
+            return []
         key = (show, cue, int(seq))
         if key in self._seen:
+            # A repeat. One under a higher term than a scheduled copy's vouches for it: the live
+            # controller still wants it (keys are the same across terms on purpose).
+            if term > self._pending_term.get(key, term):
+                self._pending_term[key] = term
             return []
         kind = next(iter(op))
         local_now = self.clock.local(true_now)
         # When it first arrived: what executing on receipt would have given (the report's baseline).
-        self.recorder.record(self.index, "rx", cue, int(seq), "", true_now, local_now)
+        self.recorder.record(self.index, "rx", cue, int(seq), "", true_now, local_now, None, term)
         if kind in ("panic", "state"):
             self._seen.add(key)
-            return self._execute(msg, true_now, local_now, synced=self.model is not None)
+            return self._execute(msg, true_now, local_now, synced=self.model is not None, term=term)
         if kind not in ("mqtt", "fade"):
             return self._drop("unknown_op", topic)
         at = msg.get("at")
@@ -297,17 +373,21 @@ class AppDevice:
         self._seen.add(key)
         model = self.model
         if model is None:
-            return self._execute(msg, true_now, local_now, synced=False)
+            return self._execute(msg, true_now, local_now, synced=False, term=term)
         local_at = model.local_of(int(at))
         if local_at <= local_now:
-            return self._execute(msg, true_now, local_now, synced=True)  # late: execute at once
+            return self._execute(msg, true_now, local_now, synced=True, term=term)  # late: at once
         true_at = self.clock.true_of(local_at, after=true_now)
         self._counter += 1
         heapq.heappush(self._pending, (true_at, self._counter, msg, local_at))
+        if term:
+            self._pending_term[key] = term
         return []
 
     # -- execution ------------------------------------------------------------------------------
-    def _execute(self, msg: dict[str, Any], true_at: int, local_at: int, *, synced: bool) -> list[Publish]:
+    def _execute(
+        self, msg: dict[str, Any], true_at: int, local_at: int, *, synced: bool, term: int
+    ) -> list[Publish]:
         op: dict[str, Any] = msg["op"]
         kind, body = next(iter(op.items()))
         cue, seq = str(msg["cue"]), int(msg["seq"])
@@ -318,23 +398,24 @@ class AppDevice:
             topic = substitute(body["topic"], self.attrs)
             payload = substitute(body.get("payload"), self.attrs)
             self._set_topic(topic, payload)
-            rec(self.index, "cue", cue, seq, topic, true_at, local_at, payload)
+            rec(self.index, "cue", cue, seq, topic, true_at, local_at, payload, term)
         elif kind == "fade":
             ramp = self._ramp(body, local_at)
             if ramp is None:
                 return self._drop("bad_fade", "fade")
             self.ramps[ramp.param] = ramp
-            rec(self.index, "fade", cue, seq, ramp.param, true_at, local_at, ramp.end)
+            rec(self.index, "fade", cue, seq, ramp.param, true_at, local_at, ramp.end, term)
         elif kind == "state":
             if not isinstance(body, dict):
                 return self._drop("bad_state", "state")
             self._apply_state(body, local_at)
-            rec(self.index, "state", cue, seq, "", true_at, local_at, body)
+            rec(self.index, "state", cue, seq, "", true_at, local_at, body, term)
         elif kind == "panic":
             self._pending.clear()
+            self._pending_term.clear()
             self.ramps.clear()
             self._safe_state()
-            rec(self.index, "panic", cue, seq, "", true_at, local_at, None)
+            rec(self.index, "panic", cue, seq, "", true_at, local_at, None, term)
         if not self.report_fired:
             return []
         report = {"show": msg["show"], "cue": cue, "seq": seq, "local": local_at, "synced": synced}
@@ -407,7 +488,15 @@ class AppDevice:
         out: list[Publish] = []
         while self.alive and self._pending and self._pending[0][0] <= true_now:
             true_at, _, msg, local_at = heapq.heappop(self._pending)
-            out.extend(self._execute(msg, true_at, local_at, synced=True))
+            key = (msg["show"], msg["cue"], msg["seq"])
+            term = self._pending_term.pop(key, 0)
+            if term and term < self.term_floor:
+                # Planned by a controller that has been replaced since: never fired. Its key is
+                # forgotten, so the live controller may still send it.
+                self._seen.discard(key)
+                self._stale("cue", key[1], key[2], term, true_at, local_at)
+                continue
+            out.extend(self._execute(msg, true_at, local_at, synced=True, term=term))
         if self.alive and self._next_heartbeat is not None and self._next_heartbeat <= true_now:
             out.append(self._status("alive", true_now))
             self._next_heartbeat = true_now + HEARTBEAT_NS

@@ -14,10 +14,16 @@ The display keeps a state model: ``state[address] = args`` for every OSC message
   pipeline). Madang sends such a device early by that latency, so it fires late by the network
   delay alone, as a real one would.
 
-A bundle that begins with ``/madang/key ,si show seq`` executes once per key; repeats are ignored
-(a device without that understanding would just ignore the unknown address).
-Every execution is recorded in true and local time. The core never reads a clock: the driver
-gives it ``true_now``; the device's own clock is a :class:`~simulators.clock.DeviceClock` of it.
+A bundle that begins with ``/madang/key ,sii show seq term`` (or ``,si show seq``, from a
+controller older than terms) executes once per key; repeats are ignored (a device without that
+understanding would just ignore the unknown address). The display keeps the highest term a key
+has carried (:attr:`OscDisplay.term_floor`) and drops, counts (``dropped["stale_term"]``) and
+records as a ``stale_term`` row any keyed bundle with a lower one, on receipt and again when a
+scheduled bundle falls due (unless a copy under a term at least the floor arrived meanwhile);
+protocol.md, "Controller terms (hot standby)". Plain messages carry no term and are executed.
+Every execution is recorded in true and local time, with the term it came with. The core never
+reads a clock: the driver gives it ``true_now``; the device's own clock is a
+:class:`~simulators.clock.DeviceClock` of it.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any
 from simulators.clock import DeviceClock
 from simulators.devices._wire import BadInput, OscItem, encode_osc, ntp_to_ns, parse_osc
 from simulators.devices.messages import Datagram
-from simulators.record import Recorder
+from simulators.record import STALE_TERM, Recorder
 from venues.model import Device, Sync
 
 __all__ = ["OscDisplay"]
@@ -67,6 +73,8 @@ class OscDisplay:
         self.alive = True
         self._seen: set[tuple[str, int]] = set()
         self._pending: list[tuple[int, int, str, int, list[OscItem], object]] = []
+        self.term_floor = 0  # the highest controller term a key has carried (0: none yet)
+        self._pending_term: dict[tuple[str, int], int] = {}  # scheduled keys: the term vouching for each
         self._counter = 0
         self.reset()
 
@@ -76,6 +84,8 @@ class OscDisplay:
         self.params = {k: float(v) for k, v in self.device.safe.items() if isinstance(v, int | float)}
         self._seen.clear()
         self._pending.clear()
+        self._pending_term.clear()
+        self.term_floor = 0
 
     # -- faults ---------------------------------------------------------------------------------
     def crash(self) -> None:
@@ -132,31 +142,60 @@ class OscDisplay:
 
     def _bundle(self, items: list[OscItem], true_now: int, local_now: int, source: object) -> list[Datagram]:
         key: tuple[str, int] | None = None
+        term = 0
         if items[0].address == _KEY and len(items[0].args) >= 2:
-            show, seq = items[0].args[0], items[0].args[1]
+            args = items[0].args
+            show, seq = args[0], args[1]
             if isinstance(show, str) and isinstance(seq, int):
                 key = (show, seq)
+            if len(args) >= 3:
+                if not (isinstance(args[2], int) and not isinstance(args[2], bool) and args[2] >= 1):
+                    self.dropped["bad_term"] += 1
+                    return []
+                term = args[2]
             items = items[1:]
         if key is not None:
+            if term and term < self.term_floor:
+                self._stale(key, term, true_now, local_now)
+                return []
+            self.term_floor = max(self.term_floor, term)
             if key in self._seen:
+                # A repeat under a higher term vouches for a scheduled copy (protocol.md).
+                if term > self._pending_term.get(key, term):
+                    self._pending_term[key] = term
                 return []
             self._seen.add(key)
             # When it first arrived: what executing on receipt would have given (the report's baseline).
-            self.recorder.record(self.index, "rx", key[0], key[1], "", true_now, local_now)
+            self.recorder.record(self.index, "rx", key[0], key[1], "", true_now, local_now, None, term)
         if self._slow:
-            self._later(items, true_now + self.device.latency_ns, source, key)
+            self._later(items, true_now + self.device.latency_ns, source, key, term)
             return []
         tt = items[0].timetag if items else None
         if self.sync is not Sync.TIMETAG or tt is None or tt <= 1:
-            return self._execute(items, true_now, local_now, source, key)
+            return self._execute(items, true_now, local_now, source, key, term)
         local_at = ntp_to_ns(tt)
         if local_at <= local_now:
-            return self._execute(items, true_now, local_now, source, key)  # late: execute at once
-        self._later(items, self.clock.true_of(local_at, after=true_now), source, key)
+            return self._execute(items, true_now, local_now, source, key, term)  # late: at once
+        self._later(items, self.clock.true_of(local_at, after=true_now), source, key, term)
         return []
 
-    def _later(self, items: list[OscItem], true_at: int, source: object, key: tuple[str, int] | None) -> None:
-        """Schedule ``items`` to execute at true instant ``true_at`` (see :meth:`tick`)."""
+    def _stale(self, key: tuple[str, int], term: int, true_at: int, local_at: int) -> None:
+        """A keyed bundle under ``term``, below the floor, dropped: counted, recorded, logged once."""
+        self.dropped[STALE_TERM] += 1
+        if self.dropped[STALE_TERM] == 1:
+            log.warning(
+                "dropped a bundle from a replaced controller (its term is below the highest seen)",
+                extra={"device": self.device.id, "term": term, "floor": self.term_floor},
+            )
+        self.recorder.record(self.index, STALE_TERM, key[0], key[1], "osc", true_at, local_at, None, term)
+
+    def _later(
+        self, items: list[OscItem], true_at: int, source: object, key: tuple[str, int] | None, term: int = 0
+    ) -> None:
+        """Schedule ``items`` to execute at true instant ``true_at`` (see :meth:`tick`); a keyed
+        bundle's ``term`` is kept to be checked again then."""
+        if key is not None and term:
+            self._pending_term[key] = term
         self._counter += 1
         heapq.heappush(
             self._pending,
@@ -170,6 +209,7 @@ class OscDisplay:
         local_at: int,
         source: object,
         key: tuple[str, int] | None = None,
+        term: int = 0,
     ) -> list[Datagram]:
         show, seq = key if key is not None else ("", -1)
         rec = self.recorder.record
@@ -185,7 +225,7 @@ class OscDisplay:
             ):
                 value = float(item.args[0])
                 self.params[item.address.strip("/").replace("/", ".")] = value
-            rec(self.index, "osc", show, seq, item.address, true_at, local_at, value)
+            rec(self.index, "osc", show, seq, item.address, true_at, local_at, value, term)
         if key is not None and self.report_fired and source is not None:
             return [Datagram(encode_osc("/madang/fired", ((seq, "i"), (local_at, "h"))), source)]
         return []
@@ -201,5 +241,13 @@ class OscDisplay:
         while self._pending and self._pending[0][0] <= true_now and self.alive:
             true_at, _, show, seq, items, source = heapq.heappop(self._pending)
             key = (show, seq) if seq >= 0 else None
-            out.extend(self._execute(items, true_at, self.clock.local(true_at), source, key))
+            local_at = self.clock.local(true_at)
+            term = self._pending_term.pop(key, 0) if key is not None else 0
+            if key is not None and term and term < self.term_floor:
+                # Planned by a controller replaced since: never executed; the key is forgotten
+                # so that the live controller may still send it.
+                self._seen.discard(key)
+                self._stale(key, term, true_at, local_at)
+                continue
+            out.extend(self._execute(items, true_at, local_at, source, key, term))
         return out

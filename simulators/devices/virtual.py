@@ -223,7 +223,8 @@ class SyncLane:
     """
 
     _FIELDS = 6  # pending pongs: row, seq, t1, t2, arrival at the headset, t4
-    # pending models: row, arrival at the headset, epoch, offset_ns, drift_ppb, uncertainty_ns
+    _MODEL_FIELDS = 7  # pending models: row, arrival at the headset, epoch, offset_ns, drift_ppb,
+    # uncertainty_ns, term
 
     def __init__(self, driver: VirtualDriver, apps: Mapping[str, AppDevice]) -> None:
         self.vt = driver.vt
@@ -244,8 +245,8 @@ class SyncLane:
         self._clocks = ClockTable(0)
         self._ctl_last_up = 0
         self._pending: I64 = _empty(self._FIELDS)
-        self._models: I64 = _empty(self._FIELDS)
-        self._latest: I64 = _empty(4)  # per row (a column): the last model sent, retained at the broker
+        self._models: I64 = _empty(self._MODEL_FIELDS)
+        self._latest: I64 = _empty(5)  # per row (a column): the last model sent (with its term), retained
         self._has_latest: Bools = np.zeros(0, dtype=np.bool_)
         self._beat_due: I64 = np.zeros(0, dtype=np.int64)  # per row: next heartbeat (_NEVER: none)
         self._beats: I64 = _empty(3)  # pending heartbeats: row, arrival at the controller, sent
@@ -276,7 +277,7 @@ class SyncLane:
         self._last_down = np.zeros(n, dtype=np.int64)
         self._last_up = np.zeros(n, dtype=np.int64)
         self._clocks = ClockTable(n)
-        self._latest = np.zeros((4, n), dtype=np.int64)
+        self._latest = np.zeros((5, n), dtype=np.int64)
         self._has_latest = np.zeros(n, dtype=np.bool_)
         self._beat_due = np.full(n, _NEVER, dtype=np.int64)
         self._names = frozenset(self._row)
@@ -302,8 +303,10 @@ class SyncLane:
             if self._has_latest[r]:
                 # The broker holds the last model sent, retained: the headset reads it when it
                 # subscribes, right after this (the lane writes it only when someone can read it).
-                e, o, d, u = self._latest[:, r].tolist()
+                e, o, d, u, t = self._latest[:, r].tolist()
                 body = {"epoch": e, "offset_ns": o, "drift_ppb": d, "uncertainty_ns": u}
+                if t:
+                    body["term"] = t
                 self.net.retain(f"{app.base}/clock", encode_json(body))
             return
         self._beat_due[r] = _NEVER
@@ -397,17 +400,25 @@ class SyncLane:
             self.on_pong(first)
 
     def models(
-        self, rows: I64, epoch: I64, offset_ns: I64, drift_ppb: I64, uncertainty_ns: I64, now: int
+        self,
+        rows: I64,
+        epoch: I64,
+        offset_ns: I64,
+        drift_ppb: I64,
+        uncertainty_ns: I64,
+        now: int,
+        term: int = 0,
     ) -> None:
-        """Send row ``rows[i]`` its clock model now (the fields of the protocol's clock message),
-        retained; it takes effect when it reaches the headset."""
+        """Send row ``rows[i]`` its clock model now (the fields of the protocol's clock message,
+        under the controller's ``term``; ``0``: none), retained; it takes effect when it reaches
+        the headset, which drops it if the term is below the highest it has seen."""
         k = rows.size
         if k == 0:
             return
         net = self.net
         net.sent += k
         at = self._uplink(k, now)  # on the controller's uplink, in order with its pings
-        fields = np.stack([epoch, offset_ns, drift_ppb, uncertainty_ns])
+        fields = np.stack([epoch, offset_ns, drift_ppb, uncertainty_ns, np.full(k, term, dtype=np.int64)])
         self._latest[:, rows] = fields
         self._has_latest[rows] = True
         live = self._live[rows]
@@ -428,17 +439,18 @@ class SyncLane:
 
     def _apply(self, got: I64) -> None:
         apps = self._app_of
-        for r, e, o, d, u in zip(*(a.tolist() for a in got[[0, 2, 3, 4, 5]]), strict=True):
+        for r, at, e, o, d, u, t in zip(*(a.tolist() for a in got), strict=True):
             app = apps[r]
             assert app is not None
             if app.alive:
-                app.set_model(e, o, d, u)
+                app.set_model(e, o, d, u, t, at)
         self.net.delivered += got.shape[1]
 
     def controller_state(self, payload: bytes, now: int, *, retain: bool) -> None:
         """The controller publishes its state (``madang/controller/state``, to every headset) now:
-        the lane carries it to its connected headsets, which store it when it arrives; the
-        broker delivers it to every other subscriber and keeps it retained."""
+        the lane carries it to its connected headsets, which take it when it arrives (its term
+        raises their floor, or it is dropped as stale); the broker delivers it to every other
+        subscriber and keeps it retained."""
         net = self.net
         net.publish(CONTROLLER, "madang/controller/state", payload, retain=retain, skip=self._names)
         rows = np.flatnonzero(self._live)
@@ -458,11 +470,11 @@ class SyncLane:
 
     def _apply_states(self, got: I64) -> None:
         apps, msgs = self._app_of, self._state_msgs
-        for r, k in zip(got[0].tolist(), got[2].tolist(), strict=True):
+        for r, at, k in zip(got[0].tolist(), got[1].tolist(), got[2].tolist(), strict=True):
             app = apps[r]
             assert app is not None
             if app.alive:
-                app.controller_state = msgs[k]
+                app.receive_controller_state(msgs[k], at)
         self.net.delivered += got.shape[1]
 
     def flush_models(self, now: int) -> None:

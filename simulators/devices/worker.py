@@ -63,7 +63,7 @@ class HeadsetSpec:
     path: Path
 
 
-Row = tuple[str, str, str, int, str, int, int, object]
+Row = tuple[str, str, str, int, str, int, int, object, int]
 
 
 async def _main(
@@ -100,7 +100,8 @@ async def _main(
     if not parent_alive:
         return
     rows: list[Row] = [
-        (f.device_id, f.what, f.key, f.seq, f.param, f.true_ns, f.local_ns, f.value) for f in rec.rows()
+        (f.device_id, f.what, f.key, f.seq, f.param, f.true_ns, f.local_ns, f.value, f.term)
+        for f in rec.rows()
     ]
     _send(conn, ("records", rows, list(TIMER_LATENESS.samples), seen or []))
 
@@ -223,8 +224,8 @@ class HeadsetWorker:
         if msg is None or msg[0] != "records":
             return []
         _, rows, lateness, self.arrivals = msg
-        for did, what, key, seq, param, true_ns, local_ns, value in rows:
-            recorder.record(recorder.register(did), what, key, seq, param, true_ns, local_ns, value)
+        for did, what, key, seq, param, true_ns, local_ns, value, term in rows:
+            recorder.record(recorder.register(did), what, key, seq, param, true_ns, local_ns, value, term)
         return list(lateness)
 
     async def abort(self) -> None:

@@ -153,7 +153,9 @@ def play_virtual(
                 elif isinstance(item, ModelBatch):
                     mine = carried[item.rows]
                     m = item.take(mine)
-                    lane.models(m.rows, m.epoch, m.offset_ns, m.drift_ppb, m.uncertainty_ns, m.at_ns)
+                    lane.models(
+                        m.rows, m.epoch, m.offset_ns, m.drift_ppb, m.uncertainty_ns, m.at_ns, core.term
+                    )
                     item = item.take(~mine)
                 rest.append(item)
             items = rest

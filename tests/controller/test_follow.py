@@ -26,7 +26,7 @@ from controller.playback import (
     TogglePause,
 )
 from controller.playback import Load as LoadCmd
-from controller.records import RecordError, decode_command, encode_command
+from controller.records import LEFT, RecordError, decode_command, encode_command
 from cues.timeline import Go as GoMode
 from cues.timeline import MqttSend, OscSend
 from tests.controller.test_engine import MS, C, build
@@ -77,7 +77,10 @@ def _play(
     now = start
     while now < end:
         items.extend(core.poll(now))
-        records.extend(core.take_records())
+        got = core.take_records()
+        records.extend(got)
+        if any(r["k"] == "sent" for r in got):
+            records.append({**LEFT, "at": now})  # as the runtime does once the sends left
         now += step
     return items, records
 
@@ -220,3 +223,26 @@ def test_a_controller_that_steps_down_withdraws_what_it_held_and_sends_no_more_c
     later, _ = _play(core, T0 + 3 * S, T0 + 20 * S)
     assert not _keys(later)  # it drives nothing any more
     assert "not live" in str(core.command(Go(), T0 + 20 * S))
+
+
+def test_sends_cut_short_by_the_controller_s_death_are_reported_missed_as_uncertain() -> None:
+    """A ``sent`` record with no ``left`` after it: the controller died while sending that poll's
+    messages. What of it fell due before the takeover is reported missed, marked uncertain (some
+    devices may have it); what is still to come is sent again under its key."""
+    death = T0 + 6 * S + 240 * MS
+    _, _, records = _live_until(death)
+    assert records[-1]["k"] == "left"
+    last_sent = max(i for i, r in enumerate(records) if r["k"] == "sent")
+    cut = records[: last_sent + 1]  # killed after the journal write, before the sends left
+    follower = _core(live=False)
+    for r in cut:
+        follower.follow(r)
+    report = follower.take_over(death + 100 * MS, term=2)
+    in_flight = {(s[0], s[1], s[2]) for s in records[last_sent]["sends"]}
+    uncertain = {m.key for m in report.missed if m.uncertain}
+    assert uncertain and uncertain <= in_flight
+    assert all(m.at_ns < death + 100 * MS for m in report.missed)
+    whole = _core(live=False)
+    for r in records:  # the same journal with its ``left``: nothing uncertain
+        whole.follow(r)
+    assert not [m for m in whole.take_over(death + 100 * MS, term=2).missed if m.uncertain]

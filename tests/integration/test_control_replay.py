@@ -192,10 +192,11 @@ def test_a_subscribed_surface_sees_what_another_surface_and_the_show_do(
     deck.wait_for("/update/cue", "one")
     full = [json.loads(s) for s in deck.updates("/update/state")]
     assert full[-1]["address"] == "/state" and full[-1]["data"]["state"] == "playing"
-    # The /state reply, less the sync gate's counts (they change with every pong: ask /state).
+    # The /state reply, less the sync gate's counts (they change with every pong: ask /state)
+    # and the controller's role (a pair's in-step counters change with every record).
     reply = _state(ctl)
-    assert "sync" in reply
-    del reply["sync"]
+    assert "sync" in reply and reply["role"]["live"] is True
+    del reply["sync"], reply["role"]
     assert full[-1]["data"] == {**reply, "show_ns": full[-1]["data"]["show_ns"]}
     # Nothing is pushed to the surface that did not subscribe, beyond its replies.
     with pytest.raises(TimeoutError):

@@ -103,10 +103,11 @@ def test_timetag_device_without_a_clock_model_gets_keyed_bundles_on_receipt(yard
     msgs = yard_run.t.messages()
     assert all(m.timetag is not None for m in msgs), "a timetag device got a bare message"
     for m in msgs:
-        # docs/protocol.md: the bundle begins with /madang/key ,si show seq
+        # docs/protocol.md: the bundle begins with /madang/key ,sii show seq term
         assert m.bundle == ("/madang/key", m.address)
     keys = yard_run.t.messages("/madang/key")
     assert [k.args[0] for k in keys] == [SHOW_ID, SHOW_ID]
+    assert [k.args[2] for k in keys] == [1, 1]  # the term of a controller started on its own
     assert keys[0].args[1] < keys[1].args[1]  # seq increases along the show
     # The sink never answers a ping: with no clock model, it is never sent an instant guessed
     # from the controller's clock (issue 10, finding 3), but the OSC 1.0 "immediately" timetag
@@ -409,7 +410,8 @@ def test_oscdump_decodes_what_the_runtime_sends(
     assert math.isclose(float(by_addr["/scene/start"][4]), 0.5)
     assert by_addr["/scene/start"][5] == '"intro"'
     assert by_addr["/flash"][2:] == ["is", "1", '"white"']
-    assert by_addr["/madang/key"][2:4] == ["si", json.dumps(SHOW_ID)]
+    assert by_addr["/madang/key"][2:4] == ["sii", json.dumps(SHOW_ID)]
+    assert by_addr["/madang/key"][5] == "1"  # the term
     stamp = by_addr["/flash"][0]
     assert re.fullmatch(r"[0-9a-f]{8}\.[0-9a-f]{8}", stamp)
     secs = int(stamp[:8], 16) - 2_208_988_800 + int(stamp[9:], 16) / 2**32

@@ -289,3 +289,32 @@ def test_the_controller_state_reaches_every_headset_and_other_subscribers(
     # The broker delivers it to everyone else and keeps it retained, as on the wire.
     assert [t for t, _ in heard] == ["madang/controller/state"] and heard[0][1] > t0
     assert sim.net.retained("madang/controller/state") == b'{"state": "playing", "cue": "bloom"}'
+
+
+def test_the_lane_carries_terms_and_headsets_drop_stale_ones(small: tuple[Timeline, Venue]) -> None:
+    """docs/protocol.md, "Controller terms": on the lane as on the message path, the controller
+    state raises a headset's floor and a clock model under a lower term is dropped."""
+    _, venue = small
+    sim = _started(venue)
+    lane, ids = _lane(sim)
+    assert sim.net is not None
+    app = sim.apps[ids[0]]
+    lane.controller_state(b'{"state": "playing", "term": 3, "controller": "b"}', sim.now, retain=True)
+    sim.run_until(sim.now + S)
+    lane.flush_models(sim.now)
+    assert app.term_floor == 3 and app.controller_state is not None
+    one = np.array([0], dtype=np.int64)
+    full = np.full
+    lane.models(one, full(1, sim.now), full(1, 5), full(1, 0), full(1, 800), sim.now, 2)
+    sim.run_until(sim.now + S)
+    lane.flush_models(sim.now)
+    assert app.model is None and app.dropped["stale_term"] == 1
+    assert sim.records().stale_term() == {ids[0]: 1}
+    lane.models(one, full(1, sim.now), full(1, 7), full(1, 0), full(1, 800), sim.now, 3)
+    sim.run_until(sim.now + S)
+    lane.flush_models(sim.now)
+    assert app.model is not None and app.model.offset_ns == 7
+    # The broker's retained copy carries the term too, for a headset that reconnects.
+    sim.restart_broker(S)
+    sim.run_until(sim.now + 3 * S)
+    assert json.loads(sim.net.retained(f"{app.base}/clock") or b"")["term"] == 3

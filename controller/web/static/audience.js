@@ -31,7 +31,8 @@
   const record = [];
   const state = {
     device: null, root: null, zone: null, seat: null, position: null, bounds: null, show: "",
-    connected: false, model: null, pongs: 0, controller: null, dropped: 0, fired: 0,
+    connected: false, model: null, pongs: 0, controller: null, dropped: 0, fired: 0, floor: null,
+    staleTerm: 0,
     media: {}, params: { brightness: 1 },
   };
   window.madangRecord = record;
@@ -96,9 +97,22 @@
     if (typeof topic !== "string" || msg === null || typeof msg !== "object") { state.dropped++; return; }
     if (topic === "madang/ws/welcome") return welcome(msg);
     if (topic === `${state.root}/ping`) return pong(msg);
+    const commands = topic === `${state.root}/clock` || topic === "madang/controller/state" ||
+                     topic === "madang/cue" || topic.startsWith("madang/cue/");
+    if (commands && !termOk(msg)) return;
     if (topic === `${state.root}/clock`) return clockModel(msg);
     if (topic === "madang/controller/state") { state.controller = msg; return showStatus(); }
     if (topic === "madang/cue" || topic.startsWith("madang/cue/")) return cue(msg);
+  }
+
+  // Controller terms (docs/protocol.md, "Controller terms"): obey the highest term heard, drop
+  // what a replaced controller says. A message without a term is valid.
+  function termOk(msg) {
+    if (msg.term === undefined) return true;
+    if (!Number.isInteger(msg.term) || msg.term < 1) { state.dropped++; return false; }
+    if (state.floor !== null && msg.term < state.floor) { state.staleTerm++; return false; }
+    if (state.floor === null || msg.term > state.floor) state.floor = msg.term;
+    return true;
   }
 
   function welcome(w) {
@@ -150,7 +164,14 @@
   function cue(msg) {
     let key;
     try { key = `${msg.show}\u0000${msg.cue}\u0000${msg.seq}`; } catch (e) { state.dropped++; return; }
-    if (seen.has(key) || !msg.op || typeof msg.op !== "object") return;
+    if (!msg.op || typeof msg.op !== "object") return;
+    if (seen.has(key)) {
+      // A repeat. One under a higher term replaces a copy still pending (a new controller
+      // re-sends what is to come under the same keys).
+      const p = pending.find((q) => `${q.msg.show}\u0000${q.msg.cue}\u0000${q.msg.seq}` === key);
+      if (p && msg.term !== undefined && (p.msg.term === undefined || msg.term > p.msg.term)) p.msg = msg;
+      return;
+    }
     seen.add(key);
     if (msg.op.panic) { pending = []; return execute(msg, nowNs(), true); }
     if (msg.op.state) return execute(msg, nowNs(), true);
@@ -178,6 +199,12 @@
     const now = nowNs();
     while (pending.length && pending[0].local <= now) {
       const p = pending.shift();
+      if (p.msg.term !== undefined && state.floor !== null && p.msg.term < state.floor) {
+        // Planned by a controller that has been replaced: never fires; its successor may resend.
+        state.staleTerm++;
+        seen.delete(`${p.msg.show}\u0000${p.msg.cue}\u0000${p.msg.seq}`);
+        continue;
+      }
       execute(p.msg, nowNs(), true, p.local);
     }
     arm();

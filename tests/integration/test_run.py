@@ -178,7 +178,9 @@ def test_controller_state_is_published_and_offline_at_the_end(yard_run: YardRun)
     assert states.index("playing") < states.index("stopped") < len(states) - 1
     playing = next(m.body for m in yard_run.obs.messages(STATE) if m.body["state"] == "playing")
     assert playing["show"] == SHOW_ID
-    assert yard_run.offline == {"state": "offline"}
+    # The offline state says whose it is (a standby tells a deposed controller's from the live one's).
+    assert yard_run.offline is not None and yard_run.offline["state"] == "offline"
+    assert yard_run.offline["term"] >= 1 and yard_run.offline["controller"]
 
 
 def test_dead_endpoint_does_not_stop_the_show(yard_run: YardRun) -> None:
@@ -292,7 +294,7 @@ def test_shipped_show_starts_and_stops_cleanly_on_sigterm(
         assert {m.topic for m in panics} == {"madang/cue"}
         # ... and the retained controller state says offline.
         state = retained(fresh_mosquitto.port, STATE)
-        assert state is not None and state.body == {"state": "offline"}
+        assert state is not None and state.body["state"] == "offline" and state.body["term"] >= 1
     finally:
         obs.close()
 
@@ -340,7 +342,7 @@ def test_broker_down_at_start_then_up(
             assert ctl.wait() == 0, ctl.stderr[-4000:]
             _no_traceback(ctl.stderr)
             state = retained(port, STATE)
-            assert state is not None and state.body == {"state": "offline"}
+            assert state is not None and state.body["state"] == "offline" and state.body["term"] >= 1
         finally:
             obs.close()
     finally:

@@ -175,7 +175,6 @@ class Runtime:
         )
         self.pair: Pair | None = None
         self._started_show = False  # player.start ran (a pair's primary starts once live)
-        self._primary_ended = False  # a standby: the primary ended the run cleanly
         self.journal: ShowJournal | None = None
         self.last_run: LastRun | None = None  # what the journal said when this run began
         self.takeover: Takeover | None = None
@@ -474,7 +473,6 @@ class Runtime:
                 return
             if record.get("k") == "end":
                 log.warning("the primary ended the run cleanly; the standby ends too")
-                self._primary_ended = True
                 self.request_stop()
         if self.journal is not None:
             self.journal.write(records, self.clock.wall_ns())

@@ -1036,34 +1036,33 @@ class PairError(MadangError, RuntimeError):
         return f"{self.reason}: {self.hint}"
 
 
-class ControlPortError(MadangError, OSError):
+class _PortError(MadangError, OSError):
+    """A port of the runtime could not be opened: ``what`` it is and the options to try."""
+
+    what = ""
+    instead = ""
+
+    def __init__(self, port: int, reason: str) -> None:
+        super().__init__(port, reason)
+        self.port = port
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot open the {self.what} {self.port}: {self.reason}; {self.instead}"
+
+
+class ControlPortError(_PortError):
     """The control port could not be opened."""
 
-    def __init__(self, port: int, reason: str) -> None:
-        super().__init__(port, reason)
-        self.port = port
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return (
-            f"cannot open the OSC control port {self.port}: {self.reason}; "
-            "pick another with --control-port N, or --control-port 0 for any free port"
-        )
+    what = "OSC control port"
+    instead = "pick another with --control-port N, or --control-port 0 for any free port"
 
 
-class WebPortError(MadangError, OSError):
+class WebPortError(_PortError):
     """The web server could not listen on its port."""
 
-    def __init__(self, port: int, reason: str) -> None:
-        super().__init__(port, reason)
-        self.port = port
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return (
-            f"cannot open the web port {self.port}: {self.reason}; "
-            "pick another with --web-port N, --web-port 0 for any free port, or -1 for none"
-        )
+    what = "web port"
+    instead = "pick another with --web-port N, --web-port 0 for any free port, or -1 for none"
 
 
 def _command_name(cmd: Command) -> str:

@@ -42,6 +42,7 @@ from typing import Any
 
 import msgspec
 
+from controller.records import summarise
 from venues.errors import MadangError
 
 __all__ = [
@@ -260,37 +261,11 @@ class LastRun:
 def last_run(path: Path) -> LastRun:
     """Read the journal at ``path`` for a resume (an absent file is an empty run)."""
     contents = read_journal(path)
-    show: str | None = None
-    state: str | None = None
-    cue: str | None = None
-    last: int | None = None
-    ended = False
-    term = 0
-    for r in contents.records:
-        at = r.get("at")
-        if isinstance(at, int):
-            last = at if last is None else max(last, at)
-        k = r.get("k")
-        if k == "start":
-            show = r.get("show") if isinstance(r.get("show"), str) else show
-            ended = False
-        elif k == "cmd":
-            state = r.get("state") if isinstance(r.get("state"), str) else state
-            cmd = r.get("cmd")
-            if isinstance(cmd, dict) and cmd.get("type") == "Go":
-                cue = cmd.get("cue") if isinstance(cmd.get("cue"), str) else cue
-        elif k == "sent":
-            keyed = [
-                s for s in r.get("sends", ()) if isinstance(s, list) and len(s) > 2 and isinstance(s[2], int)
-            ]
-            cues = [s[1] for s in keyed if s[2] >= 0 and isinstance(s[1], str)]
-            cue = cues[-1] if cues else cue
-        elif k == "end":
-            ended = True
-            state = r.get("state") if isinstance(r.get("state"), str) else state
-        if k in ("start", "term") and isinstance(r.get("term"), int):
-            term = max(term, r["term"])
-    return LastRun(contents.records, show, state, cue, last, ended, term, contents.dropped, contents.reason)
+    run = summarise(contents.records)
+    return LastRun(
+        contents.records, run.show, run.state, run.cue, run.last_ns, run.ended, run.term,
+        contents.dropped, contents.reason,
+    )  # fmt: skip
 
 
 _KEPT = frozenset({"start", "cmd", "event", "degrade", "term"})

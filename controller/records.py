@@ -36,7 +36,8 @@ index.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -65,10 +66,12 @@ __all__ = [
     "JOURNALLED",
     "LEFT",
     "RecordError",
+    "RunSummary",
     "cmd_record",
     "decode_command",
     "encode_command",
     "sent_record",
+    "summarise",
     "timeline_hash",
 ]
 
@@ -154,3 +157,50 @@ def timeline_hash(timeline: Timeline) -> str:
     for s in timeline.sequences:
         h.update(msgspec.json.encode([s.start_ns, s.end_ns, list(s.cues)]))
     return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a journal's records say about the run that wrote them (:func:`summarise`)."""
+
+    show: str | None
+    state: str | None  # the transport state after the last journalled command (or at the end)
+    cue: str | None  # the cue of the last cue message sent (or of the last GO to a named cue)
+    last_ns: int | None  # the instant of the last record
+    ended: bool  # the run wrote its end record (it was not cut short)
+    term: int  # the highest term claimed
+
+
+def summarise(records: Iterable[Mapping[str, Any]]) -> RunSummary:
+    """The show, the state, the cue, the last instant, whether it ended and its term."""
+    show: str | None = None
+    state: str | None = None
+    cue: str | None = None
+    last: int | None = None
+    ended = False
+    term = 0
+    for r in records:
+        at = r.get("at")
+        if isinstance(at, int):
+            last = at if last is None else max(last, at)
+        k = r.get("k")
+        if k == "start":
+            show = r.get("show") if isinstance(r.get("show"), str) else show
+            ended = False
+        elif k == "cmd":
+            state = r.get("state") if isinstance(r.get("state"), str) else state
+            cmd = r.get("cmd")
+            if isinstance(cmd, dict) and cmd.get("type") == "Go":
+                cue = cmd.get("cue") if isinstance(cmd.get("cue"), str) else cue
+        elif k == "sent":
+            keyed = [
+                s for s in r.get("sends", ()) if isinstance(s, list) and len(s) > 2 and isinstance(s[2], int)
+            ]
+            cues = [s[1] for s in keyed if s[2] >= 0 and isinstance(s[1], str)]
+            cue = cues[-1] if cues else cue
+        elif k == "end":
+            ended = True
+            state = r.get("state") if isinstance(r.get("state"), str) else state
+        if k in ("start", "term") and isinstance(r.get("term"), int):
+            term = max(term, r["term"])
+    return RunSummary(show, state, cue, last, ended, term)

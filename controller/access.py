@@ -18,6 +18,10 @@ printed once in the console's URLs. Comparison is constant-time (:func:`hmac.com
 while once it has used its allowance, and the table of sources is bounded (the oldest is
 forgotten first), so a flood of addresses cannot grow memory. Nothing here does I/O or reads a
 clock: the caller passes ``now`` (integer nanoseconds).
+
+:class:`Sessions` remembers, per source, the role a right secret granted, until the source has
+been quiet for :data:`SESSION_IDLE_NS` (QLab's ``/connect``: a UDP client renews by sending
+anything); the table is bounded, the least recently heard source is forgotten first.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-__all__ = ["ENV", "Access", "AccessError", "Attempts", "Role"]
+__all__ = ["ENV", "SESSION_IDLE_NS", "Access", "AccessError", "Attempts", "Role", "Sessions"]
 
 S = 1_000_000_000
 
@@ -174,3 +178,51 @@ class Attempts:
 
     def __len__(self) -> int:
         return len(self._failures)
+
+
+SESSION_IDLE_NS = 61 * S
+"""A session lapses this long after the last message from its source (QLab: renew within 60 s)."""
+
+
+class Sessions:
+    """The role granted to each source (any hashable: ``(host, port)`` for UDP) by its last right
+    secret, until ``idle_ns`` after the last message from it. At most ``limit`` sources: a new one
+    past that forgets the least recently heard (counted in :attr:`evicted`), so connecting from
+    ever new ports cannot grow memory. Pure: every call takes ``now``."""
+
+    def __init__(self, idle_ns: int = SESSION_IDLE_NS, limit: int = 256) -> None:
+        self.idle_ns, self.limit = idle_ns, limit
+        self._until: OrderedDict[object, tuple[Role, int]] = OrderedDict()
+        self.evicted = 0
+
+    def connect(self, source: object, role: Role, now: int) -> list[object]:
+        """``source`` presented the secret of ``role`` at ``now``; returns the sources forgotten
+        to make room (their subscriptions should end too)."""
+        self._until.pop(source, None)
+        self._until[source] = (role, now + self.idle_ns)
+        gone: list[object] = []
+        while len(self._until) > self.limit:
+            old, _ = self._until.popitem(last=False)
+            gone.append(old)
+            self.evicted += 1
+        return gone
+
+    def role(self, source: object, now: int) -> Role | None:
+        """The role of ``source`` at ``now`` (None: no session, or it lapsed); renews it."""
+        entry = self._until.get(source)
+        if entry is None:
+            return None
+        role, until = entry
+        if until <= now:
+            del self._until[source]
+            return None
+        self._until.move_to_end(source)
+        self._until[source] = (role, now + self.idle_ns)
+        return role
+
+    def end(self, source: object) -> bool:
+        """Forget ``source`` (``/disconnect``); whether it had a session."""
+        return self._until.pop(source, None) is not None
+
+    def __len__(self) -> int:
+        return len(self._until)

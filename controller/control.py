@@ -22,6 +22,20 @@ it (a key, another surface, the show itself), is pushed to every subscribed surf
 from the previous and the current state, and the port only sends, never queueing more than
 :data:`MAX_PENDING_BYTES` behind a slow socket: a surface can never hold up the show.
 
+**Authority** (QLab's workspace passcodes): when the port requires a passcode
+(:func:`passcode_required`: one was configured, or the port admits sources beyond loopback), a
+source must first send ``/connect <passcode>``; the secret of :class:`~controller.access.Access`
+decides its role. The ``operator`` passcode drives; the ``viewer`` passcode may only ask
+(``/state``, ``/thump``) and subscribe (``/updates``). A session is per source address and port
+and lapses after :data:`~controller.access.SESSION_IDLE_NS` without a message (any message renews
+it); ``/disconnect`` ends it. A wrong passcode is refused (``badpass``), counted, and after
+:class:`~controller.access.Attempts`' allowance the source's ``/connect`` is refused unchecked for
+a while. The source allowlist still applies first: a passcode never admits a source it refuses.
+
+**Bounds**: at most :data:`RATE_PER_S` messages a second per source host (burst
+:data:`RATE_BURST`), datagrams up to :data:`MAX_DATAGRAM` bytes; what is over is dropped and
+counted (:class:`ControlStats`), never queued.
+
 Malformed packets are counted and dropped; they never reach the engine.
 """
 
@@ -38,6 +52,8 @@ from typing import Any, TypeAlias, cast
 
 import msgspec
 
+from controller.access import Access, Attempts, Role, Sessions
+from controller.limits import Rates
 from controller.osc import OscDecodeError, OscMessage, decode_packet, encode_message, messages
 from controller.playback import (
     Arm,
@@ -59,8 +75,12 @@ from controller.playback import (
 __all__ = [
     "ADDRESSES",
     "MAX_SUBSCRIBERS",
+    "PASSCODE_MODES",
+    "RATE_BURST",
+    "RATE_PER_S",
     "SUBSCRIPTION_TTL_NS",
     "Address",
+    "Connect",
     "ControlPort",
     "ControlStats",
     "Push",
@@ -70,6 +90,7 @@ __all__ = [
     "Subscriptions",
     "address_table",
     "parse_command",
+    "passcode_required",
     "plan_updates",
 ]
 
@@ -83,6 +104,31 @@ SUBSCRIPTION_TTL_NS = 61 * NS_PER_S
 """A subscription lapses this long after the last message from its surface (QLab: renew within 60 s)."""
 MAX_PENDING_BYTES = 256 * 1024
 """Updates are dropped (and counted), not queued, once this much waits behind the control socket."""
+RATE_PER_S = 200.0
+"""Control messages a second one source host may send, sustained (a Stream Deck sends a handful)."""
+RATE_BURST = 400
+"""Control messages one source host may send at once before :data:`RATE_PER_S` applies."""
+PASSCODE_MODES = ("auto", "on", "off")
+"""``--control-passcode``: ``auto`` (required when a secret is configured or the port admits a
+source beyond loopback), ``on`` (always), ``off`` (the allowlist alone)."""
+_LOOPBACK = (ip_network("127.0.0.0/8"), ip_network("::1/128"))
+
+
+def passcode_required(mode: str, allow: Sequence[str], configured: bool) -> bool:
+    """Whether the control port asks for ``/connect <passcode>`` first: ``mode`` from
+    :data:`PASSCODE_MODES`, ``allow`` the source allowlist, ``configured`` whether a secret was
+    given (a file or the environment). ``auto`` keeps a loopback-only port with no configured
+    secret as it always was (Companion and scripts on the same machine work unchanged)."""
+    if mode not in PASSCODE_MODES:
+        raise ValueError(f"--control-passcode is one of {', '.join(PASSCODE_MODES)}, not {mode!r}")
+    if mode != "auto":
+        return mode == "on"
+    beyond = False
+    for a in allow:
+        net = ip_network(a, strict=False)
+        if not any(net.version == lo.version and net.subnet_of(lo) for lo in _LOOPBACK):  # type: ignore[arg-type]
+            beyond = True
+    return configured or beyond
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +152,14 @@ class Refusal:
     reason: str
 
 
-Parsed: TypeAlias = Command | Query | Subscribe | Refusal
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """``/connect <passcode>`` (``passcode`` None: ``/disconnect``): start or end a session."""
+
+    passcode: str | None
+
+
+Parsed: TypeAlias = Command | Query | Subscribe | Refusal | Connect
 _Parse = Callable[[Mapping[str, str], Sequence[object]], Parsed]
 
 
@@ -162,7 +215,16 @@ def _updates(_m: Mapping[str, str], args: Sequence[object]) -> Parsed:
     return Subscribe(on=flag == 1.0)
 
 
+def _connect(_m: Mapping[str, str], args: Sequence[object]) -> Parsed:
+    if len(args) != 1 or not isinstance(args[0], str | int) or isinstance(args[0], bool):
+        return Refusal("/connect takes one argument, the passcode (operator or view-only)")
+    return Connect(str(args[0]))
+
+
 ADDRESSES: tuple[Address, ...] = (
+    Address("/connect", "<passcode>", "start a session with the operator or the view-only passcode "
+            "(when the port asks for one); renew within 60 s with any message", _connect),
+    Address("/disconnect", "", "end this source's session", _fixed(lambda: Connect(None))),
     Address("/go", "", "GO: start the standby cue", _fixed(Go)),
     Address("/go/force", "", "GO even where a device guard (the sync gate) would refuse it",
             _fixed(lambda: Go(cue=None, force=True))),
@@ -342,6 +404,12 @@ class ControlStats:
     oversize: int = 0
     last_denied: str = ""
     denied_logged: set[str] = field(default_factory=set)
+    rate_limited: int = 0  # over the per-source rate (RATE_PER_S): dropped unread
+    unauthenticated: int = 0  # a command or query before /connect (the port asks for a passcode)
+    view_only: int = 0  # a drive command from a view-only session
+    bad_passcode: int = 0  # /connect with a wrong passcode
+    passcode_blocked: int = 0  # /connect refused unchecked: too many wrong passcodes from the host
+    connected: int = 0  # sessions started
     updates_sent: int = 0
     updates_dropped: int = 0  # not sent: the socket had too much waiting (never queued behind it)
     subscriptions_lapsed: int = 0
@@ -364,9 +432,18 @@ class ControlPort(asyncio.DatagramProtocol):
         *,
         clock: Callable[[], int] = time.monotonic_ns,
         subscriptions: Subscriptions | None = None,
+        access: Access | None = None,
+        attempts: Attempts | None = None,
+        rates: Rates | None = None,
     ) -> None:
+        """``access``: the passcodes (None: none asked, the allowlist alone decides)."""
         self._handler = handler
         self._allow = [ip_network(a, strict=False) for a in allow]
+        self.access = access
+        self.attempts = attempts or Attempts()
+        self.sessions = Sessions()
+        self.rates = rates or Rates(RATE_PER_S, RATE_BURST)
+        self._auth_logged: set[str] = set()
         self.stats = ControlStats()
         self._transport: asyncio.DatagramTransport | None = None
         self._clock = clock
@@ -383,10 +460,12 @@ class ControlPort(asyncio.DatagramProtocol):
         port: int = 53000,
         allow: Sequence[str] | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
+        access: Access | None = None,
     ) -> ControlPort:
-        """Bind the control port; ``port=0`` picks a free one (see :attr:`port`)."""
+        """Bind the control port; ``port=0`` picks a free one (see :attr:`port`). With ``access``,
+        a source must ``/connect <passcode>`` before anything else."""
         loop = asyncio.get_running_loop()
-        proto = cls(handler, allow or ("127.0.0.0/8", "::1/128"), clock=clock)
+        proto = cls(handler, allow or ("127.0.0.0/8", "::1/128"), clock=clock, access=access)
         await loop.create_datagram_endpoint(lambda: proto, local_addr=(host, port))
         return proto
 
@@ -424,6 +503,9 @@ class ControlPort(asyncio.DatagramProtocol):
                     extra={"source": addr[0], "hint": "add it with --control-allow"},
                 )
             return
+        if not self.rates.allow(addr[0], self._clock()):
+            st.rate_limited += 1
+            return
         if len(data) > MAX_DATAGRAM:
             st.oversize += 1
             return
@@ -447,6 +529,11 @@ class ControlPort(asyncio.DatagramProtocol):
     def _dispatch(self, msg: OscMessage, addr: tuple[str, int]) -> None:
         st = self.stats
         parsed = parse_command(msg.address, msg.args)
+        if isinstance(parsed, Connect):
+            self._connect(msg.address, parsed, addr)
+            return
+        if self.access is not None and not self._authorised(parsed, msg.address, addr):
+            return
         if isinstance(parsed, Refusal):
             st.rejected += 1
             self._reply(msg.address, "error", parsed.reason, addr)
@@ -466,6 +553,66 @@ class ControlPort(asyncio.DatagramProtocol):
         self._reply(msg.address, status, data, addr)
         if status == "ok" and not isinstance(parsed, Query):
             self.refresh()  # every surface sees what this one did, now
+
+    def _authorised(self, parsed: Parsed, address: str, addr: tuple[str, int]) -> bool:
+        """With passcodes: a session must exist; a view-only one may ask and subscribe only."""
+        st = self.stats
+        role = self.sessions.role(addr, self._clock())
+        if role is None:
+            st.unauthenticated += 1
+            self._note_refused(addr[0], "no session")
+            self._reply(address, "denied", "this port asks for a passcode: send /connect <passcode> "
+                        "first (the operator's to drive, the view-only one to watch)", addr)
+            return False
+        if role is Role.VIEWER and not isinstance(parsed, Query | Subscribe | Refusal):
+            st.view_only += 1
+            self._reply(address, "denied", "this session has the view-only passcode: it may /state, "
+                        "/updates and /thump; /connect with the operator's passcode to drive", addr)
+            return False
+        return True
+
+    def _connect(self, address: str, c: Connect, addr: tuple[str, int]) -> None:
+        st = self.stats
+        now = self._clock()
+        if c.passcode is None:
+            was = self.sessions.end(addr)
+            self.subscriptions.unsubscribe(addr)
+            st.accepted += 1
+            self._reply(address, "ok", {"disconnected": was}, addr)
+            return
+        if self.access is None:  # nothing asked: a Companion set up with a passcode still works
+            st.accepted += 1
+            self._reply(address, "ok", {"role": str(Role.OPERATOR), "passcode": "not required"}, addr)
+            return
+        host = addr[0]
+        if self.attempts.blocked(host, now):
+            st.passcode_blocked += 1
+            wait_s = self.attempts.window_ns // NS_PER_S
+            self._reply(address, "denied", f"too many wrong passcodes from {host}; try again in up to "
+                        f"{wait_s} s", addr)
+            return
+        role = self.access.role_of(c.passcode)
+        if role is None:
+            self.attempts.failed(host, now)
+            st.bad_passcode += 1
+            self._note_refused(host, "wrong passcode")
+            self._reply(address, "error", "badpass", addr)
+            return
+        self.attempts.succeeded(host)
+        for gone in self.sessions.connect(addr, role, now):
+            if isinstance(gone, tuple):
+                self.subscriptions.unsubscribe(cast(Peer, gone))
+        st.accepted += 1
+        st.connected += 1
+        log.info("control session started", extra={"source": f"{host}:{addr[1]}", "role": str(role)})
+        idle_s = self.sessions.idle_ns // NS_PER_S - 1
+        self._reply(address, "ok", {"role": str(role), "renew_within_s": idle_s}, addr)
+
+    def _note_refused(self, host: str, why: str) -> None:
+        """Log a refused source once (a flood must not flood the log)."""
+        if host not in self._auth_logged and len(self._auth_logged) < 1000:
+            self._auth_logged.add(host)
+            log.warning("control message refused", extra={"source": host, "reason": why})
 
     def _call(self, parsed: Command | Query, addr: tuple[str, int], address: str) -> tuple[str, Any]:
         try:

@@ -45,8 +45,9 @@ from typing import Any
 import numpy as np
 
 from controller import wire
+from controller.access import Access, Role
 from controller.clock import Clock, SystemClock
-from controller.control import ControlPort, Query
+from controller.control import ControlPort, Query, passcode_required
 from controller.core import DEFAULT_SYNC_BUDGET_NS, ControllerCore, Item, ModelBatch, PingBatch, Withdraw
 from controller.delivery import Key, Kind, UdpSend, restamp
 from controller.edge import FiringEdge, Handle
@@ -104,6 +105,11 @@ class RuntimeOptions:
     broker_url: str | None = None
     control_port: int | None = 53000
     control_allow: list[str] | None = None
+    # Who may drive (controller.access): the operator and viewer secrets, shared by the control
+    # port's passcodes and the browser console. None: generated when a surface needs them.
+    access: Access | None = None
+    access_configured: bool = False  # the secrets came from a file or the environment
+    control_passcode: str = "auto"  # controller.control.PASSCODE_MODES (docs/operator.md, "Passcodes")
     go: bool = False
     exit_at_end: bool = False
     view: bool = True
@@ -272,6 +278,7 @@ class Runtime:
                     port=self.opts.control_port,
                     allow=self.opts.control_allow,
                     clock=self.clock.monotonic_ns,
+                    access=self._control_access(),
                 )
             except OSError as err:
                 raise ControlPortError(self.opts.control_port, str(err)) from err
@@ -664,6 +671,36 @@ class Runtime:
         self._note_operator(now, source, cmd, False, f"refused: {result.reason}")
         return "error", result.reason
 
+    def access(self) -> Access:
+        """The run's secrets: the configured ones, or generated once (and printed once)."""
+        if self.opts.access is None:
+            self.opts.access = Access.generated()
+            self.opts.access_configured = False
+            print(
+                "madang: generated passcodes for this run (set MADANG_OPERATOR_TOKEN and "
+                "MADANG_VIEWER_TOKEN, or --operator-secret-file and --viewer-secret-file, to choose them):\n"
+                f"  operator (drives): {self.opts.access.secret(Role.OPERATOR)}\n"
+                f"  viewer (watches):  {self.opts.access.secret(Role.VIEWER)}",
+                file=sys.stderr,
+            )
+        return self.opts.access
+
+    def _control_access(self) -> Access | None:
+        """The control port's passcodes, or None when it asks for none (controller.control,
+        :func:`~controller.control.passcode_required`)."""
+        allow = self.opts.control_allow or ["127.0.0.0/8", "::1/128"]
+        configured = self.opts.access is not None and self.opts.access_configured
+        if not passcode_required(self.opts.control_passcode, allow, configured):
+            if self.opts.control_passcode == "off" and allow != ["127.0.0.0/8", "::1/128"]:
+                log.warning(
+                    "the control port admits sources beyond loopback without a passcode "
+                    "(--control-passcode off): anyone there may GO or panic the show",
+                    extra={"allow": allow},
+                )
+            return None
+        log.info("the control port asks for a passcode (/connect <passcode>)", extra={"allow": allow})
+        return self.access()
+
     def _on_control(self, cmd: Command | Query, source: tuple[str, int]) -> tuple[str, Any]:
         if isinstance(cmd, Query):
             if cmd.what == "state":
@@ -966,6 +1003,14 @@ class Runtime:
                 "rejected": self.control.stats.rejected,
                 "denied": self.control.stats.denied,
                 "malformed": self.control.stats.malformed,
+                "oversize": self.control.stats.oversize,
+                "rate_limited": self.control.stats.rate_limited,
+                "passcode": self.control.access is not None,
+                "unauthenticated": self.control.stats.unauthenticated,
+                "view_only": self.control.stats.view_only,
+                "bad_passcode": self.control.stats.bad_passcode,
+                "passcode_blocked": self.control.stats.passcode_blocked,
+                "sessions": len(self.control.sessions),
                 "updates_sent": self.control.stats.updates_sent,
                 "updates_dropped": self.control.stats.updates_dropped,
                 "subscribers": len(self.control.subscriptions),

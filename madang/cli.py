@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from controller.access import AccessError
 from controller.outputs import write_text
 from venues.errors import MadangError, SourceErrors
 
@@ -73,6 +74,32 @@ def setup_logging(*, verbose: int = 0, json_logs: bool = False, stream: Any = No
     # aiomqtt configures the "mqtt" logger at import and warns once per publish under load;
     # the MQTT link counts those conditions itself.
     logging.getLogger("mqtt").setLevel(logging.ERROR)
+
+
+def _access_options(sp: argparse.ArgumentParser) -> None:
+    """``--control-passcode``, ``--operator-secret-file``, ``--viewer-secret-file``
+    (controller.access, controller.control; docs/operator.md, "Passcodes")."""
+    from controller.control import PASSCODE_MODES
+
+    sp.add_argument(
+        "--control-passcode",
+        choices=PASSCODE_MODES,
+        default="auto",
+        help="ask for /connect <passcode> on the control port: auto (default) when a secret is given "
+        "or --control-allow admits a source beyond loopback; on; off (the allowlist alone)",
+    )
+    sp.add_argument(
+        "--operator-secret-file",
+        metavar="FILE",
+        default=None,
+        help="the operator's secret (drives): first line of FILE (else $MADANG_OPERATOR_TOKEN, or generated)",
+    )
+    sp.add_argument(
+        "--viewer-secret-file",
+        metavar="FILE",
+        default=None,
+        help="the view-only secret (watches): first line of FILE (else $MADANG_VIEWER_TOKEN, or generated)",
+    )
 
 
 def _web_options(sp: argparse.ArgumentParser) -> None:
@@ -500,6 +527,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_source_address,
         help="source address allowed on the control port (repeatable; default loopback only)",
     )
+    _access_options(sp)
     _web_options(sp)
     sp.add_argument("--simulate", action="store_true", help="play against a simulated venue")
     sp.add_argument("--impair", default="lan", choices=IMPAIRMENTS, help="impairment profile for --simulate")
@@ -734,7 +762,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n = len(err.errors())
         print(f"{n} error{'s' if n != 1 else ''}; nothing was played.", file=sys.stderr)
         return 1
-    except MadangError as err:
+    except (MadangError, AccessError) as err:
         print(f"madang: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

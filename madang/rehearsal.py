@@ -24,7 +24,7 @@ from controller.outputs import prepare, write_text
 from cues.compiler import compile_show
 from cues.timeline import Timeline
 from madang.report import prepare_report, print_report, write_report
-from madang.show import journal_folder, web_options
+from madang.show import access_options, journal_folder, web_options
 from simulators.broker import MosquittoBroker
 from simulators.devices.venue import SimulatedVenue
 from simulators.harness import limit_headsets, play_real, shipped_show
@@ -55,6 +55,7 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
         rate=args.rate,
         sync_budget_us=args.sync_budget,
         control_allow=args.control_allow,
+        **access_options(args),
         ready_timeout_s=args.ready_timeout,
         degrade=args.degrade,
         on_exit=args.on_exit,

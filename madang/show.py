@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from controller.access import ENV, Access, Role
 from controller.core import show_slug
 from controller.journal import JOURNAL_FILE, LastRun, default_journal_dir, last_run
 from controller.outputs import prepare
@@ -40,6 +42,7 @@ def run_show_cli(args: argparse.Namespace) -> int:
         broker_url=args.broker,
         control_port=None if args.control_port < 0 else args.control_port,
         control_allow=args.control_allow,
+        **access_options(args),
         go=args.go,
         auto_go=args.go_all,
         exit_at_end=args.exit_at_end,
@@ -60,6 +63,26 @@ def run_show_cli(args: argparse.Namespace) -> int:
         **web_options(args, timeline),
     )
     return asyncio.run(Runtime(timeline, venue, opts).run())
+
+
+def access_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The runtime's secrets and passcode mode from ``--operator-secret-file``,
+    ``--viewer-secret-file``, ``$MADANG_OPERATOR_TOKEN``, ``$MADANG_VIEWER_TOKEN`` and
+    ``--control-passcode`` (a bad secret is an :class:`~controller.access.AccessError`)."""
+    files = {
+        Role.OPERATOR: _path_or_none(getattr(args, "operator_secret_file", None)),
+        Role.VIEWER: _path_or_none(getattr(args, "viewer_secret_file", None)),
+    }
+    configured = any(p is not None for p in files.values()) or any(os.environ.get(v) for v in ENV.values())
+    return {
+        "access": Access.configured(files) if configured else None,
+        "access_configured": configured,
+        "control_passcode": getattr(args, "control_passcode", "auto"),
+    }
+
+
+def _path_or_none(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 DEFAULT_WEB_PORT = 8080

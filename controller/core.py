@@ -78,6 +78,8 @@ from controller.records import JOURNALLED, RecordError, cmd_record, decode_comma
 from controller.topics import device_filters
 from cues.timeline import Fade, MqttSend, OscSend, Timeline
 from venues.model import Sync, Venue
+from venues.names import osc_address_matches
+from venues.names import topic_matches as mqtt_topic_matches
 
 __all__ = [
     "DEFAULT_SYNC_BUDGET_NS",
@@ -97,6 +99,13 @@ log = logging.getLogger(__name__)
 
 MS = 1_000_000
 S = 1_000_000_000
+LATE_JOIN_EVERY_NS = 1 * S
+"""A device gets catch-up state (and its clock sync restarted) at most once this often: a flood of
+``ready`` statuses, forged or from a flapping link, cannot amplify into controller traffic."""
+FIRE_MEMORY = 64
+"""Fire reports remembered per device to count a repeat once (bounded: a device's last 64)."""
+OP_SEQ_MEMORY = 4096
+"""Controller ops (catch-up state, safe states) remembered, so a fire report may name one."""
 DEFAULT_SYNC_BUDGET_NS = 5 * MS
 """The default sync budget: a device whose cues are predicted to land further than this from
 their instant is over budget (docs/operator.md, "The sync gate")."""
@@ -307,6 +316,17 @@ class ControllerCore:
         self._withdrawn: list[Withdraw] = []
         self._tie = itertools.count()
         self.emitted_seqs: set[int] = set()  # action seqs the engine has emitted (for reports)
+        # Controller ops' seqs (negative, _op_key) recently issued: a fire report may name one.
+        self._op_seqs: dict[int, None] = {}
+        # Per device, the (show, seq) of its recent fire reports: a repeat is counted once.
+        self._acked: dict[str, dict[tuple[str | None, int], None]] = {}
+        self._acked_take = 1
+        self._late_join_at: dict[str, int] = {}  # device -> last catch-up sent (rate-limited)
+        self.late_join_every_ns = LATE_JOIN_EVERY_NS
+        self._triggers = {
+            t: tuple({c.trigger.pattern for c in timeline.cues if c.trigger and c.trigger.transport == t})
+            for t in ("mqtt", "osc")
+        }
         self._keep_alive = StateKeepAlive(state_every_ns)
         self._op_us = 0  # the last controller op's key (see _op_key)
         self.counters: dict[str, int] = {
@@ -324,6 +344,12 @@ class ControllerCore:
             "gate_refused": 0,  # GOs refused by the sync gate
             "degraded_sends": 0,  # cues to timetag devices sent on receipt (no settled model)
             "missed_in_outage": 0,  # keyed actions due while no controller was live (take_over)
+            # Forged or stale input the core can tell (docs/security-controls.md, "Bounds"):
+            "fired_implausible": 0,  # fire reports naming no seq, a seq never sent, or another take
+            "fired_duplicate": 0,  # a device's repeat of a fire report it already made
+            "late_joins_limited": 0,  # ready statuses within LATE_JOIN_EVERY_NS of a catch-up
+            "unknown_device": 0,  # device reports (pong/status/fired) on a topic of no device
+            "events_ignored": 0,  # messages that match no event trigger of the show
         }
 
     # -- the term ----------------------------------------------------------------------------
@@ -754,6 +780,9 @@ class ControllerCore:
         microseconds, strictly increasing, so that a second stop, a second seek or a controller
         restarted mid-show are never taken for a repeat (docs/protocol.md, "Cues")."""
         self._op_us = max(self._op_us + 1, now // 1000)
+        self._op_seqs[-self._op_us] = None
+        if len(self._op_seqs) > OP_SEQ_MEMORY:
+            del self._op_seqs[next(iter(self._op_seqs))]
         return (self.show_id, what, -self._op_us)
 
     def _plan_safe(self, safes: list[Safe], now: int) -> None:
@@ -820,14 +849,26 @@ class ControllerCore:
             self.counters["bad_messages"] += 1
             return
         root, _, kind = topic.rpartition("/")
+        triggered = self._matches_trigger("mqtt", topic)
         if kind in wire.DEVICE_REPORTS:
             device = self.by_root.get(root)
             if device is not None:
                 self._report(device, wire.decode_report(kind, payload), now, pong=kind == "pong")
                 return
+            if not triggered:  # a report from no device of the venue: not an event either
+                self.counters["unknown_device"] += 1
+                return
+        if not triggered:
+            self.counters["events_ignored"] += 1
+            return
         if self.live and self.engine.state in (State.ARMED, State.PLAYING):
             self.counters["events"] += 1
             self._event("mqtt", topic, topic, now)
+
+    def _matches_trigger(self, transport: str, name: str) -> bool:
+        """Whether ``name`` matches an event trigger of the show (only those are events)."""
+        match = mqtt_topic_matches if transport == "mqtt" else osc_address_matches
+        return any(match(p, name) for p in self._triggers[transport])
 
     def _event(self, transport: str, name: str, sender: str, now: int) -> None:
         """An event to the engine's triggers; journalled while a trigger listens (a replay
@@ -867,6 +908,8 @@ class ControllerCore:
             report = wire.decode_osc_report(msg.address, msg.args) if device is not None else None
             if report is not None and device is not None:
                 self._report(device, report, now, pong=msg.address == wire.OSC_PONG)
+            elif not self._matches_trigger("osc", msg.address):
+                self.counters["events_ignored"] += 1
             elif self.live and self.engine.state in (State.ARMED, State.PLAYING):
                 self.counters["events"] += 1
                 sender = device or f"{source[0]}:{source[1]}"
@@ -912,6 +955,12 @@ class ControllerCore:
             ready, rebooted = self.presence.receive_status(device, msg, now)
             if device in self._pooled:
                 rebooted = self._pool_presence(device, ready, vacant) or rebooted
+            if ready and (self._late_join_ok() or (rebooted and self.sync is not None)):
+                last = self._late_join_at.get(device)
+                if last is not None and now - last < self.late_join_every_ns:
+                    self.counters["late_joins_limited"] += 1  # a flood of statuses, forged or not
+                    return
+                self._late_join_at[device] = now
             if ready and self._late_join_ok():
                 # Every (re)connection mid-show gets catch-up state (docs/protocol.md); clock sync
                 # starts over only when the device really restarted (a new boot instant).
@@ -919,11 +968,39 @@ class ControllerCore:
             elif ready and rebooted and self.sync is not None:
                 self.sync.reset(device)  # not playing: no catch-up, but its clock sync starts over
         else:
+            why = self._implausible(device, msg)
+            if why is not None:
+                self.counters[why] += 1
+                return
             self.presence.seen(device, now).fired += 1
             self.counters["fired"] += 1
             self._fired.append((device, msg))
             if len(self._fired) > 100_000:  # nobody takes them: keep the newest
                 del self._fired[:50_000]
+
+    def _implausible(self, device: str, msg: wire.Fired) -> str | None:
+        """Why a fire report cannot be true (the counter to bump), or None: it must name a seq this
+        controller sent (an action's, or a recent op's), of the current take when it names the
+        show, and a device's repeat of a report is counted once."""
+        seq = msg.seq
+        if seq is None or (seq not in self.emitted_seqs if seq >= 0 else seq not in self._op_seqs):
+            return "fired_implausible"
+        take = self.engine.snapshot.take
+        if msg.show is not None:
+            show_key = self.timeline.show if take == 1 else f"{self.timeline.show} #{take}"
+            if msg.show != show_key and msg.show != self.show_id:
+                return "fired_implausible"
+        if take != self._acked_take:  # a new take reuses the seqs: forget the old reports
+            self._acked.clear()
+            self._acked_take = take
+        seen = self._acked.setdefault(device, {})
+        key = (msg.show, seq)
+        if key in seen:
+            return "fired_duplicate"
+        seen[key] = None
+        if len(seen) > FIRE_MEMORY:
+            del seen[next(iter(seen))]
+        return None
 
     def _pool_presence(self, device: str, ready: bool, vacant: bool) -> bool:
         """An audience slot (venues.model.AudiencePool) was taken (``ready``) or left. A slot

@@ -15,6 +15,7 @@ from controller.wire.ntp import NTP_IMMEDIATELY, ns_to_ntp, ntp_to_ns
 from controller.wire.protocol import (
     CUE_TOPIC,
     DEVICE_REPORTS,
+    MAX_JSON_DEPTH,
     MAX_PAYLOAD,
     MAX_TERM,
     OFFLINE_STATE,
@@ -36,6 +37,7 @@ from controller.wire.protocol import (
     decode_controller_state,
     decode_osc_report,
     decode_report,
+    json_depth_ok,
     json_value,
     key_osc,
     offline_state_json,
@@ -47,6 +49,7 @@ from controller.wire.protocol import (
 __all__ = [
     "CUE_TOPIC",
     "DEVICE_REPORTS",
+    "MAX_JSON_DEPTH",
     "MAX_PAYLOAD",
     "MAX_TERM",
     "NTP_IMMEDIATELY",
@@ -69,6 +72,7 @@ __all__ = [
     "decode_controller_state",
     "decode_osc_report",
     "decode_report",
+    "json_depth_ok",
     "json_value",
     "key_osc",
     "ns_to_ntp",

@@ -30,6 +30,7 @@ that stop answering, not as two copies of one bug agreeing with each other.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ from controller.osc import Typed, encode_message
 __all__ = [
     "CUE_TOPIC",
     "DEVICE_REPORTS",
+    "MAX_JSON_DEPTH",
     "MAX_PAYLOAD",
     "MAX_TERM",
     "OFFLINE_STATE",
@@ -62,6 +64,7 @@ __all__ = [
     "decode_controller_state",
     "decode_osc_report",
     "decode_report",
+    "json_depth_ok",
     "json_value",
     "key_osc",
     "offline_state_json",
@@ -78,6 +81,10 @@ CUE_TOPIC = "madang/cue"
 DEVICE_REPORTS = ("pong", "status", "fired")
 #: The largest message the controller parses (docs/protocol.md, "Limits").
 MAX_PAYLOAD = 64 * 1024
+MAX_JSON_DEPTH = 32
+"""JSON nested deeper than this (arrays and objects) is malformed, refused before decoding: a
+5,000-deep array would otherwise exhaust the decoder's recursion (docs/protocol.md)."""
+_JSON_STRUCT = re.compile(rb'[\\"\[\]{}]')
 
 OSC_PING = "/madang/ping"
 OSC_PONG = "/madang/pong"
@@ -137,6 +144,7 @@ class Fired:
     seq: int | None
     local: int | None
     synced: bool
+    show: str | None = None  # the show part of the key it executed (names the take), when it says
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +175,57 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def json_depth_ok(payload: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``payload`` nests arrays and objects at most ``limit`` deep (brackets inside strings
+    do not count). Cheap: most payloads have fewer brackets than the limit and are not scanned."""
+    if payload.count(b"[") + payload.count(b"{") <= limit:
+        return True
+    depth, in_str, skip = 0, False, -1
+    for m in _JSON_STRUCT.finditer(payload):
+        i = m.start()
+        if i == skip:
+            continue
+        c = payload[i]
+        if in_str:
+            if c == 0x5C:  # a backslash escapes the next byte
+                skip = i + 1
+            elif c == 0x22:
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif c in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def _decode_json(payload: bytes) -> object:
+    """Bounded JSON: size and depth checked before decoding; raises :class:`_Bad` with the reason."""
+    if len(payload) > MAX_PAYLOAD:
+        raise _Bad(f"{len(payload)} bytes; the limit is {MAX_PAYLOAD}")
+    if not json_depth_ok(payload):
+        raise _Bad(f"nested deeper than {MAX_JSON_DEPTH}")
+    try:
+        return _dec.decode(payload)
+    except msgspec.DecodeError as err:
+        raise _Bad(f"not JSON: {err}") from None
+    except RecursionError:  # unreachable past json_depth_ok; never let it out of a callback
+        raise _Bad(f"nested deeper than {MAX_JSON_DEPTH}") from None
+
+
+class _Bad(Exception):
+    """Why a payload is not JSON we read (becomes :class:`Malformed`)."""
+
+
 def decode_report(kind: str, payload: bytes) -> Report | Malformed:
     """A device's ``<root>/<kind>`` MQTT message (``kind`` in :data:`DEVICE_REPORTS`)."""
-    if len(payload) > MAX_PAYLOAD:
-        return Malformed(f"{len(payload)} bytes; the limit is {MAX_PAYLOAD}")
     try:
-        body = _dec.decode(payload)
-    except msgspec.DecodeError as err:
-        return Malformed(f"not JSON: {err}")
+        body = _decode_json(payload)
+    except _Bad as bad:
+        return Malformed(str(bad))
     if not isinstance(body, dict):
         return Malformed(f"a JSON {type(body).__name__}, not an object")
     if kind == "pong":
@@ -189,9 +240,12 @@ def decode_report(kind: str, payload: bytes) -> Report | Malformed:
         boot = body.get("boot")
         return Status(state, boot if _is_int(boot) else None)
     if kind == "fired":
-        seq, local = body.get("seq"), body.get("local")
+        seq, local, show = body.get("seq"), body.get("local"), body.get("show")
         return Fired(
-            seq if _is_int(seq) else None, local if _is_int(local) else None, body.get("synced") is True
+            seq if _is_int(seq) else None,
+            local if _is_int(local) else None,
+            body.get("synced") is True,
+            show if isinstance(show, str) else None,
         )
     return Malformed(f"unknown report {kind!r}", parsed=True)
 
@@ -199,12 +253,10 @@ def decode_report(kind: str, payload: bytes) -> Report | Malformed:
 def decode_controller_state(payload: bytes) -> ControllerState | Malformed:
     """A ``madang/controller/state`` message (another controller's, or this one's retained copy).
     Never raises: anything that is not one comes back as :class:`Malformed`."""
-    if len(payload) > MAX_PAYLOAD:
-        return Malformed(f"{len(payload)} bytes; the limit is {MAX_PAYLOAD}")
     try:
-        body = _dec.decode(payload)
-    except msgspec.DecodeError as err:
-        return Malformed(f"not JSON: {err}")
+        body = _decode_json(payload)
+    except _Bad as bad:
+        return Malformed(str(bad))
     if not isinstance(body, dict):
         return Malformed(f"a JSON {type(body).__name__}, not an object")
     state, term, controller = body.get("state"), body.get("term"), body.get("controller", "")

@@ -1,0 +1,135 @@
+"""Forged and stale device input in the core (literal instants, no loop): what the controller can
+tell is not true is counted apart and changes nothing (docs/security-controls.md, "Bounds")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from controller import wire
+from controller.core import LATE_JOIN_EVERY_NS, ControllerCore
+from controller.delivery import Kind, MqttPublish
+from controller.playback import Arm, Go, Load
+from cues.compiler import compile_show
+
+MS = 1_000_000
+S = 1_000_000_000
+T0 = 1_763_683_200 * S
+
+VENUE = """\
+venue: yard
+zones: [north]
+devices:
+  - {id: xr-1, kind: xr, zone: north, mqtt: {}, sync: app}
+  - {id: xr-2, kind: xr, zone: north, mqtt: {}, sync: app}
+"""
+
+SHOW = """\
+show: Forgery
+venue: venue.yaml
+cues:
+  - id: one
+    actions:
+      - mqtt: {targets: "kind:xr", topic: "xr/{device}/scene", payload: {scene: one}}
+  - id: two
+    go: auto-follow
+    pre_wait: 1s
+    actions:
+      - mqtt: {targets: "kind:xr", topic: "xr/{device}/scene", payload: {scene: two}}
+  - id: gate
+    on: {mqtt: "gate/+/open", count: 2}
+    actions:
+      - mqtt: {targets: "kind:xr", topic: "xr/{device}/scene", payload: {scene: gate}}
+"""
+
+
+def _core(tmp_path: Path) -> ControllerCore:
+    (tmp_path / "venue.yaml").write_text(VENUE, encoding="utf-8")
+    (tmp_path / "show.yaml").write_text(SHOW, encoding="utf-8")
+    timeline, venue = compile_show(tmp_path / "show.yaml")
+    return ControllerCore(timeline, venue)
+
+
+def _playing(c: ControllerCore) -> tuple[list[MqttPublish], int]:
+    """GO at T0 and poll through the first cues: the cue messages sent, and the instant reached."""
+    c.command(Load(), T0)
+    c.command(Arm(), T0)
+    c.command(Go(), T0)
+    sent: list[MqttPublish] = []
+    now = T0
+    while now < T0 + 2 * S:
+        sent += [i for i in c.poll(now) if isinstance(i, MqttPublish) and i.kind is Kind.CUE]
+        now += 10 * MS
+    return sent, now
+
+
+def _fired(c: ControllerCore, device: str, body: dict[str, object], now: int) -> None:
+    c.receive_mqtt(f"madang/dev/{device}/fired", json.dumps(body).encode(), now)
+
+
+def test_fire_reports_count_once_and_only_for_what_was_sent(tmp_path: Path) -> None:
+    c = _core(tmp_path)
+    sent, now = _playing(c)
+    cue = json.loads(sent[0].payload)
+    real = {"show": cue["show"], "cue": cue["cue"], "seq": cue["seq"], "local": 1, "synced": True}
+    _fired(c, "xr-1", real, now)
+    _fired(c, "xr-2", real, now)  # another device's report of the same cue counts
+    for _ in range(100):
+        _fired(c, "xr-1", real, now)  # repeats: counted once
+    _fired(c, "xr-1", {**real, "seq": 999_999}, now)  # a seq never sent
+    _fired(c, "xr-1", {**real, "show": "Forgery #7"}, now)  # another take
+    _fired(c, "xr-1", {"local": 1}, now)  # names nothing
+    _fired(c, "nobody", real, now)  # no such device
+    assert c.counters["fired"] == 2
+    assert c.counters["fired_duplicate"] == 100
+    assert c.counters["fired_implausible"] == 3
+    assert c.counters["unknown_device"] == 1
+    assert [d for d, _ in c.take_fired()] == ["xr-1", "xr-2"]
+
+
+def test_a_flood_of_ready_statuses_sends_catch_up_once_per_interval(tmp_path: Path) -> None:
+    c = _core(tmp_path)
+    _, now = _playing(c)
+    for i in range(1000):
+        c.receive_mqtt("madang/dev/xr-1/status", json.dumps({"state": "ready", "boot": i}).encode(), now + i)
+    assert c.counters["late_joins"] == 1
+    assert c.counters["late_joins_limited"] == 999
+    later = now + LATE_JOIN_EVERY_NS
+    c.receive_mqtt("madang/dev/xr-1/status", b'{"state": "ready", "boot": 5000}', later)
+    assert c.counters["late_joins"] == 2  # a device that really reconnects later is caught up
+
+
+def test_events_count_only_where_a_trigger_listens_and_never_from_device_topics_of_nobody(
+    tmp_path: Path,
+) -> None:
+    c = _core(tmp_path)
+    _, now = _playing(c)
+    for i in range(1000):
+        c.receive_mqtt(f"madang/dev/forged-{i}/status", b'{"state": "ready"}', now)
+        c.receive_mqtt(f"random/{i}", b"{}", now)
+    assert c.counters["events"] == 0
+    assert c.counters["unknown_device"] == 1000
+    assert c.counters["events_ignored"] == 1000
+    c.receive_mqtt("gate/a/open", b"1", now)
+    c.receive_mqtt("gate/b/open", b"1", now)
+    assert c.counters["events"] == 2
+
+
+def test_deep_json_is_malformed_without_a_traceback(tmp_path: Path) -> None:
+    c = _core(tmp_path)
+    _, now = _playing(c)
+    deep = b"[" * 5000 + b"]" * 5000
+    c.receive_mqtt("madang/dev/xr-1/status", deep, now)
+    c.receive_mqtt("madang/dev/xr-1/fired", b'{"seq": ' + deep + b"}", now)
+    assert c.counters["bad_messages"] == 2
+    assert wire.decode_report("fired", deep) == wire.Malformed(f"nested deeper than {wire.MAX_JSON_DEPTH}")
+
+
+def test_json_depth_ignores_brackets_inside_strings() -> None:
+    ok = json.dumps({"text": "[" * 100, "a": [[[1]]]}).encode()
+    assert wire.json_depth_ok(ok, 4)  # the object and three arrays
+    assert not wire.json_depth_ok(ok, 3)
+    assert not wire.json_depth_ok(json.dumps([[[[1]]]]).encode(), 3)
+    escaped = json.dumps({"text": '\\"' + "[" * 50}).encode()  # an escaped quote does not end it
+    assert wire.json_depth_ok(escaped, 2)
+    assert isinstance(wire.decode_report("fired", ok), wire.Fired)

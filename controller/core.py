@@ -71,6 +71,7 @@ from controller.follower import Missed, Shadow, Takeover
 from controller.gate import Readiness, SyncGate
 from controller.keepalive import StateKeepAlive
 from controller.latejoin import SentAhead
+from controller.limits import Rates
 from controller.osc import OscDecodeError, decode_packet, messages
 from controller.playback import Command, Go, Rejected, State
 from controller.presence import DeviceHealth, Presence
@@ -102,6 +103,10 @@ S = 1_000_000_000
 LATE_JOIN_EVERY_NS = 1 * S
 """A device gets catch-up state (and its clock sync restarted) at most once this often: a flood of
 ``ready`` statuses, forged or from a flapping link, cannot amplify into controller traffic."""
+DEVICE_RATE_PER_S = 200.0
+"""Reports one device may send a second, sustained (pings are a few a second, cues fewer)."""
+DEVICE_RATE_BURST = 400
+"""Reports one device may send at once before :data:`DEVICE_RATE_PER_S` applies."""
 FIRE_MEMORY = 64
 """Fire reports remembered per device to count a repeat once (bounded: a device's last 64)."""
 OP_SEQ_MEMORY = 4096
@@ -323,6 +328,9 @@ class ControllerCore:
         self._acked_take = 1
         self._late_join_at: dict[str, int] = {}  # device -> last catch-up sent (rate-limited)
         self.late_join_every_ns = LATE_JOIN_EVERY_NS
+        # Reports per device (pongs, statuses, fire reports): a forged flood on one device's topics
+        # is dropped past this, counted; the table holds at most the venue's devices.
+        self.device_rates = Rates(DEVICE_RATE_PER_S, DEVICE_RATE_BURST, keys=max(1, len(venue.devices)))
         self._triggers = {
             t: tuple({c.trigger.pattern for c in timeline.cues if c.trigger and c.trigger.transport == t})
             for t in ("mqtt", "osc")
@@ -350,6 +358,7 @@ class ControllerCore:
             "late_joins_limited": 0,  # ready statuses within LATE_JOIN_EVERY_NS of a catch-up
             "unknown_device": 0,  # device reports (pong/status/fired) on a topic of no device
             "events_ignored": 0,  # messages that match no event trigger of the show
+            "device_rate_limited": 0,  # reports of one device past DEVICE_RATE_PER_S
         }
 
     # -- the term ----------------------------------------------------------------------------
@@ -940,6 +949,9 @@ class ControllerCore:
         return out
 
     def _report(self, device: str, msg: wire.Report | wire.Malformed, now: int, *, pong: bool) -> None:
+        if not self.device_rates.allow(device, now):
+            self.counters["device_rate_limited"] += 1
+            return
         if isinstance(msg, wire.Malformed):
             if msg.parsed:
                 self.presence.seen(device, now)

@@ -90,10 +90,11 @@ def test_fire_reports_count_once_and_only_for_what_was_sent(tmp_path: Path) -> N
 def test_a_flood_of_ready_statuses_sends_catch_up_once_per_interval(tmp_path: Path) -> None:
     c = _core(tmp_path)
     _, now = _playing(c)
-    for i in range(1000):
-        c.receive_mqtt("madang/dev/xr-1/status", json.dumps({"state": "ready", "boot": i}).encode(), now + i)
+    for i in range(90):  # within the device's message rate, within one interval
+        at = now + i * 10 * MS
+        c.receive_mqtt("madang/dev/xr-1/status", json.dumps({"state": "ready", "boot": i}).encode(), at)
     assert c.counters["late_joins"] == 1
-    assert c.counters["late_joins_limited"] == 999
+    assert c.counters["late_joins_limited"] == 89
     later = now + LATE_JOIN_EVERY_NS
     c.receive_mqtt("madang/dev/xr-1/status", b'{"state": "ready", "boot": 5000}', later)
     assert c.counters["late_joins"] == 2  # a device that really reconnects later is caught up
@@ -133,3 +134,15 @@ def test_json_depth_ignores_brackets_inside_strings() -> None:
     escaped = json.dumps({"text": '\\"' + "[" * 50}).encode()  # an escaped quote does not end it
     assert wire.json_depth_ok(escaped, 2)
     assert isinstance(wire.decode_report("fired", ok), wire.Fired)
+
+
+def test_one_device_flooding_its_topics_is_dropped_past_its_rate(tmp_path: Path) -> None:
+    c = _core(tmp_path)
+    _, now = _playing(c)
+    burst = c.device_rates.burst
+    for _ in range(burst + 500):
+        c.receive_mqtt("madang/dev/xr-1/fired", b"{}", now)
+    assert c.counters["device_rate_limited"] == 500
+    assert c.counters["fired_implausible"] == burst
+    c.receive_mqtt("madang/dev/xr-2/fired", b"{}", now)  # another device has its own budget
+    assert c.counters["fired_implausible"] == burst + 1

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.integration.conftest import Controller
 from tests.integration.test_control import Yard, _start, _stop, yard
@@ -57,7 +58,7 @@ def test_a_flood_of_forged_device_ids_leaves_memory_flat(
     ctl = _start(yard, controllers)
     ctl.wait_ready()
     assert ctl.command("/go")["status"] == "ok"
-    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="flood")
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="flood")
     pub.connect("127.0.0.1", yard.broker.port)
     pub.loop_start()
     try:

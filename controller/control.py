@@ -98,6 +98,9 @@ log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 64 * 1024
 NS_PER_S = 1_000_000_000
+MAX_SECONDS = 1e7
+"""The largest show time ``/seek`` and ``/load`` take (115 days): beyond it is no show's, and a
+huge number (1e308) must be refused, not overflow."""
 MAX_SUBSCRIBERS = 32
 """Surfaces that may subscribe to updates at once (a venue has a handful; the bound is for safety)."""
 SUBSCRIPTION_TTL_NS = 61 * NS_PER_S
@@ -111,6 +114,7 @@ RATE_BURST = 400
 PASSCODE_MODES = ("auto", "on", "off")
 """``--control-passcode``: ``auto`` (required when a secret is configured or the port admits a
 source beyond loopback), ``on`` (always), ``off`` (the allowlist alone)."""
+_LOGGED_MALFORMED = 10
 _LOOPBACK = (ip_network("127.0.0.0/8"), ip_network("::1/128"))
 
 
@@ -194,8 +198,10 @@ def _fixed(cmd: Callable[[], Parsed]) -> _Parse:
 def _seconds(make: Callable[[int], Parsed], address: str, alternative: str) -> _Parse:
     def parse(_m: Mapping[str, str], args: Sequence[object]) -> Parsed:
         seconds = _one_number(args)
-        if seconds is None or seconds < 0:
-            return Refusal(f"{address} takes one number of seconds >= 0, or use {alternative}")
+        if seconds is None or not 0 <= seconds <= MAX_SECONDS:
+            return Refusal(
+                f"{address} takes one number of seconds from 0 to {MAX_SECONDS:.0f}, or use {alternative}"
+            )
         return make(round(seconds * NS_PER_S))
 
     return parse
@@ -405,6 +411,7 @@ class ControlStats:
     last_denied: str = ""
     denied_logged: set[str] = field(default_factory=set)
     rate_limited: int = 0  # over the per-source rate (RATE_PER_S): dropped unread
+    internal_errors: int = 0  # a message that raised inside the port (a bug: logged once)
     unauthenticated: int = 0  # a command or query before /connect (the port asks for a passcode)
     view_only: int = 0  # a drive command from a view-only session
     bad_passcode: int = 0  # /connect with a wrong passcode
@@ -513,11 +520,21 @@ class ControlPort(asyncio.DatagramProtocol):
             packet = decode_packet(data)
         except OscDecodeError as err:
             st.malformed += 1
-            log.warning("malformed control packet dropped", extra={"source": addr[0], "error": str(err)})
+            if st.malformed <= _LOGGED_MALFORMED:  # a flood must not flood the log
+                log.warning(
+                    "malformed control packet dropped (the first %d are logged; all are counted)",
+                    _LOGGED_MALFORMED,
+                    extra={"source": addr[0], "error": str(err)},
+                )
             return
         self.subscriptions.seen(addr, self._clock())
         for msg in messages(packet):
-            self._dispatch(msg, addr)
+            try:
+                self._dispatch(msg, addr)
+            except Exception:  # a bug here must not reach the loop: counted, logged once
+                st.internal_errors += 1
+                if st.internal_errors == 1:
+                    log.exception("control message failed", extra={"address": msg.address, "source": addr[0]})
 
     def _allowed(self, host: str) -> bool:
         try:

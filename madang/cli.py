@@ -431,6 +431,12 @@ def _bench_failover(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _bench_fuzz(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.fuzz import run
+
+    return run(surface=args.surface, messages=args.messages, rate=args.rate, seed=args.seed)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     result = args.bench_fn(args)
     if args.json:
@@ -747,6 +753,25 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between the bench show's cues (default 0.75)",
     )
     bp.add_argument("--keep", metavar="DIR", help="keep the run's files (journal, record, logs) in DIR")
+    bp = bench(
+        "fuzz",
+        _bench_fuzz,
+        "play a show while one surface gets N hostile messages: drops, crashes, memory, missed cues, spread",
+    )
+    bp.add_argument(
+        "--surface",
+        choices=["osc-control", "osc-device", "mqtt", "ws"],
+        default="osc-control",
+        help="the control port, the device report port, the broker's device topics, or the WebSocket port",
+    )
+    bp.add_argument("--messages", type=_COUNT, default=100_000, help="hostile messages to send")
+    bp.add_argument(
+        "--rate",
+        type=_float_in(100, 1_000_000, "messages a second"),
+        default=20_000.0,
+        help="hostile messages a second (default 20,000); the show lasts the flood and 4 s more",
+    )
+    bp.add_argument("--seed", type=_SEED, default=1, help="seed of the hostile messages and the venue")
     return p
 
 

@@ -77,7 +77,9 @@ def test_every_address_parses_to_its_command(
     ("address", "args", "words"),
     [
         ("/arm/now", (), "unknown address /arm/now; see docs/operator.md"),
-        ("/load", (), "/load takes one number of seconds >= 0, or use /load/{cue}"),
+        ("/load", (), "/load takes one number of seconds from 0 to 10000000, or use /load/{cue}"),
+        ("/load", (1e308,), "/load takes one number"),  # would overflow as nanoseconds
+        ("/seek", (float("inf"),), "/seek takes one number"),
         ("/load", (-1,), "/load takes one number"),
         ("/load", ("soon",), "/load takes one number"),
         ("/load", (float("nan"),), "/load takes one number"),

@@ -627,7 +627,7 @@ class ControlPort(asyncio.DatagramProtocol):
 
     def _note_refused(self, host: str, why: str) -> None:
         """Log a refused source once (a flood must not flood the log)."""
-        if host not in self._auth_logged and len(self._auth_logged) < 1000:
+        if host not in self._auth_logged and len(self._auth_logged) < 32:
             self._auth_logged.add(host)
             log.warning("control message refused", extra={"source": host, "reason": why})
 

@@ -434,7 +434,8 @@ def _bench_failover(args: argparse.Namespace) -> dict[str, Any]:
 def _bench_fuzz(args: argparse.Namespace) -> dict[str, Any]:
     from madang.bench.fuzz import run
 
-    return run(surface=args.surface, messages=args.messages, rate=args.rate, seed=args.seed)
+    kinds = [k for k in args.kinds.split(",") if k] if args.kinds else None
+    return run(surface=args.surface, messages=args.messages, rate=args.rate, seed=args.seed, kinds=kinds)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -769,9 +770,15 @@ def _parser() -> argparse.ArgumentParser:
         "--rate",
         type=_float_in(100, 1_000_000, "messages a second"),
         default=20_000.0,
-        help="hostile messages a second (default 20,000); the show lasts the flood and 4 s more",
+        help="hostile messages a second (default 20,000); the show lasts 1.25 times the flood and 5 s more",
     )
     bp.add_argument("--seed", type=_SEED, default=1, help="seed of the hostile messages and the venue")
+    bp.add_argument(
+        "--kinds",
+        default=None,
+        metavar="K,K",
+        help="only these kinds of hostile message (simulators/hostile.py: e.g. forged_status,forged_pong)",
+    )
     return p
 
 

@@ -90,8 +90,21 @@ class Hostile:
     """Hostile messages for one controller, seeded. ``devices``: ids the venue knows (forgeries
     name them); ``show``: the show's name (forged fire reports name it)."""
 
-    def __init__(self, seed: int, devices: Sequence[str], show: str = "") -> None:
+    def __init__(
+        self, seed: int, devices: Sequence[str], show: str = "", kinds: Sequence[str] | None = None
+    ) -> None:
+        """``kinds``: only these (of :data:`OSC_KINDS` and :data:`MQTT_KINDS`); default all."""
         self.rng = random.Random(seed)
+        unknown = set(kinds or ()) - set(OSC_KINDS) - set(MQTT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown hostile kinds {sorted(unknown)}; known: {OSC_KINDS + MQTT_KINDS}")
+        pick = set(kinds or OSC_KINDS + MQTT_KINDS)
+        self._osc = [(k, w) for k, w in zip(OSC_KINDS, _OSC_WEIGHTS, strict=True) if k in pick] or [
+            ("random_bytes", 1.0)
+        ]
+        self._mqtt = [(k, w) for k, w in zip(MQTT_KINDS, _MQTT_WEIGHTS, strict=True) if k in pick] or [
+            ("invalid_json", 1.0)
+        ]
         self.devices = list(devices) or ["nobody"]
         self.show = show
         self.n = 0
@@ -104,7 +117,7 @@ class Hostile:
     def osc(self, kind: str | None = None) -> tuple[str, bytes]:
         """One hostile OSC datagram: (its kind, its bytes)."""
         r = self.rng
-        kind = kind or r.choices(OSC_KINDS, _OSC_WEIGHTS)[0]
+        kind = kind or r.choices([k for k, _ in self._osc], [w for _, w in self._osc])[0]
         self.n += 1
         if kind == "random_bytes":
             return kind, r.randbytes(r.randrange(1, 200))
@@ -142,7 +155,7 @@ class Hostile:
     def mqtt(self, kind: str | None = None) -> tuple[str, str, bytes]:
         """One hostile MQTT message: (its kind, topic, payload)."""
         r = self.rng
-        kind = kind or r.choices(MQTT_KINDS, _MQTT_WEIGHTS)[0]
+        kind = kind or r.choices([k for k, _ in self._mqtt], [w for _, w in self._mqtt])[0]
         self.n += 1
         device = r.choice(self.devices)
         report = r.choice(["pong", "status", "fired"])

@@ -37,6 +37,7 @@ from cues.loader import LoadedShow, Reader, gc_paused
 from cues.timeline import NS_PER_S, Action, Fade, Timeline
 from venues.errors import Finding, Mark, SourceErrors
 from venues.model import Venue
+from venues.source import MAX_FILE_BYTES
 
 __all__ = [
     "CheckReport",
@@ -312,8 +313,10 @@ def file_kind(path: str | os.PathLike[str]) -> Literal["show", "venue"]:
 
 def _top_keys(path: str | os.PathLike[str]) -> set[str] | None:
     try:
+        if os.stat(path).st_size > MAX_FILE_BYTES:
+            return None  # refused from its size by the show check, unread
         with open(path, "rb") as fh:
-            head = fh.read(16 * 2**20).decode("utf-8-sig", errors="replace")
+            head = fh.read(MAX_FILE_BYTES).decode("utf-8-sig", errors="replace")
     except OSError:
         return None
     # Block style (every shipped and documented file): top-level keys start a line at column 0.

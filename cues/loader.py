@@ -57,6 +57,11 @@ Reader = Callable[[Path, str], Doc]
 
 _PARAM_RE = re.compile(r"\$\{([^{}]*)\}")
 _MAX_TEMPLATE_DEPTH = 16
+MAX_INCLUDE_DEPTH = 16
+"""Includes nested deeper than this are refused (a show is a handful of parts)."""
+MAX_SHOW_FILES = 256
+"""A show reads at most this many files, its includes counted each time they are included: an
+include listed a thousand times in files that do the same cannot multiply the work."""
 
 
 def _default_read(path: Path, display: str) -> Doc:
@@ -196,6 +201,7 @@ class _Template:
 class _Loader:
     def __init__(self, read: Reader) -> None:
         self.read = read
+        self._too_many_files = False
         self.findings: list[Finding] = []
         self.templates: dict[str, _Template] = {}
         self._bodies: dict[tuple[int, str], TemplateBody] = {}  # (template, repr of params) -> body
@@ -366,6 +372,22 @@ class _Loader:
                     mark, f"include loop: {chain}", "a file cannot include itself, directly or through others"
                 )
             )
+            return
+        if len(stack) > MAX_INCLUDE_DEPTH:
+            self.findings.append(
+                Finding(mark, f"includes nested deeper than {MAX_INCLUDE_DEPTH}", "include from fewer levels")
+            )
+            return
+        if len(self.files) >= MAX_SHOW_FILES:
+            if not self._too_many_files:
+                self._too_many_files = True
+                self.findings.append(
+                    Finding(
+                        mark,
+                        f"the show reads more than {MAX_SHOW_FILES} files with its includes",
+                        "include each part once",
+                    )
+                )
             return
         if not target.is_file():
             self.findings.append(

@@ -45,7 +45,7 @@ from ruamel.yaml.reader import ReaderError as _ReaderError
 
 from venues.errors import Finding, Mark, SourceErrors
 
-__all__ = ["Doc", "DocPath", "load_yaml", "parse_yaml"]
+__all__ = ["MAX_FILE_BYTES", "MAX_VALUES", "Doc", "DocPath", "load_yaml", "parse_yaml"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,12 @@ _DocStart: Final = _ev.DocumentStartEvent
 _DocEnd: Final = _ev.DocumentEndEvent
 _StreamEnd: Final = _ev.StreamEndEvent
 
+MAX_FILE_BYTES: Final = 8 * 2**20
+"""A show or venue file (each include too) larger than this is refused from its size on disk,
+before a byte is parsed (a 20,000-cue show is 7.4 MB; docs/security-controls.md)."""
+MAX_VALUES: Final = 2_000_000
+"""A file with more values than this (scalars and collections, after alias expansion) is refused
+as it is parsed: memory stays bounded whatever the text (docs/security-controls.md)."""
 _MAX_DEPTH: Final = 512
 _QUOTES: Final = ("'", '"')
 _QUOTED_BIT: Final = 1 << 31  # in a packed mark: the scalar is quoted (see Doc)
@@ -296,8 +302,8 @@ def load_yaml(
     path: str | os.PathLike[str],
     *,
     display: str | None = None,
-    max_bytes: int = 16 * 2**20,
-    max_nodes: int = 2_000_000,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_nodes: int = MAX_VALUES,
 ) -> Doc:
     """Read and parse one YAML file; ``display`` is the file name used in marks (default: ``path``).
 
@@ -331,7 +337,7 @@ def load_yaml(
     return parse_yaml(raw, name, max_nodes=max_nodes)
 
 
-def parse_yaml(text: str | bytes, file: str, *, max_nodes: int = 2_000_000) -> Doc:
+def parse_yaml(text: str | bytes, file: str, *, max_nodes: int = MAX_VALUES) -> Doc:
     """Parse YAML text (``bytes`` must be UTF-8, a BOM is fine) into a :class:`Doc`.
 
     ``file`` is the display name used in marks. Raises :class:`~venues.errors.SourceErrors`.

@@ -266,7 +266,7 @@ def test_huge_file_is_refused_without_reading_it(tmp_path: Path) -> None:
     with pytest.raises(SourceErrors) as ei:
         load_yaml(big)
     _, msg, _ = only(ei.value)
-    assert "104,857,600 bytes" in msg and f"{16 * 2**20:,}" in msg
+    assert "104,857,600 bytes" in msg and f"{8 * 2**20:,}" in msg
 
 
 def test_file_growing_past_the_limit_reads_only_the_limit() -> None:

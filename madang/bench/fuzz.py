@@ -174,7 +174,7 @@ def _play(
         finally:  # the show ended first (or the run failed): the flood stops with it
             if proc.is_alive():
                 proc.terminate()
-                flood["truncated"] = True
+                flood["truncated"] = progress.value < messages
             proc.join(5)
             flood.setdefault("sent", progress.value)
             flood.setdefault("elapsed_s", time.monotonic() - t0)

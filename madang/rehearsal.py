@@ -55,7 +55,7 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
         rate=args.rate,
         sync_budget_us=args.sync_budget,
         control_allow=args.control_allow,
-        **access_options(args),
+        access=access_options(args),
         ready_timeout_s=args.ready_timeout,
         degrade=args.degrade,
         on_exit=args.on_exit,

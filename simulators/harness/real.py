@@ -85,6 +85,7 @@ async def play_real(
     journal_dir: Path | None = None,
     web: Mapping[str, Any] | None = None,
     arrivals: bool = False,
+    access: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
@@ -120,6 +121,9 @@ async def play_real(
     ``web_media``; RuntimeOptions). A venue with WebSocket devices gets the web server on a free
     port when none is given; its simulated WebXR clients connect to it once the runtime runs (in
     the headset process too: ``settle["ws_connect_s"]`` says how long they took).
+
+    ``access``: the runtime's ``access``, ``access_configured`` and ``control_passcode`` options
+    (who may drive over the control port; RuntimeOptions).
 
     ``arrivals``: keep every cue message's arrival at each app device's socket, as
     ``report["arrivals"]``: ``(device, true ns, payload)`` (fan-out measurements).
@@ -213,6 +217,7 @@ async def play_real(
                 rate=rate,
                 sync_budget_us=sync_budget_us,
                 control_allow=control_allow,
+                **dict(access or {}),
                 ready_timeout_s=ready_timeout_s,
                 degrade=list(degrade or []),
                 on_exit=on_exit,

@@ -104,9 +104,12 @@ LATE_JOIN_EVERY_NS = 1 * S
 """A device gets catch-up state (and its clock sync restarted) at most once this often: a flood of
 ``ready`` statuses, forged or from a flapping link, cannot amplify into controller traffic."""
 DEVICE_RATE_PER_S = 200.0
-"""Reports one device may send a second, sustained (pings are a few a second, cues fewer)."""
+"""Statuses and fire reports one device may send a second, sustained (a device sends a status
+every few seconds and one report per cue). Pongs are not counted against it: each is checked
+against the ping it answers, cheaply, and a flood of forgeries on a device's topics must not
+starve its real pongs (its clock sync would degrade: ``madang bench fuzz --surface mqtt``)."""
 DEVICE_RATE_BURST = 400
-"""Reports one device may send at once before :data:`DEVICE_RATE_PER_S` applies."""
+"""Statuses and fire reports one device may send at once before :data:`DEVICE_RATE_PER_S` applies."""
 FIRE_MEMORY = 64
 """Fire reports remembered per device to count a repeat once (bounded: a device's last 64)."""
 OP_SEQ_MEMORY = 4096
@@ -949,7 +952,7 @@ class ControllerCore:
         return out
 
     def _report(self, device: str, msg: wire.Report | wire.Malformed, now: int, *, pong: bool) -> None:
-        if not self.device_rates.allow(device, now):
+        if not pong and not self.device_rates.allow(device, now):
             self.counters["device_rate_limited"] += 1
             return
         if isinstance(msg, wire.Malformed):

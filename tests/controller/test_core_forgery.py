@@ -146,3 +146,13 @@ def test_one_device_flooding_its_topics_is_dropped_past_its_rate(tmp_path: Path)
     assert c.counters["fired_implausible"] == burst
     c.receive_mqtt("madang/dev/xr-2/fired", b"{}", now)  # another device has its own budget
     assert c.counters["fired_implausible"] == burst + 1
+
+
+def test_forged_pongs_do_not_use_up_a_devices_budget(tmp_path: Path) -> None:
+    c = _core(tmp_path)
+    _, now = _playing(c)
+    for _ in range(c.device_rates.burst + 100):
+        c.receive_mqtt("madang/dev/xr-1/pong", b'{"seq": 1, "t1": 1, "t2": 2, "t3": 3}', now)
+    assert c.counters["device_rate_limited"] == 0
+    c.receive_mqtt("madang/dev/xr-1/fired", b"{}", now)
+    assert c.counters["fired_implausible"] == 1  # its fire reports still get through to be judged

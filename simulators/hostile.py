@@ -164,7 +164,13 @@ class Hostile:
             return kind, topic, r.choice([b"{", b"[1,", b"\xff\xfe", b'{"seq": }', r.randbytes(40)])
         if kind == "wrong_types":
             body: dict[str, object] = {
-                "seq": "x", "t1": [], "t2": {}, "t3": None, "state": 5, "local": "now", "synced": "yes"
+                "seq": "x",
+                "t1": [],
+                "t2": {},
+                "t3": None,
+                "state": 5,
+                "local": "now",
+                "synced": "yes",
             }
             return kind, topic, json.dumps(body).encode()
         if kind == "huge_numbers":

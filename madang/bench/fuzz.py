@@ -258,8 +258,17 @@ def _drops(rt: Runtime) -> dict[str, int]:
     out: dict[str, int] = {f"core.{k}": rt.core.counters[k] for k in _COUNTED}
     if rt.control is not None:
         st = rt.control.stats
-        for k in ("rate_limited", "oversize", "malformed", "rejected", "unauthenticated", "bad_passcode",
-                  "passcode_blocked", "denied", "view_only"):
+        for k in (
+            "rate_limited",
+            "oversize",
+            "malformed",
+            "rejected",
+            "unauthenticated",
+            "bad_passcode",
+            "passcode_blocked",
+            "denied",
+            "view_only",
+        ):
             out[f"control.{k}"] = int(getattr(st, k))
     if rt.mqtt is not None:
         ms = rt.mqtt.stats

@@ -189,5 +189,3 @@ def test_when_a_passcode_is_required(mode: str, allow: list[str], configured: bo
 def test_an_unknown_mode_says_which_are_known() -> None:
     with pytest.raises(ValueError, match="auto, on, off"):
         passcode_required("maybe", [], False)
-
-

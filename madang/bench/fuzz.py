@@ -16,6 +16,8 @@ seeded) at ``rate`` a second to one surface, on loopback only:
 Then the same show plays without the flood, for the baseline. The JSON:
 
 * ``sent``: hostile messages sent (``sent_by_kind``), ``send_errors``: ones the kernel refused;
+  ``received``: what the surface read (for ``mqtt`` and ``ws`` with the devices' own messages);
+  a UDP flood faster than the loop reads is shed by the kernel (the socket's receive buffer);
 * ``dropped_by_reason``: every drop counter of the controller that moved (control port, core,
   MQTT link, UDP receiver, WebSocket hub), the sum in ``dropped``;
 * ``crashes``: tracebacks logged and receive-callback errors during the flooded run (a show
@@ -201,6 +203,7 @@ def _play(
     if surface is not None and (not flood or flood.get("sender_failed") is not None):
         completed = False  # the show ended before the flood could start (or the sender failed)
     drops = _drops(rt) if surface is not None else {}
+    received = _received(surface, rt) if surface is not None else 0
     callback_errors = drops.pop("mqtt.callback_errors", 0) + drops.pop("udp.callback_errors", 0)
     sent = int(flood.get("sent", 0))
     return {
@@ -208,6 +211,7 @@ def _play(
         "sent_by_kind": flood.get("by_kind", {}),
         "send_errors": flood.get("send_errors", 0),
         "flood_truncated": bool(flood.get("truncated")),  # the show ended before the flood did
+        "received": received,
         "dropped": sum(v for k, v in drops.items() if k != "core.osc_malformed"),  # within bad_messages
         "dropped_by_reason": drops,
         "crashes": tracebacks.count + callback_errors + (0 if completed else 1),
@@ -251,6 +255,20 @@ _COUNTED = (
     "events_ignored",
     "device_rate_limited",
 )
+
+
+def _received(surface: str, rt: Runtime) -> int:
+    """What reached the surface's socket and was read (the rest of ``sent`` the kernel dropped,
+    its receive buffer full: the loop read slower than the flood came)."""
+    if surface == "osc-control" and rt.control is not None:
+        return rt.control.stats.received
+    if surface == "osc-device" and rt.udp is not None:
+        return rt.udp.stats().received
+    if surface == "mqtt" and rt.mqtt is not None:
+        return rt.mqtt.stats.received  # with the devices' own reports
+    if rt.web is not None:
+        return int(rt.web.hub.stats.frames_in)  # with the devices' own frames
+    return 0
 
 
 def _drops(rt: Runtime) -> dict[str, int]:

@@ -110,6 +110,11 @@ against the ping it answers, cheaply, and a flood of forgeries on a device's top
 starve its real pongs (its clock sync would degrade: ``madang bench fuzz --surface mqtt``)."""
 DEVICE_RATE_BURST = 400
 """Statuses and fire reports one device may send at once before :data:`DEVICE_RATE_PER_S` applies."""
+SYNC_RESTART_EVERY_NS = 30 * S
+"""A device's clock sync starts over (a status with a new boot instant) at most once this often:
+``madang bench fuzz --surface mqtt`` found forged statuses restarting every headset's sync each
+second, so that none ever had a model (spread p99 250 ms against 0.3 ms). A real device that
+restarts twice within it keeps its old model's samples until they age out of the fit."""
 FIRE_MEMORY = 64
 """Fire reports remembered per device to count a repeat once (bounded: a device's last 64)."""
 OP_SEQ_MEMORY = 4096
@@ -330,6 +335,7 @@ class ControllerCore:
         self._acked: dict[str, dict[tuple[str | None, int], None]] = {}
         self._acked_take = 1
         self._late_join_at: dict[str, int] = {}  # device -> last catch-up sent (rate-limited)
+        self._sync_restart_at: dict[str, int] = {}  # device -> last clock-sync restart (rate-limited)
         self.late_join_every_ns = LATE_JOIN_EVERY_NS
         # Reports per device (pongs, statuses, fire reports): a forged flood on one device's topics
         # is dropped past this, counted; the table holds at most the venue's devices.
@@ -362,6 +368,7 @@ class ControllerCore:
             "unknown_device": 0,  # device reports (pong/status/fired) on a topic of no device
             "events_ignored": 0,  # messages that match no event trigger of the show
             "device_rate_limited": 0,  # reports of one device past DEVICE_RATE_PER_S
+            "sync_restarts_limited": 0,  # reboots within SYNC_RESTART_EVERY_NS of the last one
         }
 
     # -- the term ----------------------------------------------------------------------------
@@ -981,7 +988,7 @@ class ControllerCore:
                 # starts over only when the device really restarted (a new boot instant).
                 self._late_join(device, now, rebooted=rebooted)
             elif ready and rebooted and self.sync is not None:
-                self.sync.reset(device)  # not playing: no catch-up, but its clock sync starts over
+                self._restart_sync(device, now)  # not playing: no catch-up, but its sync starts over
         else:
             why = self._implausible(device, msg)
             if why is not None:
@@ -1034,10 +1041,21 @@ class ControllerCore:
     def _late_join_ok(self) -> bool:
         return self.live and self.engine.state in (State.PLAYING, State.PAUSED)
 
+    def _restart_sync(self, device: str, now: int) -> None:
+        """A device says it restarted: its clock sync starts over, at most once every
+        :data:`SYNC_RESTART_EVERY_NS` (a forged status cannot keep a device from ever settling)."""
+        assert self.sync is not None
+        last = self._sync_restart_at.get(device)
+        if last is not None and now - last < SYNC_RESTART_EVERY_NS:
+            self.counters["sync_restarts_limited"] += 1
+            return
+        self._sync_restart_at[device] = now
+        self.sync.reset(device)
+
     def _late_join(self, device: str, now: int, *, rebooted: bool) -> None:
         """A device (re)joined mid-show: restart its clock sync and send it the state it should show."""
         if rebooted and self.sync is not None:
-            self.sync.reset(device)
+            self._restart_sync(device, now)
         show_ns = self.engine.position_at(now)
         if show_ns is None:
             return

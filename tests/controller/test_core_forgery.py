@@ -51,10 +51,11 @@ def _core(tmp_path: Path) -> ControllerCore:
 
 
 def _playing(c: ControllerCore) -> tuple[list[MqttPublish], int]:
-    """GO at T0 and poll through the first cues: the cue messages sent, and the instant reached."""
+    """GO at T0 (past the sync gate) and poll through the first cues: the cue messages sent, and
+    the instant reached."""
     c.command(Load(), T0)
     c.command(Arm(), T0)
-    c.command(Go(), T0)
+    c.command(Go(force=True), T0)
     sent: list[MqttPublish] = []
     now = T0
     while now < T0 + 2 * S:
@@ -156,3 +157,22 @@ def test_forged_pongs_do_not_use_up_a_devices_budget(tmp_path: Path) -> None:
     assert c.counters["device_rate_limited"] == 0
     c.receive_mqtt("madang/dev/xr-1/fired", b"{}", now)
     assert c.counters["fired_implausible"] == 1  # its fire reports still get through to be judged
+
+
+def test_forged_reboots_restart_a_devices_clock_sync_at_most_every_30_s(tmp_path: Path) -> None:
+    from controller.core import SYNC_RESTART_EVERY_NS
+    from controller.sync.service import SyncService
+
+    (tmp_path / "venue.yaml").write_text(VENUE, encoding="utf-8")
+    (tmp_path / "show.yaml").write_text(SHOW, encoding="utf-8")
+    timeline, venue = compile_show(tmp_path / "show.yaml")
+    c = ControllerCore(timeline, venue, sync=SyncService(venue))
+    _, now = _playing(c)
+    for i in range(20):  # a new boot every 1.5 s, forged or flapping
+        at = now + i * 1_500 * MS
+        c.receive_mqtt("madang/dev/xr-1/status", json.dumps({"state": "ready", "boot": i}).encode(), at)
+    assert c.counters["late_joins"] == 20  # catch-up state each time (once a second at most)
+    assert c.counters["sync_restarts_limited"] == 19  # its clock sync restarted once
+    later = now + SYNC_RESTART_EVERY_NS + 1
+    c.receive_mqtt("madang/dev/xr-1/status", b'{"state": "ready", "boot": 99}', later)
+    assert c.counters["sync_restarts_limited"] == 19

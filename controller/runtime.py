@@ -76,6 +76,7 @@ from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
 from controller.web import WebFront
 from cues.timeline import Timeline
+from venues.broker import BrokerLogin
 from venues.errors import MadangError
 from venues.model import Venue
 
@@ -102,6 +103,8 @@ class RuntimeOptions:
     """How to run a show; the command line fills this."""
 
     broker_url: str | None = None
+    # The broker login (password, TLS files; docs/security.md): controller.mqtt.broker_login.
+    broker_login: BrokerLogin | None = None
     control_port: int | None = 53000
     control_allow: list[str] | None = None
     go: bool = False
@@ -241,6 +244,7 @@ class Runtime:
             will=None if standby else controller_will(self._offline_state()),
             clock=self.clock.wall_ns,
             keepalive=2 if self.paired else 10,  # a pair notices a dead broker within seconds
+            login=self.opts.broker_login,
         )
         for topic_filter in self.core.subscriptions():  # device reports, then event triggers
             self.mqtt.subscribe(topic_filter, 0)

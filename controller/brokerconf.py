@@ -215,13 +215,14 @@ def _conf(venue: Venue, folder: Path, port: int | None, bind: str | None, tls: B
         "allow_anonymous false",
         f"password_file {folder / PASSWD_FILE}",
         f"acl_file {folder / ACL_FILE}",
-        "# A client's id is its user name: a device's password cannot knock another device off.",
-        "use_username_as_clientid true",
         "# Cue messages are small and on a deadline: no Nagle delay (docs/mqtt.md).",
         "set_tcp_nodelay true",
         "max_queued_messages 100000",
         "",
         f"listener {listen}" + (f" {bind}" if bind else ""),
+        # A listener's setting (before any listener it would open a default one on 1883).
+        "# A client's id is its user name: a device's password cannot knock another device off.",
+        "use_username_as_clientid true",
     ]
     if tls is not None:
         lines += [f"certfile {tls.cert}", f"keyfile {tls.key}", "tls_version tlsv1.2"]
@@ -231,7 +232,7 @@ def _conf(venue: Venue, folder: Path, port: int | None, bind: str | None, tls: B
             lines.append("require_certificate true")
     else:
         lines.insert(
-            len(lines) - 1,
+            lines.index(f"listener {listen}" + (f" {bind}" if bind else "")),
             "# No TLS: passwords cross the network in clear. Give --tls-cert/--tls-key for a TLS listener.",
         )
     return "\n".join(lines) + "\n"

@@ -17,11 +17,14 @@ from typing import Any
 
 from controller.core import show_slug
 from controller.journal import JOURNAL_FILE, LastRun, default_journal_dir, last_run
+from controller.mqtt import broker_login, tls_context
 from controller.outputs import prepare
 from controller.runtime import Runtime, RuntimeOptions
 from cues.compiler import compile_show
+from venues.broker import BrokerFiles, BrokerLogin, parse_broker_url
+from venues.model import Venue
 
-__all__ = ["run_show_cli"]
+__all__ = ["broker_login_of", "run_show_cli"]
 
 
 def run_show_cli(args: argparse.Namespace) -> int:
@@ -36,8 +39,10 @@ def run_show_cli(args: argparse.Namespace) -> int:
         resume = offer_resume(last_run(journal / JOURNAL_FILE), input)
     if journal is not None:
         print(f"madang: journal {journal}" + (" (resuming)" if resume else ""), file=sys.stderr)
+    url, login = broker_login_of(args, venue)
     opts = RuntimeOptions(
-        broker_url=args.broker,
+        broker_url=url,
+        broker_login=login,
         control_port=None if args.control_port < 0 else args.control_port,
         control_allow=args.control_allow,
         go=args.go,
@@ -105,3 +110,23 @@ def offer_resume(run: LastRun, ask: Callable[[str], str]) -> bool:
     except EOFError:
         return False
     return answer.strip().lower() in ("", "y", "yes")
+
+
+def broker_login_of(args: argparse.Namespace, venue: Venue) -> tuple[str, BrokerLogin]:
+    """The broker URL (``--broker``, else the venue's) and its login: the password from
+    ``--broker-password-file`` (else the venue's ``broker_auth.password_file``, else
+    ``MADANG_BROKER_PASSWORD``) and the TLS files (the command line's over the venue's). The TLS
+    files are loaded now, so a missing or bad one fails before anything starts
+    (:class:`controller.mqtt.BrokerLoginError`)."""
+    url = getattr(args, "broker", None) or venue.broker
+    cli = BrokerFiles(
+        getattr(args, "broker_ca", None),
+        getattr(args, "broker_cert", None),
+        getattr(args, "broker_key", None),
+        getattr(args, "broker_password_file", None),
+    )
+    files = venue.broker_files.merged(cli) if venue.broker_files is not None else cli
+    login = broker_login(url, files)
+    if parse_broker_url(url).tls:
+        tls_context(login)
+    return url, login

@@ -135,7 +135,9 @@ _CONNACK_ACCEPTED = bytes([0x20, 2, 0, 0])
 def _answers_mqtt(port: int, *, any_connack: bool = False, tls: bool = False) -> bool:
     """Whether an MQTT broker accepts a connection on ``127.0.0.1:port`` (``any_connack``: or
     refuses it with a CONNACK, as a broker without anonymous access does), over TLS if ``tls``
-    (the probe does not verify the certificate: it only asks whether the broker is up)."""
+    (the probe does not verify the certificate: it only asks whether the broker is up; a broker
+    that asks for a client certificate refuses it at the TLS layer, which counts as answering
+    with ``any_connack``)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw:
             s = raw
@@ -144,14 +146,19 @@ def _answers_mqtt(port: int, *, any_connack: bool = False, tls: bool = False) ->
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
                 s = context.wrap_socket(raw)
-            s.sendall(_PROBE_CONNECT)
             reply = b""
-            while len(reply) < len(_CONNACK_ACCEPTED):
-                chunk = s.recv(len(_CONNACK_ACCEPTED) - len(reply))
-                if not chunk:
-                    return False
-                reply += chunk
-            s.sendall(_PROBE_DISCONNECT)
+            try:
+                s.sendall(_PROBE_CONNECT)
+                while len(reply) < len(_CONNACK_ACCEPTED):
+                    chunk = s.recv(len(_CONNACK_ACCEPTED) - len(reply))
+                    if not chunk:
+                        return False
+                    reply += chunk
+                s.sendall(_PROBE_DISCONNECT)
+            except ssl.SSLError:
+                # The handshake went through, then the broker's TLS layer refused us (TLS 1.3
+                # tells a client without a certificate only now): a broker answers there.
+                return any_connack
             if any_connack:
                 return reply[:2] == _CONNACK_ACCEPTED[:2]
             return reply == _CONNACK_ACCEPTED

@@ -97,3 +97,25 @@ def test_the_environment_is_read_by_default(monkeypatch: pytest.MonkeyPatch) -> 
     assert PASSWORD_ENV not in os.environ
     with pytest.raises(BrokerLoginError):
         broker_login("mqtt://u@h")
+
+
+def test_the_command_line_overrides_the_venue_files(tmp_path: Path) -> None:
+    import argparse
+    import dataclasses
+
+    from madang.show import broker_login_of
+    from venues.loader import find_venue, load_venue
+
+    venue_pw, cli_pw = tmp_path / "venue.pass", tmp_path / "cli.pass"
+    venue_pw.write_text("from-venue\n")
+    cli_pw.write_text("from-cli\n")
+    venue = dataclasses.replace(
+        load_venue(find_venue("han-river")),
+        broker="mqtt://madang-controller@127.0.0.1:1883",
+        broker_files=BrokerFiles(password_file=str(venue_pw)),
+    )
+    args = argparse.Namespace(broker=None, broker_password_file=None, broker_ca=None)
+    url, login = broker_login_of(args, venue)
+    assert (url, login.username, login.password) == (venue.broker, "madang-controller", "from-venue")
+    args.broker_password_file = str(cli_pw)
+    assert broker_login_of(args, venue)[1].password == "from-cli"

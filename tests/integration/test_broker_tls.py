@@ -198,3 +198,30 @@ def test_a_simulated_show_plays_through_the_venues_acl_broker_over_tls(
     assert "MQTT connected" in output  # the debug log ran, and said whom it connected as
     for name, password in secrets.items():
         assert password not in output, f"the password of {name} reached the log"
+
+
+def test_headsets_in_their_own_process_log_in_too(tls_broker: tuple[MosquittoBroker, Path], pki: Pki) -> None:
+    """play_real's headset process (used from 200 headsets on) gets each headset's identity."""
+    from cues.compiler import compile_show
+    from simulators.harness import play_real
+
+    broker, folder = tls_broker
+    url = _url(broker)
+    login = broker_login(
+        url, BrokerFiles(str(pki.ca), password_file=str(folder / f"{CONTROLLER_USER}.password")), environ={}
+    )
+    timeline, venue = compile_show(SIM_YARD)
+    report, _, rt = asyncio.run(
+        play_real(
+            timeline,
+            venue,
+            broker_url=url,
+            broker_login=login,
+            device_passwords=read_secrets(folder / "secrets"),
+            headset_process=True,
+            control_port=None,
+        )
+    )
+    assert rt.exit_code == 0
+    assert report["headset_process"] is True
+    assert report["missed"] == 0 and report["cues_fired"] >= 5

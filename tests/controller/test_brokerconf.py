@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -149,13 +150,34 @@ def test_a_device_named_like_a_controller_is_refused(tmp_path: Path) -> None:
 
 # -- the policy in a real Mosquitto -----------------------------------------------------------------
 
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "config" / "venues").glob("*.yaml"))
 
-@pytest.fixture(scope="module")
-def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MosquittoBroker, dict[str, str]]]:
-    """The shipped Han River venue's generated config (plain TCP) in a real Mosquitto."""
-    folder = tmp_path_factory.mktemp("han-river-broker")
-    for broker in venue_broker(HAN_RIVER, folder, events=("xr/+/ready",)):
-        yield broker, read_secrets(folder / "secrets")
+
+@dataclass
+class Site:
+    """A shipped venue's generated config running in a real Mosquitto, and who is who there: a
+    device ``dev``, a device ``other`` of another zone, and a kind ``dev`` is not."""
+
+    venue: Venue
+    broker: MosquittoBroker
+    secrets: dict[str, str]
+    dev: Device
+    other: Device
+    other_kind: str
+
+
+@pytest.fixture(scope="module", params=SHIPPED, ids=[p.stem for p in SHIPPED])
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """Each shipped venue's generated config (plain TCP) in a real Mosquitto."""
+    venue = load_venue(request.param)
+    folder = tmp_path_factory.mktemp(f"{venue.id}-broker")
+    devices = device_identities(venue)
+    dev = devices[0]
+    other = next(d for d in devices if d.zone != dev.zone)
+    other_kind = next(d.kind for d in venue.devices if d.kind != dev.kind)
+    events = (f"{dev.kind}/+/ready",)
+    for broker in venue_broker(venue, folder, events=events):
+        yield Site(venue, broker, read_secrets(folder / "secrets"), dev, other, other_kind)
 
 
 @pytest.fixture
@@ -166,111 +188,97 @@ def clients() -> Iterator[list[Client]]:
         c.close()
 
 
-def _login(
-    acl_broker: tuple[MosquittoBroker, dict[str, str]], clients: list[Client], user: str, client_id: str = ""
-) -> Client:
-    broker, secrets = acl_broker
-    c = Client(broker.port, client_id=client_id)
+def _login(site: Site, clients: list[Client], user: str, client_id: str = "") -> Client:
+    c = Client(site.broker.port, client_id=client_id)
     clients.append(c)
-    assert c.connect(user, secrets[user]) == 0, f"{user} was refused"
+    assert c.connect(user, site.secrets[user]) == 0, f"{user} was refused"
     return c
 
 
 @pytest.mark.integration
 def test_a_device_cannot_publish_a_cue_a_clock_model_or_anothers_pong(
-    acl_broker: tuple[MosquittoBroker, dict[str, str]], clients: list[Client]
+    site: Site, clients: list[Client]
 ) -> None:
-    ctl = _login(acl_broker, clients, CONTROLLER_USER)
+    dev, other = site.dev, site.other
+    ctl = _login(site, clients, CONTROLLER_USER)
     ctl.subscribe("#")
-    dev = _login(acl_broker, clients, "xr-0001")
+    me = _login(site, clients, dev.id)
     forged = [
         (wire.CUE_TOPIC, b'{"forged":"cue to everyone"}'),
-        (wire.zone_cue_topic("banpo"), b'{"forged":"zone cue"}'),
-        (wire.device_cue_topic("xr-0002"), b'{"forged":"device cue"}'),
-        ("madang/dev/xr-0001/clock", b'{"forged":"own clock model"}'),
-        ("madang/dev/xr-0002/clock", b'{"forged":"clock model"}'),
-        ("madang/dev/xr-0002/pong", b'{"forged":"another device pong"}'),
-        ("madang/dev/xr-0002/status", b'{"state":"offline"}'),
-        ("xr/xr-0002/ready", b'{"forged":"another device event"}'),
+        (wire.zone_cue_topic(dev.zone), b'{"forged":"cue to its own zone"}'),
+        (wire.zone_cue_topic(other.zone), b'{"forged":"zone cue"}'),
+        (wire.device_cue_topic(dev.id), b'{"forged":"its own cue"}'),
+        (wire.device_cue_topic(other.id), b'{"forged":"device cue"}'),
+        (f"{dev.topic_root}/clock", b'{"forged":"own clock model"}'),
+        (f"{other.topic_root}/clock", b'{"forged":"clock model"}'),
+        (f"{other.topic_root}/ping", b'{"forged":"ping"}'),
+        (f"{other.topic_root}/pong", b'{"forged":"another device pong"}'),
+        (f"{other.topic_root}/status", b'{"state":"offline"}'),
+        (f"{dev.kind}/{other.id}/ready", b'{"forged":"another device event"}'),
     ]
     for topic, payload in forged:
-        dev.publish(topic, payload)
-    dev.publish(wire.STATE_TOPIC, b'{"state":"playing","term":99}', retain=True)
-    dev.publish("xr/xr-0001/ready", b'{"own":"event"}')  # allowed: its own event
-    dev.publish("madang/dev/xr-0001/pong", b'{"seq":1}')  # allowed: the last word
-    before = ctl.wait_for("madang/dev/xr-0001/pong", b'{"seq":1}')
-    assert [(t, p) for t, p, _ in before] == [("xr/xr-0001/ready", b'{"own":"event"}')]
+        me.publish(topic, payload)
+    me.publish(wire.STATE_TOPIC, b'{"state":"playing","term":99}', retain=True)
+    me.publish(f"{dev.kind}/{dev.id}/ready", b'{"own":"event"}')  # allowed: its own event
+    me.publish(f"{dev.topic_root}/pong", b'{"seq":1}')  # allowed: the last word
+    before = ctl.wait_for(f"{dev.topic_root}/pong", b'{"seq":1}')
+    assert [(t, p) for t, p, _ in before] == [(f"{dev.kind}/{dev.id}/ready", b'{"own":"event"}')]
     # The forged retained state did not replace anything: a new subscriber sees none.
-    late = _login(acl_broker, clients, STANDBY_USER)
+    late = _login(site, clients, STANDBY_USER)
     late.subscribe(wire.STATE_TOPIC)
-    ctl.publish("madang/probe", b"end")
     late.subscribe("madang/probe")
-    ctl.publish("madang/probe", b"end2")
-    assert not any(t == wire.STATE_TOPIC for t, _, _ in late.wait_for("madang/probe", b"end2"))
+    ctl.publish("madang/probe", b"end")
+    assert not any(t == wire.STATE_TOPIC for t, _, _ in late.wait_for("madang/probe", b"end"))
 
 
 @pytest.mark.integration
-def test_a_device_reads_only_its_own_and_its_groups_topics(
-    acl_broker: tuple[MosquittoBroker, dict[str, str]], clients: list[Client]
-) -> None:
-    ctl = _login(acl_broker, clients, CONTROLLER_USER)
-    dev = _login(acl_broker, clients, "xr-0001")  # zone yeouido, kind xr
-    dev.subscribe("#")  # asks for everything; the ACL decides what it gets
+def test_a_device_reads_only_its_own_and_its_groups_topics(site: Site, clients: list[Client]) -> None:
+    dev, other = site.dev, site.other
+    ctl = _login(site, clients, CONTROLLER_USER)
+    me = _login(site, clients, dev.id)
+    me.subscribe("#")  # asks for everything; the ACL decides what it gets
     others = [
-        (wire.zone_cue_topic("banpo"), b"other zone"),
-        (wire.kind_cue_topic("ar"), b"other kind"),
-        (wire.device_cue_topic("xr-0002"), b"other device cue"),
-        ("madang/dev/xr-0002/ping", b"other ping"),
-        ("madang/dev/xr-0002/clock", b"other clock"),
-        ("madang/dev/xr-0002/pong", b"other pong"),
-        ("xr/xr-0002/scene", b"other show topic"),
+        (wire.zone_cue_topic(other.zone), b"other zone"),
+        (wire.kind_cue_topic(site.other_kind), b"other kind"),
+        (wire.device_cue_topic(other.id), b"other device cue"),
+        (f"{other.topic_root}/ping", b"other ping"),
+        (f"{other.topic_root}/clock", b"other clock"),
+        (f"{other.topic_root}/pong", b"other pong"),
+        (f"{dev.kind}/{other.id}/scene", b"other show topic"),
     ]
     own = [
         (wire.CUE_TOPIC, b"all"),
-        (wire.zone_cue_topic("yeouido"), b"own zone"),
-        (wire.kind_cue_topic("xr"), b"own kind"),
-        (wire.device_cue_topic("xr-0001"), b"own cue"),
-        ("madang/dev/xr-0001/ping", b"own ping"),
-        ("madang/dev/xr-0001/clock", b"own clock"),
-        ("madang/dev/xr-0001/param/brightness", b"own param"),
+        (wire.zone_cue_topic(dev.zone), b"own zone"),
+        (wire.kind_cue_topic(dev.kind), b"own kind"),
+        (wire.device_cue_topic(dev.id), b"own cue"),
+        (f"{dev.topic_root}/ping", b"own ping"),
+        (f"{dev.topic_root}/clock", b"own clock"),
+        (f"{dev.topic_root}/param/brightness", b"own param"),
     ]
     for topic, payload in others + own:
         ctl.publish(topic, payload)
     ctl.publish(wire.STATE_TOPIC, b"state")
-    before = dev.wait_for(wire.STATE_TOPIC, b"state")
+    before = me.wait_for(wire.STATE_TOPIC, b"state")
     assert [(t, p) for t, p, _ in before] == own
 
 
 @pytest.mark.integration
-def test_anonymous_and_wrong_passwords_get_nothing(
-    acl_broker: tuple[MosquittoBroker, dict[str, str]],
-) -> None:
-    broker, secrets = acl_broker
-    anonymous = Client(broker.port)
-    try:
-        assert anonymous.connect() == 5  # not authorised: no session, nothing to read or write
-    finally:
-        anonymous.close()
-    wrong = Client(broker.port)
-    try:
-        assert wrong.connect("xr-0001", secrets["xr-0002"]) in (4, 5)
-    finally:
-        wrong.close()
-    nobody = Client(broker.port)
-    try:
-        assert nobody.connect("intruder", "guess") in (4, 5)
-    finally:
-        nobody.close()
+def test_anonymous_and_wrong_passwords_get_nothing(site: Site) -> None:
+    for user, password in [(None, None), (site.dev.id, site.secrets[site.other.id]), ("intruder", "guess")]:
+        c = Client(site.broker.port)
+        try:
+            rc = c.connect(user, password)
+        finally:
+            c.close()
+        assert rc == 5 if user is None else rc in (4, 5), (user, rc)  # refused: no session at all
 
 
 @pytest.mark.integration
-def test_a_device_cannot_take_over_anothers_client_id(
-    acl_broker: tuple[MosquittoBroker, dict[str, str]], clients: list[Client]
-) -> None:
-    ctl = _login(acl_broker, clients, CONTROLLER_USER)
-    victim = _login(acl_broker, clients, "xr-0002", client_id="xr-0002")
-    victim.subscribe(wire.device_cue_topic("xr-0002"))
-    _login(acl_broker, clients, "xr-0001", client_id="xr-0002")  # the client id is forced to xr-0001
-    ctl.publish(wire.device_cue_topic("xr-0002"), b"still here")
-    victim.wait_for(wire.device_cue_topic("xr-0002"), b"still here")
+def test_a_device_cannot_take_over_anothers_client_id(site: Site, clients: list[Client]) -> None:
+    ctl = _login(site, clients, CONTROLLER_USER)
+    victim = _login(site, clients, site.other.id, client_id=site.other.id)
+    victim.subscribe(wire.device_cue_topic(site.other.id))
+    _login(site, clients, site.dev.id, client_id=site.other.id)  # the client id is forced to its own
+    ctl.publish(wire.device_cue_topic(site.other.id), b"still here")
+    victim.wait_for(wire.device_cue_topic(site.other.id), b"still here")
     assert not victim.disconnected.is_set()

@@ -225,3 +225,57 @@ def test_headsets_in_their_own_process_log_in_too(tls_broker: tuple[MosquittoBro
     assert rt.exit_code == 0
     assert report["headset_process"] is True
     assert report["missed"] == 0 and report["cues_fired"] >= 5
+
+
+def test_madang_simulate_brings_the_venue_up_on_the_acl_broker(
+    tls_broker: tuple[MosquittoBroker, Path], pki: Pki
+) -> None:
+    """``madang simulate VENUE --device-secrets FILE --broker-ca CA``: every headset logs in as
+    itself and announces ``ready`` (which only its own identity may publish)."""
+    import signal
+    import ssl
+    import time
+
+    from tests.brokers import Client
+
+    broker, folder = tls_broker
+    secrets = read_secrets(folder / "secrets")
+    watcher = Client(broker.port, tls=ssl.create_default_context(cafile=str(pki.ca)))
+    assert watcher.connect(CONTROLLER_USER, secrets[CONTROLLER_USER]) == 0
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "madang",
+            "simulate",
+            str(SIM / "sim-yard-venue.yaml"),
+            "--broker",
+            f"mqtts://127.0.0.1:{broker.port}",
+            "--device-secrets",
+            str(folder / "secrets"),
+            "--broker-ca",
+            str(pki.ca),
+            "--duration",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        watcher.subscribe("madang/dev/+/status")
+        want = {f"madang/dev/xr-{i}/status" for i in range(1, 7)}
+        deadline = time.monotonic() + 30
+        ready: set[str] = set()
+        while time.monotonic() < deadline and ready != want:
+            # Live publishes only (a retained status may be an earlier test's headset's).
+            ready = {t for t, p, retained in list(watcher.got) if not retained and b'"ready"' in p}
+            time.sleep(0.05)
+        assert ready == want
+    finally:
+        watcher.close()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-3000:]
+    for password in secrets.values():
+        assert password not in out + err

@@ -59,3 +59,16 @@ def test_broker_auth_has_no_password_key() -> None:
     text = _VENUE.format(broker="mqtt://u@h", auth="broker_auth: {password: hunter2}")
     with pytest.raises(SourceErrors, match="password"):
         venue_from_doc(parse_yaml(text, "v.yaml"))
+
+
+def test_a_written_venue_keeps_its_broker_auth(tmp_path: Path) -> None:
+    from venues.writer import venue_yaml
+
+    auth = "broker_auth: {ca: ca.pem, password_file: ctl.pass}"
+    venue = load_venue(_venue_file(tmp_path, "mqtts://madang-controller@broker.lan:8883", auth))
+    copy = tmp_path / "elsewhere" / "copy.yaml"
+    copy.parent.mkdir()
+    copy.write_text(venue_yaml(venue), encoding="utf-8")
+    assert load_venue(copy).broker_files == venue.broker_files
+    # Written for another broker (madang simulate --map), the venue's login is left out.
+    assert "broker_auth" not in venue_yaml(venue, broker="mqtt://127.0.0.1:1883")

@@ -310,6 +310,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.device_secrets and not args.simulate:
+        print(
+            "madang run: --device-secrets logs the simulated devices in (--simulate); real devices "
+            "hold their own passwords",
+            file=sys.stderr,
+        )
+        return 2
     if args.simulate:
         from madang.rehearsal import run_simulated_cli
 

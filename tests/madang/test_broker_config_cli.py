@@ -65,3 +65,8 @@ def test_incomplete_tls_options_are_refused(
     assert main(["broker-config", "han-river", "-o", str(tmp_path / "b"), *extra]) == 2
     assert says in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_device_secrets_are_for_a_simulated_run_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "show.yaml", "--device-secrets", "secrets"]) == 2
+    assert "--simulate" in capsys.readouterr().err

@@ -76,7 +76,8 @@ def setup_logging(*, verbose: int = 0, json_logs: bool = False, stream: Any = No
 
 
 def _web_options(sp: argparse.ArgumentParser) -> None:
-    """``--web-port``, ``--web-host``, ``--web-origin`` (controller.web; docs/operator.md, "Web")."""
+    """``--web-port``, ``--web-host``, ``--web-origin`` and the console's token files
+    (controller.web; docs/operator.md, "Web" and "The browser console")."""
     sp.add_argument(
         "--web-port",
         type=_int_in(-1, 65535, "a TCP port; 0: any free port, -1: off"),
@@ -99,6 +100,19 @@ def _web_options(sp: argparse.ArgumentParser) -> None:
         help="a browser origin (https://host[:port]) allowed on the web sockets besides the server's own "
         "(repeatable)",
     )
+    sp.add_argument(
+        "--operator-token-file",
+        metavar="FILE",
+        help="the browser console's operator token (may drive), the first line of FILE (default "
+        "$MADANG_OPERATOR_TOKEN, else generated and printed in the console's URL)",
+    )
+    sp.add_argument(
+        "--viewer-token-file",
+        metavar="FILE",
+        help="the browser console's viewer token (may only watch), the first line of FILE (default "
+        "$MADANG_VIEWER_TOKEN, else generated and printed)",
+    )
+    sp.add_argument("--no-console", action="store_true", help="serve no browser console on the web port")
 
 
 def _print_findings(err: SourceErrors) -> None:

@@ -167,7 +167,7 @@ def parse_console(msg: Mapping[str, Any]) -> Command | Refusal:
         return Refusal(f"unknown console command {str(name)[:40]!r}; the commands are: {known}")
     parsed = parse_command(address, args)
     if isinstance(parsed, Refusal):
-        return Refusal(parsed.reason.replace(address, f"{name}"))
+        return parsed  # the control port's reason: its address names the command
     if isinstance(parsed, Query | Subscribe):
         return Refusal(f"{name} is not a transport command")
     return parsed
@@ -264,7 +264,7 @@ class ConsoleDesk:
         self.access = access
         self.hooks = hooks
         self.clock = clock
-        self.attempts = attempts or Attempts()
+        self.attempts = attempts if attempts is not None else Attempts()  # (an empty one is falsy)
         self.rate_hz = rate_hz
         self.grid_every_s = grid_every_s
         self.sessions: list[ConsoleSession] = []

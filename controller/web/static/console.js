@@ -20,6 +20,7 @@
   const ui = (window.madangConsole = {
     connected: false, signedIn: false, role: null, source: "", state: null, log: [],
     replies: [], presence: "", sync: "", attempts: 0, denied: null,
+    timings: { build_ms: null, grid_ms: [], state_ms: [] }, // render costs (madang bench console)
   });
 
   // -- the token: from the URL's fragment (never sent to the server) into this tab's storage ----
@@ -200,6 +201,7 @@
   }
 
   function renderState(s) {
+    const t0 = performance.now();
     ui.state = s;
     const tr = $("transport");
     tr.textContent = s.state.toUpperCase() + (s.rate !== 1 ? ` ×${s.rate}` : "");
@@ -231,6 +233,8 @@
     if (pause) pause.textContent = s.state === "paused" ? "RESUME" : "PAUSE";
     renderCues(s);
     renderVenue(s);
+    ui.timings.state_ms.push(performance.now() - t0);
+    if (ui.timings.state_ms.length > 100) ui.timings.state_ms.shift();
   }
 
   let cueKey = "";
@@ -271,7 +275,8 @@
       td[5].className = "status" + (st.trig ? " trig" : "");
       td[6].textContent = c.spread || "";
       td[7].textContent = c.notes;
-      tr.className = (c.role || "") + (c.cue === selected ? " selected" : "");
+      const pending = c.clock && c.clock.starts_in_ns !== null;
+      tr.className = (pending ? "pending" : c.role || "") + (c.cue === selected ? " selected" : "");
       tr.dataset.role = c.role || "";
       if (c.role && !focus) focus = tr;
     });
@@ -362,6 +367,7 @@
   const PRESENCE = { o: "online", l: "late", x: "offline", u: "not heard yet", v: "vacant seat" };
   const SYNC = { "-": "not clock-synced (plays on receipt)", w: "no clock model yet", b: "OVER the sync budget", s: "synced" };
   function buildGrid(groups) {
+    const t0 = performance.now();
     const grid = $("grid");
     grid.replaceChildren();
     cells = [];
@@ -385,12 +391,16 @@
         frag.appendChild(c);
       }
       box.appendChild(frag);
-      z.append(h, box);
+      const trouble = document.createElement("div");
+      trouble.className = "trouble";
+      trouble.hidden = true;
+      z.append(h, trouble, box);
       grid.appendChild(z);
-      zones.push({ zone: g.zone, h, idx });
+      zones.push({ zone: g.zone, h, idx, trouble });
     }
     ui.presence = "";
     ui.sync = "";
+    ui.timings.build_ms = performance.now() - t0;
   }
 
   $("grid").addEventListener("click", (ev) => {
@@ -406,6 +416,7 @@
   });
 
   function renderGrid(msg) {
+    const t0 = performance.now();
     const p = msg.presence;
     const s = msg.sync;
     for (let i = 0; i < cells.length; i++) {
@@ -419,7 +430,13 @@
     let heard = 0;
     for (const z of zones) {
       const count = { o: 0, l: 0, x: 0, u: 0, v: 0, b: 0, s: 0 };
-      for (const i of z.idx) { count[p[i]] += 1; if (s[i] === "b" || s[i] === "s") count[s[i]] += 1; }
+      const trouble = { x: [], l: [], b: [] };
+      for (const i of z.idx) {
+        count[p[i]] += 1;
+        if (s[i] === "b" || s[i] === "s") count[s[i]] += 1;
+        if (p[i] === "x" || p[i] === "l") trouble[p[i]].push(devices[i].id);
+        if (s[i] === "b") trouble.b.push(devices[i].id);
+      }
       heard += count.o + count.l + count.x;
       z.h.innerHTML = "";
       z.h.append(document.createTextNode(`${z.zone} `));
@@ -432,8 +449,18 @@
       if (count.b) text += ` · ${n(count.b)} over budget`;
       d.textContent = text;
       z.h.appendChild(d);
+      // Which devices are in trouble, by name: no finger has to find a 12-pixel cell on the night.
+      const parts = [];
+      const names = (ids) => ids.slice(0, 8).join(", ") + (ids.length > 8 ? ` +${n(ids.length - 8)} more` : "");
+      if (trouble.x.length) parts.push("offline: " + names(trouble.x));
+      if (trouble.l.length) parts.push("late: " + names(trouble.l));
+      if (trouble.b.length) parts.push("over budget: " + names(trouble.b));
+      z.trouble.textContent = parts.join(" · ");
+      z.trouble.hidden = parts.length === 0;
     }
     $("grid").dataset.filled = String(heard);
+    ui.timings.grid_ms.push(performance.now() - t0);
+    if (ui.timings.grid_ms.length > 100) ui.timings.grid_ms.shift();
   }
 
   // -- the controls (operators only) ----------------------------------------------------------

@@ -206,7 +206,9 @@ class Runtime:
         self._console_task: asyncio.Task[None] | None = None
         # Read the console's tokens now: a bad token file fails the run before anything plays.
         token_files = {Role.OPERATOR: options.operator_token_file, Role.VIEWER: options.viewer_token_file}
-        self.access = Access.configured(token_files) if options.console else None
+        self.access = (
+            Access.configured(token_files) if options.console and options.web_port is not None else None
+        )
         self._generated = {role: token_files[role] is None and not os.environ.get(ENV[role]) for role in Role}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()

@@ -10,6 +10,9 @@ night's worth. Measured:
 * ``update_us`` p50/p99: the controller's cost of one update round, the view model to encoded
   bytes (the grid included) and written to one console: the CPU the console takes from the loop
   that also runs the pump, at most 10 times a second;
+* ``runtime_us``: the same round from a real :class:`~controller.runtime.Runtime` of the shipped
+  Han River show (1,217 devices, armed, no sockets): ``state`` (the view model to bytes, up to
+  10 times a second) and ``grid`` (every device's presence and sync, once a second);
 * with ``browser`` (Debian's ``/usr/bin/chromium`` through Playwright), the page's own costs,
   timed in the page (``window.madangConsole.timings``): ``build_ms`` to build the grid at sign-in,
   ``grid_ms`` and ``state_ms`` p50/max to apply one update, and ``go_reply_ms``: a tap on GO to
@@ -132,10 +135,42 @@ async def _run(
         "p50": round(float(np.percentile(us, 50)), 1),
         "p99": round(float(np.percentile(us, 99)), 1),
     }
+    out["runtime_us"] = _runtime(rounds)
     if browser and Path(CHROMIUM).exists():
         out["browser"] = await _browser(desk, access)
     else:
         out["browser"] = None
+    return out
+
+
+def _runtime(rounds: int) -> dict[str, Any]:
+    from controller.runtime import Runtime, RuntimeOptions
+    from cues.compiler import compile_show
+    from simulators.harness import shipped_show
+
+    timeline, venue = compile_show(shipped_show("han-river"))
+    rt = Runtime(timeline, venue, RuntimeOptions(view=False, control_port=None, console=False))
+    rt.player.start(rt.clock.wall_ns())
+    access = Access.generated()
+    hooks = ConsoleHooks(
+        command=lambda c, s: ("ok", None), note=lambda *_: None, view=rt.view_model, grid=rt.device_grid
+    )
+    desk = ConsoleDesk(venue, access, hooks, clock=SystemClock())
+    role, _, _ = desk.hello(f'{{"op":"hello","token":"{access.operator}"}}', "127.0.0.1", 0)
+    assert role is not None
+    desk.sessions.append(ConsoleSession(role, "bench", write=lambda f: None))
+    out: dict[str, Any] = {"devices": len(venue.devices)}
+    for name, grid in (("state", False), ("grid", True)):
+        costs = []
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            desk.push(desk.updates(grid))
+            costs.append(time.perf_counter_ns() - t0)
+        us = np.array(costs) / 1000
+        out[name] = {
+            "p50": round(float(np.percentile(us, 50)), 1),
+            "p99": round(float(np.percentile(us, 99)), 1),
+        }
     return out
 
 

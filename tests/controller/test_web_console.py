@@ -19,12 +19,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from controller.access import Access, Attempts
 from controller.clock import SystemClock
-from controller.control import Refusal
+from controller.control import Refusal, parse_command
 from controller.playback import Go, LoadAt, Panic, PlayheadNext, Seek, SetRate, Stop, TogglePause
 from controller.presence import DeviceHealth, Presence
 from controller.telemetry import Telemetry
 from controller.view import LogLine, ViewModel
 from controller.web.console import (
+    CONSOLE_COMMANDS,
     LOG_LINES,
     ConsoleDesk,
     ConsoleHooks,
@@ -130,6 +131,20 @@ def test_console_messages_become_the_control_ports_commands(msg: dict[str, Any],
 def test_bad_console_messages_are_refused_with_the_reason(msg: dict[str, Any], reason: str) -> None:
     got = parse_console(msg)
     assert isinstance(got, Refusal) and reason in got.reason, got
+
+
+def test_the_command_table_says_what_each_message_parses_as() -> None:
+    for msg, address in CONSOLE_COMMANDS:
+        filled = msg.replace(": C", ': "bloom"').replace(": S", ": 60").replace(": R", ": 2")
+        path, *args = address.replace("/C", "/bloom").split()
+        want = parse_command(path, [float(a.replace("S", "60").replace("R", "2")) for a in args])
+        assert parse_console(json.loads(filled)) == want, msg
+
+
+def test_docs_list_every_console_command_with_its_control_address() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text(encoding="utf-8")
+    for msg, address in CONSOLE_COMMANDS:
+        assert f"| `{msg}` | `{address}` |" in doc, msg
 
 
 # -- sign-in -----------------------------------------------------------------------------------
@@ -347,3 +362,46 @@ def test_over_a_real_socket_a_viewer_watches_and_its_forged_go_is_refused(tmp_pa
             await server.close()
 
     asyncio.run(main())
+
+
+# -- the runtime's side: tokens from files, the URLs printed -----------------------------------
+
+
+def test_the_runtime_prints_generated_tokens_only_and_reads_given_ones_from_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.access import ENV, AccessError
+    from controller.runtime import Runtime, RuntimeOptions
+    from cues.compiler import compile_show
+
+    for var in ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    timeline, venue = compile_show(Path(__file__).resolve().parents[1] / "data" / "sim" / "sim-yard.yaml")
+    (tmp_path / "op.txt").write_text("stage-manager-secret\n", encoding="utf-8")
+
+    async def urls(**opts: Any) -> str:
+        rt = Runtime(timeline, venue, RuntimeOptions(view=False, control_port=None, web_port=0, **opts))
+        await rt._open_web()
+        assert rt.web is not None
+        await rt.web.close()
+        if rt._console_task is not None:
+            rt._console_task.cancel()
+        return capsys.readouterr().err
+
+    printed = asyncio.run(urls(operator_token_file=tmp_path / "op.txt"))
+    assert "stage-manager-secret" not in printed
+    assert (
+        "madang: console operator http://127.0.0.1:" in printed
+        and "#token=<the operator token you gave>" in printed
+    )
+    viewer = printed.split("madang: console viewer ", 1)[1].split()[0].split("#token=", 1)[1]
+    assert len(viewer) >= 20  # generated, and printed: nobody else knows it
+    printed = asyncio.run(urls(console=False))
+    assert "console" not in printed
+    (tmp_path / "short.txt").write_text("abc\n", encoding="utf-8")
+    with pytest.raises(AccessError, match=r"operator secret from .*short.txt is 3 characters long"):
+        Runtime(
+            timeline,
+            venue,
+            RuntimeOptions(view=False, web_port=0, operator_token_file=tmp_path / "short.txt"),
+        )

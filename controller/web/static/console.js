@@ -348,7 +348,7 @@
     ol.replaceChildren();
     for (const l of lines.slice().reverse()) {
       const li = document.createElement("li");
-      li.className = l.hint ? "hint" : l.ok ? "ok" : "refused";
+      li.className = l.hint ? "l-hint" : l.ok ? "l-ok" : "l-refused";
       const c = document.createElement("span"); c.className = "dim mono"; c.textContent = l.clock;
       const src = document.createElement("span"); src.className = "src"; src.textContent = l.source; src.title = l.source;
       const body = document.createElement("span");

@@ -876,7 +876,7 @@ class Runtime:
             worst=list(tel.worst),
             ready=gate.ready,
             ready_text=gate.label if gate.ready else f"{gate.label}: {gate.summary()}",
-            acks=tel.acks,
+            acks=self.telemetry.total_acks(),  # live: the summary above is up to a second old
             broker=self.mqtt.url if self.mqtt is not None else "",
             broker_connected=bool(self.mqtt and self.mqtt.connected),
             outbox=mstats.outbox if mstats is not None else 0,

@@ -188,3 +188,82 @@ async def _drive(pw: Any, urls: dict[str, str]) -> dict[str, Any]:
         finally:
             await browser.close()
     return out
+
+
+def test_a_lost_link_is_shown_at_once_and_the_page_reconnects_by_itself(tmp_path: Path) -> None:
+    """The controller's web server goes away under a signed-in operator's page (a Wi-Fi drop, a
+    restarted controller): the page says CONNECTION LOST, disables its buttons (nothing is sent
+    into the void), and signs in again by itself once the server is back, on a tablet in portrait."""
+    if not os.path.exists(CHROMIUM):
+        missing_tool("chromium", "chromium")
+    playwright = pytest.importorskip("playwright.async_api")
+    from controller.access import Access
+    from controller.clock import SystemClock
+    from controller.view import ViewModel
+    from controller.web.console import ConsoleDesk, ConsoleHooks, DeviceGrid
+    from controller.web.server import WebServer
+    from tests.integration.conftest import free_tcp_port
+    from venues.loader import load_venue
+
+    venue = load_venue(_venue(tmp_path))
+    access = Access.generated()
+    vm = ViewModel(
+        show="Sim Yard", venue="yard", state="armed", standby_cue="open", ready=True, ready_text="READY"
+    )
+    commands: list[Any] = []
+
+    def command(cmd: Any, source: str) -> tuple[str, Any]:
+        commands.append((cmd, source))
+        return "ok", {"state": "playing"}
+
+    desk = ConsoleDesk(
+        venue,
+        access,
+        ConsoleHooks(
+            command=command,
+            note=lambda *_: None,
+            view=lambda: vm,
+            grid=lambda: DeviceGrid("o" * len(venue.devices), "s" * len(venue.devices)),
+        ),
+        clock=SystemClock(),
+    )
+    port = free_tcp_port()
+
+    async def serve() -> tuple[WebServer, asyncio.Task[None]]:
+        server = WebServer(port=port)
+        desk.add_routes(server)
+        await server.start()
+        return server, asyncio.create_task(desk.run())
+
+    async def main() -> None:
+        server, task = await serve()
+        async with playwright.async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True)
+            try:
+                page = await browser.new_page(viewport={"width": 820, "height": 1180}, has_touch=True)
+                await page.goto(f"http://127.0.0.1:{port}/console#token={access.operator}")
+                await _until(page, "document.body.dataset.link === 'live'", "connected")
+                assert await page.locator("#lost").is_hidden()
+                await page.locator("#go").tap()
+                await _until(page, "window.madangConsole.replies.length === 1", "the GO's reply")
+                task.cancel()
+                await server.close()  # the controller's side of every socket goes away
+                await _until(
+                    page, "['lost', 'reconnecting'].includes(document.body.dataset.link)", "the link lost"
+                )
+                assert await page.locator("#lost").is_visible()
+                assert await page.locator("#go").is_disabled() and await page.locator("#panic").is_disabled()
+                server, task = await serve()
+                await _until(page, "document.body.dataset.link === 'live'", "connected again")
+                assert await page.locator("#lost").is_hidden() and await page.locator("#go").is_enabled()
+                await page.locator("#go").tap()
+                await _until(page, "window.madangConsole.replies.length === 2", "the second GO's reply")
+            finally:
+                await browser.close()
+                task.cancel()
+                await server.close()
+
+    asyncio.run(main())
+    assert len(commands) == 2 and all(
+        source.startswith("console operator 127.0.0.1") for _, source in commands
+    )

@@ -258,12 +258,17 @@ def test_a_lost_link_is_shown_at_once_and_the_page_reconnects_by_itself(tmp_path
                 assert await page.locator("#lost").is_hidden() and await page.locator("#go").is_enabled()
                 await page.locator("#go").tap()
                 await _until(page, "window.madangConsole.replies.length === 2", "the second GO's reply")
+                # The terminal's keys: Space is GO, and Enter does nothing (no button keeps the
+                # focus after a tap, so Enter cannot press one again).
+                await page.keyboard.press("Enter")
+                await page.keyboard.press("Space")
+                await _until(page, "window.madangConsole.replies.length === 3", "the Space key's GO reply")
             finally:
                 await browser.close()
                 task.cancel()
                 await server.close()
 
     asyncio.run(main())
-    assert len(commands) == 2 and all(
+    assert len(commands) == 3 and all(
         source.startswith("console operator 127.0.0.1") for _, source in commands
     )

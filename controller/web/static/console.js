@@ -499,7 +499,10 @@
 
   function wireControls() {
     for (const b of document.querySelectorAll("#controls [data-cmd]")) {
-      b.addEventListener("click", () => command(b.dataset.cmd));
+      b.addEventListener("click", () => {
+        b.blur(); // no button keeps the focus: Space is GO and Enter does nothing, as in the terminal
+        command(b.dataset.cmd);
+      });
     }
   }
 

@@ -441,7 +441,7 @@ class ConsoleDesk:
             self.counts["full"] += 1
             await _send_close(
                 conn,
-                {"type": "denied", "reason": f"{MAX_SESSIONS} consoles are open; close one"},
+                {"type": "busy", "reason": f"{MAX_SESSIONS} consoles are open; close one (retrying)"},
                 1013,
                 "full",
             )

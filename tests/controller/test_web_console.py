@@ -405,3 +405,33 @@ def test_the_runtime_prints_generated_tokens_only_and_reads_given_ones_from_file
             venue,
             RuntimeOptions(view=False, web_port=0, operator_token_file=tmp_path / "short.txt"),
         )
+
+
+def test_past_the_bound_of_open_consoles_one_is_told_busy_not_signed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import controller.web.console as console
+
+    monkeypatch.setattr(console, "MAX_SESSIONS", 1)
+    d = Desk(tmp_path)
+
+    async def main() -> None:
+        server = WebServer(port=0)
+        d.desk.add_routes(server)
+        await server.start()
+        url = f"ws://127.0.0.1:{server.port}/console/ws"
+        try:
+            async with connect(url) as first:
+                await first.send(json.dumps({"op": "hello", "token": OPERATOR}))
+                assert json.loads(await first.recv())["type"] == "welcome"
+                async with connect(url) as second:
+                    await second.send(json.dumps({"op": "hello", "token": VIEWER}))
+                    reply = json.loads(await asyncio.wait_for(second.recv(), 5))
+                    assert reply["type"] == "busy" and "1 consoles are open" in reply["reason"]
+                    with pytest.raises(ConnectionClosed):
+                        await asyncio.wait_for(second.recv(), 5)
+            assert d.desk.counts["full"] == 1
+        finally:
+            await server.close()
+
+    asyncio.run(main())

@@ -5,7 +5,8 @@
 // commands are accepted, and why one is refused, is the controller's answer, shown as it comes.
 //
 // Protocol (/console/ws): first message {"op":"hello","token","name"}; the controller answers
-// "welcome" (role, device list) or "denied" (and closes). Then it pushes "state", "log" and
+// "welcome" (role, device list), "denied" (a wrong token: closes, no retry) or "busy" (closes;
+// retried). Then it pushes "state", "log" and
 // "grid" (only when they change, at most 10 a second); a command {"cmd":..., "id"} gets a
 // "reply" {"id","status":"ok"|"error"|"denied","data"}; {"op":"ping"} gets "pong" (liveness).
 "use strict";
@@ -102,6 +103,7 @@
     switch (msg.type) {
       case "welcome": return welcome(msg);
       case "denied": return denied(msg.reason);
+      case "busy": return toast(msg.reason, false); // not a sign-out: the link retries
       case "state": return renderState(msg);
       case "log": return renderLog(msg.lines);
       case "grid": return renderGrid(msg);

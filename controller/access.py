@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from venues.errors import MadangError
+
 __all__ = ["ENV", "Access", "AccessError", "Attempts", "Role"]
 
 S = 1_000_000_000
@@ -54,7 +56,7 @@ ENV = {Role.OPERATOR: "MADANG_OPERATOR_TOKEN", Role.VIEWER: "MADANG_VIEWER_TOKEN
 _MIN_LENGTH = 8  # shorter secrets are guessed too easily over a shared venue network
 
 
-class AccessError(ValueError):
+class AccessError(MadangError, ValueError):
     """A secret could not be read or is unusable; says which, where and what to do."""
 
     def __init__(self, role: Role, where: str, problem: str) -> None:

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from controller import wire
+from controller.access import ENV, Access, Role
 from controller.clock import Clock, SystemClock
 from controller.control import ControlPort, Query
 from controller.core import DEFAULT_SYNC_BUDGET_NS, ControllerCore, Item, ModelBatch, PingBatch, Withdraw
@@ -75,6 +76,7 @@ from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
 from controller.web import WebFront
+from controller.web.console import PRESENCE_CODES, SYNC_CODES, ConsoleDesk, ConsoleHooks, DeviceGrid
 from cues.timeline import Timeline
 from venues.broker import BrokerLogin
 from venues.errors import MadangError
@@ -136,6 +138,11 @@ class RuntimeOptions:
     web_host: str = "127.0.0.1"
     web_origins: list[str] = field(default_factory=list)  # browser origins allowed besides same-origin
     web_media: Mapping[str, Path | str] = field(default_factory=dict)  # crowd images: name -> file
+    # The browser console (controller.web.console) on the web port: the two roles' tokens from
+    # these files, else $MADANG_OPERATOR_TOKEN / $MADANG_VIEWER_TOKEN, else generated and printed.
+    console: bool = True
+    operator_token_file: Path | None = None
+    viewer_token_file: Path | None = None
 
 
 class Runtime:
@@ -198,6 +205,14 @@ class Runtime:
         self.udp: UdpReceiver | None = None
         self.control: ControlPort | None = None
         self.web: WebFront | None = None
+        self.console: ConsoleDesk | None = None
+        self._console_task: asyncio.Task[None] | None = None
+        # Read the console's tokens now: a bad token file fails the run before anything plays.
+        token_files = {Role.OPERATOR: options.operator_token_file, Role.VIEWER: options.viewer_token_file}
+        self.access = (
+            Access.configured(token_files) if options.console and options.web_port is not None else None
+        )
+        self._generated = {role: token_files[role] is None and not os.environ.get(ENV[role]) for role in Role}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._handles: dict[Key, list[Handle]] = defaultdict(list)
@@ -547,6 +562,12 @@ class Runtime:
             await self.pair.close()
         if self.control is not None:
             self.control.close()
+        if self._console_task is not None:
+            self._console_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._console_task
+        if self.console is not None:
+            self.console.close_all()
         if self.web is not None:
             await self.web.close()
         if self.mqtt is not None:
@@ -845,6 +866,7 @@ class Runtime:
                 snap.standby_cue,
                 self.core.engine.cue_clocks(now),
                 self.core.engine.trigger_progress(now),
+                self.telemetry.cue_spread(),
             ),
             debounced=snap.debounced,
             devices=len(self.venue.devices),
@@ -858,7 +880,7 @@ class Runtime:
             worst=list(tel.worst),
             ready=gate.ready,
             ready_text=gate.label if gate.ready else f"{gate.label}: {gate.summary()}",
-            acks=tel.acks,
+            acks=self.telemetry.total_acks(),  # live: the summary above is up to a second old
             broker=self.mqtt.url if self.mqtt is not None else "",
             broker_connected=bool(self.mqtt and self.mqtt.connected),
             outbox=mstats.outbox if mstats is not None else 0,
@@ -978,7 +1000,9 @@ class Runtime:
             "role": self.role_state(),
             "journal": None if self.journal is None else str(self.journal.path),
             "resumed": None if self.takeover is None else self.takeover.as_dict(),
-            "web": None if self.web is None else self.web.report(),
+            "web": None
+            if self.web is None
+            else {**self.web.report(), "console": None if self.console is None else self.console.report()},
         }
 
     # -- the web (controller.web) ------------------------------------------------------------
@@ -996,6 +1020,8 @@ class Runtime:
             media=self.opts.web_media,
             show=self.core.show_id,
         )
+        if self.opts.console and self.access is not None:
+            self._open_console()
         try:
             await self.web.start()
         except OSError as err:
@@ -1006,7 +1032,65 @@ class Runtime:
             self.web.server.port = 0
             await self.web.start()
         for title, url in self.web.urls().items():
-            print(f"madang: web {title} {url}", file=sys.stderr, flush=True)
+            if title != "console":
+                print(f"madang: web {title} {url}", file=sys.stderr, flush=True)
+        if self.console is not None:
+            self._console_task = asyncio.create_task(self.console.run(), name="console")
+            self._print_console_urls()
+
+    def _open_console(self) -> None:
+        """The browser console's routes on the web server (controller.web.console)."""
+        assert self.web is not None and self.access is not None
+        self.console = ConsoleDesk(
+            self.venue,
+            self.access,
+            ConsoleHooks(
+                command=lambda cmd, source: self._command(cmd, source=source),
+                note=lambda source, what, ok, detail: self._note_operator(
+                    self.clock.wall_ns(), source, what, ok, detail
+                ),
+                view=self.view_model,
+                grid=self.device_grid,
+            ),
+            clock=self.clock,
+        )
+        self.console.add_routes(self.web.server)
+
+    def _print_console_urls(self) -> None:
+        """The console's two URLs, each with its role's token in the fragment (never sent to the
+        server, so never in an access log). A token madang did not generate (a file, the
+        environment) is not printed: the operator has it."""
+        assert self.web is not None and self.access is not None
+        base = self.web.server.base_url() + "/console"
+        for role in Role:
+            if self._generated[role]:
+                url = f"{base}#token={self.access.secret(role)}"
+            else:
+                url = f"{base}#token=<the {role} token you gave>"
+            print(f"madang: console {role} {url}", file=sys.stderr, flush=True)
+
+    def device_grid(self) -> DeviceGrid:
+        """Every device's presence and clock sync now, one character each in venue order
+        (the console's grid; controller.web.console.PRESENCE_CODES and SYNC_CODES)."""
+        now = self.clock.wall_ns()
+        states = self.core.presence.states(now)
+        presence = "".join(PRESENCE_CODES[states[d.id]] for d in self.venue.devices)
+        sync = self.sync
+        if sync is None:
+            return DeviceGrid(presence, SYNC_CODES["none"] * len(self.venue.devices))
+        pinged = set(sync.ids)
+        over = set(sync.over_budget(self.telemetry.budget_ns, now))
+        codes = []
+        for d in self.venue.devices:
+            if d.id not in pinged:
+                codes.append(SYNC_CODES["none"])
+            elif sync.model(d.id) is None:
+                codes.append(SYNC_CODES["waiting"])
+            elif d.id in over:
+                codes.append(SYNC_CODES["over"])
+            else:
+                codes.append(SYNC_CODES["ok"])
+        return DeviceGrid(presence, "".join(codes))
 
 
 GATE_TIMEOUT_EXIT = 3

@@ -76,7 +76,8 @@ def setup_logging(*, verbose: int = 0, json_logs: bool = False, stream: Any = No
 
 
 def _web_options(sp: argparse.ArgumentParser) -> None:
-    """``--web-port``, ``--web-host``, ``--web-origin`` (controller.web; docs/operator.md, "Web")."""
+    """``--web-port``, ``--web-host``, ``--web-origin`` and the console's token files
+    (controller.web; docs/operator.md, "Web" and "The browser console")."""
     sp.add_argument(
         "--web-port",
         type=_int_in(-1, 65535, "a TCP port; 0: any free port, -1: off"),
@@ -99,6 +100,19 @@ def _web_options(sp: argparse.ArgumentParser) -> None:
         help="a browser origin (https://host[:port]) allowed on the web sockets besides the server's own "
         "(repeatable)",
     )
+    sp.add_argument(
+        "--operator-token-file",
+        metavar="FILE",
+        help="the browser console's operator token (may drive), the first line of FILE (default "
+        "$MADANG_OPERATOR_TOKEN, else generated and printed in the console's URL)",
+    )
+    sp.add_argument(
+        "--viewer-token-file",
+        metavar="FILE",
+        help="the browser console's viewer token (may only watch), the first line of FILE (default "
+        "$MADANG_VIEWER_TOKEN, else generated and printed)",
+    )
+    sp.add_argument("--no-console", action="store_true", help="serve no browser console on the web port")
 
 
 def _print_findings(err: SourceErrors) -> None:
@@ -478,6 +492,12 @@ def _bench_devices(args: argparse.Namespace) -> dict[str, Any]:
     return run(args.what, events=args.events, devices=args.devices, cues=args.cues, profile=args.profile)
 
 
+def _bench_console(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.console import run
+
+    return run(devices=args.devices, cues=args.cues, churn=args.churn, browser=not args.no_browser)
+
+
 def _bench_ws(args: argparse.Namespace) -> dict[str, Any]:
     from madang.bench.ws import run
 
@@ -830,6 +850,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS)
     bp.add_argument("--seed", type=_SEED, default=1)
+    bp = bench("console", _bench_console, "the browser console at a venue's worth of devices: bytes, CPU")
+    bp.add_argument("--devices", type=_COUNT, default=1200, help="devices in the grid (default 1,200)")
+    bp.add_argument("--cues", type=_COUNT, default=40, help="cues in the cue list (default 40)")
+    bp.add_argument(
+        "--churn",
+        type=_float_in(0, 1, "the share of devices whose state changes per grid update"),
+        default=0.05,
+        help="share of devices whose presence or sync changes per grid update (default 0.05)",
+    )
+    bp.add_argument("--no-browser", action="store_true", help="skip the page's own timings (Chromium)")
     bp = bench("mqtt", _bench_mqtt, "MQTT publish throughput and round trip, TCP_NODELAY on vs off")
     bp.add_argument(
         "--broker", type=_broker_url, default=None, help="broker URL (default: a private Mosquitto)"

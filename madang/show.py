@@ -72,7 +72,8 @@ DEFAULT_WEB_PORT = 8080
 
 
 def web_options(args: argparse.Namespace, timeline: Any) -> dict[str, Any]:
-    """The runtime's web options from ``--web-port``, ``--web-host``, ``--web-origin``, and the
+    """The runtime's web options from ``--web-port``, ``--web-host``, ``--web-origin``, the
+    console's ``--operator-token-file``, ``--viewer-token-file`` and ``--no-console``, and the
     show's crowd images (served to the light page)."""
     port = getattr(args, "web_port", None)
     return {
@@ -81,7 +82,14 @@ def web_options(args: argparse.Namespace, timeline: Any) -> dict[str, Any]:
         "web_host": getattr(args, "web_host", "127.0.0.1"),
         "web_origins": list(getattr(args, "web_origin", []) or []),
         "web_media": dict(getattr(timeline, "media", {}) or {}),
+        "console": not getattr(args, "no_console", False),
+        "operator_token_file": _path(getattr(args, "operator_token_file", None)),
+        "viewer_token_file": _path(getattr(args, "viewer_token_file", None)),
     }
+
+
+def _path(value: str | None) -> Path | None:
+    return None if not value else Path(value)
 
 
 def journal_folder(args: argparse.Namespace, show_id: str, *, default_on: bool = True) -> Path | None:

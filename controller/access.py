@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from venues.errors import MadangError
+
 __all__ = ["ENV", "SESSION_IDLE_NS", "Access", "AccessError", "Attempts", "Role", "Sessions"]
 
 S = 1_000_000_000
@@ -58,7 +60,7 @@ ENV = {Role.OPERATOR: "MADANG_OPERATOR_TOKEN", Role.VIEWER: "MADANG_VIEWER_TOKEN
 _MIN_LENGTH = 8  # shorter secrets are guessed too easily over a shared venue network
 
 
-class AccessError(ValueError):
+class AccessError(MadangError, ValueError):
     """A secret could not be read or is unusable; says which, where and what to do."""
 
     def __init__(self, role: Role, where: str, problem: str) -> None:

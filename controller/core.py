@@ -1108,7 +1108,7 @@ class ControllerCore:
                     out.append(
                         MqttPublish(
                             at_ns=batch.at_ns,
-                            topic=f"{self.root[device]}/ping",
+                            topic=f"{self.root[device]}/{wire.PING_LEVEL}",
                             payload=wire.ping_json(seq, t1),
                             kind=Kind.PING,
                             device=device,
@@ -1129,7 +1129,7 @@ class ControllerCore:
             out.append(
                 MqttPublish(
                     at_ns=batch.at_ns,
-                    topic=f"{self.root[device]}/clock",
+                    topic=f"{self.root[device]}/{wire.CLOCK_LEVEL}",
                     payload=wire.clock_json(e, o, d, u, term=self._term),
                     kind=Kind.CLOCK,
                     qos=1,

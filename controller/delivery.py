@@ -277,8 +277,8 @@ class Delivery:
             return [wire.CUE_TOPIC]
         # Greedy, zones first and kinds first: the shorter wins (an audience of one kind that
         # shares its zones with headsets is one kind topic, not a zone and a topic per phone).
-        zones = [(f"madang/cue/zone/{z}", ids) for z, ids in self._app_by_zone.items()]
-        kinds = [(f"madang/cue/kind/{k}", ids) for k, ids in self._app_by_kind.items()]
+        zones = [(wire.zone_cue_topic(z), ids) for z, ids in self._app_by_zone.items()]
+        kinds = [(wire.kind_cue_topic(k), ids) for k, ids in self._app_by_kind.items()]
         best: list[str] | None = None
         for order in (zones + kinds, kinds + zones):
             topics: list[str] = []
@@ -289,7 +289,7 @@ class Delivery:
                     left -= ids
             if best is not None and len(topics) + len(left) >= len(best):
                 continue
-            topics.extend(f"madang/cue/dev/{d}" for d in sorted(left))
+            topics.extend(wire.device_cue_topic(d) for d in sorted(left))
             best = topics
         assert best is not None
         return best
@@ -534,7 +534,7 @@ class Delivery:
             out.append(
                 MqttPublish(
                     at_ns=now,
-                    topic=f"{wire.CUE_TOPIC}/dev/{device}",
+                    topic=wire.device_cue_topic(device),
                     payload=payload,
                     kind=Kind.STATE,
                     qos=1,
@@ -614,7 +614,7 @@ class Delivery:
         default ``<its topic root>/param/<param>`` (docs/protocol.md)."""
         return MqttPublish(
             at_ns=at_ns,
-            topic=topic or f"{dev.topic_root}/param/{param}",
+            topic=topic or wire.param_topic(dev.topic_root, param),
             payload=wire.param_json(param, value),
             kind=kind,
             qos=qos,

@@ -34,7 +34,15 @@ Nagle's algorithm is disabled (``TCP_NODELAY``) on the client socket through aio
 ``socket_options``: neither paho nor Mosquitto's client side does it, and small cue messages
 otherwise wait 35-42 ms for an ACK that never hurries.
 
-Call every method from the event loop's thread. TLS is not supported yet (``mqtts://`` raises).
+Credentials and TLS (docs/security.md, "Broker: TLS and credentials"): the URL may name a user
+(``mqtts://madang-controller@host:8883``) and :class:`~venues.broker.BrokerLogin` brings the
+password and the TLS files. :func:`broker_login` resolves them from a password file or the
+environment (never the URL, never a log line) and the link builds its TLS context when it is
+created, so a missing or unreadable file fails before the show, with the option to fix. A broker
+that refuses the login (bad user name or password, not authorised) is logged as an ERROR once per
+outage: retrying will not help until the operator fixes the credentials.
+
+Call every method from the event loop's thread.
 """
 
 from __future__ import annotations
@@ -42,31 +50,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import socket
+import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiomqtt
 import paho.mqtt.client as paho
 
 from controller.topics import TopicError, validate_filter, validate_topic
+from venues.broker import PASSWORD_ENV, BrokerFiles, BrokerLogin, BrokerUrlError
+from venues.broker import parse_broker_url as parse_broker_address
 from venues.errors import MadangError
 
 __all__ = [
     "CONTROLLER_STATE_TOPIC",
     "MAX_RECEIVE_PAYLOAD",
     "OFFLINE_PAYLOAD",
+    "BrokerLoginError",
     "MqttLink",
     "MqttStats",
     "MqttUrlError",
     "Publish",
     "Receiver",
     "backoff_delay",
+    "broker_login",
     "controller_will",
     "parse_broker_url",
 ]
@@ -90,36 +104,125 @@ _CONNECT_TIMEOUT_S = 5.0
 _VALID_TOPIC_CACHE = 65536
 
 
-class MqttUrlError(MadangError, ValueError):
-    """A ``--broker`` URL the link cannot use."""
+MqttUrlError = BrokerUrlError
+"""A ``--broker`` URL the link cannot use (:class:`venues.broker.BrokerUrlError`)."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(url, reason)
-        self.url = url
-        self.reason = reason
+
+@dataclass
+class BrokerLoginError(MadangError, ValueError):
+    """The broker login cannot be put together: a password with no user, a user with no password,
+    an unreadable password, certificate or key file. ``what`` names the setting, ``reason`` the
+    fault, ``hint`` what to do. Never holds the password itself."""
+
+    what: str
+    reason: str
+    hint: str = ""
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.what, self.reason)
 
     def __str__(self) -> str:
-        return (
-            f"broker URL {self.url!r}: {self.reason}; "
-            "use mqtt://HOST[:PORT] (TLS, mqtts://, is not supported yet)"
-        )
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"broker login: {self.what}: {self.reason}{hint}"
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
-    """``mqtt://host:port`` (or ``tcp://``, or bare ``host[:port]``) -> ``(host, port)``."""
-    text = url if "://" in url else f"mqtt://{url}"
-    parts = urlsplit(text)
-    if parts.scheme in ("mqtts", "ssl", "tls", "wss", "ws"):
-        raise MqttUrlError(url, f"the scheme {parts.scheme!r} is not supported")
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise MqttUrlError(url, f"unknown scheme {parts.scheme!r}")
+    """``mqtt://[USER@]host[:port]`` or ``mqtts://...`` (or ``tcp://``, ``ssl://``, bare
+    ``host[:port]``) -> ``(host, port)``; see :func:`venues.broker.parse_broker_url`."""
+    address = parse_broker_address(url)
+    return address.host, address.port
+
+
+def _read_password(path: str) -> str:
     try:
-        port = parts.port or 1883
-    except ValueError as exc:
-        raise MqttUrlError(url, "the port is not a number in 1-65535") from exc
-    if not parts.hostname:
-        raise MqttUrlError(url, "there is no host name")
-    return parts.hostname, port
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BrokerLoginError(
+            f"password file {path}", f"cannot be read ({exc.strerror or exc})", "check the path and its mode"
+        ) from None
+    password = text.rstrip("\r\n")
+    if not password:
+        raise BrokerLoginError(f"password file {path}", "is empty", "write the password on its first line")
+    if "\n" in password:
+        raise BrokerLoginError(
+            f"password file {path}", "holds more than one line", "write only the password, on one line"
+        )
+    return password
+
+
+def broker_login(
+    url: str, files: BrokerFiles | None = None, *, environ: Mapping[str, str] | None = None
+) -> BrokerLogin:
+    """The login for ``url``: its user name, the password from ``files.password_file`` or else
+    the environment variable ``MADANG_BROKER_PASSWORD``, and the TLS files.
+
+    Raises :class:`BrokerLoginError` when a password has no user to go with (or a user no
+    password), a password file cannot be read, or TLS files are named for a plain ``mqtt://``
+    URL; :class:`venues.broker.BrokerUrlError` for a URL that holds a password.
+    """
+    address = parse_broker_address(url)
+    files = files or BrokerFiles()
+    env = os.environ if environ is None else environ
+    password: str | None = None
+    if files.password_file:
+        password = _read_password(files.password_file)
+    elif env.get(PASSWORD_ENV):
+        password = env[PASSWORD_ENV]
+    if password is not None and address.username is None:
+        raise BrokerLoginError(
+            "password",
+            "a password is given but the broker URL names no user",
+            f"put the user in the URL: {address.url.replace('://', '://USER@', 1)}",
+        )
+    if address.username is not None and password is None:
+        raise BrokerLoginError(
+            f"user {address.username!r}",
+            "the broker URL names a user but no password is given",
+            f"give it with --broker-password-file FILE (mode 0600) or in {PASSWORD_ENV}",
+        )
+    if not address.tls and (files.ca or files.cert or files.key):
+        raise BrokerLoginError(
+            "TLS files",
+            f"a CA, certificate or key is given but {address.url} is plain TCP",
+            "use mqtts://HOST:8883 for TLS",
+        )
+    if bool(files.cert) != bool(files.key):
+        raise BrokerLoginError(
+            "client certificate",
+            "a certificate needs its private key (and a key its certificate)",
+            "give both --broker-cert and --broker-key",
+        )
+    return BrokerLogin(address.username, password, files.ca, files.cert, files.key)
+
+
+def tls_context(login: BrokerLogin) -> ssl.SSLContext:
+    """The client TLS context: verify the broker against ``login.ca`` (or the system's CAs) and
+    its host name; present ``login.cert``/``login.key`` when given. Raises
+    :class:`BrokerLoginError` naming the file that cannot be loaded."""
+    try:
+        context = ssl.create_default_context(cafile=login.ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerLoginError(
+            f"CA file {login.ca}", f"cannot be loaded ({exc})", "give a PEM CA certificate"
+        ) from None
+    if login.cert:
+        try:
+            context.load_cert_chain(login.cert, login.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerLoginError(
+                f"client certificate {login.cert} / key {login.key}",
+                f"cannot be loaded ({exc})",
+                "give the PEM certificate and its unencrypted PEM private key",
+            ) from None
+    return context
+
+
+def _login_refused(exc: aiomqtt.MqttError) -> bool:
+    """Whether the broker's CONNACK refused the login: MQTT 3.1.1 return codes 4 (bad user name
+    or password) and 5 (not authorised), MQTT 5 reason codes 134 and 135."""
+    rc = getattr(exc, "rc", None)
+    value = getattr(rc, "value", rc)
+    return value in (4, 5, 134, 135)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, u: float) -> float:
@@ -235,7 +338,8 @@ class MqttLink:
     start ``asyncio.create_task(link.run())``, and :meth:`publish` freely: nothing blocks or
     raises because the broker is away. End with ``await link.close(final=[...])``.
 
-    ``url`` is ``mqtt://host[:port]``. ``will`` is ``(topic, payload, qos, retain)``, see
+    ``url`` is ``mqtt://[USER@]host[:port]`` or ``mqtts://...`` (TLS); ``login`` brings the
+    password and TLS files (:func:`broker_login`). ``will`` is ``(topic, payload, qos, retain)``, see
     :func:`controller_will`. ``backoff`` is ``(first, cap)`` in seconds. ``clock`` gives the
     receive timestamps in integer nanoseconds; ``rng`` drives the backoff jitter (seed it in
     tests). ``nodelay=False`` leaves Nagle's algorithm on (for measurements only).
@@ -253,9 +357,16 @@ class MqttLink:
         clock: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
         nodelay: bool = True,
+        login: BrokerLogin | None = None,
     ) -> None:
-        self._host, self._port = parse_broker_url(url)
-        self.url = url
+        address = parse_broker_address(url)
+        self._host, self._port = address.host, address.port
+        self.url = address.url
+        self._login = login or BrokerLogin(address.username)
+        if self._login.username is None and address.username is not None:
+            self._login = replace(self._login, username=address.username)
+        self._tls: ssl.SSLContext | None = tls_context(self._login) if address.tls else None
+        self._logged_refusal = False
         if will is not None:
             validate_topic(will[0])
         if outbox_limit < 1:
@@ -435,6 +546,7 @@ class MqttLink:
                     async with client:
                         established = True
                         attempt = 0
+                        self._logged_refusal = False
                         await self._session(client)
                 except aiomqtt.MqttError as exc:
                     if self._closing.is_set():
@@ -442,6 +554,17 @@ class MqttLink:
                     extra = {"broker": self.url, "client": self.client_id, "attempt": attempt}
                     if established:
                         log.warning("MQTT connection lost, reconnecting: %s", exc, extra=extra)
+                    elif _login_refused(exc):
+                        self._c.connect_failures += 1
+                        # The operator must act (retrying will not fix a password): ERROR, once.
+                        if not self._logged_refusal:
+                            self._logged_refusal = True
+                            log.error(
+                                "MQTT broker refused the login (%s); check the user in --broker and "
+                                "the password file; retrying",
+                                exc,
+                                extra={**extra, "user": self._login.username},
+                            )
                     else:
                         self._c.connect_failures += 1
                         # WARNING for the first failure of an outage, DEBUG for the retries.
@@ -503,6 +626,9 @@ class MqttLink:
             logger=self._wire_log,
             max_inflight_messages=_WINDOW,
             socket_options=options,
+            username=self._login.username,
+            password=self._login.password,
+            tls_context=self._tls,
         )
         # Take the receive path and the acknowledgements from aiomqtt: messages are timestamped
         # and delivered as paho parses them, and QoS >= 1 acks release our own entries.

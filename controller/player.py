@@ -167,10 +167,10 @@ class Player:
             for item in items:
                 if isinstance(item, MqttPublish):
                     if item.kind is Kind.CUE and item.key is not None and item.due_ns is not None:
-                        tel.sent_cue(item.key[2], item.due_ns)
+                        tel.sent_cue(item.key[2], item.due_ns, item.key[1])
                 elif isinstance(item, UdpSend) and item.key is not None:
                     if item.timetag is not None:
-                        tel.sent_bundle(item.device, item.key[2], item.timetag)
+                        tel.sent_bundle(item.device, item.key[2], item.timetag, item.key[1])
                     elif item.degraded and item.kind is Kind.CUE:
                         tel.sent_degraded(item.device)
         return items

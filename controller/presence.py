@@ -62,18 +62,26 @@ class Presence:
             h.boot = status.boot
         return ready, rebooted
 
+    @staticmethod
+    def classify(h: DeviceHealth, now: int, *, offline_after_ns: int = 12 * S) -> str:
+        """One device's presence for the operator: ``online``, ``late`` (no news for
+        ``offline_after_ns``), ``offline``, ``unknown`` (never heard) or ``vacant`` (an audience
+        slot no phone holds)."""
+        if h.status == "vacant":
+            return "vacant"
+        if h.status == "offline":
+            return "offline"
+        if h.last_seen_ns is None:
+            return "unknown"
+        return "late" if now - h.last_seen_ns > offline_after_ns else "online"
+
     def counts(self, now: int, *, offline_after_ns: int = 12 * S) -> dict[str, int]:
         """Counts for the operator: online, late (no news for a while), offline, unknown."""
         out = {"online": 0, "late": 0, "offline": 0, "unknown": 0, "vacant": 0}
         for h in self.health.values():
-            if h.status == "vacant":  # an audience slot no phone holds
-                out["vacant"] += 1
-            elif h.status == "offline":
-                out["offline"] += 1
-            elif h.last_seen_ns is None:
-                out["unknown"] += 1
-            elif now - h.last_seen_ns > offline_after_ns:
-                out["late"] += 1
-            else:
-                out["online"] += 1
+            out[self.classify(h, now, offline_after_ns=offline_after_ns)] += 1
         return out
+
+    def states(self, now: int, *, offline_after_ns: int = 12 * S) -> dict[str, str]:
+        """Every device's :meth:`classify`, by id (the console's device grid)."""
+        return {d: self.classify(h, now, offline_after_ns=offline_after_ns) for d, h in self.health.items()}

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from controller import wire
-from controller.access import Access, Role
+from controller.access import ENV, Access, Role
 from controller.clock import Clock, SystemClock
 from controller.control import ControlPort, Query, passcode_required
 from controller.core import DEFAULT_SYNC_BUDGET_NS, ControllerCore, Item, ModelBatch, PingBatch, Withdraw
@@ -76,7 +76,9 @@ from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
 from controller.web import WebFront
+from controller.web.console import PRESENCE_CODES, SYNC_CODES, ConsoleDesk, ConsoleHooks, DeviceGrid
 from cues.timeline import Timeline
+from venues.broker import BrokerLogin
 from venues.errors import MadangError
 from venues.model import Venue
 
@@ -93,6 +95,9 @@ time limit, a crash) leaves on the devices: ``safe``, every device's safe state 
 ``hold``, each device keeps what it shows now (Pause: fades freeze, cues sent ahead are
 withdrawn). See docs/operator.md, "Ending a run"."""
 
+_LOOPBACK_ALLOW = ("127.0.0.0/8", "::1/128")
+"""The control port's default allowlist."""
+
 EXIT_STRANDED = 3
 """Exit code of ``--go --exit-at-end`` when the show came to rest at a manual GO that nothing
 presses (use ``--go-all``)."""
@@ -103,12 +108,10 @@ class RuntimeOptions:
     """How to run a show; the command line fills this."""
 
     broker_url: str | None = None
+    # The broker login (password, TLS files; docs/security.md): controller.mqtt.broker_login.
+    broker_login: BrokerLogin | None = None
     control_port: int | None = 53000
     control_allow: list[str] | None = None
-    # Who may drive (controller.access): the operator and viewer secrets, shared by the control
-    # port's passcodes and the browser console. None: generated when a surface needs them.
-    access: Access | None = None
-    access_configured: bool = False  # the secrets came from a file or the environment
     control_passcode: str = "auto"  # controller.control.PASSCODE_MODES (docs/operator.md, "Passcodes")
     go: bool = False
     exit_at_end: bool = False
@@ -139,6 +142,11 @@ class RuntimeOptions:
     web_host: str = "127.0.0.1"
     web_origins: list[str] = field(default_factory=list)  # browser origins allowed besides same-origin
     web_media: Mapping[str, Path | str] = field(default_factory=dict)  # crowd images: name -> file
+    # The browser console (controller.web.console) on the web port: the two roles' tokens from
+    # these files, else $MADANG_OPERATOR_TOKEN / $MADANG_VIEWER_TOKEN, else generated and printed.
+    console: bool = True
+    operator_token_file: Path | None = None
+    viewer_token_file: Path | None = None
 
 
 class Runtime:
@@ -201,6 +209,19 @@ class Runtime:
         self.udp: UdpReceiver | None = None
         self.control: ControlPort | None = None
         self.web: WebFront | None = None
+        self.console: ConsoleDesk | None = None
+        self._console_task: asyncio.Task[None] | None = None
+        # Read the console's tokens now: a bad token file fails the run before anything plays.
+        token_files = {Role.OPERATOR: options.operator_token_file, Role.VIEWER: options.viewer_token_file}
+        self._generated = {role: token_files[role] is None and not os.environ.get(ENV[role]) for role in Role}
+        # The control port asks for the same secrets as passcodes when one is configured or it is
+        # open beyond loopback (controller.control.passcode_required; docs/operator.md, "Passcodes").
+        self._control_allow = list(options.control_allow or _LOOPBACK_ALLOW)
+        self._control_passcode = options.control_port is not None and passcode_required(
+            options.control_passcode, self._control_allow, not all(self._generated.values())
+        )
+        console = options.console and options.web_port is not None
+        self.access = Access.configured(token_files) if console or self._control_passcode else None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._handles: dict[Key, list[Handle]] = defaultdict(list)
@@ -247,6 +268,7 @@ class Runtime:
             will=None if standby else controller_will(self._offline_state()),
             clock=self.clock.wall_ns,
             keepalive=2 if self.paired else 10,  # a pair notices a dead broker within seconds
+            login=self.opts.broker_login,
         )
         for topic_filter in self.core.subscriptions():  # device reports, then event triggers
             self.mqtt.subscribe(topic_filter, 0)
@@ -550,6 +572,12 @@ class Runtime:
             await self.pair.close()
         if self.control is not None:
             self.control.close()
+        if self._console_task is not None:
+            self._console_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._console_task
+        if self.console is not None:
+            self.console.close_all()
         if self.web is not None:
             await self.web.close()
         if self.mqtt is not None:
@@ -671,35 +699,28 @@ class Runtime:
         self._note_operator(now, source, cmd, False, f"refused: {result.reason}")
         return "error", result.reason
 
-    def access(self) -> Access:
-        """The run's secrets: the configured ones, or generated once (and printed once)."""
-        if self.opts.access is None:
-            self.opts.access = Access.generated()
-            self.opts.access_configured = False
-            print(
-                "madang: generated passcodes for this run (set MADANG_OPERATOR_TOKEN and "
-                "MADANG_VIEWER_TOKEN, or --operator-secret-file and --viewer-secret-file, to choose them):\n"
-                f"  operator (drives): {self.opts.access.secret(Role.OPERATOR)}\n"
-                f"  viewer (watches):  {self.opts.access.secret(Role.VIEWER)}",
-                file=sys.stderr,
-            )
-        return self.opts.access
-
     def _control_access(self) -> Access | None:
-        """The control port's passcodes, or None when it asks for none (controller.control,
-        :func:`~controller.control.passcode_required`)."""
-        allow = self.opts.control_allow or ["127.0.0.0/8", "::1/128"]
-        configured = self.opts.access is not None and self.opts.access_configured
-        if not passcode_required(self.opts.control_passcode, allow, configured):
-            if self.opts.control_passcode == "off" and allow != ["127.0.0.0/8", "::1/128"]:
+        """The control port's passcodes (the console's two secrets), or None when it asks for none
+        (:func:`~controller.control.passcode_required`). Secrets madang generated are printed once."""
+        if not self._control_passcode:
+            if self.opts.control_passcode == "off" and self._control_allow != list(_LOOPBACK_ALLOW):
                 log.warning(
                     "the control port admits sources beyond loopback without a passcode "
                     "(--control-passcode off): anyone there may GO or panic the show",
-                    extra={"allow": allow},
+                    extra={"allow": self._control_allow},
                 )
             return None
-        log.info("the control port asks for a passcode (/connect <passcode>)", extra={"allow": allow})
-        return self.access()
+        assert self.access is not None
+        log.info("the control port asks for a passcode (/connect)", extra={"allow": self._control_allow})
+        for role in Role:
+            if self._generated[role]:
+                print(
+                    f"madang: control port {role} passcode (generated; give --{role}-token-file or "
+                    f"${ENV[role]} to choose it): {self.access.secret(role)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return self.access
 
     def _on_control(self, cmd: Command | Query, source: tuple[str, int]) -> tuple[str, Any]:
         if isinstance(cmd, Query):
@@ -878,6 +899,7 @@ class Runtime:
                 snap.standby_cue,
                 self.core.engine.cue_clocks(now),
                 self.core.engine.trigger_progress(now),
+                self.telemetry.cue_spread(),
             ),
             debounced=snap.debounced,
             devices=len(self.venue.devices),
@@ -891,7 +913,7 @@ class Runtime:
             worst=list(tel.worst),
             ready=gate.ready,
             ready_text=gate.label if gate.ready else f"{gate.label}: {gate.summary()}",
-            acks=tel.acks,
+            acks=self.telemetry.total_acks(),  # live: the summary above is up to a second old
             broker=self.mqtt.url if self.mqtt is not None else "",
             broker_connected=bool(self.mqtt and self.mqtt.connected),
             outbox=mstats.outbox if mstats is not None else 0,
@@ -1019,7 +1041,9 @@ class Runtime:
             "role": self.role_state(),
             "journal": None if self.journal is None else str(self.journal.path),
             "resumed": None if self.takeover is None else self.takeover.as_dict(),
-            "web": None if self.web is None else self.web.report(),
+            "web": None
+            if self.web is None
+            else {**self.web.report(), "console": None if self.console is None else self.console.report()},
         }
 
     # -- the web (controller.web) ------------------------------------------------------------
@@ -1037,6 +1061,8 @@ class Runtime:
             media=self.opts.web_media,
             show=self.core.show_id,
         )
+        if self.opts.console and self.access is not None:
+            self._open_console()
         try:
             await self.web.start()
         except OSError as err:
@@ -1047,7 +1073,65 @@ class Runtime:
             self.web.server.port = 0
             await self.web.start()
         for title, url in self.web.urls().items():
-            print(f"madang: web {title} {url}", file=sys.stderr, flush=True)
+            if title != "console":
+                print(f"madang: web {title} {url}", file=sys.stderr, flush=True)
+        if self.console is not None:
+            self._console_task = asyncio.create_task(self.console.run(), name="console")
+            self._print_console_urls()
+
+    def _open_console(self) -> None:
+        """The browser console's routes on the web server (controller.web.console)."""
+        assert self.web is not None and self.access is not None
+        self.console = ConsoleDesk(
+            self.venue,
+            self.access,
+            ConsoleHooks(
+                command=lambda cmd, source: self._command(cmd, source=source),
+                note=lambda source, what, ok, detail: self._note_operator(
+                    self.clock.wall_ns(), source, what, ok, detail
+                ),
+                view=self.view_model,
+                grid=self.device_grid,
+            ),
+            clock=self.clock,
+        )
+        self.console.add_routes(self.web.server)
+
+    def _print_console_urls(self) -> None:
+        """The console's two URLs, each with its role's token in the fragment (never sent to the
+        server, so never in an access log). A token madang did not generate (a file, the
+        environment) is not printed: the operator has it."""
+        assert self.web is not None and self.access is not None
+        base = self.web.server.base_url() + "/console"
+        for role in Role:
+            if self._generated[role]:
+                url = f"{base}#token={self.access.secret(role)}"
+            else:
+                url = f"{base}#token=<the {role} token you gave>"
+            print(f"madang: console {role} {url}", file=sys.stderr, flush=True)
+
+    def device_grid(self) -> DeviceGrid:
+        """Every device's presence and clock sync now, one character each in venue order
+        (the console's grid; controller.web.console.PRESENCE_CODES and SYNC_CODES)."""
+        now = self.clock.wall_ns()
+        states = self.core.presence.states(now)
+        presence = "".join(PRESENCE_CODES[states[d.id]] for d in self.venue.devices)
+        sync = self.sync
+        if sync is None:
+            return DeviceGrid(presence, SYNC_CODES["none"] * len(self.venue.devices))
+        pinged = set(sync.ids)
+        over = set(sync.over_budget(self.telemetry.budget_ns, now))
+        codes = []
+        for d in self.venue.devices:
+            if d.id not in pinged:
+                codes.append(SYNC_CODES["none"])
+            elif sync.model(d.id) is None:
+                codes.append(SYNC_CODES["waiting"])
+            elif d.id in over:
+                codes.append(SYNC_CODES["over"])
+            else:
+                codes.append(SYNC_CODES["ok"])
+        return DeviceGrid(presence, "".join(codes))
 
 
 GATE_TIMEOUT_EXIT = 3

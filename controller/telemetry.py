@@ -21,7 +21,8 @@ Pure bookkeeping, no I/O and no clock reads (``now`` is passed in). The runtime 
 
 :meth:`Telemetry.rows` joins that with the clock-sync service's public surface (``model``,
 ``over_budget``: a predicted fire error over the budget) into one row per device;
-:meth:`Telemetry.summary` is the compact view the terminal shows.
+:meth:`Telemetry.summary` is the compact view the terminal shows; :meth:`Telemetry.cue_spread`
+the live spread of each cue (the fire errors of its reports, across devices).
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ from controller.core import DEFAULT_SYNC_BUDGET_NS, I64, Bools, PingSink
 from controller.sync.clockmodel import ClockModel
 from venues.model import Sync, Venue
 
-__all__ = ["COLUMNS", "Telemetry", "TelemetrySink", "TelemetrySummary", "TelemetrySync"]
+__all__ = ["COLUMNS", "CueSpread", "Telemetry", "TelemetrySink", "TelemetrySummary", "TelemetrySync"]
 
 US = 1_000
 DELAY_WINDOW = 64  # round trips kept per device (the estimator's own window is 64 too)
 FIRE_WINDOW = 256  # fire errors kept per device
+CUE_WINDOW = 8192  # fire errors kept per cue (its live spread)
 _NTP_EPOCH_S = 2_208_988_800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix), RFC 5905
 
 COLUMNS = (
@@ -91,6 +93,17 @@ class _Device:
 
 
 @dataclass(frozen=True, slots=True)
+class CueSpread:
+    """How one cue landed across the devices that reported it (:meth:`Telemetry.cue_spread`):
+    ``reports`` fire reports with a measurable error (the last :data:`CUE_WINDOW`), ``spread_us``
+    from the earliest to the latest, ``p99_us`` of ``|fire error|``."""
+
+    reports: int
+    spread_us: float
+    p99_us: float
+
+
+@dataclass(frozen=True, slots=True)
 class TelemetrySummary:
     """What the live view shows: counts and the few worst devices by predicted fire error."""
 
@@ -119,6 +132,11 @@ class Telemetry:
         self._cue_at: dict[int, int] = {}  # app cues: seq -> at (show clock)
         # keyed bundles: (device, seq) -> timetag (device clock)
         self._tag_at: dict[tuple[str, int], int] = {}
+        # Per cue, the fire errors of every device (the live spread): seq -> cue, cue -> errors.
+        self._seq_cue: dict[int, str] = {}
+        self._cue_errors: dict[str, deque[int]] = {}
+        self._spread_cache: tuple[int, dict[str, CueSpread]] = (-1, {})
+        self._spread_version = 0
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -128,13 +146,23 @@ class Telemetry:
         if d is not None:
             d.delays.append((t4 - t1) - (t3 - t2))
 
-    def sent_cue(self, seq: int, at: int) -> None:
-        """An app cue message for ``seq`` due at show-clock ``at`` left (the latest ``at`` wins:
-        a pause and resume sends the same key again for a new instant)."""
+    def sent_cue(self, seq: int, at: int, cue: str | None = None) -> None:
+        """An app cue message for ``seq`` (of ``cue``) due at show-clock ``at`` left (the latest
+        ``at`` wins: a pause and resume sends the same key again for a new instant)."""
         self._cue_at[seq] = at
+        self._note_seq(seq, cue)
 
-    def sent_bundle(self, device: str, seq: int, timetag_ntp: int) -> None:
-        """A keyed OSC bundle for ``seq`` left for ``device`` with this NTP timetag."""
+    def _note_seq(self, seq: int, cue: str | None) -> None:
+        if cue is None:
+            return
+        self._seq_cue[seq] = cue
+        if len(self._seq_cue) > 200_000:  # as _tag_at: forget the oldest half
+            for k in list(self._seq_cue)[:100_000]:
+                del self._seq_cue[k]
+
+    def sent_bundle(self, device: str, seq: int, timetag_ntp: int, cue: str | None = None) -> None:
+        """A keyed OSC bundle for ``seq`` (of ``cue``) left for ``device`` with this NTP timetag."""
+        self._note_seq(seq, cue)
         if timetag_ntp > 1:
             self._tag_at[(device, seq)] = ntp_to_unix_ns(timetag_ntp)
             if len(self._tag_at) > 200_000:  # a week-long installation: forget the oldest half
@@ -165,14 +193,42 @@ class Telemetry:
             return
         tag = self._tag_at.get((device, seq))
         if tag is not None:
-            d.fire_errors.append(local - tag)
+            self._fire_error(d, seq, local - tag)
             return
         at = self._cue_at.get(seq)
         if at is None or not synced or sync is None:
             return
         ref = sync.to_ref(device, local)
         if ref is not None:
-            d.fire_errors.append(ref - at)
+            self._fire_error(d, seq, ref - at)
+
+    def _fire_error(self, d: _Device, seq: int, error: int) -> None:
+        d.fire_errors.append(error)
+        cue = self._seq_cue.get(seq)
+        if cue is not None:
+            errs = self._cue_errors.get(cue)
+            if errs is None:
+                errs = self._cue_errors[cue] = deque(maxlen=CUE_WINDOW)
+            errs.append(error)
+            self._spread_version += 1
+
+    def cue_spread(self) -> dict[str, CueSpread]:
+        """The live spread of each cue that devices reported firing with a measurable error:
+        how far apart they fired (max - min of their fire errors) and the p99 of ``|error|``.
+        Recomputed only when a fire report came in since the last call."""
+        version, cached = self._spread_cache
+        if version == self._spread_version:
+            return cached
+        out: dict[str, CueSpread] = {}
+        for cue, errs in self._cue_errors.items():
+            x = np.fromiter(errs, dtype=np.int64, count=len(errs))
+            out[cue] = CueSpread(
+                reports=int(x.size),
+                spread_us=float(x.max() - x.min()) / US,
+                p99_us=float(np.percentile(np.abs(x), 99)) / US,
+            )
+        self._spread_cache = (self._spread_version, out)
+        return out
 
     # -- outputs -----------------------------------------------------------------------------
 

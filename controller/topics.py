@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from controller import wire
 from venues.errors import MadangError
 from venues.model import Device
 from venues.names import MAX_TOPIC_BYTES, Fault, Rule, filter_faults, topic_faults
@@ -34,6 +35,8 @@ __all__ = [
     "TopicError",
     "TopicTemplate",
     "device_filters",
+    "device_report_topics",
+    "device_topics",
     "matches",
     "validate_filter",
     "validate_topic",
@@ -220,3 +223,29 @@ def device_filters(devices: list[Device] | tuple[Device, ...], kind: str) -> lis
         levels = ["+" if level == d.id else level for level in d.topic_root.split("/")]
         out["/".join([*levels, kind])] = None
     return list(out)
+
+
+def device_topics(device: Device) -> tuple[str, ...]:
+    """The topics an ``app`` device subscribes to (docs/protocol.md: "Cues", "Clock
+    synchronisation", "Controller state"), over MQTT and over WebSocket alike: the cue topics of
+    every device, of its zone, of its kind and its own, its pings and clock model, and the
+    controller state. The broker ACL (:mod:`controller.brokerconf`) lets it read these and no
+    other."""
+    root = device.topic_root
+    return (
+        wire.CUE_TOPIC,
+        wire.zone_cue_topic(device.zone),
+        wire.kind_cue_topic(device.kind),
+        wire.device_cue_topic(device.id),
+        f"{root}/{wire.PING_LEVEL}",
+        f"{root}/{wire.CLOCK_LEVEL}",
+        wire.STATE_TOPIC,
+    )
+
+
+def device_report_topics(device: Device) -> tuple[str, ...]:
+    """The topics a device publishes its reports on (docs/protocol.md): its pongs, its status
+    (``ready``, the ``alive`` heartbeat and its ``offline`` will) and its fire reports, under its
+    topic root. The broker ACL lets a device write these and no other protocol topic."""
+    root = device.topic_root
+    return tuple(f"{root}/{kind}" for kind in wire.DEVICE_REPORTS)

@@ -77,33 +77,23 @@ def setup_logging(*, verbose: int = 0, json_logs: bool = False, stream: Any = No
 
 
 def _access_options(sp: argparse.ArgumentParser) -> None:
-    """``--control-passcode``, ``--operator-secret-file``, ``--viewer-secret-file``
-    (controller.access, controller.control; docs/operator.md, "Passcodes")."""
+    """``--control-passcode`` (controller.control; docs/operator.md, "Passcodes"); the passcodes are
+    the console's tokens (``--operator-token-file``, ``--viewer-token-file``)."""
     from controller.control import PASSCODE_MODES
 
     sp.add_argument(
         "--control-passcode",
         choices=PASSCODE_MODES,
         default="auto",
-        help="ask for /connect <passcode> on the control port: auto (default) when a secret is given "
-        "or --control-allow admits a source beyond loopback; on; off (the allowlist alone)",
-    )
-    sp.add_argument(
-        "--operator-secret-file",
-        metavar="FILE",
-        default=None,
-        help="the operator's secret (drives): first line of FILE (else $MADANG_OPERATOR_TOKEN, or generated)",
-    )
-    sp.add_argument(
-        "--viewer-secret-file",
-        metavar="FILE",
-        default=None,
-        help="the view-only secret (watches): first line of FILE (else $MADANG_VIEWER_TOKEN, or generated)",
+        help="ask for /connect <passcode> on the control port (the console's operator or viewer token): "
+        "auto (default) when a token is given or --control-allow admits a source beyond loopback; on; "
+        "off (the allowlist alone)",
     )
 
 
 def _web_options(sp: argparse.ArgumentParser) -> None:
-    """``--web-port``, ``--web-host``, ``--web-origin`` (controller.web; docs/operator.md, "Web")."""
+    """``--web-port``, ``--web-host``, ``--web-origin`` and the console's token files
+    (controller.web; docs/operator.md, "Web" and "The browser console")."""
     sp.add_argument(
         "--web-port",
         type=_int_in(-1, 65535, "a TCP port; 0: any free port, -1: off"),
@@ -126,6 +116,21 @@ def _web_options(sp: argparse.ArgumentParser) -> None:
         help="a browser origin (https://host[:port]) allowed on the web sockets besides the server's own "
         "(repeatable)",
     )
+    sp.add_argument(
+        "--operator-token-file",
+        metavar="FILE",
+        help="the operator token of the browser console and the control port's passcode (may drive), "
+        "the first line of FILE (default "
+        "$MADANG_OPERATOR_TOKEN, else generated and printed in the console's URL)",
+    )
+    sp.add_argument(
+        "--viewer-token-file",
+        metavar="FILE",
+        help="the viewer token of the browser console and the control port's view-only passcode (may "
+        "only watch), the first line of FILE (default "
+        "$MADANG_VIEWER_TOKEN, else generated and printed)",
+    )
+    sp.add_argument("--no-console", action="store_true", help="serve no browser console on the web port")
 
 
 def _print_findings(err: SourceErrors) -> None:
@@ -179,23 +184,36 @@ def _float_in(lo: float, hi: float | None, what: str, *, above: bool = False) ->
 
 
 def _broker_url(text: str) -> str:
-    """An argparse ``type``: ``mqtt://HOST[:PORT]`` (as :func:`controller.mqtt.parse_broker_url`)."""
-    from urllib.parse import urlsplit
+    """An argparse ``type``: ``mqtt://[USER@]HOST[:PORT]`` or ``mqtts://...`` (as
+    :func:`venues.broker.parse_broker_url`: a password in the URL is refused, with where it goes)."""
+    from venues.broker import BrokerUrlError, parse_broker_url
 
-    parts = urlsplit(text if "://" in text else f"mqtt://{text}")
-    why = None
-    if parts.scheme not in ("mqtt", "tcp"):
-        why = f"the scheme {parts.scheme!r} is not supported"
-    elif not parts.hostname:
-        why = "there is no host name"
-    else:
-        try:
-            parts.port  # noqa: B018 (raises on a port that is not 1-65535)
-        except ValueError:
-            why = "the port is not a number in 1-65535"
-    if why is not None:
-        raise argparse.ArgumentTypeError(f"{text!r}: {why}; give mqtt://HOST[:PORT]")
+    try:
+        parse_broker_url(text)
+    except BrokerUrlError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _broker_login_options(sp: argparse.ArgumentParser) -> None:
+    """``--broker-password-file``, ``--broker-ca``, ``--broker-cert``, ``--broker-key``
+    (docs/security.md, "Broker: TLS and credentials"); the venue file's ``broker_auth`` gives
+    defaults."""
+    sp.add_argument(
+        "--broker-password-file",
+        metavar="FILE",
+        help="the broker password of the user in --broker, on the first line of FILE (keep it mode 0600; "
+        "else the environment variable MADANG_BROKER_PASSWORD; never in the URL)",
+    )
+    sp.add_argument(
+        "--broker-ca", metavar="FILE", help="CA certificate (PEM) that signed the broker's (mqtts://)"
+    )
+    sp.add_argument(
+        "--broker-cert",
+        metavar="FILE",
+        help="this client's certificate (PEM), for a broker that requires one",
+    )
+    sp.add_argument("--broker-key", metavar="FILE", help="the private key (PEM) of --broker-cert")
 
 
 def _source_address(text: str) -> str:
@@ -324,6 +342,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.device_secrets and not args.simulate:
+        print(
+            "madang run: --device-secrets logs the simulated devices in (--simulate); real devices "
+            "hold their own passwords",
+            file=sys.stderr,
+        )
+        return 2
     if args.simulate:
         from madang.rehearsal import run_simulated_cli
 
@@ -343,6 +368,86 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from madang.rehearsal import demo_cli
 
     return demo_cli(args)
+
+
+# ---------------------------------------------------------------------------------------------
+# broker-config
+
+
+def _cmd_broker_config(args: argparse.Namespace) -> int:
+    from controller.brokerconf import (
+        CONTROLLER_USER,
+        CONTROLLER_USERS,
+        BrokerTlsFiles,
+        device_identities,
+        write_broker_config,
+    )
+    from venues.loader import find_venue, load_venue
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("madang broker-config: a TLS listener needs both --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    if (args.tls_ca or args.require_certificate) and not args.tls_cert:
+        print(
+            "madang broker-config: --tls-ca and --require-certificate need --tls-cert/--tls-key",
+            file=sys.stderr,
+        )
+        return 2
+    if args.require_certificate and not args.tls_ca:
+        print(
+            "madang broker-config: --require-certificate needs --tls-ca to check certificates",
+            file=sys.stderr,
+        )
+        return 2
+    venue_path = find_venue(args.venue, None)
+    venue = load_venue(venue_path)
+    events = _show_triggers(args.show, venue_path)
+    tls = None
+    if args.tls_cert:
+        tls = BrokerTlsFiles(
+            str(Path(args.tls_cert).resolve()),
+            str(Path(args.tls_key).resolve()),
+            str(Path(args.tls_ca).resolve()) if args.tls_ca else None,
+            args.require_certificate,
+        )
+    out = Path(args.output)
+    policy = write_broker_config(venue, out, events=events, port=args.port, bind=args.bind, tls=tls)
+    devices = device_identities(venue)
+    port = args.port or (8883 if tls else 1883)
+    scheme = "mqtts" if tls else "mqtt"
+    print(
+        f"wrote {out}/: mosquitto.conf, passwd, acl, secrets (0600), "
+        f"{', '.join(u + '.password' for u in CONTROLLER_USERS)} (0600)"
+    )
+    print(
+        f"  {len(policy.passwords):,} identities: {len(CONTROLLER_USERS)} controllers, "
+        f"{len(devices):,} devices"
+    )
+    if events:
+        print(f"  devices may publish their own events on: {', '.join(events)}")
+    print(f"broker:     mosquitto -c {out / 'mosquitto.conf'}")
+    print(
+        f"controller: madang run SHOW --broker {scheme}://{CONTROLLER_USER}@HOST:{port} "
+        f"--broker-password-file {out / (CONTROLLER_USER + '.password')}"
+        + (" --broker-ca CA.pem" if tls else "")
+    )
+    if not tls:
+        print("warning: no TLS (--tls-cert/--tls-key): passwords cross the network in clear", file=sys.stderr)
+    return 0
+
+
+def _show_triggers(paths: Sequence[str], venue_path: Path) -> list[str]:
+    """The MQTT trigger filters of the show files at ``paths`` (``on: {mqtt: ...}``), compiled
+    against the venue at ``venue_path``."""
+    from cues.compiler import compile_show
+
+    out: dict[str, None] = {}
+    for path in paths:
+        timeline, _ = compile_show(Path(path), venue_path=venue_path)
+        for cue in timeline.cues:
+            if cue.trigger is not None and cue.trigger.transport == "mqtt":
+                out[cue.trigger.pattern] = None
+    return list(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,6 +508,12 @@ def _bench_devices(args: argparse.Namespace) -> dict[str, Any]:
     from madang.bench.devices import run
 
     return run(args.what, events=args.events, devices=args.devices, cues=args.cues, profile=args.profile)
+
+
+def _bench_console(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.console import run
+
+    return run(devices=args.devices, cues=args.cues, churn=args.churn, browser=not args.no_browser)
 
 
 def _bench_ws(args: argparse.Namespace) -> dict[str, Any]:
@@ -497,7 +608,18 @@ def _parser() -> argparse.ArgumentParser:
     sp = cmd("run", _cmd_run, "play a show to a venue's devices, under the operator's hand")
     sp.add_argument("show")
     sp.add_argument("--venue")
-    sp.add_argument("--broker", type=_broker_url, help="MQTT broker URL (default: the venue's)")
+    sp.add_argument(
+        "--broker",
+        type=_broker_url,
+        help="MQTT broker URL, mqtt://[USER@]HOST[:PORT] or mqtts://... for TLS (default: the venue's)",
+    )
+    _broker_login_options(sp)
+    sp.add_argument(
+        "--device-secrets",
+        metavar="FILE",
+        help="--simulate against an ACL'd --broker: the simulated devices log in with the passwords of "
+        "this secrets file (madang broker-config)",
+    )
     sp.add_argument(
         "--go", action="store_true", help="press GO once the sync gate is READY (see --ready-timeout)"
     )
@@ -625,6 +747,15 @@ def _parser() -> argparse.ArgumentParser:
     sp = cmd("simulate", _cmd_simulate, "bring a venue to life for a controller running elsewhere")
     sp.add_argument("venue")
     sp.add_argument("--broker", type=_broker_url, help="MQTT broker URL (default: start a private Mosquitto)")
+    sp.add_argument(
+        "--device-secrets",
+        metavar="FILE",
+        help="an ACL'd --broker: each device logs in as its id with its password from this secrets file "
+        "(madang broker-config)",
+    )
+    sp.add_argument(
+        "--broker-ca", metavar="FILE", help="CA certificate (PEM) that signed the broker's (mqtts://)"
+    )
     sp.add_argument("--impair", default="lan", choices=IMPAIRMENTS, help="network impairment profile")
     sp.add_argument("--seed", type=_SEED, default=0)
     sp.add_argument(
@@ -651,6 +782,40 @@ def _parser() -> argparse.ArgumentParser:
         help="simulate the first N headsets (default 300; the venue has 1,200: --devices 1200)",
     )
     sp.add_argument("--no-view", action="store_true")
+
+    sp = cmd(
+        "broker-config",
+        _cmd_broker_config,
+        "write a venue's Mosquitto config, password file and ACL: each device publishes only its own "
+        "reports, only the controller drives (docs/security.md)",
+    )
+    sp.add_argument("venue", help="venue file, or the id of a shipped venue")
+    sp.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the files into")
+    sp.add_argument(
+        "--show",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a show file whose MQTT event triggers (on: {mqtt: 'xr/+/ready'}) the devices may publish, "
+        "each as itself (repeatable)",
+    )
+    sp.add_argument(
+        "--port",
+        type=_int_in(1, 65535, "a TCP port"),
+        default=None,
+        help="the listener's port (default 8883 with TLS, else 1883)",
+    )
+    sp.add_argument("--bind", metavar="ADDR", help="the listener's address (default: every interface)")
+    sp.add_argument("--tls-cert", metavar="FILE", help="the broker's certificate (PEM): a TLS listener")
+    sp.add_argument("--tls-key", metavar="FILE", help="the broker's private key (PEM)")
+    sp.add_argument(
+        "--tls-ca", metavar="FILE", help="the CA certificate (PEM) clients' certificates are checked with"
+    )
+    sp.add_argument(
+        "--require-certificate",
+        action="store_true",
+        help="clients must present a certificate signed by --tls-ca (besides their password)",
+    )
 
     sp = cmd("bench", _cmd_bench, "measure speed and accuracy; prints JSON with --json")
     bsub = sp.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -711,6 +876,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS)
     bp.add_argument("--seed", type=_SEED, default=1)
+    bp = bench("console", _bench_console, "the browser console at a venue's worth of devices: bytes, CPU")
+    bp.add_argument("--devices", type=_COUNT, default=1200, help="devices in the grid (default 1,200)")
+    bp.add_argument("--cues", type=_COUNT, default=40, help="cues in the cue list (default 40)")
+    bp.add_argument(
+        "--churn",
+        type=_float_in(0, 1, "the share of devices whose state changes per grid update"),
+        default=0.05,
+        help="share of devices whose presence or sync changes per grid update (default 0.05)",
+    )
+    bp.add_argument("--no-browser", action="store_true", help="skip the page's own timings (Chromium)")
     bp = bench("mqtt", _bench_mqtt, "MQTT publish throughput and round trip, TCP_NODELAY on vs off")
     bp.add_argument(
         "--broker", type=_broker_url, default=None, help="broker URL (default: a private Mosquitto)"

@@ -19,12 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from controller.brokerconf import BrokerConfigError, read_secrets
 from controller.core import show_slug
 from controller.outputs import prepare, write_text
 from cues.compiler import compile_show
 from cues.timeline import Timeline
 from madang.report import prepare_report, print_report, write_report
-from madang.show import access_options, journal_folder, web_options
+from madang.show import access_options, broker_login_of, journal_folder, web_options
 from simulators.broker import MosquittoBroker
 from simulators.devices.venue import SimulatedVenue
 from simulators.harness import limit_headsets, play_real, shipped_show
@@ -42,11 +43,22 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
     """``madang run SHOW --simulate``: the show against its simulated venue, in one command."""
     report_path = prepare_report(args)
     timeline, venue = compile_show(Path(args.show), venue_path=Path(args.venue) if args.venue else None)
+    login: dict[str, Any] = {}
+    if args.broker is not None:  # an outside broker, perhaps ACL'd (madang broker-config)
+        _, login["broker_login"] = broker_login_of(args, venue)
+        if args.device_secrets:
+            login["device_passwords"] = read_secrets(args.device_secrets)
+    elif args.device_secrets:
+        raise BrokerConfigError(
+            "--device-secrets without --broker: the simulated venue's private broker is open",
+            "give the ACL'd broker with --broker mqtt[s]://madang-controller@HOST:PORT",
+        )
     return _rehearse(
         report_path,
         timeline,
         venue,
         args,
+        **login,
         auto_go=args.go_all,
         go=args.go,
         control_port=None if args.control_port < 0 else args.control_port,
@@ -144,7 +156,14 @@ def simulate_cli(args: argparse.Namespace) -> int:
                 broker.start()
                 url = broker.url
             sim = SimulatedVenue(
-                venue, mode="real", profile=args.impair, seed=args.seed, broker_url=url, broker=broker
+                venue,
+                mode="real",
+                profile=args.impair,
+                seed=args.seed,
+                broker_url=url,
+                broker=broker,
+                device_passwords=read_secrets(args.device_secrets) if args.device_secrets else None,
+                broker_ca=args.broker_ca,
             )
             if args.record:
                 writer = RecordWriter(sim.records(), args.record)

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from controller.access import ENV, Access, Role
 from controller.core import show_slug
 from controller.journal import JOURNAL_FILE, LastRun, default_journal_dir, last_run
+from controller.mqtt import broker_login, tls_context
 from controller.outputs import prepare
 from controller.runtime import Runtime, RuntimeOptions
 from cues.compiler import compile_show
+from venues.broker import BrokerFiles, BrokerLogin, parse_broker_url
+from venues.model import Venue
 
-__all__ = ["run_show_cli"]
+__all__ = ["broker_login_of", "run_show_cli"]
 
 
 def run_show_cli(args: argparse.Namespace) -> int:
@@ -38,8 +39,10 @@ def run_show_cli(args: argparse.Namespace) -> int:
         resume = offer_resume(last_run(journal / JOURNAL_FILE), input)
     if journal is not None:
         print(f"madang: journal {journal}" + (" (resuming)" if resume else ""), file=sys.stderr)
+    url, login = broker_login_of(args, venue)
     opts = RuntimeOptions(
-        broker_url=args.broker,
+        broker_url=url,
+        broker_login=login,
         control_port=None if args.control_port < 0 else args.control_port,
         control_allow=args.control_allow,
         **access_options(args),
@@ -66,23 +69,9 @@ def run_show_cli(args: argparse.Namespace) -> int:
 
 
 def access_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The runtime's secrets and passcode mode from ``--operator-secret-file``,
-    ``--viewer-secret-file``, ``$MADANG_OPERATOR_TOKEN``, ``$MADANG_VIEWER_TOKEN`` and
-    ``--control-passcode`` (a bad secret is an :class:`~controller.access.AccessError`)."""
-    files = {
-        Role.OPERATOR: _path_or_none(getattr(args, "operator_secret_file", None)),
-        Role.VIEWER: _path_or_none(getattr(args, "viewer_secret_file", None)),
-    }
-    configured = any(p is not None for p in files.values()) or any(os.environ.get(v) for v in ENV.values())
-    return {
-        "access": Access.configured(files) if configured else None,
-        "access_configured": configured,
-        "control_passcode": getattr(args, "control_passcode", "auto"),
-    }
-
-
-def _path_or_none(value: str | None) -> Path | None:
-    return Path(value) if value else None
+    """The runtime's ``--control-passcode`` (the secrets themselves are the console's token files,
+    :func:`web_options`, or the environment)."""
+    return {"control_passcode": getattr(args, "control_passcode", "auto")}
 
 
 DEFAULT_WEB_PORT = 8080
@@ -90,7 +79,8 @@ DEFAULT_WEB_PORT = 8080
 
 
 def web_options(args: argparse.Namespace, timeline: Any) -> dict[str, Any]:
-    """The runtime's web options from ``--web-port``, ``--web-host``, ``--web-origin``, and the
+    """The runtime's web options from ``--web-port``, ``--web-host``, ``--web-origin``, the
+    console's ``--operator-token-file``, ``--viewer-token-file`` and ``--no-console``, and the
     show's crowd images (served to the light page)."""
     port = getattr(args, "web_port", None)
     return {
@@ -99,7 +89,14 @@ def web_options(args: argparse.Namespace, timeline: Any) -> dict[str, Any]:
         "web_host": getattr(args, "web_host", "127.0.0.1"),
         "web_origins": list(getattr(args, "web_origin", []) or []),
         "web_media": dict(getattr(timeline, "media", {}) or {}),
+        "console": not getattr(args, "no_console", False),
+        "operator_token_file": _path(getattr(args, "operator_token_file", None)),
+        "viewer_token_file": _path(getattr(args, "viewer_token_file", None)),
     }
+
+
+def _path(value: str | None) -> Path | None:
+    return None if not value else Path(value)
 
 
 def journal_folder(args: argparse.Namespace, show_id: str, *, default_on: bool = True) -> Path | None:
@@ -128,3 +125,23 @@ def offer_resume(run: LastRun, ask: Callable[[str], str]) -> bool:
     except EOFError:
         return False
     return answer.strip().lower() in ("", "y", "yes")
+
+
+def broker_login_of(args: argparse.Namespace, venue: Venue) -> tuple[str, BrokerLogin]:
+    """The broker URL (``--broker``, else the venue's) and its login: the password from
+    ``--broker-password-file`` (else the venue's ``broker_auth.password_file``, else
+    ``MADANG_BROKER_PASSWORD``) and the TLS files (the command line's over the venue's). The TLS
+    files are loaded now, so a missing or bad one fails before anything starts
+    (:class:`controller.mqtt.BrokerLoginError`)."""
+    url = getattr(args, "broker", None) or venue.broker
+    cli = BrokerFiles(
+        getattr(args, "broker_ca", None),
+        getattr(args, "broker_cert", None),
+        getattr(args, "broker_key", None),
+        getattr(args, "broker_password_file", None),
+    )
+    files = venue.broker_files.merged(cli) if venue.broker_files is not None else cli
+    login = broker_login(url, files)
+    if parse_broker_url(url).tls:
+        tls_context(login)
+    return url, login

@@ -26,6 +26,12 @@ sessions and retained messages, like a crashed broker without a database), anony
 ``TCP_NODELAY`` on its sockets, and generous queues so a burst from thousands of simulated
 devices is not dropped by the broker itself.
 
+``MosquittoBroker(config=FILE, port=PORT)`` runs a configuration of someone else's instead, for
+example the one ``madang broker-config`` writes for a venue (credentials, ACL, a TLS listener
+with ``tls=True``): the broker only adds its log file (and, as root, the current user). Its probe
+then takes any CONNACK (a refusal of the anonymous probe too) as the broker answering, over TLS
+when asked.
+
 This module speaks to the broker only as a process and a TCP port; it never imports
 :mod:`controller` (an import-linter contract).
 """
@@ -40,6 +46,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -125,18 +132,35 @@ _PROBE_DISCONNECT = bytes([0xE0, 0])
 _CONNACK_ACCEPTED = bytes([0x20, 2, 0, 0])
 
 
-def _answers_mqtt(port: int) -> bool:
-    """Whether an MQTT broker accepts a connection on ``127.0.0.1:port``."""
+def _answers_mqtt(port: int, *, any_connack: bool = False, tls: bool = False) -> bool:
+    """Whether an MQTT broker accepts a connection on ``127.0.0.1:port`` (``any_connack``: or
+    refuses it with a CONNACK, as a broker without anonymous access does), over TLS if ``tls``
+    (the probe does not verify the certificate: it only asks whether the broker is up; a broker
+    that asks for a client certificate refuses it at the TLS layer, which counts as answering
+    with ``any_connack``)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(_PROBE_CONNECT)
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw:
+            s = raw
+            if tls:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                s = context.wrap_socket(raw)
             reply = b""
-            while len(reply) < len(_CONNACK_ACCEPTED):
-                chunk = s.recv(len(_CONNACK_ACCEPTED) - len(reply))
-                if not chunk:
-                    return False
-                reply += chunk
-            s.sendall(_PROBE_DISCONNECT)
+            try:
+                s.sendall(_PROBE_CONNECT)
+                while len(reply) < len(_CONNACK_ACCEPTED):
+                    chunk = s.recv(len(_CONNACK_ACCEPTED) - len(reply))
+                    if not chunk:
+                        return False
+                    reply += chunk
+                s.sendall(_PROBE_DISCONNECT)
+            except ssl.SSLError:
+                # The handshake went through, then the broker's TLS layer refused us (TLS 1.3
+                # tells a client without a certificate only now): a broker answers there.
+                return any_connack
+            if any_connack:
+                return reply[:2] == _CONNACK_ACCEPTED[:2]
             return reply == _CONNACK_ACCEPTED
     except OSError:
         return False
@@ -169,7 +193,13 @@ class MosquittoBroker:
         max_queued_messages: int = 100_000,
         max_inflight_messages: int = 100,
         verbose: bool = False,
+        config: str | os.PathLike[str] | None = None,
+        tls: bool = False,
     ) -> None:
+        if config is not None and port is None:
+            raise ValueError("MosquittoBroker(config=...) needs the port its listener is on (port=...)")
+        self._config = None if config is None else Path(config)
+        self._tls = tls
         self._executable = executable
         self._port = port
         self._max_queued = max_queued_messages
@@ -192,8 +222,9 @@ class MosquittoBroker:
 
     @property
     def url(self) -> str:
-        """``mqtt://127.0.0.1:PORT``, what ``--broker`` and :class:`controller.mqtt.MqttLink` take."""
-        return f"mqtt://{self.host}:{self.port}"
+        """``mqtt://127.0.0.1:PORT`` (``mqtts://`` with ``tls``), what ``--broker`` and
+        :class:`controller.mqtt.MqttLink` take."""
+        return f"{'mqtts' if self._tls else 'mqtt'}://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -314,6 +345,16 @@ class MosquittoBroker:
         # Started as root, mosquitto drops to the user "mosquitto", which cannot write our
         # temporary directory: keep the current user instead.
         user = f"user {pwd.getpwuid(os.geteuid()).pw_name}\n" if os.geteuid() == 0 else ""
+        if self._config is not None:
+            theirs = self._config.read_text(encoding="utf-8")
+            conf.write_text(
+                f"{user}{theirs}\n"
+                f"log_dest file {workdir}/mosquitto.log\n"
+                f"log_type {log_types}\n"
+                "log_timestamp_format %Y-%m-%dT%H:%M:%S\n",
+                encoding="utf-8",
+            )
+            return conf
         conf.write_text(
             f"{user}listener {port} 127.0.0.1\n"
             "allow_anonymous true\n"
@@ -369,7 +410,7 @@ class MosquittoBroker:
             code = proc.poll()
             if code is not None:
                 return f"the process exited with status {code}"
-            if _answers_mqtt(port):
+            if _answers_mqtt(port, any_connack=self._config is not None, tls=self._tls):
                 return None
             if time.monotonic() >= deadline:
                 with contextlib.suppress(ProcessLookupError):

@@ -28,6 +28,7 @@ from typing import Any, Final
 
 import pydantic
 
+from venues.broker import BrokerFiles
 from venues.errors import Finding, Mark, SourceError, SourceErrors
 from venues.model import (
     AudiencePool,
@@ -52,7 +53,9 @@ log = logging.getLogger(__name__)
 MAX_DEVICES: Final = 100_000
 _RANGE_RE: Final = re.compile(r"\{(-?[0-9]+)\.\.(-?[0-9]+)\}")
 _PORT_RUN_RE: Final = re.compile(r"([0-9]+)\+\Z")
-_BROKER_RE: Final = re.compile(r"(mqtts?|ws|wss)://([^\s:/]+|\[[0-9a-fA-F:]+\])(?::([0-9]+))?/?\Z")
+_BROKER_RE: Final = re.compile(
+    r"(mqtts?|ws|wss)://(?:[^\s:/@]+@)?([^\s:/@]+|\[[0-9a-fA-F:]+\])(?::([0-9]+))?/?\Z"
+)
 _RESERVED_ATTRS: Final = frozenset({"id", "kind", "zone", "group"})
 _SYNC_TRANSPORTS: Final[dict[str, tuple[str, ...]]] = {
     "app": ("mqtt", "ws"),
@@ -238,9 +241,17 @@ def venue_from_doc(doc: Doc) -> Venue:
 
     zones = list(spec.zones)
     _check_unique(check, [(("zones", i), z) for i, z in enumerate(zones)], "zone")
-    if not _BROKER_RE.match(spec.broker):
+    if re.match(r"[a-z]+://[^/@\s]*:[^/@\s]*@", spec.broker):
         check.at(
-            ("broker",), f"'{spec.broker}' is not a broker address", "write it like mqtt://127.0.0.1:1883"
+            ("broker",),
+            "the broker URL holds a password, which belongs in a file, never in the venue file",
+            "write mqtts://USER@HOST:8883 and name the file in broker_auth: {password_file: ...}",
+        )
+    elif not _BROKER_RE.match(spec.broker):
+        check.at(
+            ("broker",),
+            f"'{spec.broker}' is not a broker address",
+            "write it like mqtt://127.0.0.1:1883 or mqtts://USER@HOST:8883",
         )
 
     entries = _expand_entries(check, device_specs)
@@ -292,9 +303,23 @@ def venue_from_doc(doc: Doc) -> Venue:
             if name in groups
         },
         audience=pool,
+        broker_files=_broker_files(spec, doc.file),
     )
     log.debug("venue loaded", extra={"venue": final.id, "devices": len(final.devices), "file": doc.file})
     return final
+
+
+def _broker_files(spec: VenueSpec, file: str) -> BrokerFiles | None:
+    """The venue's ``broker_auth`` with each path made absolute against the venue file's folder."""
+    auth = spec.broker_auth
+    if auth is None:
+        return None
+    base = Path(file).resolve().parent if file else Path.cwd()
+
+    def at(p: str | None) -> str | None:
+        return None if p is None else str(base / Path(p).expanduser())
+
+    return BrokerFiles(at(auth.ca), at(auth.cert), at(auth.key), at(auth.password_file))
 
 
 def _validate_shape(doc: Doc, check: _Check) -> tuple[VenueSpec | None, list[tuple[int, DeviceSpec]]]:

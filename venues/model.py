@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
+from venues.broker import BrokerFiles
+
 __all__ = [
     "DEFAULT_MQTT_ROOT",
     "AudiencePool",
@@ -214,6 +216,9 @@ class Venue:
     # meaning, not only today's members. Empty for venues built in code.
     group_sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     audience: AudiencePool | None = None  # its slots are devices too (``pooled``), at the end
+    # The broker login files the venue file names (``broker_auth``: CA, client certificate and
+    # key, password file; paths made absolute): the command line's options override each.
+    broker_files: BrokerFiles | None = None
 
     def device(self, device_id: str) -> Device:
         """The device with this id; ``KeyError`` when there is none."""

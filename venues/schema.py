@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_BROKER",
     "DEFAULT_SAFE",
     "AudienceSpec",
+    "BrokerAuthSpec",
     "DeviceSpec",
     "MqttSpec",
     "OscSpec",
@@ -72,6 +73,17 @@ class MqttSpec(_Strict):
     base: str | None = Field(
         None,
         description="The device's topic root; default 'madang/dev/{id}'. May hold {id}, {kind}, {zone}.",
+    )
+
+
+class BrokerAuthSpec(_Strict):
+    """The controller's broker login files (never the password itself)."""
+
+    ca: str | None = Field(None, description="CA certificate (PEM) that signed the broker's (mqtts://).")
+    cert: str | None = Field(None, description="The controller's client certificate (PEM).")
+    key: str | None = Field(None, description="The private key (PEM) of cert.")
+    password_file: str | None = Field(
+        None, description="A file holding the broker password of the user in the broker URL (mode 0600)."
     )
 
 
@@ -172,6 +184,11 @@ class VenueSpec(_Strict):
     zones: list[str] = Field(description="The zones devices belong to.", min_length=1)
     broker: str = Field(
         DEFAULT_BROKER, description="The MQTT broker, mqtt://host:port. The --broker option overrides it."
+    )
+    broker_auth: BrokerAuthSpec | None = Field(
+        None,
+        description="How the controller logs in to the broker (docs/security.md): TLS files and a password "
+        "file, relative to the venue file. The --broker-* options override each.",
     )
     safe: dict[str, dict[str, SafeValue]] = Field(
         default_factory=dict,

@@ -37,6 +37,7 @@ from typing import Any, Final
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from venues.broker import BrokerFiles
 from venues.errors import SourceError
 from venues.model import Device, Venue, topic_root
 from venues.schema import DEFAULT_AUDIENCE_PATH, DEFAULT_SAFE
@@ -73,6 +74,11 @@ def _id_parts(device_id: str) -> _IdParts | None:
     return _IdParts(m.group(1), int(digits), len(digits) if padded else 0, m.group(3))
 
 
+def _files_of(files: BrokerFiles) -> tuple[str | None, ...]:
+    """The paths of ``broker_auth`` in its key order (absolute, as the loader made them)."""
+    return (files.ca, files.cert, files.key, files.password_file)
+
+
 def venue_yaml(venue: Venue, *, broker: str | None = None, header: Sequence[str] = ()) -> str:
     """The venue file text for ``venue``; ``broker`` replaces its broker URL, ``header`` lines
     become comments at the top. Loading the text gives back an equal venue."""
@@ -84,6 +90,13 @@ def venue_yaml(venue: Venue, *, broker: str | None = None, header: Sequence[str]
         doc["name"] = venue.name
     doc["zones"] = _flow_seq(list(venue.zones))
     doc["broker"] = broker if broker is not None else venue.broker
+    files = venue.broker_files
+    if files is not None and broker is None:  # another broker: the venue's login is not its
+        auth = {
+            k: v for k, v in zip(("ca", "cert", "key", "password_file"), _files_of(files), strict=True) if v
+        }
+        if auth:
+            doc["broker_auth"] = _flow_map(auth)
     if kind_safe:
         safe = CommentedMap()
         for kind, state in kind_safe.items():

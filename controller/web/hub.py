@@ -50,6 +50,7 @@ import msgspec
 from controller import wire
 from controller.clock import Clock
 from controller.delivery import Kind, MqttPublish, restamp
+from controller.topics import device_topics
 from venues.model import Device
 
 __all__ = [
@@ -119,21 +120,6 @@ FRAMES = RateLimit(per_s=40.0, burst=80.0)
 """Frames a device may send: pongs (up to 10 a second), status, fire reports, taps."""
 TAPS = RateLimit(per_s=4.0, burst=4.0)
 """Taps and votes a device may send (the rest are dropped and counted as ``tap_rate``)."""
-
-
-def device_topics(device: Device) -> tuple[str, ...]:
-    """The topics an ``app`` device subscribes to (docs/protocol.md: "Cues", "Clock
-    synchronisation", "Controller state"), over MQTT and over WebSocket alike."""
-    root = device.topic_root
-    return (
-        wire.CUE_TOPIC,
-        f"{wire.CUE_TOPIC}/zone/{device.zone}",
-        f"{wire.CUE_TOPIC}/kind/{device.kind}",
-        f"{wire.CUE_TOPIC}/dev/{device.id}",
-        f"{root}/ping",
-        f"{root}/clock",
-        wire.STATE_TOPIC,
-    )
 
 
 _enc = msgspec.json.Encoder()

@@ -40,7 +40,9 @@ import msgspec
 from controller.osc import Typed, encode_message
 
 __all__ = [
+    "CLOCK_LEVEL",
     "CUE_TOPIC",
+    "DEVICE_COMMANDS",
     "DEVICE_REPORTS",
     "MAX_JSON_DEPTH",
     "MAX_PAYLOAD",
@@ -50,6 +52,8 @@ __all__ = [
     "OSC_KEY",
     "OSC_PING",
     "OSC_PONG",
+    "PARAM_LEVEL",
+    "PING_LEVEL",
     "STATE_TOPIC",
     "ControllerState",
     "Fired",
@@ -64,21 +68,56 @@ __all__ = [
     "decode_controller_state",
     "decode_osc_report",
     "decode_report",
+    "device_cue_topic",
     "json_depth_ok",
     "json_value",
     "key_osc",
+    "kind_cue_topic",
     "offline_state_json",
     "param_json",
+    "param_topic",
     "ping_json",
     "ping_osc",
+    "zone_cue_topic",
 ]
 
 #: The controller's retained state, and its last will (docs/protocol.md, "Controller state").
 STATE_TOPIC = "madang/controller/state"
 #: The group cue topic of every ``app`` device; zone, kind and device topics hang below it.
 CUE_TOPIC = "madang/cue"
-#: What a device publishes under its topic root for the controller (QoS 0, docs/protocol.md).
+#: What a device publishes under its topic root for the controller (QoS 0, docs/protocol.md):
+#: its pongs, its presence (``ready``, the ``alive`` heartbeat, the ``offline`` will) on
+#: ``status``, and its fire reports.
 DEVICE_REPORTS = ("pong", "status", "fired")
+#: Under a device's topic root, the controller's pings and the device's clock model.
+PING_LEVEL = "ping"
+CLOCK_LEVEL = "clock"
+#: What the controller publishes under a device's topic root: pings and the clock model.
+DEVICE_COMMANDS = (PING_LEVEL, CLOCK_LEVEL)
+#: Under a device's root, ``param/{name}``: the parameter publishes of plain MQTT devices.
+PARAM_LEVEL = "param"
+
+
+def zone_cue_topic(zone: str) -> str:
+    """The cue topic of every ``app`` device of ``zone``: ``madang/cue/zone/{zone}``."""
+    return f"{CUE_TOPIC}/zone/{zone}"
+
+
+def kind_cue_topic(kind: str) -> str:
+    """The cue topic of every ``app`` device of ``kind``: ``madang/cue/kind/{kind}``."""
+    return f"{CUE_TOPIC}/kind/{kind}"
+
+
+def device_cue_topic(device_id: str) -> str:
+    """The cue topic of one ``app`` device: ``madang/cue/dev/{id}``."""
+    return f"{CUE_TOPIC}/dev/{device_id}"
+
+
+def param_topic(root: str, param: str) -> str:
+    """Where a plain MQTT device under ``root`` gets parameter ``param``: ``{root}/param/{param}``."""
+    return f"{root}/{PARAM_LEVEL}/{param}"
+
+
 #: The largest message the controller parses (docs/protocol.md, "Limits").
 MAX_PAYLOAD = 64 * 1024
 MAX_JSON_DEPTH = 32

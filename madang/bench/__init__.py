@@ -8,6 +8,7 @@
 * :mod:`~madang.bench.mqtt`: MQTT publish throughput and round trip, ``TCP_NODELAY`` on vs off
 * :mod:`~madang.bench.check`: time to check a generated show of N cues
 * :mod:`~madang.bench.devices`: the simulators' own speed (``madang bench devices vtime|virtual|mqtt``)
+* :mod:`~madang.bench.console`: the browser console at 1,200 devices: bytes, CPU, the page's render
 * :mod:`~madang.bench.failover`: ``kill -9`` the live controller mid-show, N times: takeover time,
   lost, missed and duplicated cues, spread (real processes; its venue is in ``data/``)
 

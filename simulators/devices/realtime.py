@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from simulators.devices.app import AppDevice
 from simulators.devices.messages import Publish
 from simulators.devices.osc_display import OscDisplay
 from simulators.network import Direction, Path
+from venues.broker import BrokerLogin
 
 __all__ = ["TIMER_LATENESS", "Lateness", "MqttApp", "TrueClock", "UdpDisplay", "WsApp"]
 
@@ -249,6 +251,8 @@ class MqttApp(_StreamApp):
 
     ``start()`` creates its task; ``crash()`` drops the TCP connection without DISCONNECT (so the
     broker publishes the will) and stops; the owner may call ``start()`` again to reboot.
+    ``login``: the user name and password it presents (a venue's device identity from
+    ``madang broker-config``) and the CA that verifies the broker when ``tls``.
     """
 
     def __init__(
@@ -260,9 +264,17 @@ class MqttApp(_StreamApp):
         port: int = 1883,
         clock: TrueClock = time.time_ns,
         keepalive: int = 10,
+        login: BrokerLogin | None = None,
+        tls: bool = False,
     ) -> None:
         super().__init__(core, path, clock)
         self.host, self.port, self.keepalive = host, port, keepalive
+        self.login = login or BrokerLogin()
+        self._tls: ssl.SSLContext | None = None
+        if tls:
+            self._tls = ssl.create_default_context(cafile=self.login.ca)
+            if self.login.cert:
+                self._tls.load_cert_chain(self.login.cert, self.login.key)
         self._client: aiomqtt.Client | None = None
         self._last_up = 0
         self.send_errors = 0
@@ -287,6 +299,9 @@ class MqttApp(_StreamApp):
                     will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
                     keepalive=self.keepalive,
                     clean_session=True,
+                    username=self.login.username,
+                    password=self.login.password,
+                    tls_context=self._tls,
                 ) as client:
                     self._client = client
                     # A thousand devices share this loop: take messages straight from paho's

@@ -14,9 +14,8 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from simulators.clock import DeviceClock, clocks_for_venue
 from simulators.devices.app import AppDevice
@@ -26,6 +25,7 @@ from simulators.devices.virtual import SyncLane, VirtualController, VirtualDrive
 from simulators.network import Path, profile
 from simulators.record import Recorder
 from simulators.vtime import VirtualNetwork, VirtualTime
+from venues.broker import BrokerLogin, parse_broker_url
 from venues.errors import MadangError
 from venues.model import OscEndpoint, Venue
 
@@ -66,6 +66,8 @@ class SimulatedVenue:
         start_ns: int = 1_763_683_200 * _S,
         true_clock: Callable[[], int] = time.time_ns,
         broker: Any = None,
+        device_passwords: Mapping[str, str] | None = None,
+        broker_ca: str | None = None,
     ) -> None:
         if mode not in ("real", "virtual"):
             raise SimulatorError(f"mode {mode!r}", "use 'real' or 'virtual'")
@@ -76,6 +78,10 @@ class SimulatedVenue:
         self.broker_url = broker_url or venue.broker or "mqtt://127.0.0.1:1883"
         self.ws_url = ws_url
         self.broker = broker  # a simulators.broker.MosquittoBroker, for restart() in real mode
+        # An ACL'd broker (``madang broker-config``): each MQTT device logs in as its id with its
+        # password from the secrets file; ``broker_ca`` verifies a TLS broker (mqtts://).
+        self.device_passwords = dict(device_passwords or {})
+        self.broker_ca = broker_ca
         self.true_clock = true_clock
         epoch = start_ns if mode == "virtual" else true_clock()
         self.clocks: dict[str, DeviceClock] = clocks_for_venue(venue, seed, epoch_ns=epoch)
@@ -158,11 +164,19 @@ class SimulatedVenue:
             u = UdpDisplay(core, self.paths[did], clock=self.true_clock)
             await u.start()
             self._udp[did] = u
-        host, port = _broker_address(self.broker_url)
+        address = parse_broker_url(self.broker_url)
         for did, app in self.apps.items():
             s: MqttApp | WsApp
             if app.device.mqtt is not None:
-                s = MqttApp(app, self.paths[did], host=host, port=port, clock=self.true_clock)
+                s = MqttApp(
+                    app,
+                    self.paths[did],
+                    host=address.host,
+                    port=address.port,
+                    clock=self.true_clock,
+                    login=self.login(did),
+                    tls=address.tls,
+                )
             elif self.ws_url is not None:
                 s = WsApp(app, self.paths[did], self.ws_url, clock=self.true_clock)
             else:
@@ -170,6 +184,14 @@ class SimulatedVenue:
                 continue
             s.start()
             self._streams[did] = s
+
+    def login(self, device_id: str) -> BrokerLogin | None:
+        """What device ``device_id`` presents to the broker: its id and password (when the venue's
+        secrets were given) and the broker's CA; None for an open broker without TLS."""
+        password = self.device_passwords.get(device_id)
+        if password is None and self.broker_ca is None:
+            return None
+        return BrokerLogin(device_id if password is not None else None, password, self.broker_ca)
 
     async def wait_connected(self, timeout_s: float = 10.0, *, ws: bool = True) -> None:
         """Real mode: wait until every app device has connected (ready published); ``ws=False``:
@@ -295,8 +317,3 @@ class SimulatedVenue:
 
 def _profile(name: str) -> Any:
     return profile(name)
-
-
-def _broker_address(url: str) -> tuple[str, int]:
-    u = urlsplit(url if "://" in url else f"mqtt://{url}")
-    return (u.hostname or "127.0.0.1", u.port or 1883)

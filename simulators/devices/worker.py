@@ -43,6 +43,7 @@ from simulators.devices.app import AppDevice
 from simulators.devices.realtime import TIMER_LATENESS, MqttApp, WsApp
 from simulators.network import Path
 from simulators.record import Recorder
+from venues.broker import BrokerLogin
 from venues.errors import MadangError
 from venues.model import Device
 
@@ -61,6 +62,8 @@ class HeadsetSpec:
     device: Device
     clock: DeviceClock
     path: Path
+    login: BrokerLogin | None = None  # its broker identity (an ACL'd broker), and the CA
+    tls: bool = False  # the broker speaks TLS
 
 
 Row = tuple[str, str, str, int, str, int, int, object, int]
@@ -78,7 +81,7 @@ async def _main(
         if s.device.mqtt is None and ws_url is not None:
             apps.append(WsApp(core, s.path, ws_url))
         else:
-            apps.append(MqttApp(core, s.path, host=host, port=port))
+            apps.append(MqttApp(core, s.path, host=host, port=port, login=s.login, tls=s.tls))
         apps[-1].arrivals = seen
     for a in apps:
         a.start()

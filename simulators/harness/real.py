@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from controller.core import DEFAULT_SYNC_BUDGET_NS
 from controller.playback import State
@@ -28,6 +27,7 @@ from simulators.harness.shows import expected_fires
 from simulators.network import profile_names
 from simulators.record import Recorder
 from simulators.report import sync_report, zone_spread
+from venues.broker import BrokerLogin, parse_broker_url
 from venues.errors import MadangError
 from venues.model import Sync, Venue
 
@@ -86,6 +86,8 @@ async def play_real(
     web: Mapping[str, Any] | None = None,
     arrivals: bool = False,
     access: Mapping[str, Any] | None = None,
+    broker_login: BrokerLogin | None = None,
+    device_passwords: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
@@ -124,6 +126,10 @@ async def play_real(
 
     ``access``: the runtime's ``access``, ``access_configured`` and ``control_passcode`` options
     (who may drive over the control port; RuntimeOptions).
+    ``broker_login``: the controller's login to ``broker_url`` (an ACL'd broker of
+    ``madang broker-config``: user in the URL, password, TLS files); ``device_passwords``: each
+    simulated MQTT device's password (the ``secrets`` file), with which it logs in as its id,
+    verifying a TLS broker with ``broker_login.ca``.
 
     ``arrivals``: keep every cue message's arrival at each app device's socket, as
     ``report["arrivals"]``: ``(device, true ns, payload)`` (fan-out measurements).
@@ -161,6 +167,8 @@ async def play_real(
             broker_url=broker_url,
             broker=broker,
             ws_url=ws_url,
+            device_passwords=device_passwords,
+            broker_ca=None if broker_login is None else broker_login.ca,
         )
         TIMER_LATENESS.reset()
         seen: list[tuple[str, int, bytes]] = []
@@ -168,15 +176,17 @@ async def play_real(
         ws_apps = [did for did, app in sim.apps.items() if app.device.mqtt is None and ws_url is not None]
         if headset_process is None:
             headset_process = faults is None and len(mqtt_apps) + len(ws_apps) >= 200
-        url = urlsplit(broker_url)
+        address = parse_broker_url(broker_url)
 
         def spawn(ids: list[str], ws: str | None) -> HeadsetWorker:
-            specs = [HeadsetSpec(sim_.apps[did].device, sim_.clocks[did], sim_.paths[did]) for did in ids]
+            tls = address.tls
+            specs = [
+                HeadsetSpec(sim_.apps[did].device, sim_.clocks[did], sim_.paths[did], sim_.login(did), tls)
+                for did in ids
+            ]
             for did in ids:
                 del sim_.apps[did]  # the child runs them (same clocks and paths); sim.clocks keeps them
-            w = HeadsetWorker(
-                specs, url.hostname or "127.0.0.1", url.port or 1883, ws_url=ws, arrivals=arrivals
-            )
+            w = HeadsetWorker(specs, address.host, address.port, ws_url=ws, arrivals=arrivals)
             w.start()
             return w
 
@@ -205,6 +215,7 @@ async def play_real(
             venue,
             RuntimeOptions(
                 broker_url=broker_url,
+                broker_login=broker_login,
                 endpoints=sim.endpoints(),
                 auto_go=False,
                 go=go and not auto_go,  # auto_go presses the first GO too, once devices settled

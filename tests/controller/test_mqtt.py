@@ -95,8 +95,9 @@ def test_parse_broker_url() -> None:
     assert parse_broker_url("mqtt://broker.local") == ("broker.local", 1883)
     assert parse_broker_url("tcp://h:2000") == ("h", 2000)
     assert parse_broker_url("h:2000") == ("h", 2000)
+    assert parse_broker_url("mqtts://madang-controller@h") == ("h", 8883)
     with pytest.raises(MqttUrlError, match="not supported"):
-        parse_broker_url("mqtts://h:8883")
+        parse_broker_url("wss://h:8883")
     with pytest.raises(MqttUrlError):
         parse_broker_url("http://h")
     with pytest.raises(ValueError):

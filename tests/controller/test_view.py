@@ -105,3 +105,18 @@ def test_narrow_terminal_stacks_the_panels() -> None:
     venue = next(i for i, line in enumerate(lines) if "venue" in line)
     oplog = next(i for i, line in enumerate(lines) if "operator log" in line)
     assert oplog > venue  # one above the other
+
+
+def test_a_cue_that_fired_shows_its_live_spread_in_both_views() -> None:
+    from controller.telemetry import CueSpread
+    from controller.web.console import state_message
+
+    timeline, _ = compile_show(REPO / "config" / "shows" / "gwanghwamun-light-gate.yaml")
+    first, second = timeline.cues[0].id, timeline.cues[1].id
+    spread = {first: CueSpread(reports=1200, spread_us=1500.0, p99_us=640.0)}
+    rows = cue_rows(timeline, second, spread=spread)
+    assert rows[0].spread == spread[first] and rows[1].spread is None
+    vm = ViewModel(state="playing", cues=rows, standby_cue=second)
+    assert "spread 1.5 ms · p99 640 us · 1,200 reports" in text(vm, width=200)
+    page = state_message(vm)["cues"]
+    assert page[0]["spread"] == "spread 1.5 ms · p99 640 us · 1,200 reports" and page[1]["spread"] is None

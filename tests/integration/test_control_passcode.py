@@ -28,9 +28,9 @@ def _secrets(tmp_path: Path) -> list[str]:
     (tmp_path / "operator.secret").write_text(OPERATOR + "\n", encoding="utf-8")
     (tmp_path / "viewer.secret").write_text(VIEWER + "\n", encoding="utf-8")
     return [
-        "--operator-secret-file",
+        "--operator-token-file",
         str(tmp_path / "operator.secret"),
-        "--viewer-secret-file",
+        "--viewer-token-file",
         str(tmp_path / "viewer.secret"),
     ]
 

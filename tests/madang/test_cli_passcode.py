@@ -17,7 +17,7 @@ def test_a_short_secret_is_refused_before_the_show(
 ) -> None:
     short = tmp_path / "op.secret"
     short.write_text("abc\n", encoding="utf-8")
-    rc = main(["run", str(SHOW), "--no-view", "--operator-secret-file", str(short)])
+    rc = main(["run", str(SHOW), "--no-view", "--operator-token-file", str(short)])
     err = capsys.readouterr().err
     assert rc == 1
     assert f"the operator secret from {short} is 3 characters long" in err
@@ -25,6 +25,6 @@ def test_a_short_secret_is_refused_before_the_show(
 
 
 def test_a_missing_secret_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["run", str(SHOW), "--no-view", "--viewer-secret-file", str(tmp_path / "none")])
+    rc = main(["run", str(SHOW), "--no-view", "--viewer-token-file", str(tmp_path / "none")])
     assert rc == 1
     assert "cannot be read" in capsys.readouterr().err

@@ -219,6 +219,10 @@ class PingSink(Protocol):
         """When the next ping falls due."""
         ...
 
+    def queued(self) -> int:
+        """Devices that joined and wait for their first ping (a global ping cap holds them)."""
+        ...
+
 
 class ControllerCore:
     """Everything the controller decides, sans I/O. See the module docstring."""

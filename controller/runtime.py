@@ -116,6 +116,7 @@ class RuntimeOptions:
     max_seconds: float | None = None  # stop after this long (demo)
     go_delay_ms: float = 250.0  # a GO takes effect this long after the press (see docs/operator.md)
     sync_budget_us: float = DEFAULT_SYNC_BUDGET_NS / 1000  # predicted fire error over this: over budget
+    ping_rate: int | None = 5_000  # pings a second across all devices (None: no cap); sync.DEFAULT_PING_RATE
     ready_timeout_s: float | None = 60.0  # --go / auto GO wait this long for READY, then the run fails
     degrade: list[str] = field(default_factory=list)  # devices played on receipt from the start
     on_exit: str = "safe"  # what devices are left showing when the run ends early: EXIT_MODES
@@ -151,7 +152,7 @@ class Runtime:
         self.opts = options
         self.clock: Clock = clock or SystemClock()
         self.telemetry = Telemetry(venue, budget_ns=round(options.sync_budget_us * 1000))
-        inner = _make_sync(venue) if options.sync else None
+        inner = _make_sync(venue, options.ping_rate) if options.sync else None
         # The core sees the service through the telemetry sink, which records accepted pongs.
         self.sync: TelemetrySync | None = None if inner is None else TelemetrySink(inner, self.telemetry)
         self.controller_id = options.client_id or f"madang-{os.uname().nodename}-{os.getpid()}"
@@ -853,7 +854,9 @@ class Runtime:
             budget_us=self.telemetry.budget_ns / 1000,
             worst=list(tel.worst),
             ready=gate.ready,
-            ready_text=gate.label if gate.ready else f"{gate.label}: {gate.summary()}",
+            ready_text=gate.label + (f" · {gate.queued:,} queued for their first sync" if gate.queued else "")
+            if gate.ready
+            else f"{gate.label}: {gate.summary()}",
             acks=tel.acks,
             broker=self.mqtt.url if self.mqtt is not None else "",
             broker_connected=bool(self.mqtt and self.mqtt.connected),
@@ -950,6 +953,7 @@ class Runtime:
             "telemetry_at": now,
             "sync_budget_us": self.telemetry.budget_ns / 1000,
             "sync_gate": self.readiness_state(),
+            "pings": self.sync.ping_stats() if isinstance(self.sync, TelemetrySink) else None,
             "gate_failed": None if self.player.failure is None else str(self.player.failure),
             "degraded": self.telemetry.degraded_total(),
             "go_delay_ms": self.core.engine.go_delay_ns / MS,
@@ -1082,14 +1086,14 @@ def _ns_or_none(seconds: float | None) -> int | None:
     return None if seconds is None else round(seconds * S)
 
 
-def _make_sync(venue: Venue) -> TelemetrySync | None:
+def _make_sync(venue: Venue, ping_rate: int | None) -> TelemetrySync | None:
     try:
         from controller.sync.service import SyncService
     except ImportError:
         return None
     # Each controller pings in its own block of seqs (2**24 each, below 2**30: OSC carries 31
     # bits), so the two of a pair do not take each other's pongs for answers.
-    return SyncService(venue, seq_base=(secrets.randbelow(63) + 1) << 24)
+    return SyncService(venue, seq_base=(secrets.randbelow(63) + 1) << 24, max_ping_rate=ping_rate)
 
 
 def _warm_sync() -> None:

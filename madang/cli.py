@@ -388,6 +388,7 @@ def _bench_ws(args: argparse.Namespace) -> dict[str, Any]:
         profile=args.profile,
         seed=args.seed,
         settle_s=args.settle,
+        ping_rate=args.ping_rate or None,
     )
 
 
@@ -534,6 +535,14 @@ def _parser() -> argparse.ArgumentParser:
         help="--go waits this long for the sync gate's READY, then fails the run (default 60)",
     )
     sp.add_argument(
+        "--ping-rate",
+        type=_int_in(0, None, "pings a second across all devices (0: no cap)"),
+        default=5_000,
+        metavar="N",
+        help="clock-sync pings a second across all devices, at most; a mass join queues behind it, "
+        "first come first served (0: no cap; default 5000)",
+    )
+    sp.add_argument(
         "--degrade",
         action="append",
         default=[],
@@ -676,6 +685,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS)
     bp.add_argument("--seed", type=_SEED, default=1)
+    bp.add_argument(
+        "--ping-rate",
+        type=_int_in(0, None, "pings a second across all devices (0: no cap)"),
+        default=5_000,
+        metavar="N",
+        help="the controller's global ping cap, as madang run --ping-rate (default 5000; 0: none)",
+    )
     bp = bench("mqtt", _bench_mqtt, "MQTT publish throughput and round trip, TCP_NODELAY on vs off")
     bp.add_argument(
         "--broker", type=_broker_url, default=None, help="broker URL (default: a private Mosquitto)"

@@ -49,6 +49,7 @@ def run_show_cli(args: argparse.Namespace) -> int:
         report_path=prepare(args.report, "report") if args.report else None,  # fail before the show
         go_delay_ms=args.go_latency,
         sync_budget_us=args.sync_budget,
+        ping_rate=args.ping_rate or None,
         ready_timeout_s=args.ready_timeout,
         degrade=args.degrade,
         journal_dir=journal,

@@ -22,7 +22,7 @@ from venues.model import Sync, Venue
 
 from .clockmodel import ClockModel, ClockModels, PingPlanner
 
-__all__ = ["MIN_SETTLED_SAMPLES", "SIGMAS_IN_UNCERTAINTY", "SyncService"]
+__all__ = ["DEFAULT_PING_RATE", "MIN_SETTLED_SAMPLES", "SIGMAS_IN_UNCERTAINTY", "SyncService"]
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -37,6 +37,11 @@ SIGMAS_IN_UNCERTAINTY = 3.0
 #: Fewer samples than this and a model is not settled: its offset rests on one or two round trips
 #: (the estimator bounds it by half the smallest one), and cues go to the device on receipt.
 MIN_SETTLED_SAMPLES = 3
+#: ``madang run``'s global ping cap (``--ping-rate``), pings a second across every device: a
+#: mass join (doors open, thousands of phones at once: 10 pings a second each in their bursts)
+#: queues rather than floods the controller and the network (docs/protocol.md, "Clock
+#: synchronisation"). 5,000 keeps a 2,000-phone join to about a tenth of a core of pong parsing.
+DEFAULT_PING_RATE = 5_000
 
 
 class SyncService:
@@ -63,6 +68,7 @@ class SyncService:
         settle_ns: int = MS,
         tick_ns: int = 2 * MS,
         seq_base: int = 0,
+        max_ping_rate: int | None = None,
     ) -> None:
         self.models = ClockModels(window)
         self.planner = PingPlanner(
@@ -72,6 +78,7 @@ class SyncService:
             jitter_ns=min(1_000_000_000, ping_interval_ns * 3 // 5),
             slow_interval_ns=max(slow_interval_ns, ping_interval_ns),
             tick_ns=tick_ns,
+            max_rate=max_ping_rate,
         )
         self.estimate_every_ns = estimate_every_ns
         self.resend_every_ns = resend_every_ns
@@ -119,6 +126,18 @@ class SyncService:
             self.planner.reserve(len(self._pinged))
             self.planner.join_many(np.flatnonzero(self._waiting).astype(np.int64), now)
         return self.planner.due_at(now)
+
+    def queued(self) -> int:
+        """Devices that joined and wait for their first ping (held by the global ping cap)."""
+        return self.planner.queued()
+
+    def ping_stats(self) -> dict[str, int | None]:
+        """The pinging's counters for a report: ``sent``, ``deferred`` by the cap (ping by ping,
+        each time one is due and held), ``peak_deferred`` (the most held at once), ``queued``
+        now, and the cap (``max_rate``, None: none)."""
+        p = self.planner
+        return {"max_rate": p.max_rate, "sent": p.sent, "deferred": p.deferred,
+                "peak_deferred": p.peak_deferred, "queued": p.queued()}
 
     def due_pings(self, now: int) -> list[tuple[str, int]]:
         """:meth:`due_rows` as (device, seq) pairs."""

@@ -85,6 +85,7 @@ async def play_real(
     journal_dir: Path | None = None,
     web: Mapping[str, Any] | None = None,
     arrivals: bool = False,
+    ping_rate: int | None = 5_000,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
@@ -212,6 +213,7 @@ async def play_real(
                 go_delay_ms=go_delay_ms,
                 rate=rate,
                 sync_budget_us=sync_budget_us,
+                ping_rate=ping_rate,
                 control_allow=control_allow,
                 ready_timeout_s=ready_timeout_s,
                 degrade=list(degrade or []),

@@ -41,6 +41,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -134,6 +135,11 @@ class RuntimeOptions:
     web_host: str = "127.0.0.1"
     web_origins: list[str] = field(default_factory=list)  # browser origins allowed besides same-origin
     web_media: Mapping[str, Path | str] = field(default_factory=dict)  # crowd images: name -> file
+    # A hot-standby pair's phones (docs/standby.md): this controller's web address as phones reach
+    # it (http://10.0.0.2:8080; None: the server's own), told to the peer; and the peer's, when
+    # given rather than learned over the link.
+    web_url: str | None = None
+    web_peer: str | None = None
 
 
 class Runtime:
@@ -278,6 +284,9 @@ class Runtime:
                 raise ControlPortError(self.opts.control_port, str(err)) from err
         if self.opts.web_port is not None:
             await self._open_web()
+            if self.pair is not None and self.web is not None:
+                self.pair.web = _audience_ws(self.opts.web_url or self.web.server.base_url(), self.venue)
+                tasks.append(asyncio.create_task(self._web_peers(), name="web-peers"))
         if self.opts.view:
             tasks.append(asyncio.create_task(self._view(), name="view"))
         try:
@@ -983,6 +992,20 @@ class Runtime:
 
     # -- the web (controller.web) ------------------------------------------------------------
 
+    async def _web_peers(self) -> None:
+        """Keep the welcome's list of the other controller's audience address current (learned
+        over the pair's link, or ``--web-peer``), and let its pages open our sockets."""
+        while True:
+            assert self.web is not None and self.pair is not None
+            peer = self.pair.peer_web or (
+                _audience_ws(self.opts.web_peer, self.venue) if self.opts.web_peer else ""
+            )
+            if peer and self.web.others != [peer]:
+                self.web.others = [peer]
+                self.web.allow_peer(peer)
+                log.info("the other controller's audience address", extra={"url": peer})
+            await asyncio.sleep(0.2)
+
     async def _open_web(self) -> None:
         """Serve the venue's WebSocket devices and the audience page; print the URLs."""
         assert self.opts.web_port is not None
@@ -1084,6 +1107,14 @@ def _command_name(cmd: Command) -> str:
 
 def _ns_or_none(seconds: float | None) -> int | None:
     return None if seconds is None else round(seconds * S)
+
+
+def _audience_ws(base: str, venue: Venue) -> str:
+    """``http://host:port`` (or a ws:// address) as the audience socket's ``ws://host:port/path``."""
+    parts = urlsplit(base if "//" in base else f"http://{base}")
+    scheme = "wss" if parts.scheme in ("https", "wss") else "ws"
+    path = venue.audience.path if venue.audience is not None else "/audience/ws"
+    return f"{scheme}://{parts.netloc}{path}"
 
 
 def _make_sync(venue: Venue, ping_rate: int | None) -> TelemetrySync | None:

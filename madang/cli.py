@@ -99,6 +99,20 @@ def _web_options(sp: argparse.ArgumentParser) -> None:
         help="a browser origin (https://host[:port]) allowed on the web sockets besides the server's own "
         "(repeatable)",
     )
+    sp.add_argument(
+        "--web-url",
+        default=None,
+        metavar="URL",
+        help="a hot-standby pair: this controller's web address as phones reach it (http://10.0.0.2:8080; "
+        "default: the server's own), told to the other controller for its phones",
+    )
+    sp.add_argument(
+        "--web-peer",
+        default=None,
+        metavar="URL",
+        help="a hot-standby pair: the other controller's web address, when it cannot be learned over the "
+        "pair's link; phones reconnect there when this one goes",
+    )
 
 
 def _print_findings(err: SourceErrors) -> None:

@@ -77,6 +77,8 @@ def web_options(args: argparse.Namespace, timeline: Any) -> dict[str, Any]:
         "web_host": getattr(args, "web_host", "127.0.0.1"),
         "web_origins": list(getattr(args, "web_origin", []) or []),
         "web_media": dict(getattr(timeline, "media", {}) or {}),
+        "web_url": getattr(args, "web_url", None),
+        "web_peer": getattr(args, "web_peer", None),
     }
 
 

@@ -544,7 +544,8 @@ class PingPlanner:
         self._blocked_until = 0  # no ping can leave before this (the bucket is empty)
         self._order: I64 = np.zeros(0, dtype=np.int64)  # join order of each row (first come first)
         self._joins = 0
-        self.deferred = 0  # pings put off by the cap (each time one is due and not sent)
+        self.deferred = 0  # pings the cap put off (each counted once, however long it waited)
+        self._held: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)  # rows whose ping waits
         self.peak_deferred = 0  # the most pings held back at once
 
     def _grow(self, n: int) -> None:
@@ -560,6 +561,7 @@ class PingPlanner:
         self.fast_until = np.concatenate([self.fast_until, np.zeros(extra, dtype=np.int64)])
         self.settled = np.concatenate([self.settled, np.zeros(extra, dtype=np.bool_)])
         self._order = np.concatenate([self._order, np.zeros(extra, dtype=np.int64)])
+        self._held = np.concatenate([self._held, np.zeros(extra, dtype=np.bool_)])
         self._fl_seq = np.concatenate([self._fl_seq, np.full((extra, m), -1, dtype=np.int64)])
         self._fl_sent = np.concatenate([self._fl_sent, np.zeros((extra, m), dtype=np.int64)])
 
@@ -606,6 +608,7 @@ class PingPlanner:
         self.fast_until[d] = now_ns + self.fast_for_ns
         self.settled[d] = False
         self._fl_seq[d] = -1  # pongs to pings sent before a reboot are not answers
+        self._held[d] = False
         if self.max_rate is not None:
             # First come, first served under the cap; a seeded random order within one instant.
             n = int(d.size)
@@ -701,8 +704,10 @@ class PingPlanner:
             cls = np.where(left == 0, 0, np.where(left < self.burst, 1, 2))
             order = np.where(cls == 0, 0, self._order[idx])
             held = int(idx.size - can)
-            idx = idx[np.lexsort((order, cls, self.next_due[idx]))][:can]
-            self.deferred += held
+            ranked = idx[np.lexsort((order, cls, self.next_due[idx]))]
+            idx, wait = ranked[:can], ranked[can:]
+            self.deferred += int(np.count_nonzero(~self._held[wait]))
+            self._held[wait] = True
             self.peak_deferred = max(self.peak_deferred, held)
             # The next token: nothing can leave before it (the held rows stay due).
             short = _NS - (self._tokens - can * _NS)
@@ -710,6 +715,7 @@ class PingPlanner:
         else:
             self._blocked_until = 0
         self._tokens -= int(idx.size) * _NS
+        self._held[idx] = False
         return idx
 
     def queued(self) -> int:

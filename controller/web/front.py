@@ -108,7 +108,20 @@ class WebFront:
         # Sends addressed to one device that only a WebSocket reaches skip the broker.
         self._ws_only = frozenset(d.id for d in venue.devices if d.ws is not None and d.mqtt is None)
         self._task: asyncio.Task[None] | None = None
+        # The audience WebSocket addresses of the other controllers of a hot-standby pair (the
+        # runtime keeps it current): the welcome lists them, so a phone that loses this one tries
+        # those (docs/standby.md, "Phones and WebSocket devices").
+        self.others: list[str] = []
         self._routes()
+
+    def allow_peer(self, ws_url: str) -> None:
+        """Let pages served by the controller at ``ws_url`` (the other of a pair) open this one's
+        sockets: a phone whose page came from the primary reconnects here after a takeover."""
+        parts = urlsplit(ws_url)
+        if parts.scheme in ("ws", "wss") and parts.netloc:
+            origin = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+            if origin not in self.server.origins:
+                self.server.origins = self.server.origins | {origin}
 
     def _routes(self) -> None:
         srv = self.server
@@ -183,12 +196,14 @@ class WebFront:
             self.refused["audience_full"] += 1
             await conn.close(1013, "the audience is full here; try again later")
             return
+        host = conn.request.headers.get("Host", "") if conn.request else ""
+        own = f"ws://{host}{self.venue.audience.path if self.venue.audience else ''}" if host else ""
         try:
-            await self._serve(conn, self.venue.device(slot.device), hello=self._welcome(slot))
+            await self._serve(conn, self.venue.device(slot.device), hello=self._welcome(slot, own))
         finally:
             self.desk.give_back(slot)
 
-    def _welcome(self, slot: Slot) -> bytes:
+    def _welcome(self, slot: Slot, own: str = "") -> bytes:
         dev = self.venue.device(slot.device)
         pool = self.venue.audience
         assert pool is not None
@@ -207,6 +222,8 @@ class WebFront:
             "vote": f"madang/audience/{dev.zone}/{dev.id}/vote/",
             "subscriptions": list(device_topics(dev)),
             "media": {name: f"/media/{name}" for name in self.media},
+            # Every controller's audience address, this one first: where to reconnect.
+            "controllers": [u for u in [own, *self.others] if u],
             "proto": 1,
         }
         return envelope(WELCOME_TOPIC, _enc.encode(body))

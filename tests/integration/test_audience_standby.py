@@ -1,0 +1,131 @@
+"""Phones follow a takeover: a primary ``madang run --standby-port`` and its standby
+``--standby-of``, each with its web server, on a real Mosquitto; audience phones (real WebSocket
+clients, simulators.devices.phone) join the primary's light page socket. The primary's welcome
+lists the standby's address (learned over the pair's link); the primary is killed with SIGKILL; the
+phones reconnect to the standby and keep receiving the show's cues, under its higher term.
+
+Staged, not timed: each step waits for what the phones or the controllers say."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simulators.broker import MosquittoBroker
+from simulators.devices.phone import AudiencePhone
+from tests.integration.conftest import free_tcp_port, free_udp_port, wait_until
+from tests.integration.test_exits import WAIT_S, Madang
+from tests.integration.test_standby import _role
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+VENUE = """\
+venue: stand
+zones: [east]
+devices:
+  - {id: led-1, kind: facade, zone: east, sync: none, osc: {port: 9000}}
+audience:
+  capacity: 20
+  zones: [east]
+"""
+
+STEPS = 120  # a light every half second: a minute of show
+
+
+def _show() -> str:
+    lines = ["show: Phones follow", "venue: venue.yaml", "cues:", "  - id: glow", "    timeline:"]
+    for i in range(STEPS):
+        colour = "#ff2d95" if i % 2 else "#00e5ff"
+        lines.append(f'      - {{at: {i * 0.5}s, light: {{targets: "kind:phone", color: "{colour}"}}}}')
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Madang]]:
+    started: list[Madang] = []
+    yield started
+    for m in started:
+        m.close()
+
+
+def _audience_ws(m: Madang) -> str:
+    def found() -> str | None:
+        assert m.proc.poll() is None, m.read()[1][-3000:]
+        hit = re.search(r"web audience http://(\S+)/audience", m.read()[1])
+        return None if hit is None else f"ws://{hit.group(1)}/audience/ws"
+
+    url: str = wait_until(found, WAIT_S, "the audience URL")
+    return url
+
+
+def test_phones_reconnect_to_the_standby_after_a_takeover(procs: list[Madang], tmp_path: Path) -> None:
+    (tmp_path / "venue.yaml").write_text(VENUE, encoding="utf-8")
+    (tmp_path / "show.yaml").write_text(_show(), encoding="utf-8")
+    broker = MosquittoBroker().start()
+    try:
+        link = free_tcp_port()
+        base = ("run", str(tmp_path / "show.yaml"), "--broker", broker.url, "--go-all", "--exit-at-end",
+                "--no-view", "--web-port", "0")  # fmt: skip
+        p_ctl, s_ctl = free_udp_port(), free_udp_port()
+        primary = Madang(*base, "--control-port", str(p_ctl), "--journal", str(tmp_path / "j1"),
+                         "--standby-port", str(link), control_port=p_ctl)  # fmt: skip
+        procs.append(primary)
+        live = lambda: _role(primary).get("live") or primary.proc.poll() is not None  # noqa: E731
+        wait_until(live, WAIT_S, "the primary")
+        standby = Madang(*base, "--control-port", str(s_ctl), "--journal", str(tmp_path / "j2"),
+                         "--standby-of", f"tcp://127.0.0.1:{link}", control_port=s_ctl)  # fmt: skip
+        procs.append(standby)
+
+        def in_step() -> bool:
+            assert standby.proc.poll() is None, standby.read()[1][-3000:]
+            role = _role(standby)
+            return role.get("role") == "standby" and bool((role.get("pair") or {}).get("in_step"))
+
+        wait_until(in_step, WAIT_S, "the standby to follow in step")
+        p_url, s_url = _audience_ws(primary), _audience_ws(standby)
+        assert p_url != s_url
+        phones = asyncio.run(_phones(primary, p_url, s_url))
+    finally:
+        broker.stop()
+    for p in phones:
+        before = [r for r in p.cues if r.url.startswith(p_url)]
+        after = [r for r in p.cues if r.url.startswith(s_url)]
+        assert before and after, (len(before), len(after))
+        p_term = max(r.term or 0 for r in before)
+        assert min(r.term or 0 for r in after) > p_term  # the standby's commands, under its term
+        assert p.connections >= 2 and p.url is not None and p.url.startswith(s_url)
+        assert p.stale == 0
+
+
+async def _phones(primary: Madang, p_url: str, s_url: str) -> list[AudiencePhone]:
+    phones = [AudiencePhone([f"{p_url}?zone=east"]) for _ in range(4)]
+    tasks = [asyncio.create_task(p.run()) for p in phones]
+    try:
+        await _until(lambda: all(p.joined.is_set() for p in phones), "phones to join the primary")
+        # The primary's welcome lists the standby's address (learned over the pair's link).
+        assert all(any(u.startswith(s_url) for u in p.urls) for p in phones), [p.urls for p in phones]
+        await _until(lambda: all(len(p.cues) >= 3 for p in phones), "cues from the primary")
+        primary.proc.send_signal(signal.SIGKILL)
+        primary.wait()
+        await _until(
+            lambda: all(sum(r.url.startswith(s_url) for r in p.cues) >= 3 for p in phones),
+            "cues from the standby after the takeover",
+        )
+        return phones
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _until(cond: object, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)

@@ -251,6 +251,9 @@ class ControllerCore:
         min_timetag_lead_ns: int = 0,
     ) -> None:
         self.term = term  # which controller is in charge: a takeover claims a higher one
+        # A hot-standby pair's web servers (http://host:port, this one first), named in the
+        # controller state so WebSocket devices know where to reconnect (the runtime sets it).
+        self.web_addresses: tuple[str, ...] = ()
         self.controller_id = controller_id  # named in the retained controller state
         self.timeline = timeline
         # A core that is not live follows another controller's journal (follow) and drives
@@ -821,6 +824,7 @@ class ControllerCore:
             seq=self._keep_alive.seq,
             term=self._term if term is None else term,
             controller=self.controller_id,
+            web=self.web_addresses,
         )
 
     def _publish_state(self, now: int, *, force: bool = False) -> None:

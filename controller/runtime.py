@@ -1003,6 +1003,11 @@ class Runtime:
             if peer and self.web.others != [peer]:
                 self.web.others = [peer]
                 self.web.allow_peer(peer)
+                own = urlsplit(self.pair.web)
+                other = urlsplit(peer)
+                self.core.web_addresses = tuple(
+                    f"{'https' if u.scheme == 'wss' else 'http'}://{u.netloc}" for u in (own, other)
+                )
                 log.info("the other controller's audience address", extra={"url": peer})
             await asyncio.sleep(0.2)
 

@@ -62,6 +62,7 @@ class AudiencePhone:
     _ws: Any = None
     _boot: int = 0
     _i: int = 0  # the address of urls tried last
+    welcome: dict[str, Any] = field(default_factory=dict)  # the last welcome
 
     def __post_init__(self) -> None:
         self.joined = asyncio.Event()
@@ -109,6 +110,7 @@ class AudiencePhone:
         if not isinstance(msg, dict):
             return False
         if topic == "madang/ws/welcome":
+            self.welcome = msg
             self.device, self.zone = msg.get("device"), msg.get("zone")
             self._rejoin = msg.get("rejoin")
             self.tap_topic, self.vote_topic = msg.get("tap"), msg.get("vote")
@@ -125,6 +127,13 @@ class AudiencePhone:
                 {"seq": msg.get("seq"), "t1": msg.get("t1"), "t2": t2, "t3": self.clock()},
             )
             return False
+        if topic == "madang/controller/state":
+            web = msg.get("web")  # the pair's web servers, http://host:port (docs/protocol.md)
+            if isinstance(web, list) and 0 < len(web) <= 8 and all(isinstance(u, str) for u in web):
+                path = urlsplit(self.urls[0]).path
+                self._learn(
+                    [f"{'wss' if u.startswith('https:') else 'ws'}://{urlsplit(u).netloc}{path}" for u in web]
+                )
         term = msg.get("term")
         if isinstance(term, int):
             if self.floor is not None and term < self.floor:
@@ -137,14 +146,15 @@ class AudiencePhone:
         return False
 
     def _learn(self, controllers: list[str]) -> None:
-        """The welcome lists every controller's audience address (docs/protocol.md): keep the
-        one connected first, then the others in the listed order."""
+        """The welcome (and the controller state) list every controller's audience address
+        (docs/protocol.md): keep the one connected first, then the others in the listed order."""
         query = urlsplit(self.urls[0]).query
         known = [urlunsplit(urlsplit(u)._replace(query=query)) for u in controllers]
         current = self.urls[0] if self.url is None else self.url
         rest = [u for u in known if urlsplit(u)[:3] != urlsplit(current)[:3]]
-        self.urls = [current, *rest]
-        self._i = 0
+        if [current, *rest] != self.urls:
+            self.urls = [current, *rest]
+            self._i = 0
 
     def _send(self, topic: str, payload: dict[str, Any]) -> None:
         ws = self._ws

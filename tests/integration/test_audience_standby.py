@@ -14,14 +14,21 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from simulators.broker import MosquittoBroker
+from simulators.clock import DeviceClock
+from simulators.devices.app import AppDevice
 from simulators.devices.phone import AudiencePhone
+from simulators.devices.realtime import WsApp
+from simulators.network import Path as NetPath
+from simulators.record import Recorder
 from tests.integration.conftest import free_tcp_port, free_udp_port, wait_until
 from tests.integration.test_exits import WAIT_S, Madang
 from tests.integration.test_standby import _role
+from venues.loader import load_venue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -30,6 +37,7 @@ venue: stand
 zones: [east]
 devices:
   - {id: led-1, kind: facade, zone: east, sync: none, osc: {port: 9000}}
+  - {id: "web-{1..2}", kind: xr, zone: east, sync: app, ws: {}}
 audience:
   capacity: 20
   zones: [east]
@@ -42,7 +50,9 @@ def _show() -> str:
     lines = ["show: Phones follow", "venue: venue.yaml", "cues:", "  - id: glow", "    timeline:"]
     for i in range(STEPS):
         colour = "#ff2d95" if i % 2 else "#00e5ff"
-        lines.append(f'      - {{at: {i * 0.5}s, light: {{targets: "kind:phone", color: "{colour}"}}}}')
+        lines.append(
+            f'      - {{at: {i * 0.5}s, light: {{targets: "kind:phone | kind:xr", color: "{colour}"}}}}'
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -90,9 +100,19 @@ def test_phones_reconnect_to_the_standby_after_a_takeover(procs: list[Madang], t
         wait_until(in_step, WAIT_S, "the standby to follow in step")
         p_url, s_url = _audience_ws(primary), _audience_ws(standby)
         assert p_url != s_url
-        phones = asyncio.run(_phones(primary, p_url, s_url))
+        venue = load_venue(tmp_path / "venue.yaml")
+        phones, devices, rec = asyncio.run(_phones(primary, p_url, s_url, venue))
     finally:
         broker.stop()
+    # The venue's WebXR clients followed too: from the controller state's web list.
+    s_devices = s_url.replace("/audience/ws", "/ws")
+    for d in devices:
+        assert d.url.startswith(s_devices), d.urls
+    p_term = max(r.term or 0 for p in phones for r in p.cues if r.url.startswith(p_url))
+    cols = rec.columns()
+    for d in devices:  # they executed the standby's cues, under its term
+        mine = (cols["what"] == "cue") & (cols["device"] == d.core.index)
+        assert int((mine & (cols["term"] > p_term)).sum()) >= 1, cols["term"][mine]
     for p in phones:
         before = [r for r in p.cues if r.url.startswith(p_url)]
         after = [r for r in p.cues if r.url.startswith(s_url)]
@@ -103,13 +123,29 @@ def test_phones_reconnect_to_the_standby_after_a_takeover(procs: list[Madang], t
         assert p.stale == 0
 
 
-async def _phones(primary: Madang, p_url: str, s_url: str) -> list[AudiencePhone]:
+async def _phones(
+    primary: Madang, p_url: str, s_url: str, venue: Any
+) -> tuple[list[AudiencePhone], list[WsApp], Recorder]:
     phones = [AudiencePhone([f"{p_url}?zone=east"]) for _ in range(4)]
     tasks = [asyncio.create_task(p.run()) for p in phones]
+    rec = Recorder()
+    ws_devices = p_url.replace("/audience/ws", "/ws")
+    devices = [
+        WsApp(AppDevice(venue.device(did), DeviceClock(), rec), NetPath("lan", seed=i), ws_devices)
+        for i, did in enumerate(("web-1", "web-2"))
+    ]
+    for d in devices:
+        d.start()
+    s_devices = s_url.replace("/audience/ws", "/ws")
     try:
+        # The live controller's state names both web servers: the devices know where to go.
+        await _until(lambda: all(len(d.urls) == 2 for d in devices), "the controller state's web list")
         await _until(lambda: all(p.joined.is_set() for p in phones), "phones to join the primary")
         # The primary's welcome lists the standby's address (learned over the pair's link).
-        assert all(any(u.startswith(s_url) for u in p.urls) for p in phones), [p.urls for p in phones]
+        # (or, for one that joined before the primary heard it, its controller state's list).
+        await _until(
+            lambda: all(any(u.startswith(s_url) for u in p.urls) for p in phones), "the standby listed"
+        )
         await _until(lambda: all(len(p.cues) >= 3 for p in phones), "cues from the primary")
         primary.proc.send_signal(signal.SIGKILL)
         primary.wait()
@@ -117,11 +153,15 @@ async def _phones(primary: Madang, p_url: str, s_url: str) -> list[AudiencePhone
             lambda: all(sum(r.url.startswith(s_url) for r in p.cues) >= 3 for p in phones),
             "cues from the standby after the takeover",
         )
-        return phones
+        await _until(lambda: all(d.url.startswith(s_devices) for d in devices), "devices on the standby")
+        await asyncio.sleep(2.0)  # a few of the standby's cues
+        return phones, devices, rec
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for d in devices:
+            d.stop()
 
 
 async def _until(cond: object, what: str) -> None:

@@ -59,6 +59,12 @@
   // takeover (docs/standby.md). Terms keep a replaced controller's commands out (termOk).
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   let addresses = [`${scheme}//${location.host}/audience/ws`], at = 0;
+  function learn(listed) {  // the one connected now first, then the others as listed
+    if (!listed.length) return;
+    const here = addresses[at % addresses.length];
+    const next = [here, ...listed.filter((u) => u !== here)].slice(0, 8);
+    if (next.join(" ") !== addresses.join(" ")) { addresses = next; at = 0; }
+  }
   function url() {
     const q = new URLSearchParams();
     for (const k of ["seat", "zone"]) if (params.get(k)) q.set(k, params.get(k));
@@ -106,7 +112,12 @@
                      topic === "madang/cue" || topic.startsWith("madang/cue/");
     if (commands && !termOk(msg)) return;
     if (topic === `${state.root}/clock`) return clockModel(msg);
-    if (topic === "madang/controller/state") { state.controller = msg; return showStatus(); }
+    if (topic === "madang/controller/state") {
+      state.controller = msg;
+      if (Array.isArray(msg.web)) learn(msg.web.filter((u) => typeof u === "string" && /^https?:\/\/[^\s/?#]+$/.test(u))
+        .map((u) => `${u.startsWith("https:") ? "wss:" : "ws:"}//${u.split("//")[1]}/audience/ws`));
+      return showStatus();
+    }
     if (topic === "madang/cue" || topic.startsWith("madang/cue/")) return cue(msg);
   }
 
@@ -126,13 +137,8 @@
       bounds: w.bounds, show: w.show || "", tapTopic: w.tap, voteTopic: w.vote, connected: true,
     });
     sessionStorage.setItem("madang.rejoin", `${w.device} ${w.rejoin}`);
-    const listed = Array.isArray(w.controllers) ? w.controllers.filter((u) => typeof u === "string" &&
-      /^wss?:\/\/[^\s/?#]+\/[^\s?#]*$/.test(u) && u.length < 512) : [];
-    if (listed.length) {  // the one connected first, then the others as listed
-      const here = addresses[at % addresses.length];
-      addresses = [here, ...listed.filter((u) => u !== here)].slice(0, 8);
-      at = 0;
-    }
+    learn(Array.isArray(w.controllers) ? w.controllers.filter((u) => typeof u === "string" &&
+      /^wss?:\/\/[^\s/?#]+\/[^\s?#]*$/.test(u) && u.length < 512) : []);
     for (const [name, src] of Object.entries(w.media || {})) loadImage(name, src);
     retry = 1000;
     status("ready");

@@ -285,6 +285,7 @@ class Runtime:
         if self.opts.web_port is not None:
             await self._open_web()
             if self.pair is not None and self.web is not None:
+                self.web.live = lambda: self.core.live
                 self.pair.web = _audience_ws(self.opts.web_url or self.web.server.base_url(), self.venue)
                 tasks.append(asyncio.create_task(self._web_peers(), name="web-peers"))
         if self.opts.view:
@@ -465,6 +466,9 @@ class Runtime:
         self.core.step_down(now, reason)
         self._note_operator(now, "pair", "step down", False, reason)
         self._note_error(f"not live: {reason}")
+        if self.web is not None:
+            # Its phones and WebSocket devices move on to the live controller of their list.
+            self.web.hub.close_all("this controller stepped down; reconnect to the live one")
         self._wake.set()
 
     def _follow_records(self, records: list[dict[str, Any]]) -> None:

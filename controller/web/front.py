@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -104,7 +104,7 @@ class WebFront:
         self.server = WebServer(host=host, port=port, origins=origins, stamp=clock.wall_ns)
         self.desk = AudienceDesk(venue.audience) if venue.audience is not None else None
         self.media = {name: Path(f) for name, f in (media or {}).items()}
-        self.refused: dict[str, int] = {"unknown_device": 0, "audience_full": 0}
+        self.refused: dict[str, int] = {"unknown_device": 0, "audience_full": 0, "standby": 0}
         # Sends addressed to one device that only a WebSocket reaches skip the broker.
         self._ws_only = frozenset(d.id for d in venue.devices if d.ws is not None and d.mqtt is None)
         self._task: asyncio.Task[None] | None = None
@@ -112,6 +112,9 @@ class WebFront:
         # runtime keeps it current): the welcome lists them, so a phone that loses this one tries
         # those (docs/standby.md, "Phones and WebSocket devices").
         self.others: list[str] = []
+        # Whether this controller drives the show (a hot standby does not, until it takes over):
+        # devices that connect to a standby are sent on (1013) to the live one of their list.
+        self.live: Callable[[], bool] = lambda: True
         self._routes()
 
     def allow_peer(self, ws_url: str) -> None:
@@ -168,7 +171,17 @@ class WebFront:
 
     # -- sockets -----------------------------------------------------------------------------
 
+    async def _not_live(self, conn: ServerConnection) -> bool:
+        """Close a connection to a controller that is not live (a standby): try the next."""
+        if self.live():
+            return False
+        self.refused["standby"] += 1
+        await conn.close(1013, "this controller is the hot standby; try the live one")
+        return True
+
     async def _device_socket(self, conn: ServerConnection) -> None:
+        if await self._not_live(conn):
+            return
         query = parse_qs(urlsplit(conn.request.path if conn.request else "").query)
         did = (query.get("device") or [""])[0]
         dev = self.venue.by_id.get(did)
@@ -180,6 +193,8 @@ class WebFront:
 
     async def _audience_socket(self, conn: ServerConnection) -> None:
         assert self.desk is not None
+        if await self._not_live(conn):
+            return
         query = parse_qs(urlsplit(conn.request.path if conn.request else "").query)
 
         def arg(name: str) -> str | None:

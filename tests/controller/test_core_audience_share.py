@@ -196,7 +196,7 @@ def errors(tmp_path: Path, on: str, venue: str = VENUE) -> list[str]:
 @pytest.mark.parametrize(
     ("on", "where", "says"),
     [
-        ("{audience: tap, zone: norht, count: 80%}", ":5:", "audience zones are: north, south"),
+        ("{audience: tap, zone: norht, count: 80%}", ":5:", "of venue 'crowd' are: north, south"),
         ("{audience: tap, count: 120%}", ":5:", "at most 100%"),
         ("{audience: tap, count: 0%}", ":5:", "more than 0%"),
         ("{audience: tap, count: eighty%}", ":5:", "write 800 or 80%"),

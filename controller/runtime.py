@@ -117,7 +117,7 @@ class RuntimeOptions:
     max_seconds: float | None = None  # stop after this long (demo)
     go_delay_ms: float = 250.0  # a GO takes effect this long after the press (see docs/operator.md)
     sync_budget_us: float = DEFAULT_SYNC_BUDGET_NS / 1000  # predicted fire error over this: over budget
-    ping_rate: int | None = 5_000  # pings a second across all devices (None: no cap); sync.DEFAULT_PING_RATE
+    ping_rate: int | None = None  # pings a second across all devices (None: no cap); --ping-rate
     ready_timeout_s: float | None = 60.0  # --go / auto GO wait this long for READY, then the run fails
     degrade: list[str] = field(default_factory=list)  # devices played on receipt from the start
     on_exit: str = "safe"  # what devices are left showing when the run ends early: EXIT_MODES

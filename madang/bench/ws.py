@@ -87,7 +87,7 @@ def run(
     profile: str = "lan",
     seed: int = 1,
     settle_s: float = 120.0,
-    ping_rate: int | None = 5_000,
+    ping_rate: int | None = None,
 ) -> dict[str, Any]:
     """``madang bench ws`` (see the module docstring); ``mqtt``: MQTT headsets for the baseline
     (default: as many as ``devices``; 0: none). The two sides play one after the other, each

@@ -85,7 +85,7 @@ async def play_real(
     journal_dir: Path | None = None,
     web: Mapping[str, Any] | None = None,
     arrivals: bool = False,
-    ping_rate: int | None = 5_000,
+    ping_rate: int | None = None,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 

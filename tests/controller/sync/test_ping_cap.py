@@ -36,7 +36,8 @@ def max_in_any_second(sent_at: list[int]) -> int:
 
 def test_5000_joins_in_one_instant_stay_under_the_cap_and_all_get_a_model(tmp_path: Path) -> None:
     (tmp_path / "venue.yaml").write_text(
-        'venue: doors\nzones: [a]\ndevices:\n  - {id: "ph-{0001..5000}", kind: phone, zone: a, ws: {}, sync: app}\n',
+        "venue: doors\nzones: [a]\ndevices:\n"
+        '  - {id: "ph-{0001..5000}", kind: phone, zone: a, ws: {}, sync: app}\n',
         encoding="utf-8",
     )
     venue = load_venue(tmp_path / "venue.yaml")

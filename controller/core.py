@@ -240,6 +240,10 @@ class PingSink(Protocol):
         """When the next ping falls due."""
         ...
 
+    def queued(self) -> int:
+        """Devices that joined and wait for their first ping (a global ping cap holds them)."""
+        ...
+
 
 class ControllerCore:
     """Everything the controller decides, sans I/O. See the module docstring."""
@@ -268,6 +272,9 @@ class ControllerCore:
         min_timetag_lead_ns: int = 0,
     ) -> None:
         self.term = term  # which controller is in charge: a takeover claims a higher one
+        # A hot-standby pair's web servers (http://host:port, this one first), named in the
+        # controller state so WebSocket devices know where to reconnect (the runtime sets it).
+        self.web_addresses: tuple[str, ...] = ()
         self.controller_id = controller_id  # named in the retained controller state
         self.timeline = timeline
         # A core that is not live follows another controller's journal (follow) and drives
@@ -311,6 +318,10 @@ class ControllerCore:
         self._pooled = frozenset(d.id for d in venue.devices if d.pooled)
         for slot in self._pooled:
             self.health[slot].status = "vacant"
+        # The audience present, by zone: slots a phone holds now (what a share trigger counts).
+        self._present: dict[str, set[str]] = {}
+        if venue.audience is not None:
+            self._present = {z: set() for z in venue.audience.zones}
         # By clock-sync row, for receive_pongs.
         self._health_by_row = [self.health[d] for d in sync.ids] if sync is not None else []
         # Each device's MQTT topic root (its venue ``mqtt.base``, or madang/dev/{id}), both ways.
@@ -369,6 +380,7 @@ class ControllerCore:
             "events_ignored": 0,  # messages that match no event trigger of the show
             "device_rate_limited": 0,  # reports of one device past DEVICE_RATE_PER_S
             "sync_restarts_limited": 0,  # reboots within SYNC_RESTART_EVERY_NS of the last one
+            "taps_absent": 0,  # taps for a share trigger from phones not present (not counted)
         }
 
     # -- the term ----------------------------------------------------------------------------
@@ -412,6 +424,7 @@ class ControllerCore:
             if self.journal and isinstance(cmd, JOURNALLED):
                 self._records.append(cmd_record(cmd, now, str(result.state), self.engine.snapshot.take))
             self._plan(result.outputs, now)
+            self._audience_sync(now)
             self._publish_state(now, force=True)
         return result
 
@@ -476,6 +489,7 @@ class ControllerCore:
             deadline = self.engine.next_deadline()
             if deadline is not None and deadline <= now:
                 self._plan(self.engine.poll(now), now)
+            self._audience_sync(now)  # a share trigger armed since: how many are present
         if self.sync is not None:
             self._sync_tick(now)
         if self.live:
@@ -599,11 +613,22 @@ class ControllerCore:
         elif kind == "event":
             assert isinstance(at, int)
             self._shadow_poll(at)
+            present = record.get("present")
             self.shadow.note(
                 self.engine.receive_event(
-                    str(record.get("transport")), str(record.get("name")), str(record.get("sender", "")), at
+                    str(record.get("transport")), str(record.get("name")), str(record.get("sender", "")), at,
+                    present=present if isinstance(present, int) else None,
                 )
             )
+        elif kind == "audience":
+            assert isinstance(at, int)
+            present, gone = record.get("present"), record.get("gone", [])
+            if not isinstance(present, int) or not isinstance(gone, list):
+                raise RecordError(
+                    f"an audience record needs present (an integer) and gone (a list), got {record!r:.80}"
+                )
+            self._shadow_poll(at)
+            self.shadow.note(self.engine.receive_audience(present, [str(g) for g in gone], at))
         elif kind == "degrade":
             devices = record.get("devices")
             if isinstance(devices, list):
@@ -846,6 +871,7 @@ class ControllerCore:
             seq=self._keep_alive.seq,
             term=self._term if term is None else term,
             controller=self.controller_id,
+            web=self.web_addresses,
         )
 
     def _publish_state(self, now: int, *, force: bool = False) -> None:
@@ -891,12 +917,61 @@ class ControllerCore:
 
     def _event(self, transport: str, name: str, sender: str, now: int) -> None:
         """An event to the engine's triggers; journalled while a trigger listens (a replay
-        counts it the same way)."""
+        counts it the same way). For an audience share trigger, a tap counts only from a phone
+        present in the trigger's zone, and goes with how many are present."""
+        present: int | None = None
+        trig = self.engine.audience_trigger
+        if trig is not None and transport == "mqtt" and mqtt_topic_matches(trig.pattern, name):
+            zone, device = name.split("/")[2:4]
+            if device not in self._present.get(zone, ()):
+                self.counters["taps_absent"] += 1
+                return
+            self._audience_sync(now)  # a share reached by fewer present starts before this tap
+            present = self.present_audience(trig.zone)
         if self.journal and self.engine.listening:
-            self._records.append(
-                {"k": "event", "at": now, "transport": transport, "name": name, "sender": sender}
-            )
-        self._plan(self.engine.receive_event(transport, name, sender, now), now)
+            rec: dict[str, object] = {"k": "event", "at": now, "transport": transport, "name": name,
+                                      "sender": sender}
+            if present is not None:
+                rec["present"] = present
+            self._records.append(rec)
+        self._plan(self.engine.receive_event(transport, name, sender, now, present=present), now)
+
+    # -- the audience present ----------------------------------------------------------------
+
+    def present_audience(self, zone: str | None = None) -> int:
+        """How many audience slots a phone holds now: in ``zone``, or in the whole pool."""
+        if zone is not None:
+            return len(self._present.get(zone, ()))
+        return sum(len(p) for p in self._present.values())
+
+    def _audience_presence(self, device: str, now: int) -> None:
+        """An audience slot's presence may have changed: keep the present sets, and tell a
+        listening share trigger of its zone (a phone gone takes its tap with it)."""
+        zone = self.venue.by_id[device].zone
+        here = self.health[device].status in ("ready", "alive")
+        present = self._present.setdefault(zone, set())
+        if here == (device in present):
+            return
+        if here:
+            present.add(device)
+        else:
+            present.discard(device)
+        trig = self.engine.audience_trigger
+        if trig is not None and trig.zone in (None, zone):
+            self._audience_sync(now, gone=() if here else (device,))
+
+    def _audience_sync(self, now: int, gone: tuple[str, ...] = ()) -> None:
+        """Tell the listening audience share trigger (if any) how many phones are present now
+        (journalled: a replay counts the same); it may start its cue."""
+        trig = self.engine.audience_trigger
+        if trig is None or not self.live:
+            return
+        present = self.present_audience(trig.zone)
+        if present == self.engine.audience_present and not gone:
+            return
+        if self.journal:
+            self._records.append({"k": "audience", "at": now, "present": present, "gone": list(gone)})
+        self._plan(self.engine.receive_audience(present, gone, now), now)
 
     def device_filters(self) -> list[str]:
         """What to subscribe to for every device's pongs, status and fire reports (QoS 0)."""
@@ -977,6 +1052,7 @@ class ControllerCore:
             ready, rebooted = self.presence.receive_status(device, msg, now)
             if device in self._pooled:
                 rebooted = self._pool_presence(device, ready, vacant) or rebooted
+                self._audience_presence(device, now)
             if ready and (self._late_join_ok() or (rebooted and self.sync is not None)):
                 last = self._late_join_at.get(device)
                 if last is not None and now - last < self.late_join_every_ns:

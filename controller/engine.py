@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal, TypeAlias
@@ -239,6 +239,12 @@ class TriggerProgress:
     count: int
     timeout_ns: int | None
     on_timeout: str
+    # An audience share trigger (``count: 80%``): the share, and the phones of its zone present
+    # now (``count`` is then what that share of them is; ``counted`` those of them that tapped).
+    share: float | None = None
+    present: int | None = None
+    zone: str | None = None
+    event: str | None = None
 
 
 # --- private run state ----------------------------------------------------------------------
@@ -288,6 +294,16 @@ class _Armed:
     remaining: int | None = None  # while paused
     senders: set[str] = field(default_factory=set)
     anonymous: int = 0
+    present: int = 0  # an audience share trigger: the phones of its zone present (the core says)
+
+    def counted(self) -> int:
+        return len(self.senders) + self.anonymous
+
+    def reached(self) -> bool:
+        trig = self.trigger
+        if trig.share is not None and self.present <= 0:
+            return False  # nobody there: no share of nobody starts a cue
+        return self.counted() >= trig.needed(self.present)
 
 
 _LISTENING = (State.ARMED, State.PLAYING)
@@ -459,8 +475,25 @@ class Engine:
             return None
         left = armed.remaining if armed.deadline is None else max(0, armed.deadline - now)
         trig = armed.trigger
-        return TriggerProgress(armed.cue.id, trig.transport, trig.pattern,
-                               len(armed.senders) + armed.anonymous, trig.count, left, trig.on_timeout)
+        if trig.share is not None:
+            return TriggerProgress(armed.cue.id, trig.transport, trig.pattern, armed.counted(),
+                                   trig.needed(armed.present), left, trig.on_timeout,
+                                   share=trig.share, present=armed.present, zone=trig.zone, event=trig.event)
+        return TriggerProgress(armed.cue.id, trig.transport, trig.pattern, armed.counted(), trig.count,
+                               left, trig.on_timeout, zone=trig.zone, event=trig.event)
+
+    @property
+    def audience_trigger(self) -> EventTrigger | None:
+        """The listening trigger when it counts a share of the audience present (the core tells
+        the engine how many phones are present: :meth:`receive_audience`)."""
+        armed = self._armed
+        return armed.trigger if armed is not None and armed.trigger.share is not None else None
+
+    @property
+    def audience_present(self) -> int | None:
+        """What the listening audience share trigger was last told is present (None: none listens)."""
+        armed = self._armed
+        return armed.present if armed is not None and armed.trigger.share is not None else None
 
     def next_deadline(self) -> int | None:
         """The show-clock instant at which :meth:`poll` next has something to do, or ``None``."""
@@ -517,9 +550,13 @@ class Engine:
         out.extend(self._finish_runs(now))
         return out
 
-    def receive_event(self, transport: str, name: str, sender: str, now: int) -> list[Output]:
+    def receive_event(
+        self, transport: str, name: str, sender: str, now: int, *, present: int | None = None
+    ) -> list[Output]:
         """Count an event (an MQTT topic or OSC address ``name`` from ``sender``; ``""`` when the
-        sender is unknown, every such event counts) towards the armed cue's trigger."""
+        sender is unknown, every such event counts) towards the armed cue's trigger. An audience
+        trigger counts the phone its topic names (``madang/audience/{zone}/{id}/...``), once;
+        ``present`` is how many phones of its zone are present (for a share trigger)."""
         self._now = max(self._now, now)
         out: list[Output] = []
         if self._state not in _LISTENING:
@@ -535,15 +572,35 @@ class Engine:
                    else osc_address_matches(pattern, name))
         if not matched:
             return out
-        if sender:
+        if present is not None and armed.trigger.share is not None:
+            armed.present = present
+        if armed.trigger.event is not None:
+            armed.senders.add(name.split("/")[3])  # the phone's id (the pattern has 5 levels)
+        elif sender:
             armed.senders.add(sender)
         else:
             armed.anonymous += 1
-        if len(armed.senders) + armed.anonymous >= armed.trigger.count:
-            result = self.command(EventArrived(armed.cue.id), now)
-            if isinstance(result, Accepted):
-                out.extend(result.outputs)
+        if armed.reached():
+            out.extend(self._event_arrived(armed, now))
         return out
+
+    def receive_audience(self, present: int, gone: Iterable[str], now: int) -> list[Output]:
+        """The phones present for the listening audience share trigger are now ``present``;
+        ``gone`` left (their taps no longer count). Fewer present may make the share: the cue
+        then starts, as for an event."""
+        self._now = max(self._now, now)
+        armed = self._armed
+        if self._state not in _LISTENING or armed is None or armed.trigger.share is None:
+            return []
+        armed.present = present
+        armed.senders.difference_update(gone)
+        if armed.counted() and armed.reached():
+            return self._event_arrived(armed, now)
+        return []
+
+    def _event_arrived(self, armed: _Armed, now: int) -> list[Output]:
+        result = self.command(EventArrived(armed.cue.id), now)
+        return list(result.outputs) if isinstance(result, Accepted) else []
 
     # --- guards and effects -----------------------------------------------------------------
 

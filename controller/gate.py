@@ -55,6 +55,10 @@ class GateSync(Protocol):
         """Each row's predicted fire error (ns; ``inf`` while not settled)."""
         ...
 
+    def queued(self) -> int:
+        """Devices (phones too) that joined and wait for their first ping (the ping cap)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Readiness:
@@ -69,6 +73,7 @@ class Readiness:
     budget_ns: int
     worst: tuple[str, float] | None = None  # the worst not-ready device and its predicted error (ns)
     waiting: tuple[str, ...] = ()  # a few not-ready devices, worst first
+    queued: int = 0  # devices (phones too) joined and waiting for their first ping (the ping cap)
 
     @property
     def not_ready(self) -> int:
@@ -87,6 +92,8 @@ class Readiness:
             parts.append(f"{self.unsettled:,} not yet synced")
         if self.over:
             parts.append(f"{self.over:,} predicted over the {self.budget_ns / US:,.0f} us budget")
+        if self.queued:
+            parts.append(f"{self.queued:,} queued for their first sync")
         worst = ""
         if self.worst is not None:
             did, err = self.worst
@@ -125,6 +132,7 @@ class Readiness:
                 "predicted_us": None if math.isinf(self.worst[1]) else self.worst[1] / US,
             },
             "waiting": list(self.waiting),
+            "queued": self.queued,
         }
 
 
@@ -166,6 +174,7 @@ class SyncGate:
         sync = self.sync
         if sync is None or not self._ids:
             return Readiness(True, 0, 0, 0, 0, len(self.degraded), self.budget_ns)
+        queued = sync.queued()
         err = np.asarray(sync.predicted_errors_ns(now), dtype=np.float64)[: len(self._ids)]
         mask = np.ones(len(self._ids), dtype=np.bool_)
         if devices is not None:
@@ -194,7 +203,8 @@ class SyncGate:
             waiting = tuple(self._ids[int(r)] for r in order)
             worst = (waiting[0], float(err[int(order[0])]))
         return Readiness(
-            within == need, need, within, unsettled, over, len(self.degraded), self.budget_ns, worst, waiting
+            within == need, need, within, unsettled, over, len(self.degraded), self.budget_ns, worst, waiting,
+            queued,
         )
 
 

@@ -102,6 +102,7 @@ class Pair:
         self.stalls = 0  # times the ticker found itself held up and let the link catch up first
         self.bad_witness = 0
         self.went_live_ns: int | None = None  # monotonic: when the last GoLive was carried out
+        self.web = ""  # this controller's audience WebSocket address, told to the peer
         mqtt.subscribe(wire.STATE_TOPIC, 1)
         mqtt.on_retained(self._on_message)
         mqtt.on_session(self._on_session)
@@ -294,6 +295,16 @@ class Pair:
                 link.term = f.term
                 link.role = f.role
                 link.witness = f.witness_ok
+                link.web = self.web
+
+    @property
+    def peer_web(self) -> str:
+        """The other controller's audience WebSocket address, as its heartbeats say ("": not
+        heard yet, or it serves none)."""
+        for link in (self.client, self.server):
+            if link is not None and link.peer_web:
+                return link.peer_web
+        return ""
 
     # -- the operator ------------------------------------------------------------------------
 

@@ -144,6 +144,8 @@ class Heartbeat(msgspec.Struct, tag="heartbeat", tag_field="k", frozen=True):
     sent: int
     echo: int | None = None
     echo_at: int | None = None
+    # The sender's audience WebSocket address, for the phones (docs/standby.md, "Phones"); "": none.
+    web: Annotated[str, msgspec.Meta(max_length=512)] = ""
 
 
 class Bye(msgspec.Struct, tag="bye", tag_field="k", frozen=True):
@@ -314,6 +316,8 @@ class _Link:
         self.term = 0
         self.role: Role = Role.STANDBY
         self.witness = False
+        self.web = ""  # our audience WebSocket address, said in every heartbeat ("": none)
+        self.peer_web = ""  # the peer's, as its last heartbeat said
         self.stats = LinkStats()
         self._own_context = context is None
         self._ctx = context if context is not None else zmq.asyncio.Context()
@@ -414,6 +418,7 @@ class _Link:
                 sent=self.show_clock(),
                 echo=clock.last_sent,
                 echo_at=clock.last_sent_at,
+                web=self.web,
             )
         )
 
@@ -465,6 +470,8 @@ class _Link:
             self.on_peer(change)
 
     def _beat(self, hb: Heartbeat, now: int) -> None:
+        if hb.web:
+            self.peer_web = hb.web
         if self.on_heartbeat is not None:
             self.on_heartbeat(PeerBeat(hb.controller, hb.term, hb.role, hb.witness, hb.seq, now))
 

@@ -14,7 +14,9 @@ transport (the same anchors, the same take, so the same idempotency keys). A rec
 ``cmd``        a transport command the core accepted at ``at``: ``cmd`` (:func:`encode_command`),
                and what it led to (``state``, ``take``) so a replay can check itself
 ``event``      a message delivered to a listening event trigger at ``at`` (``transport``,
-               ``name``, ``sender``)
+               ``name``, ``sender``; ``present``: the audience present, for a share trigger)
+``audience``   the phones present for a listening audience share trigger changed at ``at``
+               (``present``; ``gone``: phones that left, their taps no longer count)
 ``degrade``    devices the operator chose to play on receipt (``devices``)
 ``sent``       keyed sends released for the wire at ``at``: ``sends``, one
                ``[show, cue, seq, due_ns, [targets]]`` per key (written *before* they leave)

@@ -41,6 +41,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -125,6 +126,7 @@ class RuntimeOptions:
     max_seconds: float | None = None  # stop after this long (demo)
     go_delay_ms: float = 250.0  # a GO takes effect this long after the press (see docs/operator.md)
     sync_budget_us: float = DEFAULT_SYNC_BUDGET_NS / 1000  # predicted fire error over this: over budget
+    ping_rate: int | None = None  # pings a second across all devices (None: no cap); --ping-rate
     ready_timeout_s: float | None = 60.0  # --go / auto GO wait this long for READY, then the run fails
     degrade: list[str] = field(default_factory=list)  # devices played on receipt from the start
     on_exit: str = "safe"  # what devices are left showing when the run ends early: EXIT_MODES
@@ -147,6 +149,11 @@ class RuntimeOptions:
     console: bool = True
     operator_token_file: Path | None = None
     viewer_token_file: Path | None = None
+    # A hot-standby pair's phones (docs/standby.md): this controller's web address as phones reach
+    # it (http://10.0.0.2:8080; None: the server's own), told to the peer; and the peer's, when
+    # given rather than learned over the link.
+    web_url: str | None = None
+    web_peer: str | None = None
 
 
 class Runtime:
@@ -165,7 +172,7 @@ class Runtime:
         self.opts = options
         self.clock: Clock = clock or SystemClock()
         self.telemetry = Telemetry(venue, budget_ns=round(options.sync_budget_us * 1000))
-        inner = _make_sync(venue) if options.sync else None
+        inner = _make_sync(venue, options.ping_rate) if options.sync else None
         # The core sees the service through the telemetry sink, which records accepted pongs.
         self.sync: TelemetrySync | None = None if inner is None else TelemetrySink(inner, self.telemetry)
         self.controller_id = options.client_id or f"madang-{os.uname().nodename}-{os.getpid()}"
@@ -306,6 +313,10 @@ class Runtime:
                 raise ControlPortError(self.opts.control_port, str(err)) from err
         if self.opts.web_port is not None:
             await self._open_web()
+            if self.pair is not None and self.web is not None:
+                self.web.live = lambda: self.core.live
+                self.pair.web = _audience_ws(self.opts.web_url or self.web.server.base_url(), self.venue)
+                tasks.append(asyncio.create_task(self._web_peers(), name="web-peers"))
         if self.opts.view:
             tasks.append(asyncio.create_task(self._view(), name="view"))
         try:
@@ -484,6 +495,9 @@ class Runtime:
         self.core.step_down(now, reason)
         self._note_operator(now, "pair", "step down", False, reason)
         self._note_error(f"not live: {reason}")
+        if self.web is not None:
+            # Its phones and WebSocket devices move on to the live controller of their list.
+            self.web.hub.close_all("this controller stepped down; reconnect to the live one")
         self._wake.set()
 
     def _follow_records(self, records: list[dict[str, Any]]) -> None:
@@ -912,7 +926,9 @@ class Runtime:
             budget_us=self.telemetry.budget_ns / 1000,
             worst=list(tel.worst),
             ready=gate.ready,
-            ready_text=gate.label if gate.ready else f"{gate.label}: {gate.summary()}",
+            ready_text=gate.label + (f" · {gate.queued:,} queued for their first sync" if gate.queued else "")
+            if gate.ready
+            else f"{gate.label}: {gate.summary()}",
             acks=self.telemetry.total_acks(),  # live: the summary above is up to a second old
             broker=self.mqtt.url if self.mqtt is not None else "",
             broker_connected=bool(self.mqtt and self.mqtt.connected),
@@ -1009,6 +1025,7 @@ class Runtime:
             "telemetry_at": now,
             "sync_budget_us": self.telemetry.budget_ns / 1000,
             "sync_gate": self.readiness_state(),
+            "pings": self.sync.ping_stats() if isinstance(self.sync, TelemetrySink) else None,
             "gate_failed": None if self.player.failure is None else str(self.player.failure),
             "degraded": self.telemetry.degraded_total(),
             "go_delay_ms": self.core.engine.go_delay_ns / MS,
@@ -1047,6 +1064,25 @@ class Runtime:
         }
 
     # -- the web (controller.web) ------------------------------------------------------------
+
+    async def _web_peers(self) -> None:
+        """Keep the welcome's list of the other controller's audience address current (learned
+        over the pair's link, or ``--web-peer``), and let its pages open our sockets."""
+        while True:
+            assert self.web is not None and self.pair is not None
+            peer = self.pair.peer_web or (
+                _audience_ws(self.opts.web_peer, self.venue) if self.opts.web_peer else ""
+            )
+            if peer and self.web.others != [peer]:
+                self.web.others = [peer]
+                self.web.allow_peer(peer)
+                own = urlsplit(self.pair.web)
+                other = urlsplit(peer)
+                self.core.web_addresses = tuple(
+                    f"{'https' if u.scheme == 'wss' else 'http'}://{u.netloc}" for u in (own, other)
+                )
+                log.info("the other controller's audience address", extra={"url": peer})
+            await asyncio.sleep(0.2)
 
     async def _open_web(self) -> None:
         """Serve the venue's WebSocket devices and the audience page; print the URLs."""
@@ -1211,14 +1247,22 @@ def _ns_or_none(seconds: float | None) -> int | None:
     return None if seconds is None else round(seconds * S)
 
 
-def _make_sync(venue: Venue) -> TelemetrySync | None:
+def _audience_ws(base: str, venue: Venue) -> str:
+    """``http://host:port`` (or a ws:// address) as the audience socket's ``ws://host:port/path``."""
+    parts = urlsplit(base if "//" in base else f"http://{base}")
+    scheme = "wss" if parts.scheme in ("https", "wss") else "ws"
+    path = venue.audience.path if venue.audience is not None else "/audience/ws"
+    return f"{scheme}://{parts.netloc}{path}"
+
+
+def _make_sync(venue: Venue, ping_rate: int | None) -> TelemetrySync | None:
     try:
         from controller.sync.service import SyncService
     except ImportError:
         return None
     # Each controller pings in its own block of seqs (2**24 each, below 2**30: OSC carries 31
     # bits), so the two of a pair do not take each other's pongs for answers.
-    return SyncService(venue, seq_base=(secrets.randbelow(63) + 1) << 24)
+    return SyncService(venue, seq_base=(secrets.randbelow(63) + 1) << 24, max_ping_rate=ping_rate)
 
 
 def _warm_sync() -> None:

@@ -389,6 +389,15 @@ class TelemetrySink:
         """See :class:`~controller.core.PingSink`."""
         return self.inner.predicted_error_ns(device, at_ns)
 
+    def queued(self) -> int:
+        """See :class:`~controller.core.PingSink`."""
+        return self.inner.queued()
+
+    def ping_stats(self) -> dict[str, int | None]:
+        """The inner service's ping counters (:meth:`SyncService.ping_stats`), or ``{}``."""
+        stats = getattr(self.inner, "ping_stats", None)
+        return dict(stats()) if callable(stats) else {}
+
     def receipt_error_ns(self, device: str) -> int | None:
         """See :class:`~controller.core.PingSink`."""
         return self.inner.receipt_error_ns(device)

@@ -28,7 +28,7 @@ from controller.keys import KEYS
 from controller.telemetry import CueSpread
 from cues.timeline import Timeline
 
-__all__ = ["CueRow", "LogLine", "ViewModel", "cue_rows", "render", "spread_text"]
+__all__ = ["CueRow", "LogLine", "ViewModel", "cue_rows", "render", "spread_text", "trigger_text"]
 
 _STATE_STYLE = {
     "playing": "bold black on green",
@@ -142,7 +142,11 @@ def cue_rows(
         event = ""
         if c.trigger is not None:
             t = c.trigger
-            event = f"{t.transport} {t.pattern}" + (f" x{t.count:,}" if t.count != 1 else "")
+            if t.event is not None:  # an audience trigger
+                many = f"{t.share:g} %" if t.share is not None else f"{t.count:,}"
+                event = f"{t.event} of {many} of {t.zone or 'the audience'}"
+            else:
+                event = f"{t.transport} {t.pattern}" + (f" x{t.count:,}" if t.count != 1 else "")
         rows.append(
             CueRow(
                 number=c.index + 1,
@@ -185,6 +189,17 @@ def _event_name(pattern: str) -> str:
     return levels[-1] if levels else pattern
 
 
+def trigger_text(trig: TriggerProgress) -> str:
+    """A listening trigger's progress: ``ready 3 of 4``; for an audience share,
+    ``tap 812 of 1,000 (81 %), 800 needed`` (phones that tapped of those present)."""
+    name = trig.event.replace("/", " ") if trig.event is not None else _event_name(trig.pattern)
+    if trig.share is None or trig.present is None:
+        return f"{name} {trig.counted:,} of {trig.count:,}"
+    pct = 100 * trig.counted // trig.present if trig.present else 0
+    return (f"{name} {trig.counted:,} of {trig.present:,} ({pct} %) in {trig.zone or 'the audience'}, "
+            f"{trig.share:g} % is {trig.count:,}")
+
+
 def _status(row: CueRow, state: str) -> Text:
     clk = row.clock
     if clk is not None:
@@ -201,7 +216,7 @@ def _status(row: CueRow, state: str) -> Text:
         return Text(" · ".join(parts) + (" (paused)" if state == "paused" else ""), style=style)
     trig = row.trigger
     if trig is not None:
-        text = f"{_event_name(trig.pattern)} {trig.counted:,} of {trig.count:,}"
+        text = trigger_text(trig)
         if trig.timeout_ns is not None:
             text += f", timeout {_left(trig.timeout_ns)}, then {trig.on_timeout}"
         else:

@@ -242,7 +242,12 @@ def _trigger_counts(compiled: Compiled, venue: Venue) -> Iterable[Finding]:
             continue
         transport = "mqtt" if on.mqtt is not None else "osc"
         can = senders[transport]
-        if on.count > can:
+        if on.audience is not None:
+            pool = venue.audience
+            can = 0 if pool is None else (
+                len(pool.slots.get(on.zone, ())) if on.zone is not None else pool.capacity
+            )
+        if isinstance(on.count, int) and on.count > can:
             yield lc.where.finding(
                 ("on", "count"),
                 f"cue {lc.cue.id!r} waits for {on.count:,} {transport.upper()} messages but only {can:,} "

@@ -47,7 +47,7 @@ from cues.loader import (
     load_show,
     load_show_doc,
 )
-from cues.model import ActionItem, FadeModel, LightModel, MqttModel, OscModel
+from cues.model import ActionItem, FadeModel, LightModel, MqttModel, OscModel, Share, TriggerModel
 from cues.timeline import (
     Action,
     CueSpan,
@@ -344,13 +344,46 @@ class _Compiler:
         on = lc.cue.on
         if on is None:
             return None
+        if on.audience is not None:
+            return self._audience_trigger(lc, on)
         transport: Literal["mqtt", "osc"] = "mqtt" if on.mqtt is not None else "osc"
         pattern = on.mqtt if on.mqtt is not None else on.osc
-        assert pattern is not None
+        assert pattern is not None and isinstance(on.count, int)
         problem = mqtt_filter_problem(pattern) if transport == "mqtt" else osc_pattern_problem(pattern)
         if problem:
             self.findings.append(lc.where.finding(("on", transport), problem[0], problem[1]))
         return EventTrigger(transport, pattern, on.count, on.timeout, on.on_timeout)
+
+    def _audience_trigger(self, lc: LoadedCue, on: TriggerModel) -> EventTrigger:
+        """``on: {audience: tap|vote/<choice>, zone: z, count: N | P%}``: taps or votes of the
+        venue's audience pool (docs/shows.md, "Event triggers"), as an MQTT trigger on
+        ``madang/audience/{zone}/{id}/{event}``."""
+        assert on.audience is not None
+        pool = self.venue.audience
+        if pool is None:
+            self.findings.append(
+                lc.where.finding(
+                    ("on", "audience"),
+                    f"cue {lc.cue.id!r} waits for the audience's {on.audience} but venue "
+                    f"{self.venue.id!r} has no audience pool",
+                    "add an audience: section to the venue (docs/venues.md, 'The audience')",
+                )
+            )
+        elif on.zone is not None and on.zone not in pool.zones:
+            self.findings.append(
+                lc.where.finding(
+                    ("on", "zone"),
+                    f"cue {lc.cue.id!r} counts audience zone {on.zone!r}; the audience zones of "
+                    f"venue {self.venue.id!r} are: {', '.join(pool.zones)}",
+                    "use one of those, or leave zone out to count the whole audience",
+                )
+            )
+        pattern = f"madang/audience/{on.zone or '+'}/+/{on.audience}"
+        if isinstance(on.count, Share):
+            return EventTrigger("mqtt", pattern, 1, on.timeout, on.on_timeout,
+                                event=on.audience, zone=on.zone, share=on.count.percent)
+        return EventTrigger("mqtt", pattern, on.count, on.timeout, on.on_timeout,
+                            event=on.audience, zone=on.zone)
 
     def _check_timeline_order(self, lc: LoadedCue) -> None:
         last: LoadedAction | None = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -43,6 +44,7 @@ from cues.timecode import TimeContext, parse_time_ns
 from cues.timeline import Ease, Go, JsonValue, OscArg, OscTyped
 
 __all__ = [
+    "AUDIENCE_EVENT_RE",
     "ActionItem",
     "CueModel",
     "FadeModel",
@@ -50,6 +52,7 @@ __all__ = [
     "MqttModel",
     "OscModel",
     "PartModel",
+    "Share",
     "ShowModel",
     "TemplateBody",
     "TemplateModel",
@@ -487,19 +490,88 @@ class TimelineItem(ActionItem):
     at: Time
 
 
+@dataclass(frozen=True, slots=True)
+class Share:
+    """A count written as a percentage (``count: 80%``): that share of the audience present."""
+
+    percent: float
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%"
+
+
+def _count(value: object) -> int | Share:
+    """``count:``: a whole number of devices (1 or more) or a share of the audience (``80%``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a count such as 800 or a share such as 80%; got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"count {value} is less than 1; write 1 or more, or a share such as 80%")
+        return value
+    if isinstance(value, str):
+        m = _SHARE_RE.fullmatch(value.strip())
+        if m is None:
+            raise ValueError(
+                f"count {value!r} is neither a whole number nor a percentage; write 800 or 80%"
+            )
+        pct = float(m.group(1))
+        if not 0 < pct <= 100:
+            raise ValueError(
+                f"count {value!r}: a share of the audience is more than 0% and at most 100%"
+            )
+        return Share(pct)
+    raise ValueError(
+        f"expected a count such as 800 or a share such as 80%; got {type(value).__name__}"
+    )
+
+
+_SHARE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+Count = Annotated[
+    int | Share,
+    PlainValidator(_count),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"},
+            ],
+            "description": "How many devices (800), or a share of the audience present (80%).",
+        }
+    ),
+]
+
+AUDIENCE_EVENT_RE = re.compile(r"tap|vote/[a-z0-9-]{1,32}")
+"""``on: {audience: ...}``: a tap, or a vote for one choice (docs/protocol.md, "The audience")."""
+
+
 class TriggerModel(_Strict):
-    """``on:``: start the cue when ``count`` devices have sent a matching message."""
+    """``on:``: start the cue when ``count`` devices have sent a matching message, or (with
+    ``audience:``) when ``count`` phones of the audience, or that share of those present, have
+    tapped or voted."""
 
     mqtt: StrictStr | None = None
     osc: StrictStr | None = None
-    count: Annotated[StrictInt, Field(ge=1)] = 1
+    audience: Annotated[StrictStr, Field(pattern=f"^(?:{AUDIENCE_EVENT_RE.pattern})$")] | None = None
+    zone: StrictStr | None = None
+    count: Count = 1
     timeout: Duration | None = None
     on_timeout: Literal["go", "skip", "hold", "stop"] = Field("hold", alias="else")
 
     @model_validator(mode="after")
     def _one_transport(self) -> TriggerModel:
-        if (self.mqtt is None) == (self.osc is None):
-            raise ValueError("an event trigger needs exactly one of mqtt: <topic filter> or osc: <address>")
+        given = [k for k in ("mqtt", "osc", "audience") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "an event trigger needs exactly one of mqtt: <topic filter>, osc: <address> or "
+                f"audience: tap | vote/<choice>; got {' and '.join(given) if given else 'none'}"
+            )
+        if self.zone is not None and self.audience is None:
+            raise ValueError("zone: counts an audience zone; it goes with audience: tap or vote/<choice>")
+        if isinstance(self.count, Share) and self.audience is None:
+            raise ValueError(
+                f"count {self.count} is a share of the audience present; it goes with "
+                "audience: tap or vote/<choice> (mqtt: and osc: take a whole number)"
+            )
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError("timeout must be longer than 0; leave it out to wait forever")
         return self

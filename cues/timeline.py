@@ -165,6 +165,21 @@ class EventTrigger:
     count: int = 1
     timeout_ns: int | None = None
     on_timeout: Literal["go", "skip", "hold", "stop"] = "hold"
+    # An audience trigger (``on: {audience: tap, zone: yeouido, count: 80%}``): ``event`` is
+    # ``tap`` or ``vote/<choice>``, ``zone`` None for the whole audience; ``pattern`` is then
+    # ``madang/audience/{zone|+}/+/{event}``. With ``share`` (percent, 0 < share <= 100) the cue
+    # starts when that share of the zone's phones present (connected) have sent one, each phone
+    # counted once and only while present; ``count`` is then the least number of phones (1).
+    event: str | None = None
+    zone: str | None = None
+    share: float | None = None
+
+    def needed(self, present: int) -> int:
+        """How many phones must have tapped (voted) when ``present`` are connected: ``count``,
+        or for a share the smallest number that makes it (at least 1: an empty zone waits)."""
+        if self.share is None:
+            return self.count
+        return max(self.count, -(-round(self.share * 1000) * present // 100_000))
 
 
 @dataclass(frozen=True, slots=True)

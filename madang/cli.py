@@ -131,6 +131,20 @@ def _web_options(sp: argparse.ArgumentParser) -> None:
         "$MADANG_VIEWER_TOKEN, else generated and printed)",
     )
     sp.add_argument("--no-console", action="store_true", help="serve no browser console on the web port")
+    sp.add_argument(
+        "--web-url",
+        default=None,
+        metavar="URL",
+        help="a hot-standby pair: this controller's web address as phones reach it (http://10.0.0.2:8080; "
+        "default: the server's own), told to the other controller for its phones",
+    )
+    sp.add_argument(
+        "--web-peer",
+        default=None,
+        metavar="URL",
+        help="a hot-standby pair: the other controller's web address, when it cannot be learned over the "
+        "pair's link; phones reconnect there when this one goes",
+    )
 
 
 def _print_findings(err: SourceErrors) -> None:
@@ -526,6 +540,7 @@ def _bench_ws(args: argparse.Namespace) -> dict[str, Any]:
         profile=args.profile,
         seed=args.seed,
         settle_s=args.settle,
+        ping_rate=args.ping_rate or None,
     )
 
 
@@ -689,6 +704,14 @@ def _parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="S",
         help="--go waits this long for the sync gate's READY, then fails the run (default 60)",
+    )
+    sp.add_argument(
+        "--ping-rate",
+        type=_int_in(0, None, "pings a second across all devices (0: no cap)"),
+        default=0,
+        metavar="N",
+        help="clock-sync pings a second across all devices, at most; a mass join queues behind it, "
+        "first come first served (default 0: no cap; 5000 for a venue whose audience joins at once)",
     )
     sp.add_argument(
         "--degrade",
@@ -876,6 +899,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS)
     bp.add_argument("--seed", type=_SEED, default=1)
+    bp.add_argument(
+        "--ping-rate",
+        type=_int_in(0, None, "pings a second across all devices (0: no cap)"),
+        default=0,
+        metavar="N",
+        help="the controller's global ping cap, as madang run --ping-rate (default 0: none)",
+    )
     bp = bench("console", _bench_console, "the browser console at a venue's worth of devices: bytes, CPU")
     bp.add_argument("--devices", type=_COUNT, default=1200, help="devices in the grid (default 1,200)")
     bp.add_argument("--cues", type=_COUNT, default=40, help="cues in the cue list (default 40)")

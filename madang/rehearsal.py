@@ -66,6 +66,7 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
         go_delay_ms=args.go_latency,
         rate=args.rate,
         sync_budget_us=args.sync_budget,
+        ping_rate=args.ping_rate or None,
         control_allow=args.control_allow,
         access=access_options(args),
         ready_timeout_s=args.ready_timeout,

@@ -55,6 +55,7 @@ def run_show_cli(args: argparse.Namespace) -> int:
         report_path=prepare(args.report, "report") if args.report else None,  # fail before the show
         go_delay_ms=args.go_latency,
         sync_budget_us=args.sync_budget,
+        ping_rate=args.ping_rate or None,
         ready_timeout_s=args.ready_timeout,
         degrade=args.degrade,
         journal_dir=journal,
@@ -92,6 +93,8 @@ def web_options(args: argparse.Namespace, timeline: Any) -> dict[str, Any]:
         "console": not getattr(args, "no_console", False),
         "operator_token_file": _path(getattr(args, "operator_token_file", None)),
         "viewer_token_file": _path(getattr(args, "viewer_token_file", None)),
+        "web_url": getattr(args, "web_url", None),
+        "web_peer": getattr(args, "web_peer", None),
     }
 
 

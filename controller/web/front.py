@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -104,11 +104,27 @@ class WebFront:
         self.server = WebServer(host=host, port=port, origins=origins, stamp=clock.wall_ns)
         self.desk = AudienceDesk(venue.audience) if venue.audience is not None else None
         self.media = {name: Path(f) for name, f in (media or {}).items()}
-        self.refused: dict[str, int] = {"unknown_device": 0, "audience_full": 0}
+        self.refused: dict[str, int] = {"unknown_device": 0, "audience_full": 0, "standby": 0}
         # Sends addressed to one device that only a WebSocket reaches skip the broker.
         self._ws_only = frozenset(d.id for d in venue.devices if d.ws is not None and d.mqtt is None)
         self._task: asyncio.Task[None] | None = None
+        # The audience WebSocket addresses of the other controllers of a hot-standby pair (the
+        # runtime keeps it current): the welcome lists them, so a phone that loses this one tries
+        # those (docs/standby.md, "Phones and WebSocket devices").
+        self.others: list[str] = []
+        # Whether this controller drives the show (a hot standby does not, until it takes over):
+        # devices that connect to a standby are sent on (1013) to the live one of their list.
+        self.live: Callable[[], bool] = lambda: True
         self._routes()
+
+    def allow_peer(self, ws_url: str) -> None:
+        """Let pages served by the controller at ``ws_url`` (the other of a pair) open this one's
+        sockets: a phone whose page came from the primary reconnects here after a takeover."""
+        parts = urlsplit(ws_url)
+        if parts.scheme in ("ws", "wss") and parts.netloc:
+            origin = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+            if origin not in self.server.origins:
+                self.server.origins = self.server.origins | {origin}
 
     def _routes(self) -> None:
         srv = self.server
@@ -155,7 +171,17 @@ class WebFront:
 
     # -- sockets -----------------------------------------------------------------------------
 
+    async def _not_live(self, conn: ServerConnection) -> bool:
+        """Close a connection to a controller that is not live (a standby): try the next."""
+        if self.live():
+            return False
+        self.refused["standby"] += 1
+        await conn.close(1013, "this controller is the hot standby; try the live one")
+        return True
+
     async def _device_socket(self, conn: ServerConnection) -> None:
+        if await self._not_live(conn):
+            return
         query = parse_qs(urlsplit(conn.request.path if conn.request else "").query)
         did = (query.get("device") or [""])[0]
         dev = self.venue.by_id.get(did)
@@ -167,6 +193,8 @@ class WebFront:
 
     async def _audience_socket(self, conn: ServerConnection) -> None:
         assert self.desk is not None
+        if await self._not_live(conn):
+            return
         query = parse_qs(urlsplit(conn.request.path if conn.request else "").query)
 
         def arg(name: str) -> str | None:
@@ -183,12 +211,14 @@ class WebFront:
             self.refused["audience_full"] += 1
             await conn.close(1013, "the audience is full here; try again later")
             return
+        host = conn.request.headers.get("Host", "") if conn.request else ""
+        own = f"ws://{host}{self.venue.audience.path if self.venue.audience else ''}" if host else ""
         try:
-            await self._serve(conn, self.venue.device(slot.device), hello=self._welcome(slot))
+            await self._serve(conn, self.venue.device(slot.device), hello=self._welcome(slot, own))
         finally:
             self.desk.give_back(slot)
 
-    def _welcome(self, slot: Slot) -> bytes:
+    def _welcome(self, slot: Slot, own: str = "") -> bytes:
         dev = self.venue.device(slot.device)
         pool = self.venue.audience
         assert pool is not None
@@ -207,6 +237,8 @@ class WebFront:
             "vote": f"madang/audience/{dev.zone}/{dev.id}/vote/",
             "subscriptions": list(device_topics(dev)),
             "media": {name: f"/media/{name}" for name in self.media},
+            # Every controller's audience address, this one first: where to reconnect.
+            "controllers": [u for u in [own, *self.others] if u],
             "proto": 1,
         }
         return envelope(WELCOME_TOPIC, _enc.encode(body))

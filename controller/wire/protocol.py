@@ -389,24 +389,28 @@ def controller_state_json(
     seq: int,
     term: int,
     controller: str,
+    web: Sequence[str] = (),
 ) -> bytes:
     """The retained controller state (docs/protocol.md, "Controller state and late join"), with
     the ``term`` of the controller that sends it and its id (``controller``): the witness of
-    which controller is in charge ("Controller terms (hot standby)")."""
-    return _enc.encode(
-        {
-            "state": state,
-            "show": show,
-            "cue": cue,
-            "standby": standby,
-            "show_ns": show_ns,
-            "at": at,
-            "rate": rate,
-            "seq": seq,
-            "term": term,
-            "controller": controller,
-        }
-    )
+    which controller is in charge ("Controller terms (hot standby)"); ``web``, when given, the web
+    servers of every controller of a hot-standby pair (``http://host:port``, this one first), where
+    a WebSocket device reconnects ("WebSocket")."""
+    body: dict[str, object] = {
+        "state": state,
+        "show": show,
+        "cue": cue,
+        "standby": standby,
+        "show_ns": show_ns,
+        "at": at,
+        "rate": rate,
+        "seq": seq,
+        "term": term,
+        "controller": controller,
+    }
+    if web:
+        body["web"] = list(web)
+    return _enc.encode(body)
 
 
 def offline_state_json(*, term: int, controller: str) -> bytes:

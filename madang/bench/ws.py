@@ -18,6 +18,10 @@ The JSON:
   cue's median (true time); ``baseline_mqtt_spread_p99_us`` the same for the MQTT headsets;
 * ``edge_lateness_p99_us``: the firing edge's lateness over the run (it sends through the
   fan-outs);
+* ``join_s``: from the controller's start to the moment no device waits for its first ping (all
+  connected, each had its first ping under the global ping cap, ``ping_cap``);
+  ``ping_rate_peak``: the most pings the controller sent in one second (sampled every 0.1 s,
+  from the start to GO); ``pings_deferred``: pings the cap put off;
 * ``hub``: the hub's counters (frames, slow connections cut); ``hub_fanout_ms``: the controller's
   side of the fan-out, from the hand-over of a message to many sessions to its last write
   (``fanout_ms`` adds the devices' side: a simulated client's loop reads 2,000 sockets too).
@@ -83,6 +87,7 @@ def run(
     profile: str = "lan",
     seed: int = 1,
     settle_s: float = 120.0,
+    ping_rate: int | None = None,
 ) -> dict[str, Any]:
     """``madang bench ws`` (see the module docstring); ``mqtt``: MQTT headsets for the baseline
     (default: as many as ``devices``; 0: none). The two sides play one after the other, each
@@ -96,14 +101,20 @@ def run(
     how long)."""
     n_mqtt = devices if mqtt is None else mqtt
     t0 = time.monotonic()
-    ws = _side("ws", devices, cues, profile, seed, settle_s)
-    base = _side("mq", n_mqtt, cues, profile, seed, settle_s) if n_mqtt else None
+    ws = _side("ws", devices, cues, profile, seed, settle_s, ping_rate)
+    base = _side("mq", n_mqtt, cues, profile, seed, settle_s, ping_rate) if n_mqtt else None
     return {
         "devices": devices,
         "mqtt_devices": n_mqtt,
         "cues": cues,
         "profile": profile,
         "connect_s": ws["connect_s"],
+        "ping_cap": ping_rate,
+        "join_s": ws["join_s"],
+        "ping_rate_peak": ws["ping_rate_peak"],
+        "pings_deferred": ws["pings_deferred"],
+        "baseline_mqtt_join_s": None if base is None else base["join_s"],
+        "baseline_mqtt_ping_rate_peak": None if base is None else base["ping_rate_peak"],
         "fanout_ms": ws["fanout_ms"],
         "fanout_per_cue_ms": ws["fanout_per_cue_ms"],
         "hub_fanout_ms": ws["hub_fanout_ms"],
@@ -125,11 +136,38 @@ def run(
     }
 
 
-def _side(kind: str, n: int, cues: int, profile: str, seed: int, settle_s: float) -> dict[str, Any]:
+def _side(
+    kind: str, n: int, cues: int, profile: str, seed: int, settle_s: float, ping_rate: int | None
+) -> dict[str, Any]:
     """One side's run: ``n`` devices (``ws``: WebXR clients; ``mq``: MQTT headsets)."""
     gate: dict[str, Any] = {}
+    pings: dict[str, Any] = {"join_s": None, "peak": 0}
+
+    async def sample(rt: Runtime) -> None:
+        """Pings sent, sampled every 0.1 s: the most in one second; when nobody waits any more."""
+        t0 = time.monotonic()
+        seen: list[tuple[float, int]] = []
+        while True:
+            stats = rt.sync.ping_stats() if rt.sync is not None else {}  # type: ignore[attr-defined]
+            now = time.monotonic()
+            seen.append((now, int(stats.get("sent") or 0)))
+            while seen[0][0] < now - 1.0:
+                seen.pop(0)
+            pings["peak"] = max(pings["peak"], seen[-1][1] - seen[0][1])
+            pings["deferred"] = stats.get("deferred")
+            connected = rt.web.hub.stats.connected if rt.web is not None and kind == "ws" else n
+            if pings["join_s"] is None and connected >= n and stats.get("queued") == 0 and seen[-1][1] >= n:
+                pings["join_s"] = round(now - t0, 2)
+            await asyncio.sleep(0.1)
 
     async def go(sim: SimulatedVenue, rt: Runtime) -> None:
+        sampler = asyncio.create_task(sample(rt))
+        try:
+            await _go(sim, rt)
+        finally:
+            sampler.cancel()
+
+    async def _go(sim: SimulatedVenue, rt: Runtime) -> None:
         while rt.web is not None and rt.web.hub.stats.connected < n:  # the WebXR clients connect
             await asyncio.sleep(0.1)
         t0 = time.monotonic()
@@ -152,6 +190,7 @@ def _side(kind: str, n: int, cues: int, profile: str, seed: int, settle_s: float
                 arrivals=True,
                 auto_go=False,
                 faults=go,
+                ping_rate=ping_rate,
             )
         )
     seqs = {a.seq for a in timeline.actions if a.devices and a.devices[0].startswith(f"{kind}-")}
@@ -164,6 +203,9 @@ def _side(kind: str, n: int, cues: int, profile: str, seed: int, settle_s: float
     ctl = report["controller"]
     return {
         "connect_s": report["settle"].get("ws_connect_s"),
+        "join_s": pings["join_s"],
+        "ping_rate_peak": pings["peak"],
+        "pings_deferred": pings.get("deferred"),
         "fanout_ms": _worst_fanout(arrivals, seqs),
         "fanout_per_cue_ms": _fanouts(arrivals, seqs),
         "hub_fanout_ms": _hub_fanout(rt),

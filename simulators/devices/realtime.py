@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiomqtt
 from websockets.asyncio.client import connect as ws_connect
@@ -370,12 +371,18 @@ class MqttApp(_StreamApp):
 
 
 class WsApp(_StreamApp):
-    """An app device as a WebXR client: ``ws://host:port/ws?device={id}``, JSON envelopes."""
+    """An app device as a WebXR client: ``ws://host:port/ws?device={id}``, JSON envelopes.
+
+    A hot-standby pair's controller state names both controllers' web servers (``web``): the
+    client keeps them and, when its connection closes, tries the next one (docs/protocol.md,
+    "WebSocket": two controllers)."""
 
     def __init__(self, core: AppDevice, path: Path, url: str, *, clock: TrueClock = time.time_ns) -> None:
         super().__init__(core, path, clock)
         sep = "&" if "?" in url else "?"
         self.url = f"{url}{sep}device={core.device.id}"
+        self.urls = [self.url]  # where to connect, in turn (the controller state may add some)
+        self._at = 0
 
     def start(self) -> None:
         """Connect (and keep reconnecting) in a background task on the running loop."""
@@ -387,6 +394,7 @@ class WsApp(_StreamApp):
     async def _run(self) -> None:
         backoff = 0.2
         while True:
+            self.url = self.urls[self._at % len(self.urls)]
             try:
                 async with ws_connect(self.url, max_size=64 * 1024) as ws:
                     self._queue(self.core.connect(self.clock()))
@@ -403,6 +411,7 @@ class WsApp(_StreamApp):
                 log.info(
                     "WebSocket lost; reconnecting", extra={"device": self.core.device.id, "error": str(e)}
                 )
+            self._at += 1  # the next controller's server (the same when there is one)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
@@ -416,7 +425,25 @@ class WsApp(_StreamApp):
         if not isinstance(topic, str):
             self.core.dropped["bad_envelope"] += 1
             return
+        if topic == "madang/controller/state" and isinstance(payload, dict):
+            self._learn(payload.get("web"))
         self._incoming(topic, encode_json(payload))
+
+    def _learn(self, web: object) -> None:
+        """The pair's web servers (``http://host:port``) as this client's socket addresses,
+        the one connected now first."""
+        if not isinstance(web, list) or not all(isinstance(u, str) for u in web) or len(web) > 8:
+            return
+        me = urlsplit(self.url)
+        known = []
+        for u in web:
+            there = urlsplit(u)
+            if there.netloc:
+                scheme = "wss" if there.scheme == "https" else "ws"
+                known.append(urlunsplit((scheme, there.netloc, me.path, me.query, "")))
+        urls = [self.url, *[u for u in known if urlsplit(u).netloc != me.netloc]]
+        if urls != self.urls:
+            self.urls, self._at = urls, 0
 
     async def _sender(self, ws: Any) -> None:
         while True:

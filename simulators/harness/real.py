@@ -88,6 +88,7 @@ async def play_real(
     access: Mapping[str, Any] | None = None,
     broker_login: BrokerLogin | None = None,
     device_passwords: Mapping[str, str] | None = None,
+    ping_rate: int | None = None,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
@@ -227,6 +228,7 @@ async def play_real(
                 go_delay_ms=go_delay_ms,
                 rate=rate,
                 sync_budget_us=sync_budget_us,
+                ping_rate=ping_rate,
                 control_allow=control_allow,
                 **dict(access or {}),
                 ready_timeout_s=ready_timeout_s,

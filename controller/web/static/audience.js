@@ -54,6 +54,17 @@
 
   // -- the connection ------------------------------------------------------------------------
   let ws = null, heartbeat = null, retry = 1000;
+  // Every controller's audience address, this page's own first (a hot-standby pair: the welcome's
+  // `controllers`): after a close the page tries the next one, so it finds the standby after a
+  // takeover (docs/standby.md). Terms keep a replaced controller's commands out (termOk).
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  let addresses = [`${scheme}//${location.host}/audience/ws`], at = 0;
+  function learn(listed) {  // the one connected now first, then the others as listed
+    if (!listed.length) return;
+    const here = addresses[at % addresses.length];
+    const next = [here, ...listed.filter((u) => u !== here)].slice(0, 8);
+    if (next.join(" ") !== addresses.join(" ")) { addresses = next; at = 0; }
+  }
   function url() {
     const q = new URLSearchParams();
     for (const k of ["seat", "zone"]) if (params.get(k)) q.set(k, params.get(k));
@@ -62,8 +73,7 @@
       const [device, token] = again.split(" ");
       q.set("device", device); q.set("rejoin", token);
     }
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}/audience/ws?${q}`;
+    return `${addresses[at % addresses.length]}?${q}`;
   }
   function send(topic, body) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(`{"topic":${JSON.stringify(topic)},"payload":${body}}`);
@@ -79,6 +89,7 @@
       state.connected = false;
       clearInterval(heartbeat);
       statusEl.textContent = ev.code === 1013 ? "the audience is full here; retrying…" : "reconnecting…";
+      at = (at + 1) % addresses.length;  // the next controller (the same one when there is one)
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);
     };
@@ -101,7 +112,12 @@
                      topic === "madang/cue" || topic.startsWith("madang/cue/");
     if (commands && !termOk(msg)) return;
     if (topic === `${state.root}/clock`) return clockModel(msg);
-    if (topic === "madang/controller/state") { state.controller = msg; return showStatus(); }
+    if (topic === "madang/controller/state") {
+      state.controller = msg;
+      if (Array.isArray(msg.web)) learn(msg.web.filter((u) => typeof u === "string" && /^https?:\/\/[^\s/?#]+$/.test(u))
+        .map((u) => `${u.startsWith("https:") ? "wss:" : "ws:"}//${u.split("//")[1]}/audience/ws`));
+      return showStatus();
+    }
     if (topic === "madang/cue" || topic.startsWith("madang/cue/")) return cue(msg);
   }
 
@@ -121,6 +137,8 @@
       bounds: w.bounds, show: w.show || "", tapTopic: w.tap, voteTopic: w.vote, connected: true,
     });
     sessionStorage.setItem("madang.rejoin", `${w.device} ${w.rejoin}`);
+    learn(Array.isArray(w.controllers) ? w.controllers.filter((u) => typeof u === "string" &&
+      /^wss?:\/\/[^\s/?#]+\/[^\s?#]*$/.test(u) && u.length < 512) : []);
     for (const [name, src] of Object.entries(w.media || {})) loadImage(name, src);
     retry = 1000;
     status("ready");

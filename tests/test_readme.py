@@ -214,8 +214,17 @@ def test_the_pytest_example_passes(tmp_path: Path) -> None:
     assert "simulated_venue" in block.text
     (tmp_path / "test_readme_example.py").write_text(block.text, encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-         str(tmp_path / "test_readme_example.py")],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path / "test_readme_example.py"),
+        ],
         cwd=REPO,  # the example's paths are the repository's
         capture_output=True,
         text=True,
@@ -276,8 +285,11 @@ def test_simulate_examples_and_the_two_process_workflow(example: Example, tmp_pa
         )
     try:
         url = wait_until(
-            lambda: re.search(r"--broker (\S+)", out.read_text()) if sim.poll() is None else
-            pytest.fail(f"simulate exited: {err.read_text()[-3000:]}"),
+            lambda: (
+                re.search(r"--broker (\S+)", out.read_text())
+                if sim.poll() is None
+                else pytest.fail(f"simulate exited: {err.read_text()[-3000:]}")
+            ),
             120,
             "simulate to write the mapped venue",
         ).group(1)
@@ -330,7 +342,9 @@ def _free_udp_port() -> int:
         return port
 
 
-def _control(sock: socket.socket, port: int, address: str, *args: float) -> dict[str, object] | None:
+def _control(
+    sock: socket.socket, port: int, address: str, *args: float, gate_wait_s: float = 60.0
+) -> dict[str, object] | None:
     b = OscMessageBuilder(address)
     for a in args:
         b.add_arg(a)
@@ -342,7 +356,13 @@ def _control(sock: socket.socket, port: int, address: str, *args: float) -> dict
     reply = json.loads(OscMessage(data).params[0])
     if reply.get("status") != "ok" and "double-tap" in str(reply.get("data")):
         time.sleep(0.3)  # a GO right after --go's is refused as a double-tap: press again after it
-        return _control(sock, port, address, *args)
+        return _control(sock, port, address, *args, gate_wait_s=gate_wait_s)
+    if reply.get("status") != "ok" and "NOT READY" in str(reply.get("data")) and gate_wait_s > 0:
+        # The sync gate refused the GO: a device's predicted error crossed the budget for a moment
+        # (5,001 us against 5,000 on a loaded machine). An operator waits for READY and presses
+        # again; so does the test, for up to a minute, then the refusal fails it.
+        time.sleep(0.5)
+        return _control(sock, port, address, *args, gate_wait_s=gate_wait_s - 0.5)
     assert reply.get("status") == "ok", reply
     body: dict[str, object] = reply.get("data") or {}
     return body

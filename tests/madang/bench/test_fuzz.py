@@ -40,7 +40,7 @@ def test_bench_fuzz_floods_a_surface_while_the_show_plays(surface: str) -> None:
             "--messages",
             "3000",
             "--rate",
-            "1000",
+            "3000",
             "--json",
         ],
         capture_output=True,

@@ -336,8 +336,9 @@ def _profiles(
     for i, d in enumerate(dirs_raw):
         p = base / Path(d).expanduser()
         if not p.is_dir():
-            where = ("profiles",) if isinstance(spec.profiles, str) else ("profiles", i)
-            check.at(where, f"profiles folder '{d}' not found", f"looked for {p} (relative to the venue file)")
+            listed = isinstance(spec.profiles, list)
+            where: tuple[str | int, ...] = ("profiles", i) if listed else ("profiles",)
+            check.at(where, f"profiles folder '{d}' not found", f"looked for {p} (relative to the venue)")
         dirs.append(p)
     loaded: dict[str, Profile] = {}
     failed: set[str] = set()

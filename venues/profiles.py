@@ -83,6 +83,11 @@ _TAG_FITS: Final[Mapping[str, frozenset[str]]] = {
 }
 
 
+_CONST_TYPES: Final[Mapping[str, type | tuple[type, ...]]] = {
+    "i": int, "h": int, "f": (int, float), "d": (int, float), "s": str, "T": bool,
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -109,7 +114,7 @@ class ParamSpec(_Strict):
 class ArgSpec(_Strict):
     """One OSC argument of a verb: a parameter's value (``param``) or a constant (``value``)."""
 
-    type: OscTag = Field(description="OSC type tag: i int32, f float32, s string, T bool, h int64, d float64.")
+    type: OscTag = Field(description="OSC type: i int32, f float32, s string, T bool, h int64, d float64.")
     param: str | None = Field(None, description="The parameter whose value this argument carries.")
     value: Scalar | None = Field(None, description="A constant sent every time.")
 
@@ -334,7 +339,7 @@ def profile_from_doc(doc: Doc) -> Profile:
     """
     if not isinstance(doc.data, Mapping):
         raise SourceErrors(
-            [Finding(doc.mark(()), "a profile file is a mapping", "start with 'profile: <id>', name, protocol")]
+            [Finding(doc.mark(()), "a profile file is a mapping", "start with 'profile: <id>', then name")]
         )
     try:
         spec = ProfileSpec.model_validate(doc.data)
@@ -342,12 +347,12 @@ def profile_from_doc(doc: Doc) -> Profile:
         raise SourceErrors.of(findings_from_pydantic(err, doc, what="profile", model=ProfileSpec)) from None
     findings: list[Finding] = []
     verbs = {name: _verb(doc, name, v, findings) for name, v in spec.verbs.items()}
-    for name in spec.verbs:
-        if name in RESERVED_VERBS:
-            findings.append(
-                Finding(doc.key_mark(("verbs", name)), f"'{name}' cannot be a verb name",
-                        f"{', '.join(sorted(RESERVED_VERBS))} are keys of a do: action; rename the verb")
-            )
+    findings.extend(
+        Finding(doc.key_mark(("verbs", name)), f"'{name}' cannot be a verb name",
+                f"{', '.join(sorted(RESERVED_VERBS))} are keys of a do: action; rename the verb")
+        for name in spec.verbs
+        if name in RESERVED_VERBS
+    )
     channels = _channels(doc, spec, findings)
     if spec.protocol == "osc" and not spec.verbs:
         findings.append(Finding(doc.mark(("protocol",)), "an osc profile needs verbs", "add 'verbs: {...}'"))
@@ -420,32 +425,35 @@ def _verb(doc: Doc, name: str, v: VerbSpec, findings: list[Finding]) -> Verb | N
     for i, a in enumerate(v.args):
         apath = (*at, "args", i)
         if (a.param is None) == (a.value is None):
-            findings.append(Finding(doc.mark(apath), f"argument {i + 1} of verb '{name}' needs exactly one of "
-                                    "param or value", "param: <name> sends a parameter; value: <x> a constant"))
+            findings.append(Finding(doc.mark(apath),
+                                    f"argument {i + 1} of verb '{name}' needs exactly one of param or value",
+                                    "param: <name> sends a parameter; value: <x> a constant"))
             continue
         if a.param is not None:
             used.add(a.param)
-            ps = v.params.get(a.param)
-            if ps is None:
+            aps = v.params.get(a.param)
+            if aps is None:
                 findings.append(Finding(doc.mark((*apath, "param")),
                                         f"argument {i + 1} of verb '{name}' sends unknown param '{a.param}'",
                                         f"its params: {', '.join(v.params) or 'none'}"))
-            elif a.type not in _TAG_FITS[ps.type]:
+            elif a.type not in _TAG_FITS[aps.type]:
                 findings.append(Finding(doc.mark((*apath, "type")),
-                                        f"OSC type '{a.type}' cannot carry {ps.type} param '{a.param}'",
-                                        f"use one of: {', '.join(sorted(_TAG_FITS[ps.type]))}"))
+                                        f"OSC type '{a.type}' cannot carry {aps.type} param '{a.param}'",
+                                        f"use one of: {', '.join(sorted(_TAG_FITS[aps.type]))}"))
         else:
-            want = {"i": int, "h": int, "f": (int, float), "d": (int, float), "s": str, "T": bool}[a.type]
+            want = _CONST_TYPES[a.type]
             if isinstance(a.value, bool) != (a.type == "T") or not isinstance(a.value, want):
                 findings.append(Finding(doc.mark((*apath, "value")),
                                         f"constant {a.value!r} does not fit OSC type '{a.type}'",
                                         "i/h take whole numbers, f/d numbers, s text, T true/false"))
         args.append((a.type, a.param, a.value))
-    for pname in v.params:
-        if pname not in used:
-            findings.append(Finding(doc.key_mark((*at, "params", pname)),
-                                    f"param '{pname}' of verb '{name}' is neither in the address nor an argument",
-                                    "send it (address placeholder or args: [{param: ...}]) or remove it"))
+    findings.extend(
+        Finding(doc.key_mark((*at, "params", pname)),
+                f"param '{pname}' of verb '{name}' is neither in the address nor an argument",
+                "send it (address placeholder or args: [{param: ...}]) or remove it")
+        for pname in v.params
+        if pname not in used
+    )
     value = v.value
     if value is None and "value" in v.params:
         value = "value"
@@ -486,7 +494,8 @@ def _channels(doc: Doc, spec: ProfileSpec, findings: list[Finding]) -> dict[str,
         lo, hi = min(c.min, c.max), max(c.min, c.max)
         if not lo <= c.default <= hi:
             findings.append(Finding(doc.mark((*path, "default")),
-                                    f"channel '{name}': default {c.default:g} is outside {c.min:g}..{c.max:g}",
+                                    f"channel '{name}': default {c.default:g} is outside "
+                                    f"{c.min:g}..{c.max:g}",
                                     "give a default inside the range"))
         out[name] = Channel(name, c.offset, c.bits, c.min, c.max, c.default)
     return out

@@ -126,7 +126,7 @@ class VerbSpec(_Strict):
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     args: list[ArgSpec] = Field(default_factory=list, description="The OSC arguments, in order.")
     value: str | None = Field(
-        None, description="The parameter a plain value fills (opacity: 0.4); default: the parameter 'value'."
+        None, description="The parameter a plain value fills (opacity: 0.4); default: 'value', or the only parameter."
     )
     doc: str | None = Field(None, description="What the verb does, for the artist.")
 
@@ -457,6 +457,8 @@ def _verb(doc: Doc, name: str, v: VerbSpec, findings: list[Finding]) -> Verb | N
     value = v.value
     if value is None and "value" in v.params:
         value = "value"
+    elif value is None and len(v.params) == 1:
+        value = next(iter(v.params))
     elif value is not None and value not in v.params:
         findings.append(Finding(doc.mark((*at, "value")), f"value: '{value}' is not a param of verb '{name}'",
                                 f"its params: {', '.join(v.params) or 'none'}"))

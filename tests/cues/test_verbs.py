@@ -211,3 +211,17 @@ def test_the_controller_sends_exactly_the_addresses_and_args_the_profiles_name(t
     finally:
         media.close()
         sound.close()
+
+
+def test_madang_check_takes_a_profile_file_alone(tmp_path: Path) -> None:
+    from cues.check import ProfileCheckReport, check_file
+
+    repo = Path(__file__).resolve().parents[2]
+    report = check_file(repo / "config" / "profiles" / "resolume.yaml")
+    assert isinstance(report, ProfileCheckReport) and report.ok
+    assert report.summary() == "resolume.yaml: ok: profile resolume (osc), 10 verbs"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("profile: bad\nname: Bad\nprotocol: osc\nsources: []\nverbs: {}\n", encoding="utf-8")
+    report = check_file(bad)
+    assert not report.ok and report.to_json()["kind"] == "profile"
+    assert str(report.findings[0]).startswith(f"{bad}:4:")

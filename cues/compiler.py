@@ -62,6 +62,7 @@ from cues.timeline import (
     Timeline,
 )
 from cues.verbs import expand as expand_verb
+from cues.verbs import fade_address
 from venues.errors import Finding, Mark, SourceError, SourceErrors
 from venues.model import Venue
 from venues.names import Rule, filter_faults, osc_address_faults, osc_pattern_faults, topic_faults
@@ -451,8 +452,17 @@ class _Compiler:
             op = MqttSend(mqtt.topic, mqtt.payload, mqtt.qos, mqtt.retain)
         else:
             spec = cast(FadeModel, spec)
-            if spec.address is not None:
-                ok &= self._osc_address(w, (kind, "address"), spec.address, targets, _FADE_EXTRA)
+            address = spec.address
+            if address is None and self.venue.profiles:  # a verb of the targets' profile, if any
+                address, problems = fade_address(
+                    self.venue, targets.devices, spec.param, {"from": spec.start, "to": spec.end}
+                )
+                for p in problems:
+                    self.findings.append(w.finding((kind, *p.sub), p.message, p.hint))
+                if problems:
+                    ok, address = False, None
+            if address is not None:
+                ok &= self._osc_address(w, (kind, "address"), address, targets, _FADE_EXTRA)
             if spec.topic is not None:
                 ok &= self._mqtt_topic(w, (kind, "topic"), spec.topic, targets, _FADE_EXTRA)
             op = Fade(
@@ -461,7 +471,7 @@ class _Compiler:
                 end=float(spec.end),
                 duration_ns=spec.over,
                 ease=spec.ease,
-                address=spec.address,
+                address=address,
                 topic=spec.topic,
                 rate_hz=None if spec.rate is None else float(spec.rate),
             )

@@ -198,25 +198,37 @@ def _given(verb: Verb, value: object, problems: list[VerbProblem]) -> Mapping[st
 
 
 def _device_values(
-    venue: Venue, devs: tuple[str, ...], verb: Verb, param: Param, problems: list[VerbProblem]
+    venue: Venue,
+    devs: tuple[str, ...],
+    verb: Verb,
+    param: Param,
+    problems: list[VerbProblem],
+    *,
+    sub: tuple[str | int, ...] | None = None,
 ) -> None:
-    """A parameter left out of the show comes from each device's attribute of that name."""
+    """A parameter left out of the show comes from each device's attribute of that name
+    (``sub``: where a fade reports it; a verb's problems sit at the verb)."""
     for d in devs:
         text = venue.by_id[d].attrs.get(param.name)
         if text is None:
+            if sub is None:
+                message = f"verb '{verb.name}' needs '{param.name}': give it here, or as attribute"
+                hint = f"write {verb.name}: {{{param.name}: ..., ...}} ({_params(verb)})"
+            else:
+                message = f"a fade of verb '{verb.name}' needs '{param.name}' as attribute"
+                hint = f"give the devices attrs: {{{param.name}: ...}} in the venue, or the fade an address:"
             problems.append(
                 VerbProblem(
-                    (verb.name,),
-                    f"verb '{verb.name}' needs '{param.name}': give it here, or as attribute "
-                    f"'{param.name}' of every target ({d!r} has none)",
-                    f"write {verb.name}: {{{param.name}: ..., ...}} ({_params(verb)})",
+                    sub or (verb.name,),
+                    f"{message} '{param.name}' of every target ({d!r} has none)",
+                    hint,
                 )
             )
             return
         _, problem = check_value(param, _from_text(param, text))
         if problem:
             problems.append(
-                VerbProblem((verb.name,), f"device {d!r} attribute {problem}", param.describe())
+                VerbProblem(sub or (verb.name,), f"device {d!r} attribute {problem}", param.describe())
             )
             return
 
@@ -267,3 +279,58 @@ def _arg(tag: str, v: object) -> OscArg:
     if tag == "h":
         return OscTyped("h", int(v))
     return OscTyped("d", float(v))
+
+
+def fade_address(
+    venue: Venue, devices: tuple[str, ...], param: str, values: Mapping[str, float | None]
+) -> tuple[str | None, list[VerbProblem]]:
+    """The OSC address of a ``fade`` of ``param`` (without its own ``address``) on devices whose
+    profile has a verb of that name taking one number: ``fade: {param: opacity, ...}`` on a
+    Resolume moves ``/composition/layers/{layer}/video/opacity``. ``None`` when no target's
+    profile has such a verb (the fade goes to ``/{param}`` as always). ``values`` are the fade's
+    ``from`` and ``to`` (None: not given), checked against the verb's range."""
+    osc = [venue.by_id[d] for d in devices if venue.by_id[d].osc is not None]
+    names = {d.profile for d in osc}
+    verbs = {
+        n: venue.profiles[n].verbs[param]
+        for n in names
+        if n is not None and n in venue.profiles and param in venue.profiles[n].verbs
+    }
+    if not verbs:
+        return None, []
+    if len(names) > 1:
+        shown = ", ".join(sorted(str(n) if n is not None else "no profile" for n in names))
+        return None, [
+            VerbProblem(
+                ("targets",),
+                f"a fade of '{param}' on devices of different profiles ({shown}): each has its own address",
+                "split the fade by profile, or give it an address:",
+            )
+        ]
+    ((pname, verb),) = verbs.items()
+    value = verb.params.get(verb.value) if verb.value is not None else None
+    if value is None or value.type != "float" or [a[:2] for a in verb.args] not in ([("f", value.name)],
+                                                                                    [("d", value.name)]):
+        return None, [
+            VerbProblem(
+                ("param",),
+                f"verb '{param}' of profile '{pname}' is not a number that can be faded",
+                "fade a verb that sends one float, or give the fade an address:",
+            )
+        ]
+    problems: list[VerbProblem] = []
+    for key, v in values.items():
+        if v is not None:
+            _, problem = check_value(value, v)
+            if problem:
+                problems.append(VerbProblem((key,), f"{problem} (verb '{param}' of profile '{pname}')",
+                                            value.describe()))
+    address = verb.address
+    for p in verb.params.values():
+        if p is value:
+            continue
+        if p.default is not None:
+            address = address.replace("{" + p.name + "}", _text(p.default))
+        else:
+            _device_values(venue, tuple(d.id for d in osc), verb, p, problems, sub=("param",))
+    return address, problems

@@ -61,6 +61,8 @@ cues:
         do: {targets: sound, go: {}}
       - at: 500ms
         do: {targets: media, column: 7}
+      - at: 600ms
+        fade: {targets: media, param: opacity, from: 0, to: 1, over: 300ms, rate: 20}
 """
 
 # What Resolume's and QLab's OSC documentation say these verbs are (config/profiles/*.yaml).
@@ -141,6 +143,17 @@ def test_bad_verb_values_are_reported_where_they_are_written(
     assert any(f":{line}:{col}:" in e for e in errors), (col, errors)
 
 
+def test_a_fade_of_a_verb_moves_the_verb_s_address_within_its_range(tmp_path: Path) -> None:
+    timeline, _ = compile_show(_write(tmp_path))
+    (fade,) = [a.op for a in timeline.actions if not isinstance(a.op, OscSend)]
+    assert fade.address == "/composition/layers/{layer}/video/opacity"
+    show, errors = _errors(tmp_path, "fade: {targets: media, param: opacity, to: 2, over: 1s}")
+    line, col = _line_col(show, "2, over")
+    assert any(f":{line}:{col}: value 2 is above its maximum 1" in e for e in errors), errors
+    show, errors = _errors(tmp_path, "fade: {targets: media, param: clip, to: 2, over: 1s}")
+    assert any("verb 'clip' of profile 'resolume' is not a number that can be faded" in e for e in errors)
+
+
 def test_a_layer_left_out_must_be_an_attribute_of_every_target(tmp_path: Path) -> None:
     show = SHOW.replace("attrs: {{layer: 3}}", "")
     (tmp_path / "venue.yaml").write_text(
@@ -148,7 +161,9 @@ def test_a_layer_left_out_must_be_an_attribute_of_every_target(tmp_path: Path) -
     )
     (tmp_path / "show.yaml").write_text(show, encoding="utf-8")
     errors = [str(f) for f in check_show(tmp_path / "show.yaml").errors]
-    assert len(errors) == 1 and "verb 'opacity' needs 'layer'" in errors[0], errors
+    # the opacity verb (layer not given) and the fade of opacity, which takes it from the device too
+    assert errors and all("verb 'opacity' needs 'layer'" in e for e in errors), errors
+    assert errors[0].startswith(f"{tmp_path / 'show.yaml'}:9:"), errors
 
 
 # --- played on the real controller, received by python-osc ------------------------------------
@@ -203,11 +218,20 @@ def test_the_controller_sends_exactly_the_addresses_and_args_the_profiles_name(t
         # UDP on loopback: give the receivers' threads a moment to take the last datagrams.
         pause = threading.Event()  # never set: a sleep that reads no clock of ours
         for _ in range(100):
-            if len(media.messages()) >= len(EXPECTED_MEDIA) and len(sound.messages()) >= len(EXPECTED_SOUND):
+            done = [a for a in media.messages() if a[1] and a[1][0] == pytest.approx(1.0)]
+            if len(done) >= 2 and len(sound.messages()) >= len(EXPECTED_SOUND):
                 break
             pause.wait(0.05)
-        assert media.messages() == EXPECTED_MEDIA
+        got = media.messages()
+        assert got[: len(EXPECTED_MEDIA)] == EXPECTED_MEDIA
         assert sound.messages() == EXPECTED_SOUND
+        # The fade of opacity streams to the verb's address (its layer from the device), 0 to 1.
+        frames = got[len(EXPECTED_MEDIA) :]
+        assert len(frames) >= 3, got
+        assert {a for a, _ in frames} == {"/composition/layers/3/video/opacity"}
+        values = [args[0] for _, args in frames]
+        assert all(len(args) == 1 and isinstance(args[0], float) for _, args in frames)
+        assert values == sorted(values) and values[-1] == pytest.approx(1.0) and values[0] < 0.5
     finally:
         media.close()
         sound.close()

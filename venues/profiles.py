@@ -126,7 +126,8 @@ class VerbSpec(_Strict):
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     args: list[ArgSpec] = Field(default_factory=list, description="The OSC arguments, in order.")
     value: str | None = Field(
-        None, description="The parameter a plain value fills (opacity: 0.4); default: 'value', or the only parameter."
+        None,
+        description="The parameter a plain value fills (opacity: 0.4); default: 'value', or the only one.",
     )
     doc: str | None = Field(None, description="What the verb does, for the artist.")
 

@@ -137,6 +137,8 @@ def _one(
                                         f"{param.describe()}"))
             continue
         values[pname] = checked
+    if len(problems) > n:  # a misspelt parameter would also be reported missing: say it once
+        return None
     from_devices: list[str] = []
     for pname, param in verb.params.items():
         if pname in values or pname in given:

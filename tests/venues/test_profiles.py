@@ -183,3 +183,34 @@ def test_a_missing_profiles_folder_is_reported(tmp_path: Path) -> None:
         load_venue(path)
     assert any(str(f).startswith(f"{path}:3:") and "profiles folder 'nowhere' not found" in str(f)
                for f in err.value.findings)
+
+
+def test_the_profile_written_in_docs_profiles_md_loads(tmp_path: Path) -> None:
+    text = (REPO / "docs" / "profiles.md").read_text(encoding="utf-8")
+    block = next(b for b in text.split("```yaml\n")[1:] if b.startswith("profile: my-wall"))
+    path = tmp_path / "my-wall.yaml"
+    path.write_text(block.split("```")[0], encoding="utf-8")
+    profile = load_profile(path)
+    assert list(profile.verbs) == ["scene", "brightness", "mode"]
+    assert profile.verbs["mode"].value == "name" and profile.verbs["brightness"].value == "value"
+
+
+def test_a_venue_written_back_out_keeps_its_devices_profiles(tmp_path: Path) -> None:
+    from venues.writer import venue_yaml
+
+    (tmp_path / "mine.yaml").write_text(GOOD, encoding="utf-8")
+    path = tmp_path / "venue.yaml"
+    path.write_text(
+        VENUE.format(name="resolume", profiles="")
+        + "  - {id: other, kind: server, zone: main, sync: none, osc: {port: 7001}, profile: mine.yaml}\n",
+        encoding="utf-8",
+    )
+    venue = load_venue(path)
+    elsewhere = tmp_path / "out"
+    elsewhere.mkdir()
+    (elsewhere / "venue.yaml").write_text(venue_yaml(venue), encoding="utf-8")
+    again = load_venue(elsewhere / "venue.yaml")
+    assert again.by_id["media"].profile == "resolume"  # shipped: by name
+    other = again.by_id["other"].profile
+    assert other == str((tmp_path / "mine.yaml").resolve())  # the venue's own: where it is
+    assert other is not None and again.profiles[other].verbs.keys() == {"scene"}

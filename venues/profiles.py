@@ -34,7 +34,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,6 +58,7 @@ __all__ = [
     "find_profile",
     "load_profile",
     "profile_from_doc",
+    "profile_json_schema",
     "shipped_profiles",
 ]
 
@@ -160,6 +161,12 @@ class ProfileSpec(_Strict):
     verbs: dict[Annotated[str, Field(pattern=_VERB_RE)], VerbSpec] = Field(default_factory=dict)
     footprint: int | None = Field(None, ge=1, le=512, description="DMX: channels the fixture takes.")
     channels: dict[Annotated[str, Field(pattern=_PARAM_RE)], ChannelSpec] = Field(default_factory=dict)
+
+
+def profile_json_schema() -> dict[str, Any]:
+    """The JSON Schema of device profile files (``madang schema profile``, for editors)."""
+    schema = ProfileSpec.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 # --- the loaded profile -----------------------------------------------------------------------

@@ -214,3 +214,11 @@ def test_a_venue_written_back_out_keeps_its_devices_profiles(tmp_path: Path) -> 
     other = again.by_id["other"].profile
     assert other == str((tmp_path / "mine.yaml").resolve())  # the venue's own: where it is
     assert other is not None and again.profiles[other].verbs.keys() == {"scene"}
+
+
+def test_the_profile_json_schema_describes_verbs_and_channels() -> None:
+    from venues.profiles import profile_json_schema
+
+    schema = profile_json_schema()
+    assert {"profile", "protocol", "sources", "verbs", "channels"} <= schema["properties"].keys()
+    assert schema["required"] == ["profile", "name", "protocol", "sources"]

@@ -180,7 +180,7 @@ def _one(
             )
             return None
         args.append(arg)
-    return OscSend(address, tuple(args))
+    return OscSend(address, tuple(args), replay=verb.replay)
 
 
 def _given(verb: Verb, value: object, problems: list[VerbProblem]) -> Mapping[str, object] | None:

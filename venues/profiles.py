@@ -131,6 +131,13 @@ class VerbSpec(_Strict):
         description="The parameter a plain value fills (opacity: 0.4); default: 'value', or the only one.",
     )
     doc: str | None = Field(None, description="What the verb does, for the artist.")
+    replay: bool = Field(
+        True,
+        description=(
+            "false for an event (start a cue, trigger a clip): not sent again when a device catches up "
+            "after a seek, a late join or a restart; true (default) for a state (an opacity)."
+        ),
+    )
 
 
 class ChannelSpec(_Strict):
@@ -209,6 +216,7 @@ class Verb:
     value: str | None  # the parameter a plain value fills
     doc: str = ""
     mark: Mark | None = None  # where the profile defines it
+    replay: bool = True  # a state (sent again on catch-up), or False: an event
 
     @property
     def address_params(self) -> frozenset[str]:
@@ -472,7 +480,7 @@ def _verb(doc: Doc, name: str, v: VerbSpec, findings: list[Finding]) -> Verb | N
                                 f"its params: {', '.join(v.params) or 'none'}"))
     if len(findings) > n:
         return None
-    return Verb(name, v.address, params, tuple(args), value, v.doc or "", doc.key_mark(at))
+    return Verb(name, v.address, params, tuple(args), value, v.doc or "", doc.key_mark(at), v.replay)
 
 
 def _channels(doc: Doc, spec: ProfileSpec, findings: list[Finding]) -> dict[str, Channel]:

@@ -98,9 +98,24 @@ def test_a_show_of_resolume_and_qlab_verbs_checks_clean_and_compiles_to_their_ad
     assert report.ok, [str(f) for f in report.findings]
     timeline, _ = compile_show(path)
     sends = [(a.devices, a.op) for a in timeline.actions]
-    assert sends[0] == (("media",), OscSend("/composition/layers/2/clips/5/connect", (1,)))
+    assert sends[0] == (("media",), OscSend("/composition/layers/2/clips/5/connect", (1,), replay=False))
     assert sends[1] == (("media",), OscSend("/composition/layers/{layer}/video/opacity", (0.4,)))
-    assert sends[3] == (("sound",), OscSend("/cue/12/start", ()))
+    assert sends[3] == (("sound",), OscSend("/cue/12/start", (), replay=False))
+
+
+def test_events_are_not_part_of_the_state_a_device_catches_up_to(tmp_path: Path) -> None:
+    from controller.state import StateIndex
+
+    timeline, venue = compile_show(_write(tmp_path))
+    index = StateIndex(timeline, venue)
+    end = timeline.duration_ns + 1
+    media = index.state_for_device("media", end)
+    assert media.osc == {  # the opacities (states), not the clip and column connects (events)
+        "/composition/layers/{layer}/video/opacity": (0.4,),
+        "/composition/layers/1/video/opacity": (1.0,),
+    }
+    assert media.params == {"opacity": pytest.approx(1.0)}
+    assert index.state_for_device("sound", end).osc == {}  # QLab's go and start are events
 
 
 def _errors(tmp_path: Path, action: str) -> tuple[str, list[str]]:

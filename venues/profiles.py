@@ -84,6 +84,9 @@ _TAG_FITS: Final[Mapping[str, frozenset[str]]] = {
 }
 
 
+_WHAT: Final[Mapping[str, str]] = {
+    "int": "a whole number", "float": "a number", "string": "text", "bool": "true or false",
+}
 _CONST_TYPES: Final[Mapping[str, type | tuple[type, ...]]] = {
     "i": int, "h": int, "f": (int, float), "d": (int, float), "s": str, "T": bool,
 }
@@ -165,9 +168,9 @@ class ProfileSpec(_Strict):
     sources: list[SourceSpec] = Field(min_length=1, description="The vendor documentation it follows.")
     notes: str | None = Field(None, description="What the author was unsure of, and setup hints.")
     port: int | None = Field(None, ge=1, le=65535, description="The device's usual OSC input port.")
-    verbs: dict[Annotated[str, Field(pattern=_VERB_RE)], VerbSpec] = Field(default_factory=dict)
+    verbs: dict[str, VerbSpec] = Field(default_factory=dict, description="Verb name -> its message.")
     footprint: int | None = Field(None, ge=1, le=512, description="DMX: channels the fixture takes.")
-    channels: dict[Annotated[str, Field(pattern=_PARAM_RE)], ChannelSpec] = Field(default_factory=dict)
+    channels: dict[str, ChannelSpec] = Field(default_factory=dict, description="DMX: parameter -> channel.")
 
 
 def profile_json_schema() -> dict[str, Any]:
@@ -369,6 +372,18 @@ def profile_from_doc(doc: Doc) -> Profile:
         for name in spec.verbs
         if name in RESERVED_VERBS
     )
+    findings.extend(
+        Finding(doc.key_mark(("verbs", name)), f"'{name}' is not a verb name",
+                "lower-case letters, digits and -, starting with a letter (layer-opacity)")
+        for name in spec.verbs
+        if re.fullmatch(_VERB_RE, name) is None
+    )
+    findings.extend(
+        Finding(doc.key_mark(("channels", name)), f"'{name}' is not a parameter name",
+                "letters, digits and _, not starting with a digit (red, dimmer, pan_fine)")
+        for name in spec.channels
+        if re.fullmatch(_PARAM_RE, name) is None
+    )
     channels = _channels(doc, spec, findings)
     if spec.protocol == "osc" and not spec.verbs:
         findings.append(Finding(doc.mark(("protocol",)), "an osc profile needs verbs", "add 'verbs: {...}'"))
@@ -419,7 +434,8 @@ def _verb(doc: Doc, name: str, v: VerbSpec, findings: list[Finding]) -> Verb | N
             for i, c in enumerate(ps.choices):
                 if check_value(Param(pname, ps.type), c)[1]:
                     findings.append(Finding(doc.mark((*ppath, "choices", i)),
-                                            f"{pname}: choice {c!r} is not a {ps.type}", "fix the choice"))
+                                            f"{pname}: choice {c!r} is not {_WHAT[ps.type]}",
+                                            "fix the choice"))
         if ps.default is not None:
             problem = check_value(param, ps.default)[1]
             if problem:

@@ -264,3 +264,16 @@ def test_madang_check_takes_a_profile_file_alone(tmp_path: Path) -> None:
     report = check_file(bad)
     assert not report.ok and report.to_json()["kind"] == "profile"
     assert str(report.findings[0]).startswith(f"{bad}:4:")
+
+
+def test_a_verb_on_a_dmx_fixture_profile_is_refused_at_the_verb(tmp_path: Path) -> None:
+    endpoint = "    osc: {host: 127.0.0.1, port: 11}\n"
+    venue = VENUE.format(port=9, qport=10, pport=11)
+    venue = venue.replace(endpoint, endpoint + "    profile: dmx-generic\n")
+    (tmp_path / "venue.yaml").write_text(venue, encoding="utf-8")
+    show = SHOW.split("    actions:\n")[0] + "    actions:\n      - do: {targets: plain, dimmer: 1}\n"
+    (tmp_path / "show.yaml").write_text(show, encoding="utf-8")
+    errors = [str(f) for f in check_show(tmp_path / "show.yaml").errors]
+    line, col = _line_col(show, "dimmer")
+    assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'show.yaml'}:{line}:{col}: "), errors
+    assert "profile 'dmx-generic' of 'plain' is a dmx channel layout" in errors[0]

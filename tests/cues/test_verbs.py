@@ -73,6 +73,7 @@ EXPECTED_MEDIA = [
     ("/composition/columns/7/connect", [1]),
 ]
 EXPECTED_SOUND = [("/cue/12/start", []), ("/go", [])]
+FADED = "/composition/layers/3/video/opacity"  # the fade of opacity, on the device's layer
 
 
 def _write(tmp_path: Path, show: str = SHOW, *, port: int = 9, qport: int = 10, pport: int = 11) -> Path:
@@ -232,9 +233,9 @@ def test_the_controller_sends_exactly_the_addresses_and_args_the_profiles_name(t
         assert code == 0
         # UDP on loopback: give the receivers' threads a moment to take the last datagrams.
         pause = threading.Event()  # never set: a sleep that reads no clock of ours
-        for _ in range(100):
-            done = [a for a in media.messages() if a[1] and a[1][0] == pytest.approx(1.0)]
-            if len(done) >= 2 and len(sound.messages()) >= len(EXPECTED_SOUND):
+        for _ in range(100):  # until the fade's last value (1.0) is in
+            last = media.messages()[-1:]
+            if last == [(FADED, [1.0])] and len(sound.messages()) >= len(EXPECTED_SOUND):
                 break
             pause.wait(0.05)
         got = media.messages()
@@ -243,7 +244,7 @@ def test_the_controller_sends_exactly_the_addresses_and_args_the_profiles_name(t
         # The fade of opacity streams to the verb's address (its layer from the device), 0 to 1.
         frames = got[len(EXPECTED_MEDIA) :]
         assert len(frames) >= 3, got
-        assert {a for a, _ in frames} == {"/composition/layers/3/video/opacity"}
+        assert {a for a, _ in frames} == {FADED}
         values = [args[0] for _, args in frames]
         assert all(len(args) == 1 and isinstance(args[0], float) for _, args in frames)
         assert values == sorted(values) and values[-1] == pytest.approx(1.0) and values[0] < 0.5

@@ -163,8 +163,11 @@ def _one(
     for pname, v in values.items():
         address = address.replace("{" + pname + "}", _text(v))
     args: list[OscArg] = []
-    for tag, arg_param, const in verb.args:
+    for n_arg, (tag, arg_param, const) in enumerate(verb.args):
         v = const if arg_param is None else values.get(arg_param)
+        scale = verb.scales[n_arg] if n_arg < len(verb.scales) else None
+        if scale is not None and isinstance(v, int | float) and not isinstance(v, bool):
+            v = (v - scale[0]) / (scale[1] - scale[0])
         if v is None:
             problems.append(
                 VerbProblem(
@@ -318,6 +321,14 @@ def fade_address(
                 ("param",),
                 f"verb '{param}' of profile '{pname}' is not a number that can be faded",
                 "fade a verb that sends one float, or give the fade an address:",
+            )
+        ]
+    if any(s is not None for s in verb.scales):
+        return None, [
+            VerbProblem(
+                ("param",),
+                f"verb '{param}' of profile '{pname}' sends its value rescaled, which a fade cannot do",
+                "set it with do: at the instants you need, or give the fade an address: and values",
             )
         ]
     problems: list[VerbProblem] = []

@@ -121,6 +121,12 @@ class ArgSpec(_Strict):
     type: OscTag = Field(description="OSC type: i int32, f float32, s string, T bool, h int64, d float64.")
     param: str | None = Field(None, description="The parameter whose value this argument carries.")
     value: Scalar | None = Field(None, description="A constant sent every time.")
+    scale: list[int | float] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="[lo, hi]: send the parameter's value mapped linearly from lo..hi to 0..1 (f or d).",
+    )
 
 
 class VerbSpec(_Strict):
@@ -220,6 +226,7 @@ class Verb:
     doc: str = ""
     mark: Mark | None = None  # where the profile defines it
     replay: bool = True  # a state (sent again on catch-up), or False: an event
+    scales: tuple[tuple[float, float] | None, ...] = ()  # per argument: lo..hi mapped to 0..1
 
     @property
     def address_params(self) -> frozenset[str]:
@@ -454,6 +461,7 @@ def _verb(doc: Doc, name: str, v: VerbSpec, findings: list[Finding]) -> Verb | N
                                     f"placeholder {{{ph}}} of verb '{name}' is not one of its params",
                                     f"add '{ph}' under params (its params: {', '.join(v.params) or 'none'})"))
     args: list[tuple[str, str | None, Scalar | None]] = []
+    scales: list[tuple[float, float] | None] = []
     for i, a in enumerate(v.args):
         apath = (*at, "args", i)
         if (a.param is None) == (a.value is None):
@@ -478,7 +486,15 @@ def _verb(doc: Doc, name: str, v: VerbSpec, findings: list[Finding]) -> Verb | N
                 findings.append(Finding(doc.mark((*apath, "value")),
                                         f"constant {a.value!r} does not fit OSC type '{a.type}'",
                                         "i/h take whole numbers, f/d numbers, s text, T true/false"))
+        if a.scale is not None:
+            lo, hi = a.scale
+            if a.param is None or a.type not in ("f", "d") or lo == hi:
+                findings.append(Finding(doc.mark((*apath, "scale")),
+                                        f"argument {i + 1} of verb '{name}': scale maps a parameter "
+                                        "to a float",
+                                        "give it with param: and type f or d, and lo different from hi"))
         args.append((a.type, a.param, a.value))
+        scales.append(None if a.scale is None else (float(a.scale[0]), float(a.scale[1])))
     findings.extend(
         Finding(doc.key_mark((*at, "params", pname)),
                 f"param '{pname}' of verb '{name}' is neither in the address nor an argument",
@@ -496,7 +512,9 @@ def _verb(doc: Doc, name: str, v: VerbSpec, findings: list[Finding]) -> Verb | N
                                 f"its params: {', '.join(v.params) or 'none'}"))
     if len(findings) > n:
         return None
-    return Verb(name, v.address, params, tuple(args), value, v.doc or "", doc.key_mark(at), v.replay)
+    return Verb(
+        name, v.address, params, tuple(args), value, v.doc or "", doc.key_mark(at), v.replay, tuple(scales)
+    )
 
 
 def _channels(doc: Doc, spec: ProfileSpec, findings: list[Finding]) -> dict[str, Channel]:

@@ -104,6 +104,15 @@ def test_a_show_of_resolume_and_qlab_verbs_checks_clean_and_compiles_to_their_ad
     assert sends[3] == (("sound",), OscSend("/cue/12/start", (), replay=False))
 
 
+def test_a_scaled_argument_sends_the_value_mapped_to_0_1(tmp_path: Path) -> None:
+    show = SHOW.split("    actions:\n")[0] + "    actions:\n      - do: {targets: media, tempo: 128}\n"
+    timeline, _ = compile_show(_write(tmp_path, show))
+    (action,) = timeline.actions
+    assert action.op == OscSend("/composition/tempocontroller/tempo", (pytest.approx((128 - 20) / 480),))
+    show, errors = _errors(tmp_path, "fade: {targets: media, param: tempo, to: 140, over: 1s}")
+    assert any("sends its value rescaled, which a fade cannot do" in e for e in errors), errors
+
+
 def test_events_are_not_part_of_the_state_a_device_catches_up_to(tmp_path: Path) -> None:
     from controller.state import StateIndex
 

@@ -71,6 +71,7 @@ verbs:
         ("n: {type: int, min: 1, max: 9}", "n: {type: int, choices: [1, x]}", "choices",
          "choice 'x' is not a whole number"),
         ("/scene/{n}", "/scene 1/{n}", "/scene 1", "is not an OSC address"),
+        ("[{type: i, value: 1}]", "[{type: i, param: n, scale: [0, 9]}]", "scale", "scale maps a parameter"),
         ("  - {url: \"https://example.org/osc\", section: \"OSC\"}\n", "  []\n", "[]", "sources"),
         ("name: My server", "name: My: server", "My:", "YAML syntax error"),
     ],

@@ -157,6 +157,8 @@ class StateIndex:
                 track.add(action.at_ns, action.seq, seg)
                 self._segments[(dev, action.seq)] = seg
             elif isinstance(op, OscSend):
+                if not op.replay:  # an event (a profile verb: docs/profiles.md), not a state
+                    continue
                 _track(idx.osc, op.address).add(action.at_ns, action.seq, op.args)
                 if op.address.endswith("/clip") and op.args:
                     _track(idx.clips, op.address[: -len("/clip")]).add(action.at_ns, action.seq, op.args[0])

@@ -37,13 +37,16 @@ from cues.loader import LoadedShow, Reader, gc_paused
 from cues.timeline import NS_PER_S, Action, Fade, Timeline
 from venues.errors import Finding, Mark, SourceErrors
 from venues.model import Venue
+from venues.profiles import Profile, load_profile
 from venues.source import MAX_FILE_BYTES
 
 __all__ = [
     "CheckReport",
+    "ProfileCheckReport",
     "VenueCheckReport",
     "check_file",
     "check_loaded",
+    "check_profile",
     "check_show",
     "check_venue",
     "cross_check",
@@ -397,13 +400,60 @@ def check_venue(venue_path: str | os.PathLike[str]) -> VenueCheckReport:
     return VenueCheckReport(path, [], venue)
 
 
+@dataclass
+class ProfileCheckReport(_Findings):
+    """What ``madang check PROFILE`` found (a device profile file, docs/profiles.md)."""
+
+    profile_path: str
+    findings: list[Finding] = field(default_factory=list)
+    profile: Profile | None = None
+
+    def summary(self) -> str:
+        """One line: ``resolume.yaml: ok: profile resolume (osc), 10 verbs``."""
+        name = Path(self.profile_path).name
+        p = self.profile
+        if not self.ok or p is None:
+            return f"{name}: profile file: {self._status()}"
+        what = _count(len(p.verbs), "verb") if p.protocol == "osc" else _count(len(p.channels), "channel")
+        return f"{name}: {self._status()}: profile {p.id} ({p.protocol}), {what}"
+
+    def to_json(self) -> dict[str, object]:
+        """The report as plain JSON-able data for ``madang check --json``."""
+        p = self.profile
+        return {
+            **self._json(self.profile_path, "profile", self.summary()),
+            "profile": None
+            if p is None
+            else {"id": p.id, "protocol": p.protocol, "verbs": list(p.verbs), "channels": list(p.channels)},
+        }
+
+
+def _is_profile(path: str | os.PathLike[str]) -> bool:
+    """A device profile file: top-level ``profile:`` and ``protocol:`` (never a show's or venue's)."""
+    keys = _top_keys(path)
+    return keys is not None and {"profile", "protocol"} <= keys
+
+
+def check_profile(profile_path: str | os.PathLike[str]) -> ProfileCheckReport:
+    """Load and check a device profile file alone; never raises for bad input."""
+    path = os.fspath(profile_path)
+    try:
+        profile = load_profile(Path(path))
+    except SourceErrors as e:
+        return ProfileCheckReport(path, sorted(e.findings, key=_order), None)
+    return ProfileCheckReport(path, [], profile)
+
+
 def check_file(
     path: str | os.PathLike[str], *, venue_path: str | os.PathLike[str] | None = None
-) -> CheckReport | VenueCheckReport:
+) -> CheckReport | VenueCheckReport | ProfileCheckReport:
     """``madang check FILE``: a venue file is checked alone (:func:`check_venue`), a show
-    against its venue (:func:`check_show`; ``venue_path`` overrides the show's ``venue:``).
+    against its venue (:func:`check_show`; ``venue_path`` overrides the show's ``venue:``), a
+    device profile alone (:func:`check_profile`).
 
     Raises ``ValueError`` for ``venue_path`` with a venue file: a venue names no other venue."""
+    if venue_path is None and _is_profile(path):
+        return check_profile(path)
     if file_kind(path) == "venue":
         if venue_path is not None:
             p = os.fspath(path)

@@ -61,6 +61,8 @@ from cues.timeline import (
     Sequence,
     Timeline,
 )
+from cues.verbs import expand as expand_verb
+from cues.verbs import fade_address
 from venues.errors import Finding, Mark, SourceError, SourceErrors
 from venues.model import Venue
 from venues.names import Rule, filter_faults, osc_address_faults, osc_pattern_faults, topic_faults
@@ -89,7 +91,10 @@ _TRANSPORTS: Mapping[str, tuple[str, ...]] = {
     "mqtt": ("mqtt", "ws"),
     "fade": ("osc", "mqtt", "ws"),
     "light": ("ws", "mqtt"),
+    "do": ("osc",),
 }
+
+_WIRE: Mapping[str, str] = {"do": "OSC (do: verbs go out as OSC)"}
 
 LIGHT_TOPIC = "madang/light"
 """The topic of a ``light:`` action's message (docs/protocol.md, "The light page")."""
@@ -233,6 +238,7 @@ class _Compiler:
         self.venue = venue
         self.findings: list[Finding] = list(loaded.findings)
         self.media: dict[str, str] = {}  # crowd images of light actions: name -> path
+        self._groups: dict[tuple[str, ...], _Targets] = {}  # the devices of one profile, for do:
         self._targets_cache: dict[tuple[tuple[str, ...], str], tuple[_Targets | None, list[_Problem]]] = {}
         self._value_cache: dict[tuple[int, str, str], str] = {}
         # (id of targets, text, extra, what) -> the problems of an address or topic there
@@ -282,13 +288,17 @@ class _Compiler:
             content_end = body
             self._check_timeline_order(lc)
             for la in lc.actions:
-                built = self._action(lc, la, body)
-                if built is None:
+                if la.item.do is not None:  # a profile verb: one message per profile of the targets
+                    built_all = self._do(la, body)
+                else:
+                    one = self._action(lc, la, body)
+                    built_all = None if one is None else [one]
+                if built_all is None:
                     content_end = max(content_end, body + la.item.at + _length(la.item))
                     continue
-                at_ns, devices, op = built
-                raw.append((at_ns, len(raw), cue.id, devices, op, la.mark))
-                content_end = max(content_end, at_ns + (op.duration_ns if isinstance(op, Fade) else 0))
+                for at_ns, devices, op in built_all:
+                    raw.append((at_ns, len(raw), cue.id, devices, op, la.mark))
+                    content_end = max(content_end, at_ns + (op.duration_ns if isinstance(op, Fade) else 0))
             end = max(content_end, body + (lc.duration_ns or 0)) + (lc.hold_ns or 0)
             span = CueSpan(
                 id=cue.id,
@@ -442,8 +452,17 @@ class _Compiler:
             op = MqttSend(mqtt.topic, mqtt.payload, mqtt.qos, mqtt.retain)
         else:
             spec = cast(FadeModel, spec)
-            if spec.address is not None:
-                ok &= self._osc_address(w, (kind, "address"), spec.address, targets, _FADE_EXTRA)
+            address = spec.address
+            if address is None and self.venue.profiles:  # a verb of the targets' profile, if any
+                address, problems = fade_address(
+                    self.venue, targets.devices, spec.param, {"from": spec.start, "to": spec.end}
+                )
+                for p in problems:
+                    self.findings.append(w.finding((kind, *p.sub), p.message, p.hint))
+                if problems:
+                    ok, address = False, None
+            if address is not None:
+                ok &= self._osc_address(w, (kind, "address"), address, targets, _FADE_EXTRA)
             if spec.topic is not None:
                 ok &= self._mqtt_topic(w, (kind, "topic"), spec.topic, targets, _FADE_EXTRA)
             op = Fade(
@@ -452,13 +471,47 @@ class _Compiler:
                 end=float(spec.end),
                 duration_ns=spec.over,
                 ease=spec.ease,
-                address=spec.address,
+                address=address,
                 topic=spec.topic,
                 rate_hz=None if spec.rate is None else float(spec.rate),
             )
         if not ok:
             return None
         return at_ns, targets.devices, op
+
+    def _do(self, la: LoadedAction, body: int) -> list[tuple[int, tuple[str, ...], Op]] | None:
+        """``do:``: a verb of the targets' device profiles (:mod:`cues.verbs`), as OSC sends."""
+        do = la.item.do
+        assert do is not None
+        targets = self._targets(la, "do", do.targets)
+        if targets is None:
+            return None
+        name, value = do.verb
+        w = la.where
+        sends, problems = expand_verb(self.venue, targets.devices, name, value)
+        for p in problems:
+            mark = w.key_mark("do", *p.sub) if p.key else w.mark("do", *p.sub)
+            self.findings.append(Finding(mark, p.message, _join(p.hint, w.via)))
+        if problems:
+            return None
+        out: list[tuple[int, tuple[str, ...], Op]] = []
+        for devices, send in sends:
+            group = self._group_targets(devices)
+            if not self._osc_address(w, ("do", name), send.address, group, _NO_EXTRA):
+                return None
+            out.append((body + la.item.at, devices, send))
+        return out
+
+    def _group_targets(self, devices: tuple[str, ...]) -> _Targets:
+        """A :class:`_Targets` for some devices, kept for the whole compile (caches key on its id)."""
+        got = self._groups.get(devices)
+        if got is None:
+            by_id = self.venue.by_id
+            common = set(by_id[devices[0]].attrs)
+            for d in devices[1:]:
+                common.intersection_update(by_id[d].attrs)
+            got = self._groups[devices] = _Targets(devices, frozenset(common | _ALWAYS))
+        return got
 
     def _light(self, w: Where, light: LightModel) -> dict[str, JsonValue] | None:
         """The message of a ``light:`` action; an ``image`` must be a PNG of the show folder."""
@@ -593,7 +646,7 @@ class _Compiler:
                 (
                     sub,
                     f"none of the {len(ordered):,} devices of {', '.join(selectors)!r} "
-                    f"can receive {kind.upper()} "
+                    f"can receive {_WIRE.get(kind, kind.upper())} "
                     f"(e.g. {first.id!r} has {', '.join(first.transports) or 'no endpoint'})",
                     f"target devices with an {' or '.join(can)} endpoint",
                     "error",
@@ -607,7 +660,8 @@ class _Compiler:
             problems.append(
                 (
                     sub,
-                    f"{len(skipped):,} of {len(ordered):,} targets cannot receive {kind.upper()} "
+                    f"{len(skipped):,} of {len(ordered):,} targets cannot receive "
+                    f"{_WIRE.get(kind, kind.upper())} "
                     "and are skipped "
                     f"(e.g. {skipped[0]!r})",
                     "narrow the selector, e.g. with '& kind:...'",

@@ -47,6 +47,7 @@ __all__ = [
     "AUDIENCE_EVENT_RE",
     "ActionItem",
     "CueModel",
+    "DoModel",
     "FadeModel",
     "LightModel",
     "MqttModel",
@@ -455,33 +456,97 @@ class LightModel(_Strict):
         return self
 
 
+
+def _verb_value(value: object) -> object:
+    """A verb's value in a ``do:`` action: nothing, one scalar, or a mapping of parameters."""
+    if value is None or isinstance(value, bool | int | float | str):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("verb values must be finite numbers")
+        return value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"parameter names are text; got {k!r}")
+            if not isinstance(v, bool | int | float | str):
+                raise ValueError(
+                    f"parameter {k!r} takes a number, text or true/false; got {type(v).__name__}"
+                )
+        return value
+    raise ValueError(
+        "a verb takes a value (opacity: 0.4), a mapping of its parameters (clip: {layer: 2, column: 5}), "
+        "or nothing (go: {})"
+    )
+
+
+class DoModel(BaseModel):
+    """``do:``: one verb of the targets' device profile (docs/profiles.md), like
+    ``do: {targets: media, clip: {layer: 2, column: 5}}``; the compiler turns it into the OSC
+    message the profile names, after checking the verb and its values against the profile."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        json_schema_extra={
+            "additionalProperties": {
+                "description": "One verb of the targets' profile: a value, a mapping of parameters, or {}.",
+            },
+            "minProperties": 2,
+            "maxProperties": 2,
+        },
+    )
+
+    targets: Targets
+
+    @model_validator(mode="after")
+    def _one_verb(self) -> DoModel:
+        extra = self.model_extra or {}
+        if len(extra) != 1:
+            got = ", ".join(extra) if extra else "none"
+            raise ValueError(
+                "do: takes targets and exactly one verb of their profile, like "
+                f"clip: {{layer: 2, column: 5}}; got {got}"
+            )
+        ((_name, value),) = extra.items()
+        _verb_value(value)
+        return self
+
+    @property
+    def verb(self) -> tuple[str, Any]:
+        """``(verb name, value as written)``."""
+        ((name, value),) = (self.model_extra or {}).items()
+        return name, value
+
+
 class ActionItem(_Strict):
     """One entry of a cue's ``actions``: exactly one of ``osc``, ``mqtt``, ``fade``, ``light``,
-    at ``at``."""
+    ``do``, at ``at``."""
 
     at: Time = 0
     osc: OscModel | None = None
     mqtt: MqttModel | None = None
     fade: FadeModel | None = None
     light: LightModel | None = None
+    do: DoModel | None = None
     note: StrictStr | None = None
 
     @model_validator(mode="after")
     def _one_op(self) -> ActionItem:
-        ops = [k for k in ("osc", "mqtt", "fade", "light") if getattr(self, k) is not None]
+        ops = [k for k in ("osc", "mqtt", "fade", "light", "do") if getattr(self, k) is not None]
         if len(ops) != 1:
             got = " and ".join(ops) if ops else "none"
-            raise ValueError(f"an action needs exactly one of osc, mqtt, fade or light; got {got}")
+            raise ValueError(f"an action needs exactly one of osc, mqtt, fade, light or do; got {got}")
         return self
 
     @property
     def kind(self) -> str:
-        """``"osc"``, ``"mqtt"``, ``"fade"`` or ``"light"``."""
+        """``"osc"``, ``"mqtt"``, ``"fade"``, ``"light"`` or ``"do"``."""
         if self.osc is not None:
             return "osc"
         if self.mqtt is not None:
             return "mqtt"
-        return "fade" if self.fade is not None else "light"
+        if self.fade is not None:
+            return "fade"
+        return "light" if self.light is not None else "do"
 
 
 class TimelineItem(ActionItem):

@@ -87,10 +87,15 @@ class Ease:
 
 @dataclass(frozen=True, slots=True)
 class OscSend:
-    """Send one OSC message: ``address`` and string ``args`` may hold placeholders."""
+    """Send one OSC message: ``address`` and string ``args`` may hold placeholders.
+
+    ``replay`` False marks an event (a profile verb such as QLab's ``/go``, docs/profiles.md): it
+    is not part of the state a device is brought back to after a seek, a late join or a restart.
+    """
 
     address: str
     args: tuple[OscArg, ...] = ()
+    replay: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -304,6 +304,10 @@ def _cmd_schema(args: argparse.Namespace) -> int:
         from cues.schema import show_schema
 
         schema = show_schema()
+    elif args.which == "profile":
+        from venues.profiles import profile_json_schema
+
+        schema = profile_json_schema()
     else:
         from venues.schema import venue_json_schema
 
@@ -617,7 +621,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sp = cmd("schema", _cmd_schema, "print the JSON Schema of show or venue files (editor completion)")
-    sp.add_argument("which", choices=["show", "venue"])
+    sp.add_argument("which", choices=["show", "venue", "profile"])
     sp.add_argument("-o", "--output", metavar="FILE")
 
     sp = cmd("run", _cmd_run, "play a show to a venue's devices, under the operator's hand")

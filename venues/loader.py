@@ -41,6 +41,7 @@ from venues.model import (
     WsEndpoint,
     topic_root,
 )
+from venues.profiles import Profile, find_profile, load_profile
 from venues.schema import DEFAULT_SAFE, AudienceSpec, DeviceSpec, VenueSpec, venue_json_schema
 from venues.selector import And, Name, Node, Not, Or, SelectorIndex, Term, parse_selector
 from venues.source import Doc, load_yaml
@@ -287,6 +288,7 @@ def venue_from_doc(doc: Doc) -> Venue:
         source=doc.file,
     )
     groups = _resolve_groups(check, venue, groups_src)
+    profiles = _profiles(check, spec, device_specs)
     if check.findings:
         raise SourceErrors.of(check.findings)
     final = Venue(
@@ -304,6 +306,7 @@ def venue_from_doc(doc: Doc) -> Venue:
         },
         audience=pool,
         broker_files=_broker_files(spec, doc.file),
+        profiles=profiles,
     )
     log.debug("venue loaded", extra={"venue": final.id, "devices": len(final.devices), "file": doc.file})
     return final
@@ -320,6 +323,50 @@ def _broker_files(spec: VenueSpec, file: str) -> BrokerFiles | None:
         return None if p is None else str(base / Path(p).expanduser())
 
     return BrokerFiles(at(auth.ca), at(auth.cert), at(auth.key), at(auth.password_file))
+
+
+def _profiles(
+    check: _Check, spec: VenueSpec, device_specs: list[tuple[int, DeviceSpec]]
+) -> dict[str, Profile]:
+    """The profiles the devices name, loaded once each (docs/profiles.md); problems of a profile
+    file are findings in that file, a name that leads nowhere a finding at the device's ``profile``."""
+    base = Path(check.doc.file).resolve().parent if check.doc.file else Path.cwd()
+    dirs_raw = [spec.profiles] if isinstance(spec.profiles, str) else list(spec.profiles)
+    dirs: list[Path] = []
+    for i, d in enumerate(dirs_raw):
+        p = base / Path(d).expanduser()
+        if not p.is_dir():
+            listed = isinstance(spec.profiles, list)
+            where: tuple[str | int, ...] = ("profiles", i) if listed else ("profiles",)
+            check.at(where, f"profiles folder '{d}' not found", f"looked for {p} (relative to the venue)")
+        dirs.append(p)
+    loaded: dict[str, Profile] = {}
+    failed: set[str] = set()
+    for i, s in device_specs:
+        name = s.profile
+        if name is None or name in loaded:
+            continue
+        where = ("devices", i, "profile")
+        if name in failed:
+            check.at(where, f"profile '{name}' could not be loaded (see above)", "fix the profile first")
+            continue
+        try:
+            path = find_profile(name if not _looks_like_path(name) else str(base / name), dirs)
+        except SourceError as e:
+            failed.add(name)
+            check.at(where, e.finding.message, e.finding.hint)
+            continue
+        try:
+            loaded[name] = load_profile(path)
+        except SourceErrors as e:
+            failed.add(name)
+            check.findings.extend(e.findings)
+            check.at(where, f"profile '{name}' ({path}) has errors", "fix them in the profile file")
+    return loaded
+
+
+def _looks_like_path(name: str) -> bool:
+    return "/" in name or os.sep in name or name.endswith((".yaml", ".yml"))
 
 
 def _validate_shape(doc: Doc, check: _Check) -> tuple[VenueSpec | None, list[tuple[int, DeviceSpec]]]:
@@ -523,6 +570,7 @@ def _build_devices(entries: list[_Entry], spec: VenueSpec) -> list[Device]:
                     attrs=attrs,
                     safe=safe,
                     interpolates=s.interpolates,
+                    profile=s.profile,
                 )
             )
     return devices

@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import cached_property
 
 from venues.broker import BrokerFiles
+from venues.profiles import Profile
 
 __all__ = [
     "DEFAULT_MQTT_ROOT",
@@ -95,6 +96,7 @@ class Device:
     safe: Mapping[str, float | int | str] = field(default_factory=dict)
     interpolates: bool = False  # can run a fade itself from one ramp description
     pooled: bool = False  # a slot of the venue's anonymous audience pool (:class:`AudiencePool`)
+    profile: str | None = None  # the device profile it speaks (a key of :attr:`Venue.profiles`)
 
     @property
     def transports(self) -> tuple[str, ...]:
@@ -219,6 +221,8 @@ class Venue:
     # The broker login files the venue file names (``broker_auth``: CA, client certificate and
     # key, password file; paths made absolute): the command line's options override each.
     broker_files: BrokerFiles | None = None
+    # The device profiles its devices name (docs/profiles.md): name as written -> loaded profile.
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
 
     def device(self, device_id: str) -> Device:
         """The device with this id; ``KeyError`` when there is none."""

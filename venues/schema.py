@@ -126,6 +126,15 @@ class DeviceSpec(_Strict):
     safe: dict[str, SafeValue] | None = Field(
         None, description="This device's safe state (panic/stop), overriding the venue's 'safe' for its kind."
     )
+    profile: str | None = Field(
+        None,
+        description=(
+            "The device's profile (docs/profiles.md): a name from the venue's 'profiles' folders or "
+            "config/profiles/ (resolume, touchdesigner, ...), or a path to a profile file. Shows then "
+            "use its verbs: do: {targets: ..., clip: {layer: 2, column: 5}}."
+        ),
+        examples=["resolume", "qlab"],
+    )
 
 
 Vec2 = Annotated[list[float], Field(min_length=2, max_length=2, description="[x, y] in metres.")]
@@ -197,6 +206,13 @@ class VenueSpec(_Strict):
     devices: list[DeviceSpec] = Field(description="The devices, in order.", min_length=1)
     audience: AudienceSpec | None = Field(
         None, description="An anonymous audience pool (phones that open the light page), with its seat map."
+    )
+    profiles: str | list[str] = Field(
+        default_factory=list,
+        description=(
+            "Folders of your own device profiles, relative to the venue file; searched before the shipped "
+            "config/profiles/ (docs/profiles.md)."
+        ),
     )
     groups: dict[str, str | list[str]] = Field(
         default_factory=dict,

@@ -32,6 +32,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from ruamel.yaml import YAML
@@ -40,6 +41,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from venues.broker import BrokerFiles
 from venues.errors import SourceError
 from venues.model import Device, Venue, topic_root
+from venues.profiles import find_profile
 from venues.schema import DEFAULT_AUDIENCE_PATH, DEFAULT_SAFE
 from venues.selector import resolve
 from venues.units import format_duration_ns
@@ -104,7 +106,10 @@ def venue_yaml(venue: Venue, *, broker: str | None = None, header: Sequence[str]
         doc["safe"] = safe
     entries = CommentedSeq()
     for run in _runs(devices, kind_safe):
-        entries.append(_entry(run, kind_safe))
+        entry = _entry(run, kind_safe)
+        if run[0].profile is not None:
+            entry["profile"] = _profile_ref(venue, run[0].profile)
+        entries.append(entry)
     doc["devices"] = entries
     if venue.audience is not None:
         doc["audience"] = _audience(venue)
@@ -181,6 +186,7 @@ def _signature(d: Device, kind_safe: Mapping[str, SafeState]) -> tuple[Any, ...]
         d.interpolates,
         extra,
         None if override is None else tuple(sorted(override.items())),
+        d.profile,
     )
 
 
@@ -246,6 +252,23 @@ def _entry(run: list[Device], kind_safe: Mapping[str, SafeState]) -> CommentedMa
     if override is not None:
         e["safe"] = _flow_map(override)
     return e
+
+
+def _profile_ref(venue: Venue, name: str) -> str:
+    """How the written venue names a device's profile: the name, when it finds the same file
+    from anywhere (a shipped profile); else the absolute path of the file it was loaded from (a
+    profile of the venue's own ``profiles`` folder, or a relative path, would not be found from
+    where the written file goes)."""
+    profile = venue.profiles.get(name)
+    if profile is None:
+        return name
+    try:
+        found = find_profile(name)
+    except SourceError:
+        found = None
+    if found is not None and found.resolve() == Path(profile.source).resolve():
+        return name
+    return str(Path(profile.source).resolve())
 
 
 # --- groups -------------------------------------------------------------------------------------

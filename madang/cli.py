@@ -91,6 +91,20 @@ def _access_options(sp: argparse.ArgumentParser) -> None:
     )
 
 
+def _oscquery_options(sp: argparse.ArgumentParser) -> None:
+    """``--oscquery PORT`` and ``--no-mdns`` (controller.web.oscquery; docs/oscquery.md)."""
+    sp.add_argument(
+        "--oscquery",
+        type=_int_in(0, 65535, "a TCP port; 0: any free port"),
+        metavar="PORT",
+        help="serve the control port's addresses over OSCQuery (HTTP + WebSocket) on this TCP port "
+        "(0: any free one), announced over mDNS as _oscjson._tcp (docs/oscquery.md)",
+    )
+    sp.add_argument(
+        "--no-mdns", action="store_true", help="with --oscquery: do not announce it over mDNS/DNS-SD"
+    )
+
+
 def _web_options(sp: argparse.ArgumentParser) -> None:
     """``--web-port``, ``--web-host``, ``--web-origin`` and the console's token files
     (controller.web; docs/operator.md, "Web" and "The browser console")."""
@@ -360,6 +374,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(
             "madang run: --device-secrets logs the simulated devices in (--simulate); real devices "
             "hold their own passwords",
+            file=sys.stderr,
+        )
+        return 2
+    if getattr(args, "oscquery", None) is not None and args.control_port < 0:
+        print(
+            "madang run: --oscquery serves the control port's addresses; it needs the control port "
+            "(leave out --control-port -1)",
             file=sys.stderr,
         )
         return 2
@@ -673,6 +694,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _access_options(sp)
     _web_options(sp)
+    _oscquery_options(sp)
     sp.add_argument("--simulate", action="store_true", help="play against a simulated venue")
     sp.add_argument("--impair", default="lan", choices=IMPAIRMENTS, help="impairment profile for --simulate")
     sp.add_argument("--seed", type=_SEED, default=0, help="seed of the simulated venue (--simulate)")

@@ -9,6 +9,7 @@ frame ``{"COMMAND": "LISTEN", "DATA": path}``, then binary frames, each an OSC m
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -62,7 +63,10 @@ class Listener:
     """A LISTEN socket: what it receives, decoded, kept in order."""
 
     def __init__(self, host: str, port: int, headers: dict[str, str] | None = None) -> None:
-        self.ws: ClientConnection = connect(f"ws://{host}:{port}/", additional_headers=headers, open_timeout=10)
+        self._stack = contextlib.ExitStack()
+        self.ws: ClientConnection = self._stack.enter_context(
+            connect(f"ws://{host}:{port}/", additional_headers=headers, open_timeout=10)
+        )
         self.received: list[tuple[str, tuple[Any, ...]]] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -90,7 +94,7 @@ class Listener:
             return [args[0] for a, args in self.received if a == path and args]
 
     def close(self) -> None:
-        self.ws.close()
+        self._stack.close()
         self._thread.join(5)
 
 
@@ -101,8 +105,8 @@ class Found:
     port: int
 
 
-def discover(name_prefix: str, port: int | None = None, timeout: float = 20.0) -> Found:
-    """Browse ``_oscjson._tcp`` on loopback until a service whose instance name starts with
+def discover(name_prefix: str, port: int | None = None, timeout: float = 20.0, service: str = OSCQUERY) -> Found:
+    """Browse ``service`` (default ``_oscjson._tcp``) on loopback until a service whose instance name starts with
     ``name_prefix`` (and, given, whose port is ``port``) resolves."""
     zc = Zeroconf(interfaces=["127.0.0.1"])
     names: list[str] = []
@@ -117,7 +121,7 @@ def discover(name_prefix: str, port: int | None = None, timeout: float = 20.0) -
         def remove_service(self, zc: Zeroconf, type_: str, name: str) -> None:
             pass
 
-    browser = ServiceBrowser(zc, OSCQUERY, _L())
+    browser = ServiceBrowser(zc, service, _L())
     try:
         deadline = time.monotonic() + timeout
         seen: set[str] = set()
@@ -125,14 +129,14 @@ def discover(name_prefix: str, port: int | None = None, timeout: float = 20.0) -
             for name in list(names):
                 if not name.startswith(name_prefix):
                     continue
-                info = zc.get_service_info(OSCQUERY, name, timeout=2000)
+                info = zc.get_service_info(service, name, timeout=2000)
                 if info is None or (port is not None and info.port != port):
                     seen.add(name)
                     continue
                 host = socket.inet_ntoa(info.addresses[0])
                 return Found(name, host, int(info.port or 0))
             time.sleep(0.1)
-        raise AssertionError(f"no {OSCQUERY} service named {name_prefix}* (port {port}) in {timeout} s; saw {seen}")
+        raise AssertionError(f"no {service} service named {name_prefix}* (port {port}) in {timeout} s; saw {sorted(set(names))}")
     finally:
         browser.cancel()
         zc.close()

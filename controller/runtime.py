@@ -77,9 +77,9 @@ from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
 from controller.web import WebFront
+from controller.web.console import PRESENCE_CODES, SYNC_CODES, ConsoleDesk, ConsoleHooks, DeviceGrid
 from controller.web.mdns import Advertiser, MdnsError, interfaces_for
 from controller.web.oscquery import OscQueryServer
-from controller.web.console import PRESENCE_CODES, SYNC_CODES, ConsoleDesk, ConsoleHooks, DeviceGrid
 from cues.timeline import Timeline
 from venues.broker import BrokerLogin
 from venues.errors import MadangError

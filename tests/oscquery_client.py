@@ -105,9 +105,11 @@ class Found:
     port: int
 
 
-def discover(name_prefix: str, port: int | None = None, timeout: float = 20.0, service: str = OSCQUERY) -> Found:
-    """Browse ``service`` (default ``_oscjson._tcp``) on loopback until a service whose instance name starts with
-    ``name_prefix`` (and, given, whose port is ``port``) resolves."""
+def discover(
+    name_prefix: str, port: int | None = None, timeout: float = 20.0, service: str = OSCQUERY
+) -> Found:
+    """Browse ``service`` (default ``_oscjson._tcp``) on loopback until a service whose instance
+    name starts with ``name_prefix`` (and, given, whose port is ``port``) resolves."""
     zc = Zeroconf(interfaces=["127.0.0.1"])
     names: list[str] = []
 
@@ -136,7 +138,10 @@ def discover(name_prefix: str, port: int | None = None, timeout: float = 20.0, s
                 host = socket.inet_ntoa(info.addresses[0])
                 return Found(name, host, int(info.port or 0))
             time.sleep(0.1)
-        raise AssertionError(f"no {service} service named {name_prefix}* (port {port}) in {timeout} s; saw {sorted(set(names))}")
+        raise AssertionError(
+            f"no {service} service named {name_prefix}* (port {port}) in {timeout} s; "
+            f"saw {sorted(set(names))}"
+        )
     finally:
         browser.cancel()
         zc.close()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from zeroconf.asyncio import AsyncZeroconf
 
-__all__ = ["OSC_SERVICE", "OSCQUERY_SERVICE", "Advertiser", "MdnsError", "interfaces_for"]
+__all__ = ["OSCQUERY_SERVICE", "OSC_SERVICE", "Advertiser", "MdnsError", "interfaces_for"]
 
 log = logging.getLogger(__name__)
 

@@ -389,7 +389,9 @@ class OscQueryServer:
         st.requests += 1
         if not self._allowed(conn):
             st.denied += 1
-            return self._refuse(conn, HTTPStatus.FORBIDDEN, "source", "source not allowed (--control-allow)\n")
+            return self._refuse(
+                conn, HTTPStatus.FORBIDDEN, "source", "source not allowed (--control-allow)\n"
+            )
         full = self._full(request)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             if not full:
@@ -404,7 +406,8 @@ class OscQueryServer:
                     conn, HTTPStatus.SERVICE_UNAVAILABLE, "too_many", f"{MAX_LISTENERS} listeners already\n"
                 )
             origin = request.headers.get("Origin")
-            if origin is not None and urlsplit(origin).netloc.lower() != request.headers.get("Host", "").lower():
+            host = request.headers.get("Host", "").lower()
+            if origin is not None and urlsplit(origin).netloc.lower() != host:
                 st.denied += 1
                 return self._refuse(conn, HTTPStatus.FORBIDDEN, "origin", "cross-site sockets are refused\n")
             return None  # the handshake goes on

@@ -179,7 +179,8 @@ def test_with_a_passcode_values_cues_and_listen_need_a_secret(state: dict[str, A
             with pytest.raises(InvalidStatus) as refused:
                 await asyncio.to_thread(connect, f"ws://127.0.0.1:{srv.port}/")
             assert refused.value.response.status_code == 403
-            lis = await asyncio.to_thread(Listener, "127.0.0.1", srv.port, {"Authorization": f"Bearer {VIEWER}"})
+            bearer = {"Authorization": f"Bearer {VIEWER}"}
+            lis = await asyncio.to_thread(Listener, "127.0.0.1", srv.port, bearer)
             lis.listen("/update/transport")
             await _until(lambda: lis.values("/update/transport") == ["armed"])
             await asyncio.to_thread(lis.close)

@@ -274,6 +274,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"madang check: {err}", file=sys.stderr)
         return 2
+    if getattr(args, "probe", False):
+        _probe(report)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -281,6 +283,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(str(f), file=sys.stderr if f.severity == "error" else sys.stdout)
         print(report.summary())
     return 1 if any(f.severity == "error" for f in report.findings) else 0
+
+
+def _probe(report: Any) -> None:
+    """``check --probe`` (madang/probe.py): the show's OSC against the devices' OSCQuery trees,
+    added to the report's findings."""
+    from madang.probe import probe
+
+    if getattr(report, "timeline", None) is None or getattr(report, "venue", None) is None:
+        why = "the show has errors" if hasattr(report, "timeline") else "a venue file has no show to probe"
+        print(f"madang check: --probe skipped: {why}", file=sys.stderr)
+        return
+    findings, servers = probe(report.timeline, report.venue)
+    report.findings.extend(findings)
+    if servers:
+        plural = "s" if servers != 1 else ""
+        print(f"madang check: probed {servers:,} OSCQuery server{plural}", file=sys.stderr)
 
 
 def _compile(args: argparse.Namespace) -> Any:
@@ -624,6 +642,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("show", metavar="FILE", help="show file or venue file (YAML; told apart by its keys)")
     sp.add_argument("--venue", help="for a show: the venue file to check it against (default: its `venue:`)")
     sp.add_argument("--json", action="store_true", help="findings as JSON, for editors and CI")
+    sp.add_argument(
+        "--probe",
+        action="store_true",
+        help="also read the OSCQuery tree of every device that serves one (its osc.oscquery) and check the "
+        "show's OSC addresses and argument types against it (docs/oscquery.md)",
+    )
 
     sp = cmd("plan", _cmd_plan, "print the compiled timeline: what fires when, on which devices")
     sp.add_argument("show")

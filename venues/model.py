@@ -53,6 +53,7 @@ class OscEndpoint:
 
     host: str
     port: int
+    oscquery: str | None = None  # its OSCQuery server, http://host:port (madang check --probe)
 
 
 @dataclass(frozen=True, slots=True)

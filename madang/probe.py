@@ -135,8 +135,8 @@ def _type_problem(sent: str, node: Mapping[str, Any]) -> tuple[str, str] | None:
     if len(sent) == len(want) and all(
         a == b or (a in _NUMERIC and b in _NUMERIC) for a, b in zip(_norm(sent), _norm(want), strict=True)
     ):
-        return "warning", f"sends type {sent!r} where it takes {want!r} (the device may convert it)"
-    return "error", f"sends type {sent or 'none'!r} where it takes {want!r}"
+        return "warning", f"the types {sent!r}; the device takes {want!r} (it may convert them)"
+    return "error", f"the types {sent or 'none'!r}; the device takes {want!r}"
 
 
 def _range_problem(args: Sequence[Any], node: Mapping[str, Any]) -> str | None:
@@ -148,11 +148,11 @@ def _range_problem(args: Sequence[Any], node: Mapping[str, Any]) -> str | None:
             continue
         lo, hi, vals = rng.get("MIN"), rng.get("MAX"), rng.get("VALS")
         if isinstance(vals, list) and vals and value not in vals:
-            return f"sends {value:g}, not one of its values {vals}"
+            return f"{value:g}, not one of the values the device takes, {vals}"
         if isinstance(lo, int | float) and value < lo:
-            return f"sends {value:g}, below its RANGE minimum {lo:g}"
+            return f"{value:g}, below the device's RANGE minimum {lo:g}"
         if isinstance(hi, int | float) and value > hi:
-            return f"sends {value:g}, above its RANGE maximum {hi:g}"
+            return f"{value:g}, above the device's RANGE maximum {hi:g}"
     return None
 
 
@@ -237,11 +237,11 @@ def _check(
         found = _type_problem(tags, node)
         if found is not None:
             severity, text = found
-            yield severity, f"cue '{cue}' {what} {address} to {{devices}}: it {text} ({url})", \
+            yield severity, f"cue '{cue}' {what} {address} to {{devices}} with {text} ({url})", \
                 "match the argument types the device declares"
         out = _range_problem(args, node)
         if out is not None:
-            yield "warning", f"cue '{cue}' {what} {address} to {{devices}}: it {out} ({url})", \
+            yield "warning", f"cue '{cue}' {what} {address} to {{devices}} with {out} ({url})", \
                 "the device may clip or ignore it"
 
 

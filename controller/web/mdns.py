@@ -70,14 +70,18 @@ class Advertiser:
 
     async def start(self) -> None:
         """Announce (raises :class:`MdnsError` when multicast DNS cannot be used here)."""
+        import ifaddr
         from zeroconf import Error as ZeroconfError
         from zeroconf import InterfaceChoice, ServiceInfo
         from zeroconf.asyncio import AsyncZeroconf
 
         host = socket.gethostname().split(".")[0] or "madang"
-        addresses = None
-        if self.interfaces is not None:
-            addresses = [socket.inet_aton(a) for a in self.interfaces]
+        # The A records: the announced interfaces' addresses (a service without them resolves to
+        # nowhere); every IPv4 address of the machine when announced everywhere.
+        ips = self.interfaces
+        if ips is None:
+            ips = [str(ip.ip) for a in ifaddr.get_adapters() for ip in a.ips if ip.is_IPv4]
+        addresses = [socket.inet_aton(a) for a in ips]
         try:
             zc = AsyncZeroconf(interfaces=self.interfaces or InterfaceChoice.All)
         except OSError as err:

@@ -233,3 +233,12 @@ def test_listen_streams_changes_as_osc_and_ignore_stops_them(state: dict[str, An
             await srv.close()
 
     asyncio.run(main())
+
+
+def test_run_refuses_oscquery_without_the_control_port(capsys: pytest.CaptureFixture[str]) -> None:
+    from madang.cli import main
+    from tests.integration.conftest import DATA
+
+    show = str(DATA / "yard-control.yaml")
+    assert main(["run", show, "--control-port", "-1", "--oscquery", "0", "--no-view"]) == 2
+    assert "--oscquery serves the control port's addresses" in capsys.readouterr().err

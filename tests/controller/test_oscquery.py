@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -237,8 +238,7 @@ def test_listen_streams_changes_as_osc_and_ignore_stops_them(state: dict[str, An
 
 def test_run_refuses_oscquery_without_the_control_port(capsys: pytest.CaptureFixture[str]) -> None:
     from madang.cli import main
-    from tests.integration.conftest import DATA
 
-    show = str(DATA / "yard-control.yaml")
+    show = str(Path(__file__).resolve().parents[1] / "data" / "yard-control.yaml")
     assert main(["run", show, "--control-port", "-1", "--oscquery", "0", "--no-view"]) == 2
     assert "--oscquery serves the control port's addresses" in capsys.readouterr().err

@@ -47,6 +47,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,10 +63,13 @@ from websockets.http11 import Request, Response
 
 from controller.access import Access
 from controller.control import ADDRESSES, UPDATE_ADDRESSES, plan_updates
+from controller.limits import Rates
 from controller.osc import encode_message
 
 __all__ = [
     "EXTENSIONS",
+    "HTTP_RATE_BURST",
+    "HTTP_RATE_PER_S",
     "MAX_CLIENT_FRAME",
     "MAX_CUE_NODES",
     "MAX_LISTENERS",
@@ -88,6 +92,10 @@ MAX_LISTENERS = 32
 MAX_QUEUED = 64
 """Updates waiting for one slow socket before further ones are dropped (and counted)."""
 MAX_CUE_NODES = 2000
+HTTP_RATE_PER_S = 20.0
+"""Requests (GETs and socket opens) a second one source host may make, sustained (burst
+:data:`HTTP_RATE_BURST`): a surface reads the tree once, then listens."""
+HTTP_RATE_BURST = 40
 """Cues expanded into the tree (``/go/{cue}`` and friends); a larger show lists the first ones."""
 
 EXTENSIONS: dict[str, bool] = {
@@ -263,6 +271,7 @@ class OscQueryStats:
 
     requests: int = 0
     denied: int = 0  # a source the allowlist refuses, or a LISTEN socket without a secret
+    rate_limited: int = 0  # over HTTP_RATE_PER_S from one host: 429
     not_found: int = 0
     bad_requests: int = 0
     sockets: int = 0  # WebSocket clients accepted
@@ -303,6 +312,7 @@ class OscQueryServer:
         port: int = 0,
         allow: Sequence[str] = _LOOPBACK,
         access: Access | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.name = name
         self.osc_port = osc_port
@@ -317,6 +327,10 @@ class OscQueryServer:
         self._last: dict[str, Any] | None = None
         self._server: Server | None = None
         self._logged: set[str] = set()
+        self._trees: dict[bool, dict[str, Any]] = {}
+        self._root_body: dict[bool, tuple[str, bytes]] = {}
+        self._clock = clock
+        self.rates = Rates(HTTP_RATE_PER_S, HTTP_RATE_BURST)
 
     async def start(self) -> None:
         """Bind and serve (``port`` 0: any free port; :attr:`port` is then the one bound)."""
@@ -367,9 +381,32 @@ class OscQueryServer:
         return scheme.lower() == "bearer" and self.access.role_of(secret.strip()) is not None
 
     def tree(self, *, full: bool = True) -> dict[str, Any]:
-        """The tree as a request sees it now."""
-        values = current_values(self._state()) if full else None
-        return build_tree(self.cues, values, full=full)
+        """The tree as a request sees it now. Its shape is built once (a show's cues do not change
+        during a run; a 2,000-cue tree takes tens of milliseconds to build, not to be paid per
+        request on the show's loop); only the values are set afresh."""
+        tree = self._trees.get(full)
+        if tree is None:
+            tree = self._trees[full] = build_tree(self.cues, None, full=full)
+        if full:
+            for address, value in current_values(self._state()).items():
+                node = find_node(tree, address)
+                if node is not None:
+                    node["VALUE"] = [value]  # type: ignore[index]
+        return tree
+
+    def _body(self, full: bool, target: str) -> tuple[HTTPStatus, bytes]:
+        """The answer's status and JSON bytes; the whole tree's are kept while the values stay."""
+        tree = self.tree(full=full)
+        root = target in ("/", "")
+        key = json.dumps([find_node(tree, a).get("VALUE") for a in UPDATE_ADDRESSES])  # type: ignore[union-attr]
+        cached = self._root_body.get(full)
+        if root and cached is not None and cached[0] == key:
+            return HTTPStatus.OK, cached[1]
+        status, body = answer(tree, target, self.info())
+        data = b"" if body is None else json.dumps(body).encode()
+        if root and status == HTTPStatus.OK:
+            self._root_body[full] = (key, data)
+        return status, data
 
     def info(self) -> dict[str, Any]:
         """``?HOST_INFO``."""
@@ -392,6 +429,11 @@ class OscQueryServer:
             return self._refuse(
                 conn, HTTPStatus.FORBIDDEN, "source", "source not allowed (--control-allow)\n"
             )
+        host = str(conn.remote_address[0]) if conn.remote_address else "?"
+        if not self.rates.allow(host, self._clock()):
+            st.rate_limited += 1
+            too_many = f"more than {HTTP_RATE_PER_S:g} requests a second\n"
+            return self._refuse(conn, HTTPStatus.TOO_MANY_REQUESTS, "rate", too_many)
         full = self._full(request)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             if not full:
@@ -412,15 +454,14 @@ class OscQueryServer:
                 return self._refuse(conn, HTTPStatus.FORBIDDEN, "origin", "cross-site sockets are refused\n")
             return None  # the handshake goes on
         try:
-            status, body = answer(self.tree(full=full), request.path, self.info())
+            status, data = self._body(full, request.path)
         except Exception:  # a bug must not take the server down: counted, logged once
             log.exception("OSCQuery answer failed", extra={"path": request.path})
-            status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error; see the log"}
+            status, data = HTTPStatus.INTERNAL_SERVER_ERROR, b'{"error": "internal error; see the log"}'
         if status == HTTPStatus.NOT_FOUND:
             st.not_found += 1
         elif status == HTTPStatus.BAD_REQUEST:
             st.bad_requests += 1
-        data = b"" if body is None else json.dumps(body).encode()
         headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return Response(status.value, status.phrase, headers, data)
 

@@ -242,3 +242,28 @@ def test_run_refuses_oscquery_without_the_control_port(capsys: pytest.CaptureFix
     show = str(Path(__file__).resolve().parents[1] / "data" / "yard-control.yaml")
     assert main(["run", show, "--control-port", "-1", "--oscquery", "0", "--no-view"]) == 2
     assert "--oscquery serves the control port's addresses" in capsys.readouterr().err
+
+
+def test_requests_over_the_rate_get_429_and_the_tree_is_not_rebuilt(state: dict[str, Any]) -> None:
+    from controller.web.oscquery import HTTP_RATE_BURST
+
+    async def main() -> None:
+        srv = await _server(state, clock=lambda: 0)  # time stands still: no token comes back
+        try:
+            first = await asyncio.to_thread(get, "127.0.0.1", srv.port, "/")
+            built = srv._trees[True]
+            statuses = [first.status]
+            for _ in range(HTTP_RATE_BURST):
+                statuses.append((await asyncio.to_thread(get, "127.0.0.1", srv.port, "/")).status)
+            assert statuses.count(200) == HTTP_RATE_BURST and statuses[-1] == 429
+            assert srv.stats.rate_limited == 1 and srv._trees[True] is built
+            state.update(PLAYING)  # a new value reaches a fresh answer, from the same tree
+            srv.rates = type(srv.rates)(1000.0, 10)
+            again = await asyncio.to_thread(get, "127.0.0.1", srv.port, "/update/transport")
+            assert again.body["VALUE"] == ["playing"]
+            root = await asyncio.to_thread(get, "127.0.0.1", srv.port, "/")
+            assert methods(root.body)["/update/cue"]["VALUE"] == ["one"]
+        finally:
+            await srv.close()
+
+    asyncio.run(main())

@@ -186,3 +186,41 @@ def test_a_bad_oscquery_field_is_a_venue_error(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     line = VENUE.splitlines()[5]
     assert f"venue.yaml:6:{line.index('PORT') + 1}: oscquery 'gopher://x' is neither a TCP port" in err
+
+
+def test_probe_reads_madangs_own_oscquery_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One Madang driving another's control port (a sub-controller on a barge): the probe reads
+    the other's tree as served by ``--oscquery`` and knows its cues, types and ranges."""
+    import asyncio
+
+    from controller.web.oscquery import OscQueryServer
+
+    loop = asyncio.new_event_loop()
+    srv = OscQueryServer(name="Madang barge", osc_port=53000, cues=["intro", "bloom"],
+                         state=lambda: {"state": "armed"}, host="127.0.0.1")
+    loop.run_until_complete(srv.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        show = SHOW.split("cues:")[0] + """cues:
+  - id: one
+    go: manual
+    actions:
+      - osc: {targets: media-1, address: /go/bloom}
+      - osc: {targets: media-1, address: /go/finale}
+      - osc: {targets: media-1, address: /rate, args: [32.0]}
+"""
+        path, venue = _files(tmp_path, srv.port, show)
+        assert main(["check", str(path), "--venue", str(venue), "--probe", "--json"]) == 1
+        out = json.loads(capsys.readouterr().out)
+        by_line = {f["line"]: f for f in out["findings"]}
+        assert len(by_line) == 2
+        finale = by_line[_line_col(show, "/go/finale")[0]]
+        assert "has no such address" in finale["message"] and "/go/bloom" in finale["hint"]
+        rate = by_line[_line_col(show, "/rate")[0]]
+        assert rate["severity"] == "warning" and "above the device's RANGE maximum 16" in rate["message"]
+    finally:
+        asyncio.run_coroutine_threadsafe(srv.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

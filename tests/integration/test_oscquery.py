@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
+from websockets.exceptions import InvalidStatus
 
 from simulators.broker import MosquittoBroker
 from tests.integration.conftest import DATA, Controller, OscSink, write_venue
@@ -22,6 +23,18 @@ from tests.oscquery_client import Listener, discover, get, methods
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SHOW = DATA / "yard-control.yaml"
+
+
+def _oscquery_port(ctl: Controller) -> int:
+    """The port ``--oscquery 0`` took, from the line the run prints at start."""
+
+    def announced() -> int | None:
+        ctl._read()
+        m = re.search(r"OSCQuery http://127\.0\.0\.1:(\d+)/", ctl.stderr)
+        return int(m.group(1)) if m else None
+
+    port: int = ctl.until(announced, "the OSCQuery address on stderr")
+    return port
 
 
 def test_discover_read_the_tree_and_go_through_oscquery(
@@ -36,12 +49,7 @@ def test_discover_read_the_tree_and_go_through_oscquery(
     ctl = controllers(SHOW, venue, fresh_mosquitto.url, "--oscquery", "0", "--report", str(report))
     ctl.wait_ready()
 
-    def announced() -> int | None:
-        ctl._read()
-        m = re.search(r"OSCQuery http://127\.0\.0\.1:(\d+)/", ctl.stderr)
-        return int(m.group(1)) if m else None
-
-    port = ctl.until(announced, "the OSCQuery address on stderr")
+    port = _oscquery_port(ctl)
     found = discover("Madang yard-control", port)  # mDNS on loopback: the service resolves
     assert (found.host, found.port) == ("127.0.0.1", port)
     osc = discover("Madang yard-control", ctl.control_port, service="_osc._udp.local.")
@@ -72,3 +80,41 @@ def test_discover_read_the_tree_and_go_through_oscquery(
     assert "Traceback" not in ctl.stderr
     oq = json.loads(report.read_text(encoding="utf-8"))["oscquery"]
     assert oq["listens"] == 1 and oq["updates_sent"] >= 2 and oq["denied"] == 0
+
+
+def test_with_passcodes_oscquery_opens_no_way_around_the_control_port(
+    tmp_path: Path,
+    fresh_mosquitto: MosquittoBroker,
+    osc_sink: Callable[[], OscSink],
+    controllers: Callable[..., Controller],
+) -> None:
+    """Secrets configured: the control port asks for /connect. The tree read without a secret has
+    the commands but no values and no cues, LISTEN is refused, and a GO sent to HOST_INFO's port
+    without a session is denied; the viewer's secret as a bearer shows the values, and only the
+    operator's /connect drives."""
+    t, n, x = osc_sink(), osc_sink(), osc_sink()
+    venue = write_venue(tmp_path, t=t.port, n=n.port, x=x.port)
+    operator, viewer = "op-passcode-2026", "view-passcode-2026"
+    (tmp_path / "op").write_text(operator + "\n", encoding="utf-8")
+    (tmp_path / "view").write_text(viewer + "\n", encoding="utf-8")
+    ctl = controllers(
+        SHOW, venue, fresh_mosquitto.url, "--oscquery", "0", "--no-mdns",
+        "--operator-token-file", str(tmp_path / "op"), "--viewer-token-file", str(tmp_path / "view"),
+    )
+    ctl.wait_ready()
+
+    port = _oscquery_port(ctl)
+    bare = methods(get("127.0.0.1", port, "/").body)
+    assert "/go" in bare and "/connect" in bare and "/go/one" not in bare
+    assert "VALUE" not in bare["/update/transport"]
+    with pytest.raises(InvalidStatus):
+        Listener("127.0.0.1", port)
+    seen = get("127.0.0.1", port, "/update/transport?VALUE", {"Authorization": f"Bearer {viewer}"})
+    assert seen.body == {"VALUE": ["armed"]}
+
+    osc_port = get("127.0.0.1", port, "/?HOST_INFO").body["OSC_PORT"]
+    assert osc_port == ctl.control_port
+    assert ctl.command("/go")["status"] == "denied"  # what the tree offers still needs a session
+    assert ctl.command("/connect", operator)["data"]["role"] == "operator"
+    assert ctl.command("/go")["status"] == "ok"
+    ctl.until(lambda: t.messages("/one"), "cue one after /connect")

@@ -728,11 +728,13 @@ class Runtime:
         """``--oscquery PORT``: serve the control port's namespace (docs/oscquery.md) and announce
         it over mDNS; a network without multicast gets a warning, the server still runs."""
         assert self.opts.oscquery_port is not None
+        interfaces = interfaces_for(self._control_allow)  # loopback only: served and announced there
         self.oscquery = OscQueryServer(
             name=f"Madang {self.timeline.show}",
             osc_port=control.port,
             cues=[c.id for c in self.timeline.cues],
             state=self._state_data,
+            host="0.0.0.0" if interfaces is None else interfaces[0],
             port=self.opts.oscquery_port,
             allow=self._control_allow,
             access=control.access,
@@ -749,7 +751,7 @@ class Runtime:
             self.oscquery.name,
             oscquery_port=self.oscquery.port,
             osc_port=control.port,
-            interfaces=interfaces_for(self._control_allow),
+            interfaces=interfaces,
         )
         try:
             await self._mdns.start()

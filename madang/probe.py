@@ -80,6 +80,8 @@ def fetch_tree(url: str, timeout: float = TIMEOUT_S) -> Tree:
         root = json.loads(raw)
     except ValueError as err:
         return Tree(url, error=f"answered GET / with something that is not JSON ({err})")
+    except RecursionError:
+        return Tree(url, error="answered GET / with JSON nested too deep to read")
     if not isinstance(root, dict) or not ("CONTENTS" in root or "FULL_PATH" in root):
         return Tree(url, error="answered GET / with JSON that is not an OSCQuery node")
     return Tree(url, root=root)

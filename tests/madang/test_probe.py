@@ -173,6 +173,11 @@ def test_fetch_tree_refuses_what_is_not_a_tree(device: ThreadingHTTPServer) -> N
     _Device.tree = b"<html>not json</html>"
     try:
         assert "not JSON" in (fetch_tree(url).error or "")
+        _Device.tree = b"[" * 200_000
+        assert "nested too deep" in (fetch_tree(url).error or "")
+        _Device.tree = b'{"FULL_PATH": "/", "CONTENTS": {"a": 5, "b": {"CONTENTS": []}}}'
+        tree = fetch_tree(url)
+        assert tree.root is not None  # odd, but a node: the checks below must survive it
     finally:
         _Device.tree = DEVICE_TREE
     assert fetch_tree("ftp://x:1") == Tree("ftp://x:1", error="is not http://host:port")
@@ -224,3 +229,16 @@ def test_probe_reads_madangs_own_oscquery_tree(tmp_path: Path, capsys: pytest.Ca
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def test_an_odd_tree_gives_findings_not_a_crash(
+    tmp_path: Path, device: ThreadingHTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    show, venue = _files(tmp_path, device.server_address[1])
+    _Device.tree = {"FULL_PATH": "/", "CONTENTS": {"layer1": 5, "fps": {"CONTENTS": [], "TYPE": 7}}}
+    try:
+        assert main(["check", str(show), "--venue", str(venue), "--probe"]) == 1
+    finally:
+        _Device.tree = DEVICE_TREE
+    err = capsys.readouterr().err
+    assert "has no such address" in err and "Traceback" not in err

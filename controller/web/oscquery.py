@@ -487,7 +487,7 @@ class OscQueryServer:
     def _command(self, client: _Client, text: str) -> None:
         try:
             msg = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # 4 KiB of "[" nests past the parser's limit
             self._bad(client.conn, "not JSON")
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("DATA"), str):

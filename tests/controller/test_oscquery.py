@@ -210,7 +210,8 @@ def test_listen_streams_changes_as_osc_and_ignore_stops_them(state: dict[str, An
             lis.ws.send(json.dumps({"COMMAND": "LISTEN", "DATA": "/go"}))  # no value there
             lis.ws.send(json.dumps({"COMMAND": "EXPLODE", "DATA": "/"}))
             lis.ws.send(b"\x00binary")
-            await _until(lambda: srv.stats.bad_commands == 4 and srv.stats.listens == 2)
+            lis.ws.send("[" * 4000)  # nested past the JSON parser's recursion limit
+            await _until(lambda: srv.stats.bad_commands == 5 and srv.stats.listens == 2)
             assert srv.listening
             await _until(lambda: lis.values("/update/transport") == ["armed"])
             state.update(PLAYING)

@@ -79,6 +79,7 @@ __all__ = [
     "RATE_BURST",
     "RATE_PER_S",
     "SUBSCRIPTION_TTL_NS",
+    "UPDATE_ADDRESSES",
     "Address",
     "Connect",
     "ControlPort",
@@ -176,6 +177,10 @@ class Address:
     args: str
     does: str
     parse: _Parse
+    osc_types: str = ""
+    """The OSC type tags it takes (OSCQuery's ``TYPE``; "" for none, where any argument is ignored)."""
+    osc_range: tuple[float, float] | tuple[int, ...] | None = None
+    """OSCQuery's ``RANGE`` of the one argument: ``(min, max)`` for a float, the values for an int."""
 
     def match(self, parts: Sequence[str]) -> dict[str, str] | None:
         """The ``{name}`` segments of ``parts`` if they fit the pattern, else ``None``."""
@@ -229,7 +234,7 @@ def _connect(_m: Mapping[str, str], args: Sequence[object]) -> Parsed:
 
 ADDRESSES: tuple[Address, ...] = (
     Address("/connect", "<passcode>", "start a session with the operator or the view-only passcode "
-            "(when the port asks for one); renew within 60 s with any message", _connect),
+            "(when the port asks for one); renew within 60 s with any message", _connect, "s"),
     Address("/disconnect", "", "end this source's session", _fixed(lambda: Connect(None))),
     Address("/go", "", "GO: start the standby cue", _fixed(Go)),
     Address("/go/force", "", "GO even where a device guard (the sync gate) would refuse it",
@@ -250,7 +255,7 @@ ADDRESSES: tuple[Address, ...] = (
             _fixed(Reset)),
     Address("/load", "<seconds>",
             "arm at that show time: devices get its catch-up state, GO plays on from there",
-            _seconds(lambda ns: LoadAt(show_ns=ns), "/load", "/load/{cue}")),
+            _seconds(lambda ns: LoadAt(show_ns=ns), "/load", "/load/{cue}"), "f", (0.0, MAX_SECONDS)),
     Address("/load/{cue}", "", "arm on cue `{cue}`: devices get the state just before it, GO plays it",
             lambda m, _a: LoadAt(cue=m["cue"])),
     Address("/cue/{cue}/load", "", "same as `/load/{cue}` (QLab)", lambda m, _a: LoadAt(cue=m["cue"])),
@@ -258,13 +263,13 @@ ADDRESSES: tuple[Address, ...] = (
     Address("/playhead/previous", "", "move the standby cue back", _fixed(PlayheadPrevious)),
     Address("/seek", "<seconds>",
             "jump to a show time while armed, playing or paused (catch-up state is sent)",
-            _seconds(lambda ns: Seek(show_ns=ns), "/seek", "/seek/{cue}")),
+            _seconds(lambda ns: Seek(show_ns=ns), "/seek", "/seek/{cue}"), "f", (0.0, MAX_SECONDS)),
     Address("/seek/{cue}", "", "jump to cue `{cue}`", lambda m, _a: Seek(cue=m["cue"])),
-    Address("/rate", "<factor>", "playback rate, 0.05 to 16 (rehearsal at 2x)", _rate),
+    Address("/rate", "<factor>", "playback rate, 0.05 to 16 (rehearsal at 2x)", _rate, "f", (0.05, 16.0)),
     Address("/state", "", "reply with the transport state as JSON (changes nothing)",
             _fixed(lambda: Query("state"))),
     Address("/updates", "<1 or 0>", "push every transport and playhead change to me (`/update/...`), "
-            "or stop; renew within 60 s", _updates),
+            "or stop; renew within 60 s", _updates, "i", (0, 1)),
     Address("/thump", "", "reply `thump` and renew my subscription (QLab's heartbeat)",
             _fixed(lambda: Query("thump"))),
 )
@@ -371,6 +376,9 @@ class Push:
 
 _VOLATILE = frozenset({"show_ns"})  # moves all the time while playing: sent with a change, not one
 _SCALARS = (("state", "/update/transport"), ("standby", "/update/playhead"), ("cue", "/update/cue"))
+UPDATE_ADDRESSES: tuple[str, ...] = ("/update/state", *(a for _, a in _SCALARS))
+"""What :func:`plan_updates` pushes (one string argument each): the whole state as JSON, then the
+transport state, the standby cue and the playing cue (OSCQuery serves them as readable values)."""
 
 
 def state_json(data: Mapping[str, Any]) -> str:

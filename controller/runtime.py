@@ -78,6 +78,8 @@ from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
 from controller.web import WebFront
 from controller.web.console import PRESENCE_CODES, SYNC_CODES, ConsoleDesk, ConsoleHooks, DeviceGrid
+from controller.web.mdns import Advertiser, MdnsError, interfaces_for
+from controller.web.oscquery import OscQueryServer
 from cues.timeline import Timeline
 from venues.broker import BrokerLogin
 from venues.errors import MadangError
@@ -154,6 +156,10 @@ class RuntimeOptions:
     # given rather than learned over the link.
     web_url: str | None = None
     web_peer: str | None = None
+    # OSCQuery (controller.web.oscquery; docs/oscquery.md): the control namespace as a JSON tree
+    # on this TCP port (0: any free one), announced over mDNS unless mdns is False. None: off.
+    oscquery_port: int | None = None
+    mdns: bool = True
 
 
 class Runtime:
@@ -216,6 +222,8 @@ class Runtime:
         self.udp: UdpReceiver | None = None
         self.control: ControlPort | None = None
         self.web: WebFront | None = None
+        self.oscquery: OscQueryServer | None = None
+        self._mdns: Advertiser | None = None
         self.console: ConsoleDesk | None = None
         self._console_task: asyncio.Task[None] | None = None
         # Read the console's tokens now: a bad token file fails the run before anything plays.
@@ -311,6 +319,8 @@ class Runtime:
                 )
             except OSError as err:
                 raise ControlPortError(self.opts.control_port, str(err)) from err
+            if self.opts.oscquery_port is not None:
+                await self._open_oscquery(self.control)
         if self.opts.web_port is not None:
             await self._open_web()
             if self.pair is not None and self.web is not None:
@@ -586,6 +596,7 @@ class Runtime:
             await self.pair.close()
         if self.control is not None:
             self.control.close()
+        await self._close_oscquery()
         if self._console_task is not None:
             self._console_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -713,6 +724,51 @@ class Runtime:
         self._note_operator(now, source, cmd, False, f"refused: {result.reason}")
         return "error", result.reason
 
+    async def _open_oscquery(self, control: ControlPort) -> None:
+        """``--oscquery PORT``: serve the control port's namespace (docs/oscquery.md) and announce
+        it over mDNS; a network without multicast gets a warning, the server still runs."""
+        assert self.opts.oscquery_port is not None
+        interfaces = interfaces_for(self._control_allow)  # loopback only: served and announced there
+        self.oscquery = OscQueryServer(
+            name=f"Madang {self.timeline.show}",
+            osc_port=control.port,
+            cues=[c.id for c in self.timeline.cues],
+            state=self._state_data,
+            host="0.0.0.0" if interfaces is None else interfaces[0],
+            port=self.opts.oscquery_port,
+            allow=self._control_allow,
+            access=control.access,
+        )
+        try:
+            await self.oscquery.start()
+        except OSError as err:
+            raise OscQueryPortError(self.opts.oscquery_port, str(err)) from err
+        print(f"madang: OSCQuery http://127.0.0.1:{self.oscquery.port}/ (OSC to UDP {control.port})",
+              file=sys.stderr)
+        if not self.opts.mdns:
+            return
+        self._mdns = Advertiser(
+            self.oscquery.name,
+            oscquery_port=self.oscquery.port,
+            osc_port=control.port,
+            interfaces=interfaces,
+        )
+        try:
+            await self._mdns.start()
+        except MdnsError as err:
+            self._mdns = None
+            log.warning("OSCQuery is not announced over mDNS (%s); give surfaces its address", err)
+
+    async def _close_oscquery(self) -> None:
+        if self._mdns is not None:
+            try:
+                await self._mdns.close()
+            except OSError as err:
+                log.warning("mDNS goodbye failed: %s", err)
+            self._mdns = None
+        if self.oscquery is not None:
+            await self.oscquery.close()
+
     def _control_access(self) -> Access | None:
         """The control port's passcodes (the console's two secrets), or None when it asks for none
         (:func:`~controller.control.passcode_required`). Secrets madang generated are printed once."""
@@ -764,6 +820,8 @@ class Runtime:
         (a key, a surface, the show itself); the port pushes only what changed."""
         if self.control is not None and len(self.control.subscriptions):
             self.control.update(self._state_data())
+        if self.oscquery is not None and self.oscquery.listening:
+            self.oscquery.update(self._state_data())
 
     def _on_mqtt(self, topic: str, payload: bytes, rx_ns: int) -> None:
         self.player.receive_mqtt(topic, payload, rx_ns)
@@ -1054,6 +1112,7 @@ class Runtime:
                 "updates_dropped": self.control.stats.updates_dropped,
                 "subscribers": len(self.control.subscriptions),
             },
+            "oscquery": None if self.oscquery is None else self.oscquery.report(),
             "osc_malformed_received": self.core.counters["osc_malformed"],
             "role": self.role_state(),
             "journal": None if self.journal is None else str(self.journal.path),
@@ -1228,6 +1287,13 @@ class WebPortError(_PortError):
 
     what = "web port"
     instead = "pick another with --web-port N, --web-port 0 for any free port, or -1 for none"
+
+
+class OscQueryPortError(_PortError):
+    """The OSCQuery server could not listen on its port."""
+
+    what = "OSCQuery port"
+    instead = "pick another with --oscquery N, or --oscquery 0 for any free port"
 
 
 def _command_name(cmd: Command) -> str:

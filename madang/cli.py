@@ -91,6 +91,20 @@ def _access_options(sp: argparse.ArgumentParser) -> None:
     )
 
 
+def _oscquery_options(sp: argparse.ArgumentParser) -> None:
+    """``--oscquery PORT`` and ``--no-mdns`` (controller.web.oscquery; docs/oscquery.md)."""
+    sp.add_argument(
+        "--oscquery",
+        type=_int_in(0, 65535, "a TCP port; 0: any free port"),
+        metavar="PORT",
+        help="serve the control port's addresses over OSCQuery (HTTP + WebSocket) on this TCP port "
+        "(0: any free one), announced over mDNS as _oscjson._tcp (docs/oscquery.md)",
+    )
+    sp.add_argument(
+        "--no-mdns", action="store_true", help="with --oscquery: do not announce it over mDNS/DNS-SD"
+    )
+
+
 def _web_options(sp: argparse.ArgumentParser) -> None:
     """``--web-port``, ``--web-host``, ``--web-origin`` and the console's token files
     (controller.web; docs/operator.md, "Web" and "The browser console")."""
@@ -260,6 +274,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"madang check: {err}", file=sys.stderr)
         return 2
+    if getattr(args, "probe", False):
+        _probe(report)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -267,6 +283,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(str(f), file=sys.stderr if f.severity == "error" else sys.stdout)
         print(report.summary())
     return 1 if any(f.severity == "error" for f in report.findings) else 0
+
+
+def _probe(report: Any) -> None:
+    """``check --probe`` (madang/probe.py): the show's OSC against the devices' OSCQuery trees,
+    added to the report's findings."""
+    from madang.probe import probe
+
+    if getattr(report, "timeline", None) is None or getattr(report, "venue", None) is None:
+        why = "the show has errors" if hasattr(report, "timeline") else "a venue file has no show to probe"
+        print(f"madang check: --probe skipped: {why}", file=sys.stderr)
+        return
+    findings, servers = probe(report.timeline, report.venue)
+    report.findings.extend(findings)
+    if servers:
+        plural = "s" if servers != 1 else ""
+        print(f"madang check: probed {servers:,} OSCQuery server{plural}", file=sys.stderr)
 
 
 def _compile(args: argparse.Namespace) -> Any:
@@ -364,6 +396,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(
             "madang run: --device-secrets logs the simulated devices in (--simulate); real devices "
             "hold their own passwords",
+            file=sys.stderr,
+        )
+        return 2
+    if getattr(args, "oscquery", None) is not None and args.control_port < 0:
+        print(
+            "madang run: --oscquery serves the control port's addresses; it needs the control port "
+            "(leave out --control-port -1)",
             file=sys.stderr,
         )
         return 2
@@ -607,6 +646,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("show", metavar="FILE", help="show file or venue file (YAML; told apart by its keys)")
     sp.add_argument("--venue", help="for a show: the venue file to check it against (default: its `venue:`)")
     sp.add_argument("--json", action="store_true", help="findings as JSON, for editors and CI")
+    sp.add_argument(
+        "--probe",
+        action="store_true",
+        help="also read the OSCQuery tree of every device that serves one (its osc.oscquery) and check the "
+        "show's OSC addresses and argument types against it (docs/oscquery.md)",
+    )
 
     sp = cmd("plan", _cmd_plan, "print the compiled timeline: what fires when, on which devices")
     sp.add_argument("show")
@@ -677,6 +722,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _access_options(sp)
     _web_options(sp)
+    _oscquery_options(sp)
     sp.add_argument("--simulate", action="store_true", help="play against a simulated venue")
     sp.add_argument("--impair", default="lan", choices=IMPAIRMENTS, help="impairment profile for --simulate")
     sp.add_argument("--seed", type=_SEED, default=0, help="seed of the simulated venue (--simulate)")

@@ -95,7 +95,16 @@ def web_options(args: argparse.Namespace, timeline: Any) -> dict[str, Any]:
         "viewer_token_file": _path(getattr(args, "viewer_token_file", None)),
         "web_url": getattr(args, "web_url", None),
         "web_peer": getattr(args, "web_peer", None),
+        **oscquery_options(args),
     }
+
+
+def oscquery_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The runtime's ``--oscquery PORT`` and ``--no-mdns`` (docs/oscquery.md)."""
+    port = getattr(args, "oscquery", None)
+    if port is None:
+        return {}
+    return {"oscquery_port": port, "mdns": not getattr(args, "no_mdns", False)}
 
 
 def _path(value: str | None) -> Path | None:

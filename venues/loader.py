@@ -42,7 +42,7 @@ from venues.model import (
     topic_root,
 )
 from venues.profiles import Profile, find_profile, load_profile
-from venues.schema import DEFAULT_SAFE, AudienceSpec, DeviceSpec, VenueSpec, venue_json_schema
+from venues.schema import DEFAULT_SAFE, AudienceSpec, DeviceSpec, OscSpec, VenueSpec, venue_json_schema
 from venues.selector import And, Name, Node, Not, Or, SelectorIndex, Term, parse_selector
 from venues.source import Doc, load_yaml
 from venues.validation import findings_from_pydantic
@@ -427,6 +427,12 @@ def _expand_entries(check: _Check, specs: list[tuple[int, DeviceSpec]]) -> list[
             continue
         total += count
         ports = _ports(check, i, spec, count)  # None after a port finding: ids are still checked
+        if spec.osc is not None and spec.osc.oscquery is not None and oscquery_url(spec.osc) is None:
+            check.at(
+                ("devices", i, "osc", "oscquery"),
+                f"oscquery {spec.osc.oscquery!r} is neither a TCP port (1-65535) nor http://host:port",
+                "give the port of the device's OSCQuery server, like 5678, or its URL",
+            )
         entries.append(_Entry(i, spec, list(_expand(parts, ranges)), ports))
     return entries
 
@@ -543,6 +549,26 @@ def _check_duplicates(check: _Check, entries: list[_Entry]) -> None:
                     first_port[endpoint] = (e.index, dev_id)
 
 
+_OSCQUERY_URL = re.compile(r"^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})/?$")
+
+
+def oscquery_url(osc: OscSpec) -> str | None:
+    """A device's OSCQuery URL (``http://host:port``) from its ``osc.oscquery``: a port on its OSC
+    host, or a URL as given; None when unset or not valid (the loader reports that)."""
+    value = osc.oscquery
+    if isinstance(value, int):
+        if not 1 <= value <= 65535:
+            return None
+        host = f"[{osc.host}]" if ":" in osc.host else osc.host
+        return f"http://{host}:{value}"
+    if isinstance(value, str):
+        m = _OSCQUERY_URL.match(value.strip())
+        if m is None or not 1 <= int(m.group(2)) <= 65535:
+            return None
+        return f"http://{m.group(1)}:{int(m.group(2))}"
+    return None
+
+
 def _build_devices(entries: list[_Entry], spec: VenueSpec) -> list[Device]:
     devices: list[Device] = []
     for e in entries:
@@ -553,7 +579,11 @@ def _build_devices(entries: list[_Entry], spec: VenueSpec) -> list[Device]:
         extra = {k: _attr_text(v) for k, v in s.attrs.items()}
         for n, dev_id in enumerate(e.ids):
             attrs = {"id": dev_id, "kind": s.kind, "zone": s.zone, **extra}
-            osc = OscEndpoint(s.osc.host, e.ports[n]) if s.osc is not None and e.ports is not None else None
+            osc = (
+                OscEndpoint(s.osc.host, e.ports[n], oscquery_url(s.osc))
+                if s.osc is not None and e.ports is not None
+                else None
+            )
             mqtt = None
             if s.mqtt is not None:
                 mqtt = MqttEndpoint(topic_root(s.mqtt.base, dev_id, s.kind, s.zone))

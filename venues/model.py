@@ -54,6 +54,7 @@ class OscEndpoint:
 
     host: str
     port: int
+    oscquery: str | None = None  # its OSCQuery server, http://host:port (madang check --probe)
 
 
 @dataclass(frozen=True, slots=True)

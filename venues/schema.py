@@ -65,6 +65,14 @@ class OscSpec(_Strict):
         ),
         examples=[9001, "9100+"],
     )
+    oscquery: int | str | None = Field(
+        None,
+        description=(
+            "The device's OSCQuery server, which `madang check --probe` reads to check the show's "
+            "addresses: a TCP port on the OSC host, or http://host:port."
+        ),
+        examples=[5678, "http://10.0.0.21:5678"],
+    )
 
 
 class MqttSpec(_Strict):

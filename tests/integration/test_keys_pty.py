@@ -158,7 +158,8 @@ def test_space_esc_a_space_then_ctrl_c_drive_the_show(
     # The view reads keys: the terminal neither echoes them nor turns them into signals.
     lflag = term.lflag()
     assert not lflag & termios.ECHO and not lflag & termios.ICANON and not lflag & termios.ISIG
-    assert "Space GO · Esc panic" in term.text()  # the key hints
+    # The key hints (waited for: a loaded machine may show a frame half drawn).
+    wait_until(lambda: "Space GO · Esc panic" in term.text(), START_S, "the key hints")
     _press_until(proc, term, ctl, b"\x1b", "panicked")  # Esc: panic (once nothing follows it)
     _press_until(proc, term, ctl, b"a", "armed")  # A: arm
     _press_until(proc, term, ctl, b" ", "playing")  # Space again: the show plays again

@@ -110,6 +110,13 @@ against the ping it answers, cheaply, and a flood of forgeries on a device's top
 starve its real pongs (its clock sync would degrade: ``madang bench fuzz --surface mqtt``)."""
 DEVICE_RATE_BURST = 400
 """Statuses and fire reports one device may send at once before :data:`DEVICE_RATE_PER_S` applies."""
+SOURCE_RATE_PER_S = 1_000.0
+"""UDP datagrams a second, sustained, from one source that is no device's endpoint (an OSC event
+sender such as a lighting desk or a fader page), checked before decoding: a flood from one
+address costs a table lookup per datagram, not an OSC decode (``madang bench fuzz --surface
+osc-device``). A device's own endpoint is limited per device, after decoding."""
+SOURCE_RATE_BURST = 2_000
+"""Datagrams one such source may send at once before :data:`SOURCE_RATE_PER_S` applies."""
 SYNC_RESTART_EVERY_NS = 30 * S
 """A device's clock sync starts over (a status with a new boot instant) at most once this often:
 ``madang bench fuzz --surface mqtt`` found forged statuses restarting every headset's sync each
@@ -351,6 +358,8 @@ class ControllerCore:
         # Reports per device (pongs, statuses, fire reports): a forged flood on one device's topics
         # is dropped past this, counted; the table holds at most the venue's devices.
         self.device_rates = Rates(DEVICE_RATE_PER_S, DEVICE_RATE_BURST, keys=max(1, len(venue.devices)))
+        # Datagrams per source that is no device's endpoint, before decoding; 4,096 sources.
+        self.source_rates = Rates(SOURCE_RATE_PER_S, SOURCE_RATE_BURST, keys=4096)
         self._triggers = {
             t: tuple({c.trigger.pattern for c in timeline.cues if c.trigger and c.trigger.transport == t})
             for t in ("mqtt", "osc")
@@ -379,6 +388,7 @@ class ControllerCore:
             "unknown_device": 0,  # device reports (pong/status/fired) on a topic of no device
             "events_ignored": 0,  # messages that match no event trigger of the show
             "device_rate_limited": 0,  # reports of one device past DEVICE_RATE_PER_S
+            "source_rate_limited": 0,  # datagrams of a non-device source past SOURCE_RATE_PER_S
             "sync_restarts_limited": 0,  # reboots within SYNC_RESTART_EVERY_NS of the last one
             "taps_absent": 0,  # taps for a share trigger from phones not present (not counted)
         }
@@ -990,14 +1000,18 @@ class ControllerCore:
 
     def receive_datagram(self, data: bytes, source: tuple[str, int], now: int) -> None:
         """A UDP datagram from ``source``, received at ``now``: OSC pongs and fire reports from a
-        device's endpoint, or events. A datagram that is not OSC is counted and dropped."""
+        device's endpoint, or events. A datagram that is not OSC is counted and dropped; one from a
+        source that is no device's endpoint, past :data:`SOURCE_RATE_PER_S`, is dropped undecoded."""
+        device = self.by_endpoint.get(source)
+        if device is None and not self.source_rates.allow(source, now):
+            self.counters["source_rate_limited"] += 1
+            return
         try:
             packet = decode_packet(data)
         except OscDecodeError:
             self.counters["bad_messages"] += 1
             self.counters["osc_malformed"] += 1
             return
-        device = self.by_endpoint.get(source)
         for msg in messages(packet):
             report = wire.decode_osc_report(msg.address, msg.args) if device is not None else None
             if report is not None and device is not None:

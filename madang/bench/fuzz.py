@@ -254,6 +254,7 @@ _COUNTED = (
     "unknown_device",
     "events_ignored",
     "device_rate_limited",
+    "source_rate_limited",
     "sync_restarts_limited",
 )
 

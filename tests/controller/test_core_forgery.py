@@ -176,3 +176,19 @@ def test_forged_reboots_restart_a_devices_clock_sync_at_most_every_30_s(tmp_path
     later = now + SYNC_RESTART_EVERY_NS + 1
     c.receive_mqtt("madang/dev/xr-1/status", b'{"state": "ready", "boot": 99}', later)
     assert c.counters["sync_restarts_limited"] == 19
+
+
+def test_one_source_flooding_the_device_port_is_dropped_undecoded_past_its_rate(tmp_path: Path) -> None:
+    c = _core(tmp_path)
+    _, now = _playing(c)
+    burst = c.source_rates.burst
+    junk = b"\x00not osc"  # decoded, it would count as malformed
+    for _ in range(burst + 300):
+        c.receive_datagram(junk, ("10.9.9.9", 4000), now)
+    assert c.counters["source_rate_limited"] == 300
+    assert c.counters["osc_malformed"] == burst  # only what fitted the budget was decoded
+    c.receive_datagram(junk, ("10.9.9.10", 4000), now)  # another source has its own budget
+    assert c.counters["osc_malformed"] == burst + 1
+    later = now + S  # the budget refills at SOURCE_RATE_PER_S
+    c.receive_datagram(junk, ("10.9.9.9", 4000), later)
+    assert c.counters["osc_malformed"] == burst + 2

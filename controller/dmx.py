@@ -21,7 +21,7 @@ of :mod:`controller.fades`), so a late or skipped frame never accumulates error.
   ``repeat`` frames too, so a single lost packet does not leave a fixture behind.
 * sACN universes with ``sync`` carry the venue's sync universe, and one sync packet follows the
   frame's data packets to every destination: receivers that honour universe synchronisation
-  output all universes of the frame together (E1.31 6.3.3). Art-Net universes are followed by
+  output all universes of the frame together. Art-Net universes are followed by
   one ArtSync to each node when the venue asks for it (``artsync``).
 * Sequence numbers: per universe (Art-Net 1..255, sACN 0..255) and one for sync packets.
 
@@ -127,8 +127,9 @@ class DmxOutput:
                 continue
             u = by_key.get((ep.transport, ep.universe))
             if u is None:
-                u = by_key[(ep.transport, ep.universe)] = Universe(ep.transport, ep.universe, ep.priority,
-                                                                    ep.sync and ep.transport == "sacn")
+                u = by_key[(ep.transport, ep.universe)] = Universe(
+                    ep.transport, ep.universe, ep.priority, ep.sync and ep.transport == "sacn"
+                )
                 self.universes.append(u)
             u.fixtures.append((d, ep))
             dest = (ep.host if ep.host is not None else e131.multicast_group(ep.universe), ep.port)
@@ -157,7 +158,9 @@ class DmxOutput:
         """Frame ``k`` of a stream started at ``base_ns`` (no drift accumulates)."""
         return base_ns + round(k * 1_000_000_000 / self.rate_hz)
 
-    def levels_at(self, due_ns: int, source: DmxSource) -> tuple[int | None, bool, dict[tuple[str, int], bytes]]:
+    def levels_at(
+        self, due_ns: int, source: DmxSource
+    ) -> tuple[int | None, bool, dict[tuple[str, int], bytes]]:
         """``(show_ns, safe, levels)``: what every universe shows at ``due_ns``."""
         stopped = source.safe_stop and source.state in (State.STOPPED, State.PANICKED)
         show_ns = None if stopped else source.position_at(due_ns)
@@ -198,8 +201,15 @@ class DmxOutput:
                 artnet_nodes.extend(a for a in u.destinations if a not in artnet_nodes)
             else:
                 u.sequence = (u.sequence + 1) & 0xFF
-                pkt = e131.encode_data(self.cid, self._name, u.number, u.sequence, data, priority=u.priority,
-                                       sync_universe=self.sync_universe if u.sync else 0)
+                pkt = e131.encode_data(
+                    self.cid,
+                    self._name,
+                    u.number,
+                    u.sequence,
+                    data,
+                    priority=u.priority,
+                    sync_universe=self.sync_universe if u.sync else 0,
+                )
                 if u.sync:
                     synced.extend(a for a in u.destinations if a not in synced)
             packets.extend((pkt, a) for a in u.destinations)
@@ -208,7 +218,9 @@ class DmxOutput:
             sync = e131.encode_sync(self.cid, self.sync_universe, self._sync_seq)
             for host, port in synced:
                 multicast = host.startswith("239.255.")
-                packets.append((sync, (e131.multicast_group(self.sync_universe), port) if multicast else (host, port)))
+                packets.append(
+                    (sync, (e131.multicast_group(self.sync_universe), port) if multicast else (host, port))
+                )
         if self.artsync and artnet_nodes:
             packets.extend((artnet.encode_artsync(), a) for a in artnet_nodes)
         self.frames += 1
@@ -217,15 +229,21 @@ class DmxOutput:
 
     def terminate(self) -> list[tuple[bytes, Addr]]:
         """What a source that stops sends: each sACN universe three times with Stream_Terminated
-        (E1.31 6.2.6), so receivers let go at once instead of after their timeout."""
+        , so receivers let go at once instead of after their timeout."""
         out: list[tuple[bytes, Addr]] = []
         for _ in range(3):
             for u in self.universes:
                 if u.transport != "sacn":
                     continue
                 u.sequence = (u.sequence + 1) & 0xFF
-                pkt = e131.encode_data(self.cid, self._name, u.number, u.sequence, u.last or bytes(u.size),
-                                       priority=u.priority, options=e131.OPT_TERMINATED)
+                pkt = e131.encode_data(
+                    self.cid,
+                    self._name,
+                    u.number,
+                    u.sequence,
+                    u.last or bytes(u.size),
+                    priority=u.priority,
+                    options=e131.OPT_TERMINATED,
+                )
                 out.extend((pkt, a) for a in u.destinations)
         return out
-

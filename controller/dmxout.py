@@ -93,23 +93,23 @@ class DmxDriver:
         self.lead_ns = lead_ns
         self.sock = sock if sock is not None else DmxSocket()
         self.skipped = 0
-        self._base: int | None = None
+        self.base_ns: int | None = None
         self._k = 0
 
     async def run(self) -> None:
         """Render and schedule frames until cancelled."""
         clock, out = self._clock, self.output
-        self._base = clock.wall_ns() + self.lead_ns
+        self.base_ns = clock.wall_ns() + self.lead_ns
         self._k = 0
         while True:
-            due = out.instant(self._base, self._k)
+            due = out.instant(self.base_ns, self._k)
             wait = due - self.lead_ns - clock.wall_ns()
             if wait > 0:
                 await asyncio.sleep(wait / 1e9)
             now = clock.wall_ns()
             if now >= due:  # woke too late for this instant: skip to the next one still ahead
                 k = self._k
-                while out.instant(self._base, self._k) <= now:
+                while out.instant(self.base_ns, self._k) <= now:
                     self._k += 1
                 self.skipped += self._k - k
                 continue

@@ -271,7 +271,9 @@ class Runtime:
         tasks: list[asyncio.Task[Any]] = []
         dmx = DmxOutput(self.venue)
         if not dmx.empty:
-            self.dmx = DmxDriver(dmx, lambda: self.core.engine, self.edge, self.clock, live=lambda: self.core.live)
+            self.dmx = DmxDriver(
+                dmx, lambda: self.core.engine, self.edge, self.clock, live=lambda: self.core.live
+            )
             tasks.append(asyncio.create_task(self.dmx.run(), name="dmx"))
         url = self.opts.broker_url or self.venue.broker
         standby = self.opts.standby_of is not None

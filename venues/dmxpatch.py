@@ -21,7 +21,7 @@ from venues.schema import DeviceSpec, DmxChannelSpec, DmxVenueSpec
 __all__ = ["ARTNET_PORT", "SACN_PORT", "DmxPatcher", "dmx_settings"]
 
 ARTNET_PORT: Final = 6454  # Art-Net 4: UDP port 0x1936
-SACN_PORT: Final = 5568  # ANSI E1.31-2018, 9.3.1: ACN_SDT_MULTICAST_PORT
+SACN_PORT: Final = 5568  # ANSI E1.31: ACN_SDT_MULTICAST_PORT
 
 _RUN_RE: Final = re.compile(r"(\d+)\s*\+\Z")
 _UNIVERSES: Final = {"artnet": (0, 32767), "sacn": (1, 63999)}
@@ -91,10 +91,11 @@ class DmxPatcher:
             opts = (d.priority, d.sync, index)
             first = self._universe_opts.setdefault(key, opts)
             if d.transport == "sacn" and first[:2] != opts[:2]:
+                there = self._mark(("devices", first[2], "dmx"))
                 self._report(
                     (*base, "priority" if first[0] != d.priority else "sync"),
                     f"sACN universe {d.universe} is sent as one stream, but this fixture's priority/sync "
-                    f"({d.priority}/{d.sync}) differ from those at {self._mark(('devices', first[2], 'dmx'))} "
+                    f"({d.priority}/{d.sync}) differ from those at {there} "
                     f"({first[0]}/{first[1]})",
                     "give every fixture of a universe the same priority and sync",
                 )
@@ -122,12 +123,14 @@ class DmxPatcher:
         taken: dict[int, str] = {}
         ok = True
         if not channels:
-            self._report((*base, "channels"), "the fixture maps no parameter", "map one, like {brightness: 1}")
+            self._report(
+                (*base, "channels"), "the fixture maps no parameter", "map one, like {brightness: 1}"
+            )
             return None
         for param, c in channels.items():
             chan, bits = (c, 8) if isinstance(c, int) else (c.channel, c.bits)
             last = chan + (1 if bits == 16 else 0)
-            if not 1 <= chan or last > footprint:
+            if not chan >= 1 or last > footprint:
                 what = f"channels {chan}-{last}" if bits == 16 else f"channel {chan}"
                 self._report(
                     (*base, "channels", param),

@@ -259,7 +259,9 @@ def venue_from_doc(doc: Doc) -> Venue:
 
     entries = _expand_entries(check, device_specs)
     patcher = DmxPatcher(lambda path, msg, hint: check.at(path, msg, hint), lambda p: str(check.mark(p)))
-    entries = [_Entry(e.index, e.spec, e.ids, e.ports, patcher.endpoints(e.index, e.spec, e.ids)) for e in entries]
+    entries = [
+        _Entry(e.index, e.spec, e.ids, e.ports, patcher.endpoints(e.index, e.spec, e.ids)) for e in entries
+    ]
     kinds = {e.spec.kind for e in entries}
     for e in entries:
         _check_device(check, e, zones)

@@ -99,14 +99,20 @@ class WsSpec(_Strict):
 class DmxChannelSpec(_Strict):
     """Where one parameter sits in a DMX fixture's footprint (docs/dmx.md)."""
 
-    channel: int = Field(ge=1, le=512, description="The channel within the footprint, from 1 (1 = the start channel).")
-    bits: Literal[8, 16] = Field(8, description="8 (one channel) or 16 (coarse on 'channel', fine on the next).")
+    channel: int = Field(
+        ge=1, le=512, description="The channel within the footprint, from 1 (1 = the start channel)."
+    )
+    bits: Literal[8, 16] = Field(
+        8, description="8 (one channel) or 16 (coarse on 'channel', fine on the next)."
+    )
 
 
 class DmxSpec(_Strict):
     """A device (or its lights) patched on a DMX universe, sent over Art-Net or sACN (docs/dmx.md)."""
 
-    transport: Literal["artnet", "sacn"] = Field(description="artnet (Art-Net 4 ArtDmx) or sacn (ANSI E1.31).")
+    transport: Literal["artnet", "sacn"] = Field(
+        description="artnet (Art-Net 4 ArtDmx) or sacn (ANSI E1.31)."
+    )
     universe: int = Field(
         description="The universe: Art-Net port-address 0-32767 (net, sub-net, universe), sACN 1-63999."
     )
@@ -119,7 +125,9 @@ class DmxSpec(_Strict):
     )
     footprint: int = Field(ge=1, le=512, description="How many channels the fixture takes.")
     channels: dict[str, int | DmxChannelSpec] = Field(
-        description="Parameter -> channel within the footprint (1 = the start channel), or {channel, bits: 16}.",
+        description=(
+            "Parameter -> channel within the footprint (1 = the start channel), or {channel, bits: 16}."
+        ),
         examples=[{"brightness": 1, "hue": {"channel": 2, "bits": 16}}],
     )
     host: str | None = Field(
@@ -129,9 +137,11 @@ class DmxSpec(_Strict):
             "for sACN, omit it for multicast (239.255.hi.lo of the universe) or give a receiver's IP."
         ),
     )
-    port: int | None = Field(None, ge=1, le=65535, description="UDP port; default 6454 (Art-Net), 5568 (sACN).")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="UDP port; default 6454 (Art-Net), 5568 (sACN)."
+    )
     priority: int = Field(100, ge=0, le=200, description="sACN priority, 0-200 (default 100).")
-    sync: bool = Field(True, description="sACN: the universe waits for the venue's sync packet (E1.31 6.3.3.1).")
+    sync: bool = Field(True, description="sACN: the universe waits for the venue's sync packet.")
 
 
 class DmxVenueSpec(_Strict):
@@ -172,7 +182,9 @@ class DeviceSpec(_Strict):
     osc: OscSpec | None = Field(None, description="OSC/UDP endpoint.")
     mqtt: MqttSpec | None = Field(None, description="Reachable over the MQTT broker ({} for defaults).")
     ws: WsSpec | None = Field(None, description="Connects over WebSocket (WebXR).")
-    dmx: DmxSpec | None = Field(None, description="Its lights on a DMX universe, over Art-Net or sACN (docs/dmx.md).")
+    dmx: DmxSpec | None = Field(
+        None, description="Its lights on a DMX universe, over Art-Net or sACN (docs/dmx.md)."
+    )
     interpolates: bool = Field(False, description="True when the device runs a fade itself from one ramp.")
     attrs: dict[str, Scalar] = Field(
         default_factory=dict,

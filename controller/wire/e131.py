@@ -17,7 +17,7 @@ length of that PDU from the word on):
   property address 0, increment 1, the property count (1 + slots) and the values: the DMX start
   code (0 for dimmer data) then up to 512 slots.
 
-Data packets are multicast to 239.255.<hi>.<lo> of their universe (9.3.1) or unicast; port 5568.
+Data packets are multicast to 239.255.<hi>.<lo> of their universe or unicast; port 5568.
 Pure: no clock, no socket.
 """
 
@@ -53,7 +53,13 @@ def _flags_len(n: int) -> bytes:
 
 
 def _root(total: int, vector: int, cid: bytes) -> bytes:
-    return struct.pack(">HH", 0x0010, 0) + ACN_PACKET_ID + _flags_len(total - 16) + struct.pack(">I", vector) + cid
+    return (
+        struct.pack(">HH", 0x0010, 0)
+        + ACN_PACKET_ID
+        + _flags_len(total - 16)
+        + struct.pack(">I", vector)
+        + cid
+    )
 
 
 def multicast_group(universe: int) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from functools import cache
 
 import pytest
@@ -49,12 +50,16 @@ def test_sacn_packets_decode_with_the_sacn_package() -> None:
     assert p.calculate_multicast_addr() == e131.multicast_group(4001) == "239.255.15.161"
     s = SyncPacket.make_sync_packet(e131.encode_sync(CID, 63999, 9))
     assert (s.syncAddr, s.sequence) == (63999, 9)
-    term = DataPacket.make_data_packet(e131.encode_data(CID, b"M", 1, 0, b"\x00", options=e131.OPT_TERMINATED))
+    term = DataPacket.make_data_packet(
+        e131.encode_data(CID, b"M", 1, 0, b"\x00", options=e131.OPT_TERMINATED)
+    )
     assert term.option_StreamTerminated
 
 
 def test_levels_8_and_16_bit() -> None:
-    assert level_bytes(0.0, 8) == b"\x00" and level_bytes(1.0, 8) == b"\xff" and level_bytes(0.5, 8) == b"\x80"
+    assert (
+        level_bytes(0.0, 8) == b"\x00" and level_bytes(1.0, 8) == b"\xff" and level_bytes(0.5, 8) == b"\x80"
+    )
     assert level_bytes(0.5, 16) == bytes((0x80, 0x00)) and level_bytes(1.0, 16) == b"\xff\xff"
     assert level_bytes(2.0, 8) == b"\xff" and level_bytes(-1.0, 16) == b"\x00\x00"
     assert level_bytes(float("nan"), 8) == b"\x00"
@@ -97,7 +102,7 @@ def test_frames_render_the_state_at_each_frame_instant() -> None:
     out = DmxOutput(venue, cid=CID)
     assert [(u.transport, u.number, u.size) for u in out.universes] == [("artnet", 0, 16), ("sacn", 1, 4)]
     seen = []
-    for k in range(0, 300):  # 6.8 s at 44 Hz: the interlude's 4 s and 6 s fades, then holding
+    for k in range(300):  # 6.8 s at 44 Hz: the interlude's 4 s and 6 s fades, then holding
         due = out.instant(t0, k)
         eng.poll(due)
         frame = out.render(due, eng)
@@ -106,11 +111,11 @@ def test_frames_render_the_state_at_each_frame_instant() -> None:
         seen.append(frame.levels)
     flows = [int.from_bytes(lv[("sacn", 1)][0:2], "big") for lv in seen]
     assert flows[0] > flows[-1] == round(0.3 * 65535)  # the flow fades down to 0.3 (16-bit)
-    assert all(a >= b for a, b in zip(flows, flows[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(flows))
 
 
 def test_keepalive_sequence_and_sync() -> None:
-    tl, venue = _show()
+    _, venue = _show()
     eng = _engine_at("interlude", 0)
     out = DmxOutput(venue, cid=CID, keepalive_ns=1 * S, repeat=3)
     per_frame = []
@@ -127,21 +132,25 @@ def test_keepalive_sequence_and_sync() -> None:
     assert SyncPacket.make_sync_packet(sacn[0][1]).syncAddr == 63999
     # sequences count up per universe (Art-Net 1..255, sACN mod 256)
     seqs = [a[0].sequence for a in art if a and isinstance(a[0], ArtDmx)]
-    assert seqs[:3] == [1, 2, 3] and all(b == artnet.next_sequence(a) for a, b in zip(seqs, seqs[1:], strict=False))
+    assert seqs[:3] == [1, 2, 3] and all(b == artnet.next_sequence(a) for a, b in itertools.pairwise(seqs))
     # after the last fade (6 s), an unchanged universe is resent 3 times, then once a second
     tail = art[7 * 44 :]
     sent_at = [k for k, a in enumerate(tail) if a]
     assert 2 <= len(sent_at) <= 4
-    assert all(b - a in (44, 45) for a, b in zip(sent_at, sent_at[1:], strict=False))
+    assert all(b - a in (44, 45) for a, b in itertools.pairwise(sent_at))
     assert out.suppressed > 0
 
 
 def test_safe_state_before_go_and_after_panic_or_stop() -> None:
     tl, venue = _show()
     barge = venue.device("barge-1")
-    venue = dataclasses.replace(venue, devices=tuple(
-        dataclasses.replace(d, safe={**d.safe, "strobe": 0.5}) if d.id == "barge-1" else d for d in venue.devices
-    ))
+    venue = dataclasses.replace(
+        venue,
+        devices=tuple(
+            dataclasses.replace(d, safe={**d.safe, "strobe": 0.5}) if d.id == "barge-1" else d
+            for d in venue.devices
+        ),
+    )
     assert barge.dmx is not None
     eng = Engine(tl, venue)
     out = DmxOutput(venue, cid=CID)

@@ -943,7 +943,9 @@ def _parser() -> argparse.ArgumentParser:
         "--profile", default="wifi-crowded", choices=IMPAIRMENTS, help="virtual: impairment profile"
     )
     bp = bench("dmx", _bench_dmx, "DMX frames: render and encode cost, lateness over loopback (docs/dmx.md)")
-    bp.add_argument("--seconds", type=_SECONDS, default=5.0, metavar="S", help="seconds of frames (default 5)")
+    bp.add_argument(
+        "--seconds", type=_SECONDS, default=5.0, metavar="S", help="seconds of frames (default 5)"
+    )
     bp = bench(
         "failover",
         _bench_failover,

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -103,7 +104,7 @@ def run(seconds: float = 5.0) -> dict[str, Any]:
     for s in socks:
         s.bind(("127.0.0.1", 0))
         s.settimeout(0.05)
-    tl, venue, start = _venue(socks[0].getsockname()[1], socks[1].getsockname()[1])
+    tl, venue, _ = _venue(socks[0].getsockname()[1], socks[1].getsockname()[1])
     clock = SystemClock()
 
     # render + encode cost per frame, mid-fade
@@ -145,10 +146,8 @@ def run(seconds: float = 5.0) -> dict[str, Any]:
         task = asyncio.create_task(driver.run())
         await asyncio.sleep(seconds)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
     edge.start()
     try:

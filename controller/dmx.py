@@ -22,7 +22,7 @@ of :mod:`controller.fades`), so a late or skipped frame never accumulates error.
 * sACN universes with ``sync`` carry the venue's sync universe, and one sync packet follows the
   frame's data packets to every destination: receivers that honour universe synchronisation
   output all universes of the frame together. Art-Net universes are followed by
-  one ArtSync to each node when the venue asks for it (``artsync``).
+  one ArtSync to each node when built with ``artsync=True`` (not yet a venue setting).
 * Sequence numbers: per universe (Art-Net 1..255, sACN 0..255) and one for sync packets.
 
 The driver (:mod:`controller.dmxout`) calls :meth:`render` a little before each instant and

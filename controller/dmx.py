@@ -22,7 +22,7 @@ of :mod:`controller.fades`), so a late or skipped frame never accumulates error.
 * sACN universes with ``sync`` carry the venue's sync universe, and one sync packet follows the
   frame's data packets to every destination: receivers that honour universe synchronisation
   output all universes of the frame together. Art-Net universes are followed by
-  one ArtSync to each node when built with ``artsync=True`` (not yet a venue setting).
+  one ArtSync to each node when the venue asks for it (``dmx: {artsync: true}``).
 * Sequence numbers: per universe (Art-Net 1..255, sACN 0..255) and one for sync packets.
 
 The driver (:mod:`controller.dmxout`) calls :meth:`render` a little before each instant and
@@ -107,7 +107,7 @@ class DmxOutput:
         rate_hz: float | None = None,
         keepalive_ns: int | None = None,
         repeat: int = 3,
-        artsync: bool = False,
+        artsync: bool | None = None,
     ) -> None:
         settings = venue.dmx
         self.rate_hz = rate_hz if rate_hz is not None else settings.rate_hz
@@ -116,7 +116,7 @@ class DmxOutput:
         self.keepalive_ns = keepalive_ns if keepalive_ns is not None else settings.keepalive_ns
         self.sync_universe = settings.sync_universe
         self.repeat = repeat
-        self.artsync = artsync
+        self.artsync = artsync if artsync is not None else settings.artsync
         self.cid = cid if cid is not None else uuid.uuid4().bytes
         self._name = settings.source_name.encode()[:63]
         self.universes: list[Universe] = []

@@ -34,7 +34,7 @@ def dmx_settings(spec: DmxVenueSpec | None) -> DmxSettings:
     """The venue's DMX output settings (defaults when the file has no ``dmx:`` block)."""
     if spec is None:
         return DmxSettings()
-    return DmxSettings(spec.rate, spec.keepalive, spec.sync_universe, spec.source_name)
+    return DmxSettings(spec.rate, spec.keepalive, spec.sync_universe, spec.source_name, spec.artsync)
 
 
 @dataclass(slots=True)

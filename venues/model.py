@@ -110,6 +110,7 @@ class DmxSettings:
     keepalive_ns: int = 1_000_000_000
     sync_universe: int = 63999
     source_name: str = "Madang"
+    artsync: bool = False  # an ArtSync after each frame's ArtDmx packets (nodes output them together)
 
 
 @dataclass(frozen=True, slots=True)

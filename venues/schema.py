@@ -155,6 +155,9 @@ class DmxVenueSpec(_Strict):
         63999, ge=1, le=63999, description="The sACN universe that universe sync packets use (default 63999)."
     )
     source_name: str = Field("Madang", max_length=63, description="The sACN source name and Art-Net node.")
+    artsync: bool = Field(
+        False, description="Follow each frame's ArtDmx packets with an ArtSync to each Art-Net node."
+    )
 
 
 class DeviceSpec(_Strict):

@@ -109,7 +109,9 @@ def venue_yaml(venue: Venue, *, broker: str | None = None, header: Sequence[str]
     if venue.dmx != DmxSettings():
         x = venue.dmx
         settings = {"rate": x.rate_hz, "keepalive": format_duration_ns(x.keepalive_ns)}
-        doc["dmx"] = _flow_map({**settings, "sync_universe": x.sync_universe, "source_name": x.source_name})
+        doc["dmx"] = _flow_map(
+            {**settings, "sync_universe": x.sync_universe, "source_name": x.source_name, "artsync": x.artsync}
+        )
     if venue.audience is not None:
         doc["audience"] = _audience(venue)
     groups = _groups(venue)

@@ -174,3 +174,13 @@ def test_safe_state_before_go_and_after_panic_or_stop() -> None:
     assert out.render(5 * S, eng).safe
     term = out.terminate()
     assert len(term) == 3 and all(DataPacket.make_data_packet(p).option_StreamTerminated for p, _ in term)
+
+
+def test_artsync_follows_the_frame_when_the_venue_asks() -> None:
+    _, venue = _show()
+    venue = dataclasses.replace(venue, dmx=dataclasses.replace(venue.dmx, artsync=True))
+    eng = _engine_at("interlude", 0)
+    packets = DmxOutput(venue, cid=CID).render(0, eng).packets
+    art = [parse(p) for p, _ in packets if p.startswith(b"Art-Net")]
+    assert [type(p) for p in art] == [ArtDmx, ArtSync]  # data first, then the sync, to the node
+    assert packets[-1][0] == artnet.encode_artsync()

@@ -87,7 +87,7 @@ _NO_EXTRA: frozenset[str] = frozenset()
 _TRANSPORTS: Mapping[str, tuple[str, ...]] = {
     "osc": ("osc",),
     "mqtt": ("mqtt", "ws"),
-    "fade": ("osc", "mqtt", "ws"),
+    "fade": ("osc", "mqtt", "ws", "dmx"),
     "light": ("ws", "mqtt"),
 }
 

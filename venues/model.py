@@ -146,6 +146,8 @@ class Device:
             out.append("mqtt")
         if self.ws is not None:
             out.append("ws")
+        if self.dmx is not None:
+            out.append("dmx")  # fades only: its frames are sampled from the show (docs/dmx.md)
         return tuple(out)
 
     @property

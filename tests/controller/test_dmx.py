@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from functools import cache
+from pathlib import Path
 
 import pytest
 from sacn.messages.data_packet import DataPacket
@@ -184,3 +185,21 @@ def test_artsync_follows_the_frame_when_the_venue_asks() -> None:
     art = [parse(p) for p, _ in packets if p.startswith(b"Art-Net")]
     assert [type(p) for p in art] == [ArtDmx, ArtSync]  # data first, then the sync, to the node
     assert packets[-1][0] == artnet.encode_artsync()
+
+
+def test_a_dmx_only_fixture_takes_fades_and_nothing_else(tmp_path: Path) -> None:
+    (tmp_path / "v.yaml").write_text(
+        "venue: v\nzones: [z]\ndevices:\n"
+        '  - {id: "par-{1..2}", kind: par, zone: z, sync: none,\n'
+        '     dmx: {transport: sacn, universe: 5, address: "1+", footprint: 2, channels: {brightness: 1}}}\n'
+    )
+    (tmp_path / "s.yaml").write_text(
+        "show: T\nvenue: v.yaml\ncues:\n  - id: a\n    actions:\n"
+        "      - fade: {targets: 'kind:par', param: brightness, from: 0, to: 1, over: 2s}\n"
+    )
+    tl, venue = compile_show(tmp_path / "s.yaml")
+    eng = Engine(tl, venue)
+    for cmd in (Load(), Arm(), Go()):
+        eng.command(cmd, 0)
+    frame = DmxOutput(venue, cid=CID).render(S, eng)
+    assert frame.levels[("sacn", 5)] == bytes((128, 0, 128, 0))

@@ -16,8 +16,8 @@ of :mod:`controller.fades`), so a late or skipped frame never accumulates error.
 * Values are 0..1 (clamped): 8-bit channels get ``round(v * 255)``, 16-bit ones ``round(v *
   65535)`` as coarse byte then fine byte.
 * One packet per universe and destination. A universe whose data did not change is not sent
-  again until ``keepalive_ns`` passed (sACN asks a keep-alive of 0.8-1 s for unchanged data,
-  Art-Net a refresh well within its 4 s input timeout); after a change it is sent on the next
+  again until ``keepalive_ns`` passed (1 s by default: inside sACN's 2.5 s network-data-loss
+  timeout, and the refresh Art-Net nodes expect of a static universe); after a change it is sent on the next
   ``repeat`` frames too, so a single lost packet does not leave a fixture behind.
 * sACN universes with ``sync`` carry the venue's sync universe, and one sync packet follows the
   frame's data packets to every destination: receivers that honour universe synchronisation

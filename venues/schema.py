@@ -149,7 +149,7 @@ class DmxVenueSpec(_Strict):
 
     rate: float = Field(44.0, gt=0, le=1000, description="Frames per second (default 44, the DMX refresh).")
     keepalive: DurationNs = Field(
-        1_000_000_000, description="Resend an unchanged universe this often (default 1s; sACN asks 0.8-1s)."
+        1_000_000_000, description="Resend an unchanged universe this often (default 1s; keep it under 2s)."
     )
     sync_universe: int = Field(
         63999, ge=1, le=63999, description="The sACN universe that universe sync packets use (default 63999)."

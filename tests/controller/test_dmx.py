@@ -203,3 +203,22 @@ def test_a_dmx_only_fixture_takes_fades_and_nothing_else(tmp_path: Path) -> None
         eng.command(cmd, 0)
     frame = DmxOutput(venue, cid=CID).render(S, eng)
     assert frame.levels[("sacn", 5)] == bytes((128, 0, 128, 0))
+
+
+def test_check_warns_of_a_fade_on_an_unpatched_parameter(tmp_path: Path) -> None:
+    from cues.check import check_show
+
+    (tmp_path / "v.yaml").write_text(
+        "venue: v\nzones: [z]\ndevices:\n"
+        "  - {id: par, kind: par, zone: z, sync: none,\n"
+        "     dmx: {transport: sacn, universe: 5, address: 1, footprint: 1, channels: {brightness: 1}}}\n"
+    )
+    (tmp_path / "s.yaml").write_text(
+        "show: T\nvenue: v.yaml\ncues:\n  - id: a\n    actions:\n"
+        "      - fade: {targets: par, param: hue, to: 1, over: 2s}\n"
+    )
+    report = check_show(tmp_path / "s.yaml")
+    assert report.ok
+    assert [(f.severity, f.message) for f in report.findings] == [
+        ("warning", "1 DMX-only target(s) patch no channel for 'hue' (e.g. 'par', which patches brightness)")
+    ]

@@ -348,6 +348,7 @@ class Engine:
         self._take = 1  # never reset: keys must not repeat within this controller (see "Takes")
         self._take_used = False  # something was emitted with this take's keys
         self._show_key = timeline.show
+        self.safe_stop = False  # the transport is stopped or panicked *and* devices were sent safe
         self._install(timeline)
 
     # --- setup ------------------------------------------------------------------------------
@@ -433,6 +434,11 @@ class Engine:
     def state_at(self, show_ns: int) -> DeviceStates:
         """What every device should be showing at nominal show time ``show_ns``."""
         return self._index.state_at(show_ns)
+
+    def param_at(self, device_id: str, param: str, show_ns: int) -> float | None:
+        """One parameter's nominal value at ``show_ns`` (None before any fade touched it); the
+        DMX output renders its frames from it (docs/dmx.md)."""
+        return self._index.param_at(device_id, param, show_ns)
 
     def state_for_device(self, device_id: str, show_ns: int) -> DeviceState:
         """What one device should be showing at nominal show time ``show_ns`` (late join)."""
@@ -529,6 +535,9 @@ class Engine:
             return Rejected(refusal, self._state, cmd)
         before = self._state
         self._state = found.state
+        if found.state in (State.STOPPED, State.PANICKED):
+            # stopped by the operator or panic (devices sent to their safe state), or the show's end
+            self.safe_stop = found.effect in (Effect.STOP, Effect.PANIC)
         outputs = self._effect(cmd, found.effect, before, now)
         if before is not self._state:
             log.info("transport %s -> %s", before.value, self._state.value,

@@ -51,6 +51,8 @@ from controller.clock import Clock, SystemClock
 from controller.control import ControlPort, Query, passcode_required
 from controller.core import DEFAULT_SYNC_BUDGET_NS, ControllerCore, Item, ModelBatch, PingBatch, Withdraw
 from controller.delivery import Key, Kind, UdpSend, restamp
+from controller.dmx import DmxOutput
+from controller.dmxout import DmxDriver
 from controller.edge import FiringEdge, Handle
 from controller.engine import Accepted
 from controller.failover import FailoverPolicy
@@ -218,6 +220,7 @@ class Runtime:
             sync=self.sync,
         )
         self.edge = FiringEdge(self.clock, sender=DirectUdpSender())
+        self.dmx: DmxDriver | None = None  # the venue's DMX universes (docs/dmx.md), opened by run()
         self.mqtt: MqttLink | None = None
         self.udp: UdpReceiver | None = None
         self.control: ControlPort | None = None
@@ -274,6 +277,12 @@ class Runtime:
                 self.edge.sender.name_endpoint(ep, d.id)
         self.edge.start()
         tasks: list[asyncio.Task[Any]] = []
+        dmx = DmxOutput(self.venue)
+        if not dmx.empty:
+            self.dmx = DmxDriver(
+                dmx, lambda: self.core.engine, self.edge, self.clock, live=lambda: self.core.live
+            )
+            tasks.append(asyncio.create_task(self.dmx.run(), name="dmx"))
         url = self.opts.broker_url or self.venue.broker
         standby = self.opts.standby_of is not None
         self.mqtt = MqttLink(
@@ -613,6 +622,8 @@ class Runtime:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        if self.dmx is not None:
+            self.dmx.close()  # a last frame (safe after a stop or panic), then the sACN stream ends
         self.edge.stop()
         if self.udp is not None:
             self.udp.close()

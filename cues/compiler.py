@@ -89,7 +89,7 @@ _NO_EXTRA: frozenset[str] = frozenset()
 _TRANSPORTS: Mapping[str, tuple[str, ...]] = {
     "osc": ("osc",),
     "mqtt": ("mqtt", "ws"),
-    "fade": ("osc", "mqtt", "ws"),
+    "fade": ("osc", "mqtt", "ws", "dmx"),
     "light": ("ws", "mqtt"),
     "do": ("osc",),
 }
@@ -465,6 +465,7 @@ class _Compiler:
                 ok &= self._osc_address(w, (kind, "address"), address, targets, _FADE_EXTRA)
             if spec.topic is not None:
                 ok &= self._mqtt_topic(w, (kind, "topic"), spec.topic, targets, _FADE_EXTRA)
+            self._dmx_param(w, spec.param, targets.devices)
             op = Fade(
                 param=spec.param,
                 start=None if spec.start is None else float(spec.start),
@@ -512,6 +513,27 @@ class _Compiler:
                 common.intersection_update(by_id[d].attrs)
             got = self._groups[devices] = _Targets(devices, frozenset(common | _ALWAYS))
         return got
+
+    def _dmx_param(self, w: Where, param: str, devices: tuple[str, ...]) -> None:
+        """Warn when a fade reaches DMX-only fixtures that patch no channel for its parameter."""
+        by_id = self.venue.by_id
+        missing = []
+        for d in devices:
+            dmx = by_id[d].dmx
+            only_dmx = dmx is not None and by_id[d].transports == ("dmx",)
+            if only_dmx and dmx is not None and all(c.param != param for c in dmx.channels):
+                missing.append(d)
+        if missing:
+            patched = sorted({c.param for c in by_id[missing[0]].dmx.channels})  # type: ignore[union-attr]
+            self.findings.append(
+                w.finding(
+                    ("fade", "param"),
+                    f"{len(missing):,} DMX-only target(s) patch no channel for '{param}' "
+                    f"(e.g. {missing[0]!r}, which patches {', '.join(patched)})",
+                    "patch it in the venue's dmx channels, or fade a parameter the fixture has",
+                    "warning",
+                )
+            )
 
     def _light(self, w: Where, light: LightModel) -> dict[str, JsonValue] | None:
         """The message of a ``light:`` action; an ``image`` must be a PNG of the show folder."""

@@ -573,6 +573,12 @@ def _bench_console(args: argparse.Namespace) -> dict[str, Any]:
     return run(devices=args.devices, cues=args.cues, churn=args.churn, browser=not args.no_browser)
 
 
+def _bench_dmx(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.dmx import run
+
+    return run(seconds=args.seconds)
+
+
 def _bench_ws(args: argparse.Namespace) -> dict[str, Any]:
     from madang.bench.ws import run
 
@@ -985,6 +991,10 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--cues", type=_COUNT, default=10, help="virtual: group cues, each sent 3 times")
     bp.add_argument(
         "--profile", default="wifi-crowded", choices=IMPAIRMENTS, help="virtual: impairment profile"
+    )
+    bp = bench("dmx", _bench_dmx, "DMX frames: render and encode cost, lateness over loopback (docs/dmx.md)")
+    bp.add_argument(
+        "--seconds", type=_SECONDS, default=5.0, metavar="S", help="seconds of frames (default 5)"
     )
     bp = bench(
         "failover",

@@ -29,10 +29,12 @@ from typing import Any, Final
 import pydantic
 
 from venues.broker import BrokerFiles
+from venues.dmxpatch import DmxPatcher, dmx_settings
 from venues.errors import Finding, Mark, SourceError, SourceErrors
 from venues.model import (
     AudiencePool,
     Device,
+    DmxEndpoint,
     MqttEndpoint,
     OscEndpoint,
     SeatSection,
@@ -62,7 +64,7 @@ _SYNC_TRANSPORTS: Final[dict[str, tuple[str, ...]]] = {
     "app": ("mqtt", "ws"),
     "timetag": ("osc",),
     "echo": ("osc", "mqtt"),
-    "none": ("osc", "mqtt"),
+    "none": ("osc", "mqtt", "dmx"),
 }
 
 
@@ -217,6 +219,7 @@ class _Entry:
     spec: DeviceSpec
     ids: list[str]
     ports: list[int] | None  # one OSC port per expanded id
+    dmx: list[DmxEndpoint] | None = None  # one DMX endpoint per expanded id (docs/dmx.md)
 
 
 def venue_from_doc(doc: Doc) -> Venue:
@@ -256,6 +259,10 @@ def venue_from_doc(doc: Doc) -> Venue:
         )
 
     entries = _expand_entries(check, device_specs)
+    patcher = DmxPatcher(lambda path, msg, hint: check.at(path, msg, hint), lambda p: str(check.mark(p)))
+    entries = [
+        _Entry(e.index, e.spec, e.ids, e.ports, patcher.endpoints(e.index, e.spec, e.ids)) for e in entries
+    ]
     kinds = {e.spec.kind for e in entries}
     for e in entries:
         _check_device(check, e, zones)
@@ -307,6 +314,7 @@ def venue_from_doc(doc: Doc) -> Venue:
         audience=pool,
         broker_files=_broker_files(spec, doc.file),
         profiles=profiles,
+        dmx=dmx_settings(spec.dmx),
     )
     log.debug("venue loaded", extra={"venue": final.id, "devices": len(final.devices), "file": doc.file})
     return final
@@ -474,7 +482,7 @@ def _check_device(check: _Check, e: _Entry, zones: list[str]) -> None:
         close = difflib.get_close_matches(spec.zone, zones, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"the venue's zones: {', '.join(zones)}"
         check.at(("devices", i, "zone"), f"unknown zone '{spec.zone}'", hint)
-    have = [t for t in ("osc", "mqtt", "ws") if getattr(spec, t) is not None]
+    have = [t for t in ("osc", "mqtt", "ws", "dmx") if getattr(spec, t) is not None]
     need = _SYNC_TRANSPORTS[spec.sync]
     if not have:
         check.at(
@@ -601,6 +609,7 @@ def _build_devices(entries: list[_Entry], spec: VenueSpec) -> list[Device]:
                     safe=safe,
                     interpolates=s.interpolates,
                     profile=s.profile,
+                    dmx=e.dmx[n] if e.dmx is not None else None,
                 )
             )
     return devices

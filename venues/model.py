@@ -18,6 +18,9 @@ __all__ = [
     "DEFAULT_MQTT_ROOT",
     "AudiencePool",
     "Device",
+    "DmxChannel",
+    "DmxEndpoint",
+    "DmxSettings",
     "MqttEndpoint",
     "OscEndpoint",
     "Seat",
@@ -77,6 +80,42 @@ class WsEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class DmxChannel:
+    """One parameter's place in a universe: absolute channel (1-512) and width (8 or 16 bits,
+    the coarse byte on ``channel``, the fine one on ``channel + 1``)."""
+
+    param: str
+    channel: int
+    bits: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DmxEndpoint:
+    """A device's lights on a DMX universe (docs/dmx.md): ``channels`` are absolute (1-512)."""
+
+    transport: str  # "artnet" or "sacn"
+    universe: int
+    address: int  # the start channel, 1-512
+    footprint: int
+    channels: tuple[DmxChannel, ...]
+    host: str | None = None  # None: sACN multicast (Art-Net always names one)
+    port: int = 6454
+    priority: int = 100
+    sync: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DmxSettings:
+    """The venue's DMX output: frame rate, keep-alive, sACN sync universe and source name."""
+
+    rate_hz: float = 44.0
+    keepalive_ns: int = 1_000_000_000
+    sync_universe: int = 63999
+    source_name: str = "Madang"
+    artsync: bool = False  # an ArtSync after each frame's ArtDmx packets (nodes output them together)
+
+
+@dataclass(frozen=True, slots=True)
 class Device:
     """One device of the venue, after range expansion.
 
@@ -98,6 +137,7 @@ class Device:
     interpolates: bool = False  # can run a fade itself from one ramp description
     pooled: bool = False  # a slot of the venue's anonymous audience pool (:class:`AudiencePool`)
     profile: str | None = None  # the device profile it speaks (a key of :attr:`Venue.profiles`)
+    dmx: DmxEndpoint | None = None  # its lights on a DMX universe (Art-Net or sACN), docs/dmx.md
 
     @property
     def transports(self) -> tuple[str, ...]:
@@ -109,6 +149,8 @@ class Device:
             out.append("mqtt")
         if self.ws is not None:
             out.append("ws")
+        if self.dmx is not None:
+            out.append("dmx")  # fades only: its frames are sampled from the show (docs/dmx.md)
         return tuple(out)
 
     @property
@@ -224,6 +266,7 @@ class Venue:
     broker_files: BrokerFiles | None = None
     # The device profiles its devices name (docs/profiles.md): name as written -> loaded profile.
     profiles: Mapping[str, Profile] = field(default_factory=dict)
+    dmx: DmxSettings = field(default_factory=DmxSettings)  # the DMX output's rate and keep-alive
 
     def device(self, device_id: str) -> Device:
         """The device with this id; ``KeyError`` when there is none."""

@@ -22,6 +22,9 @@ __all__ = [
     "AudienceSpec",
     "BrokerAuthSpec",
     "DeviceSpec",
+    "DmxChannelSpec",
+    "DmxSpec",
+    "DmxVenueSpec",
     "MqttSpec",
     "OscSpec",
     "SeatSectionSpec",
@@ -101,6 +104,70 @@ class WsSpec(_Strict):
     path: str = Field("/ws", description="The WebSocket path it connects to.")
 
 
+class DmxChannelSpec(_Strict):
+    """Where one parameter sits in a DMX fixture's footprint (docs/dmx.md)."""
+
+    channel: int = Field(
+        ge=1, le=512, description="The channel within the footprint, from 1 (1 = the start channel)."
+    )
+    bits: Literal[8, 16] = Field(
+        8, description="8 (one channel) or 16 (coarse on 'channel', fine on the next)."
+    )
+
+
+class DmxSpec(_Strict):
+    """A device (or its lights) patched on a DMX universe, sent over Art-Net or sACN (docs/dmx.md)."""
+
+    transport: Literal["artnet", "sacn"] = Field(
+        description="artnet (Art-Net 4 ArtDmx) or sacn (ANSI E1.31)."
+    )
+    universe: int = Field(
+        description="The universe: Art-Net port-address 0-32767 (net, sub-net, universe), sACN 1-63999."
+    )
+    address: int | str = Field(
+        description=(
+            "The start channel, 1-512. For a device entry whose id holds a range, '1+' patches one "
+            "fixture after another from channel 1 (each 'footprint' channels on)."
+        ),
+        examples=[1, "1+"],
+    )
+    footprint: int = Field(ge=1, le=512, description="How many channels the fixture takes.")
+    channels: dict[str, int | DmxChannelSpec] = Field(
+        description=(
+            "Parameter -> channel within the footprint (1 = the start channel), or {channel, bits: 16}."
+        ),
+        examples=[{"brightness": 1, "hue": {"channel": 2, "bits": 16}}],
+    )
+    host: str | None = Field(
+        None,
+        description=(
+            "Where to send: a node's IP (unicast) or a broadcast address like 2.255.255.255 (Art-Net); "
+            "for sACN, omit it for multicast (239.255.hi.lo of the universe) or give a receiver's IP."
+        ),
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="UDP port; default 6454 (Art-Net), 5568 (sACN)."
+    )
+    priority: int = Field(100, ge=0, le=200, description="sACN priority, 0-200 (default 100).")
+    sync: bool = Field(True, description="sACN: the universe waits for the venue's sync packet.")
+
+
+class DmxVenueSpec(_Strict):
+    """The venue's DMX output: frame rate, keep-alive, sACN source and sync universe."""
+
+    rate: float = Field(44.0, gt=0, le=1000, description="Frames per second (default 44, the DMX refresh).")
+    keepalive: DurationNs = Field(
+        1_000_000_000, description="Resend an unchanged universe this often (default 1s; keep it under 2s)."
+    )
+    sync_universe: int = Field(
+        63999, ge=1, le=63999, description="The sACN universe that universe sync packets use (default 63999)."
+    )
+    source_name: str = Field("Madang", max_length=63, description="The sACN source name and Art-Net node.")
+    artsync: bool = Field(
+        False, description="Follow each frame's ArtDmx packets with an ArtSync to each Art-Net node."
+    )
+
+
 class DeviceSpec(_Strict):
     """One device entry; its id may hold ranges like 'xr-{0001..1200}' that expand to many devices."""
 
@@ -126,6 +193,9 @@ class DeviceSpec(_Strict):
     osc: OscSpec | None = Field(None, description="OSC/UDP endpoint.")
     mqtt: MqttSpec | None = Field(None, description="Reachable over the MQTT broker ({} for defaults).")
     ws: WsSpec | None = Field(None, description="Connects over WebSocket (WebXR).")
+    dmx: DmxSpec | None = Field(
+        None, description="Its lights on a DMX universe, over Art-Net or sACN (docs/dmx.md)."
+    )
     interpolates: bool = Field(False, description="True when the device runs a fade itself from one ramp.")
     attrs: dict[str, Scalar] = Field(
         default_factory=dict,
@@ -212,6 +282,9 @@ class VenueSpec(_Strict):
         description="Per device kind, the state panic/stop sends; default {brightness: 0} (blackout).",
     )
     devices: list[DeviceSpec] = Field(description="The devices, in order.", min_length=1)
+    dmx: DmxVenueSpec | None = Field(
+        None, description="DMX output settings (frame rate, keep-alive, sACN sync universe); docs/dmx.md."
+    )
     audience: AudienceSpec | None = Field(
         None, description="An anonymous audience pool (phones that open the light page), with its seat map."
     )

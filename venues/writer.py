@@ -40,7 +40,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from venues.broker import BrokerFiles
 from venues.errors import SourceError
-from venues.model import Device, Venue, topic_root
+from venues.model import Device, DmxSettings, Venue, topic_root
 from venues.profiles import find_profile
 from venues.schema import DEFAULT_AUDIENCE_PATH, DEFAULT_SAFE
 from venues.selector import resolve
@@ -111,6 +111,12 @@ def venue_yaml(venue: Venue, *, broker: str | None = None, header: Sequence[str]
             entry["profile"] = _profile_ref(venue, run[0].profile)
         entries.append(entry)
     doc["devices"] = entries
+    if venue.dmx != DmxSettings():
+        x = venue.dmx
+        settings = {"rate": x.rate_hz, "keepalive": format_duration_ns(x.keepalive_ns)}
+        doc["dmx"] = _flow_map(
+            {**settings, "sync_universe": x.sync_universe, "source_name": x.source_name, "artsync": x.artsync}
+        )
     if venue.audience is not None:
         doc["audience"] = _audience(venue)
     groups = _groups(venue)
@@ -187,7 +193,39 @@ def _signature(d: Device, kind_safe: Mapping[str, SafeState]) -> tuple[Any, ...]
         extra,
         None if override is None else tuple(sorted(override.items())),
         d.profile,
+        _dmx_signature(d),
     )
+
+
+def _dmx_signature(d: Device) -> tuple[Any, ...] | None:
+    """A DMX patch without its start channel (devices of one ranged entry share it)."""
+    x = d.dmx
+    if x is None:
+        return None
+    chans = tuple((c.param, c.channel - x.address, c.bits) for c in x.channels)
+    return (x.transport, x.universe, x.footprint, chans, x.host, x.port, x.priority, x.sync)
+
+
+def _dmx_block(d: Device, ranged: bool) -> CommentedMap:
+    x = d.dmx
+    assert x is not None
+    block: dict[str, Any] = {"transport": x.transport}
+    if x.host is not None:
+        block["host"] = x.host
+    block.update(universe=x.universe, address=f"{x.address}+" if ranged else x.address, footprint=x.footprint)
+    chans: dict[str, Any] = {}
+    for c in x.channels:
+        at = c.channel - x.address + 1
+        chans[c.param] = at if c.bits == 8 else _flow_map({"channel": at, "bits": c.bits})
+    block["channels"] = _flow_map(chans)
+    if x.port != (6454 if x.transport == "artnet" else 5568):
+        block["port"] = x.port
+    if x.transport == "sacn":
+        if x.priority != 100:
+            block["priority"] = x.priority
+        if not x.sync:
+            block["sync"] = False
+    return _flow_map(block)
 
 
 def _continues(run: list[Device], d: Device, kind_safe: Mapping[str, SafeState]) -> bool:
@@ -205,6 +243,8 @@ def _continues(run: list[Device], d: Device, kind_safe: Mapping[str, SafeState])
         if t is not None and "{" not in t:
             return False
     if (d.osc is None) != (last.osc is None):
+        return False
+    if d.dmx is not None and last.dmx is not None and d.dmx.address != last.dmx.address + last.dmx.footprint:
         return False
     return d.osc is None or last.osc is None or d.osc.port == last.osc.port + 1
 
@@ -245,6 +285,8 @@ def _entry(run: list[Device], kind_safe: Mapping[str, SafeState]) -> CommentedMa
         e["ws"] = _flow_map({"path": d.ws.path})
     if d.interpolates:
         e["interpolates"] = True
+    if d.dmx is not None:
+        e["dmx"] = _dmx_block(d, len(run) > 1)
     extra = {k: v for k, v in d.attrs.items() if k not in _RESERVED}
     if extra:
         e["attrs"] = _flow_map(extra)

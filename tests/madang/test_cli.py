@@ -70,13 +70,13 @@ def test_check_of_a_broken_venue_file_gives_every_error_at_its_place(tmp_path: P
     errors = proc.stderr.strip().splitlines()
     assert errors == [  # the facades' entry, the headsets' entry, and that zone's group now empty
         f"{bad}:46:11: unknown zone 'tukseom' (did you mean 'ttukseom'?)",
-        f"{bad}:85:11: unknown zone 'tukseom' (did you mean 'ttukseom'?)",
-        f"{bad}:100:13: group 'ttukseom' selects no device ('zone:ttukseom') (check the names and values)",
+        f"{bad}:91:11: unknown zone 'tukseom' (did you mean 'ttukseom'?)",
+        f"{bad}:106:13: group 'ttukseom' selects no device ('zone:ttukseom') (check the names and values)",
     ]
     assert proc.stdout.strip() == "river.yaml: venue file: 3 errors"
     data = json.loads(_madang("check", "--json", str(bad)).stdout)
     assert data["kind"] == "venue" and data["errors"] == 3 and data["venue"] is None
-    assert [f["line"] for f in data["findings"]] == [46, 85, 100]
+    assert [f["line"] for f in data["findings"]] == [46, 91, 106]
 
 
 def test_check_of_a_venue_with_venue_option_says_what_to_do() -> None:

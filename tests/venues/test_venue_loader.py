@@ -239,10 +239,10 @@ def test_every_problem_is_reported_in_one_pass() -> None:
         ((11, 9), "device id 'f-2' is defined twice: here and at v.yaml:6:9", ""),
         ((13, 11), "unknown zone 'c'", "the venue's zones: a, b"),
         ((15, 11), "sync: timetag needs osc, but device 'f-2' has only mqtt", "add 'osc:"),
-        ((20, 5), "unknown key 'colour' in device 'y'", "allowed keys here: attrs, id,"),
+        ((20, 5), "unknown key 'colour' in device 'y'", "allowed keys here: attrs, dmx, id,"),
         ((25, 11), "sync: app needs mqtt or ws, but device 'z' has only osc", "add 'mqtt: {}'"),
         ((29, 17), "ports 65534..65536 for 3 devices run outside 1-65535", ""),
-        ((31, 5), "device 'q' has no transport", "sync: none needs osc or mqtt"),
+        ((31, 5), "device 'q' has no transport", "sync: none needs osc or mqtt or dmx"),
         ((36, 7), "group 'g1' selects no device ('kind:xr & zone:a')", ""),
         ((37, 3), "groups form a cycle: g2 -> g3 -> g2", "break the chain"),
         (

@@ -1,0 +1,143 @@
+"""The show follows Art-Net TimeCode over real UDP loopback, and MTC bytes built by mido: lock,
+a jump (seek) and a 2 s dropout (freewheel, then the hold policy, then a relock).
+
+Time is virtual: the receiver's clock returns the instant each datagram is meant to arrive, so
+the test asserts what the show does, never how fast the machine is."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import mido
+import pytest
+
+from controller.chase import ChaseOptions, ChaseState
+from controller.core import ControllerCore
+from controller.playback import State
+from controller.player import Player
+from controller.tcio import ArtNetTimecodeReceiver, TimecodeFollower, TimecodeGenerator, receive_mtc
+from controller.timecode import FrameRate, MtcDecoder, Timecode, from_frames
+from cues.timeline import Go as GoMode
+from cues.timeline import OscSend
+from tests.controller.test_engine import MS, C, build
+
+S = 1_000 * MS
+F = 40 * MS
+
+
+def _player() -> Player:
+    cues = [C("intro", ops=[(0, ("a",), OscSend("/x", (1,)))], post=600 * S)]
+    cues += [C(f"c{i}", go=GoMode.AUTO_CONTINUE, ops=[(0, ("a",), OscSend("/x", (i,)))], post=600 * S)
+             for i in range(3)]
+    timeline, venue = build(cues)
+    player = Player(ControllerCore(timeline, venue))
+    player.start(0)
+    return player
+
+
+def _artnet(tc: Timecode) -> bytes:
+    # Art-Net 4 ArtTimeCode, written from the spec (not the production encoder).
+    return b"Art-Net\0" + bytes([0x00, 0x97, 0, 14, 0, 0, tc.frames, tc.seconds, tc.minutes, tc.hours,
+                                  {24: 0, 25: 1, 30: 3}[tc.rate.nominal]])
+
+
+@pytest.mark.integration
+def test_artnet_timecode_over_udp_lock_jump_dropout() -> None:
+    async def main() -> None:
+        player = _player()
+        follower = TimecodeFollower(player, ChaseOptions(frame_ns=F, freewheel_ns=2 * S, on_loss="hold"),
+                                    offset_ns=3600 * S)  # the source starts the show at 01:00:00:00
+        now = [0]
+        got = asyncio.Event()
+
+        def on_tc(tc: Timecode, at: int) -> None:
+            follower.receive(tc, at)
+            got.set()
+
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: ArtNetTimecodeReceiver(on_tc, lambda: now[0]), local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+        async def send(at: int, frame: int) -> None:
+            now[0] = at
+            follower.poll(at)
+            got.clear()
+            tx.sendto(_artnet(from_frames(frame, FrameRate.FPS_25)), ("127.0.0.1", port))
+            await asyncio.wait_for(got.wait(), 5)
+
+        try:
+            tx.sendto(b"Art-Net\0\x00\x50" + bytes(20), ("127.0.0.1", port))  # ArtDmx: ignored
+            tx.sendto(b"garbage", ("127.0.0.1", port))  # counted, survived
+            base = 3600 * 25 + 10 * 25  # 01:00:10:00 = show time 10 s
+            t0 = 1000 * S
+            for i in range(10):
+                await send(t0 + i * F, base + i)
+            assert follower.state is ChaseState.LOCKED and player.core.state is State.PLAYING
+            pos = player.core.engine.position_at(t0 + 9 * F)
+            assert pos == 10 * S + 9 * F
+            assert proto.dropped == 1
+            # a jump: the source is located to 01:05:00:00 (show time 300 s)
+            t1 = t0 + 10 * F
+            for i in range(6):
+                await send(t1 + i * F, 3600 * 25 + 300 * 25 + i)
+            assert follower.chaser.jumps == 1
+            assert player.core.engine.position_at(t1 + 5 * F) == 300 * S + 5 * F
+            # a dropout under the freewheel: the show runs on, nothing seeks
+            t2 = t1 + 6 * F + 1500 * MS
+            follower.poll(t2 - 10 * MS)
+            assert follower.state is ChaseState.FREEWHEEL and player.core.state is State.PLAYING
+            frames_gone = (t2 - t1) // F
+            await send(t2, 3600 * 25 + 300 * 25 + frames_gone)
+            assert follower.state is ChaseState.LOCKED and follower.chaser.jumps == 1
+            # a 2.5 s dropout: past the freewheel, the show holds; the source comes back, it plays on
+            t3 = t2 + 2500 * MS
+            follower.poll(t3)
+            assert player.core.state is State.PAUSED
+            back = 3600 * 25 + 400 * 25
+            for i in range(5):
+                await send(t3 + i * F, back + i)
+            assert player.core.state is State.PLAYING
+            assert player.core.engine.position_at(t3 + 4 * F) == 400 * S + 4 * F
+        finally:
+            tx.close()
+            transport.close()
+
+    asyncio.run(main())
+
+
+def test_mtc_bytes_from_mido_drive_the_show() -> None:
+    player = _player()
+    follower = TimecodeFollower(player, ChaseOptions(frame_ns=F, lock_frames=3))
+    decoder = MtcDecoder()
+    gen_frame = 20 * 25  # 00:00:20:00
+    t = 50 * S
+    for k in range(6):  # six runs of eight quarter-frames: two frames each
+        frame = gen_frame + 2 * k
+        tc = from_frames(frame, FrameRate.FPS_25)
+        values = [tc.frames & 15, tc.frames >> 4, tc.seconds & 15, tc.seconds >> 4,
+                  tc.minutes & 15, tc.minutes >> 4, tc.hours & 15, tc.hours >> 4 | 1 << 1]
+        for piece, v in enumerate(values):
+            msg = mido.Message("quarter_frame", frame_type=piece, frame_value=v)
+            receive_mtc(decoder, follower, bytes(msg.bytes()), t + 2 * k * F + piece * F // 4)
+    assert follower.state is ChaseState.LOCKED and player.core.state is State.PLAYING
+    last_arrival = t + 10 * F + 7 * F // 4
+    # the decoder adds the two frames the quarter-frames took: 00:00:20:12 at piece 7 of run 5
+    assert player.core.engine.position_at(last_arrival) == 20 * S + 12 * F
+    # a located source: a full-frame SysEx, then quarter-frames from there
+    full = mido.Message("sysex", data=[0x7F, 0x7F, 0x01, 0x01, 1 << 5, 2, 0, 0])
+    receive_mtc(decoder, follower, bytes(full.bytes()), last_arrival + F)
+    assert follower.chaser.jumps == 0  # one frame never seeks
+
+
+def test_generator_one_datagram_per_frame_edge() -> None:
+    gen = TimecodeGenerator(FrameRate.FPS_2997_DF, offset_ns=Timecode(1, 0, 0, 0, FrameRate.FPS_2997_DF).ns)
+    tc = gen.due(0)
+    assert tc == Timecode(1, 0, 0, 0, FrameRate.FPS_2997_DF)
+    assert gen.due(1 * MS) is None
+    edge = gen.next_due(0)
+    assert 33 * MS < edge < 34 * MS
+    assert gen.due(edge) == Timecode(1, 0, 0, 1, FrameRate.FPS_2997_DF)
+    assert gen.artnet(tc)[8:10] == b"\x00\x97" and len(gen.mtc(tc)) == 8

@@ -564,6 +564,12 @@ def _bench_fuzz(args: argparse.Namespace) -> dict[str, Any]:
     return run(surface=args.surface, messages=args.messages, rate=args.rate, seed=args.seed, kinds=kinds)
 
 
+def _bench_timecode(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.timecode import run
+
+    return run(fps=args.fps, seconds=args.seconds, dropout_s=args.dropout)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     result = args.bench_fn(args)
     if args.json:
@@ -921,6 +927,10 @@ def _parser() -> argparse.ArgumentParser:
         "--broker", type=_broker_url, default=None, help="broker URL (default: a private Mosquitto)"
     )
     bp.add_argument("--messages", type=_COUNT, default=100_000)
+    bp = bench("timecode", _bench_timecode, "chasing Art-Net TimeCode on loopback: lock, jitter, a dropout")
+    bp.add_argument("--fps", default="25", help="24, 25, 29.97df or 30 (default 25)")
+    bp.add_argument("--seconds", type=float, default=6.0, help="how long the source runs (default 6)")
+    bp.add_argument("--dropout", type=float, default=2.0, help="the source's silence, seconds (default 2)")
     bp = bench("check", _bench_check, "time to check a generated show of N cues")
     bp.add_argument("--cues", type=_COUNT, default=5000)
     bp = bench("devices", _bench_devices, "the simulators' own speed: scheduler, virtual show, MQTT headsets")

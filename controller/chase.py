@@ -159,17 +159,16 @@ class Chaser:
         opts = self.options
         tol = opts.tolerance_frames * opts.frame_ns
         offset = tc_ns - now
-        if self.state in (ChaseState.LOCKED, ChaseState.FREEWHEEL) and self._offset is not None:
-            if abs(offset - self._offset) <= tol + (opts.dropout_ns if self.state is ChaseState.FREEWHEEL else 0):
-                # Still on the line (a freewheel also accepts the delay it built up).
-                if self.state is ChaseState.FREEWHEEL:
-                    self.state = ChaseState.LOCKED
-                    self._offsets.clear()
-                    events.append(Relocked())
-                self._on_line(now, offset)
-                self._cand = None
-                self._cand_n = 0
-                return events
+        on_line = self._offset is not None and abs(offset - self._offset) <= tol
+        if self.state in (ChaseState.LOCKED, ChaseState.FREEWHEEL) and on_line:
+            if self.state is ChaseState.FREEWHEEL:  # the source is back where its line predicts
+                self.state = ChaseState.LOCKED
+                self._offsets.clear()
+                events.append(Relocked())
+            self._on_line(now, offset)
+            self._cand = None
+            self._cand_n = 0
+            return events
         # Off the locked line (or nothing locked): grow a candidate line.
         if self._cand is not None and abs((tc_ns - self._cand[1]) - (now - self._cand[0])) <= tol \
                 and tc_ns != self._cand[1]:

@@ -14,14 +14,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from controller.chase import ChaseEvent, ChaseOptions, Chaser, ChaseState, Jumped, Locked, Lost, commands_for
 from controller.engine import Accepted
+from controller.playback import State
 from controller.player import Player
 from controller.timecode import (
+    ARTNET_PORT,
     FrameRate,
     MtcDecoder,
     Timecode,
@@ -32,12 +37,19 @@ from controller.timecode import (
     frames_to_ns,
     from_frames,
     ns_to_frames,
+    to_frames,
 )
+from venues.errors import MadangError
 
 __all__ = [
     "ArtNetTimecodeReceiver",
     "TimecodeFollower",
     "TimecodeGenerator",
+    "TimecodeIO",
+    "TimecodeSpec",
+    "TimecodeSpecError",
+    "parse_chase",
+    "parse_out",
     "receive_mtc",
 ]
 
@@ -103,7 +115,7 @@ class ArtNetTimecodeReceiver(asyncio.DatagramProtocol):
         self.received = 0
         self.dropped = 0
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         now = self._clock()
         try:
             tc = decode_artnet(data[:64])
@@ -152,3 +164,194 @@ class TimecodeGenerator:
     def quarter_ns(self) -> int:
         """The gap between quarter-frame messages."""
         return int(self.rate.frame_ns / 4)
+
+
+# --- the run's timecode: parsing the options, opening the ports -----------------------------
+
+
+class TimecodeSpecError(MadangError, ValueError):
+    """A ``--chase`` / ``--timecode-out`` value that is not understood."""
+
+    def __init__(self, option: str, value: str, reason: str) -> None:
+        super().__init__(option, value, reason)
+        self.option, self.value, self.reason = option, value, reason
+
+    def __str__(self) -> str:
+        return f"{self.option} {self.value!r}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimecodeSpec:
+    """A timecode port: ``artnet`` (``host``/``port``) or ``mtc`` (a MIDI port ``name``)."""
+
+    kind: str
+    host: str = "0.0.0.0"
+    port: int = ARTNET_PORT
+    name: str | None = None
+
+
+def parse_chase(value: str) -> TimecodeSpec:
+    """``artnet``, ``artnet:PORT``, ``mtc`` or ``mtc:PORTNAME`` (``--chase``)."""
+    kind, _, rest = value.partition(":")
+    if kind == "artnet":
+        if not rest:
+            return TimecodeSpec("artnet")
+        if not rest.isdigit() or not 0 < int(rest) < 65536:
+            raise TimecodeSpecError("--chase", value, "the Art-Net port is a number 1-65535 (default 6454)")
+        return TimecodeSpec("artnet", port=int(rest))
+    if kind == "mtc":
+        return TimecodeSpec("mtc", name=rest or None)
+    raise TimecodeSpecError("--chase", value, "use artnet[:PORT] or mtc[:MIDI-PORT-NAME]")
+
+
+def parse_out(value: str) -> TimecodeSpec:
+    """``artnet:HOST[:PORT]`` or ``mtc[:PORTNAME]`` (``--timecode-out``)."""
+    kind, _, rest = value.partition(":")
+    if kind == "artnet":
+        host, _, port = rest.partition(":")
+        if not host or (port and (not port.isdigit() or not 0 < int(port) < 65536)):
+            raise TimecodeSpecError("--timecode-out", value,
+                                    "use artnet:HOST[:PORT] (HOST a receiver or a broadcast address)")
+        return TimecodeSpec("artnet", host=host, port=int(port) if port else ARTNET_PORT)
+    if kind == "mtc":
+        return TimecodeSpec("mtc", name=rest or None)
+    raise TimecodeSpecError("--timecode-out", value, "use artnet:HOST[:PORT] or mtc[:MIDI-PORT-NAME]")
+
+
+def _open_midi(spec: TimecodeSpec, output: bool, callback: Callable[[Any], None] | None = None) -> Any:
+    try:
+        import mido
+
+        if output:
+            return mido.open_output(spec.name)
+        return mido.open_input(spec.name, callback=callback)
+    except (ImportError, OSError, ValueError) as err:  # no backend (python-rtmidi), no such port
+        raise TimecodeSpecError(
+            "--chase" if not output else "--timecode-out", f"mtc:{spec.name or ''}",
+            f"cannot open the MIDI port ({err}); install a mido backend (pip install python-rtmidi) "
+            "and name a port that exists",
+        ) from err
+
+
+class TimecodeIO:
+    """The run's timecode: chase a source into ``player`` and/or send timecode from its show
+    clock. ``clock()`` is the player's ``now``; ``wake()`` tells the driver to poll."""
+
+    def __init__(
+        self,
+        player: Player,
+        clock: Callable[[], int],
+        wake: Callable[[], None],
+        *,
+        chase: TimecodeSpec | None = None,
+        chase_options: ChaseOptions | None = None,
+        offset_ns: int = 0,
+        out: TimecodeSpec | None = None,
+        out_rate: FrameRate = FrameRate.FPS_25,
+    ) -> None:
+        self.player, self._clock, self._wake = player, clock, wake
+        self.chase, self.out = chase, out
+        self.follower = (
+            None if chase is None else TimecodeFollower(player, chase_options, offset_ns=offset_ns)
+        )
+        self.generator = None if out is None else TimecodeGenerator(out_rate, offset_ns)
+        self.receiver: ArtNetTimecodeReceiver | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._midi_in: Any = None
+        self._midi_out: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    def _on_tc(self, tc: Timecode, now: int) -> None:
+        if self.follower is not None:
+            self.follower.receive(tc, now)
+            self._wake()
+
+    async def open(self) -> None:
+        """Bind the chase port and start the generator."""
+        loop = asyncio.get_running_loop()
+        if self.chase is not None and self.chase.kind == "artnet":
+            transport, self.receiver = await loop.create_datagram_endpoint(
+                lambda: ArtNetTimecodeReceiver(self._on_tc, self._clock),
+                local_addr=(self.chase.host, self.chase.port), reuse_port=True)
+            self._transport = transport
+        elif self.chase is not None:
+            decoder = MtcDecoder()
+
+            def on_midi(msg: Any) -> None:  # a mido thread: hand the bytes to the loop
+                data = bytes(msg.bytes())
+                loop.call_soon_threadsafe(self._on_midi, decoder, data, self._clock())
+
+            self._midi_in = _open_midi(self.chase, False, on_midi)
+        if self.out is not None:
+            if self.out.kind == "mtc":
+                self._midi_out = _open_midi(self.out, True)
+            self._task = asyncio.create_task(self._send(), name="timecode-out")
+
+    def _on_midi(self, decoder: MtcDecoder, data: bytes, now: int) -> None:
+        for tc in decoder.receive(data):
+            self._on_tc(tc, now)
+
+    def poll(self, now: int) -> None:
+        """The chase's dropout and loss (call from the driver's loop)."""
+        if self.follower is not None:
+            self.follower.poll(now)
+
+    async def _send(self) -> None:
+        assert self.generator is not None and self.out is not None
+        gen, spec = self.generator, self.out
+        sock = None
+        if spec.kind == "artnet":
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setblocking(False)
+        try:
+            while True:
+                now = self._clock()
+                core = self.player.core
+                show = core.engine.position_at(now) if core.state is State.PLAYING else None
+                if show is None:
+                    await asyncio.sleep(0.02)  # timecode runs only while the show plays
+                    continue
+                tc = gen.due(show)
+                if tc is not None:
+                    if sock is not None:
+                        with contextlib.suppress(OSError):  # a gone receiver must not stop the show
+                            sock.sendto(gen.artnet(tc), (spec.host, spec.port))
+                    elif to_frames(tc) % 2 == 0:  # MTC: eight quarter-frames span two frames
+                        await self._send_quarters(gen.mtc(tc), gen.quarter_ns())
+                    self.sent += 1
+                await asyncio.sleep(max(0.0, (gen.next_due(show) - show) / 1e9))
+        finally:
+            if sock is not None:
+                sock.close()
+
+    async def _send_quarters(self, quarters: list[bytes], gap_ns: int) -> None:
+        import mido
+
+        for q in quarters:
+            self._midi_out.send(mido.Message.from_bytes(list(q)))
+            await asyncio.sleep(gap_ns / 1e9)
+
+    async def close(self) -> None:
+        """Close the ports, stop the generator."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._transport is not None:
+            self._transport.close()
+        for port in (self._midi_in, self._midi_out):
+            if port is not None:
+                port.close()
+
+    def view_text(self) -> str:
+        """One line for the terminal view: the chase state and the last timecode's show time."""
+        parts = []
+        if self.follower is not None:
+            show = self.follower.chaser.show_ns_at(self._clock())
+            at = "" if show is None else f" {show / 1e9:.2f}s"
+            parts.append(f"chase {self.chase.kind if self.chase else ''}: {self.follower.state.value}{at}")
+        if self.generator is not None:
+            parts.append(f"timecode out {self.out.kind if self.out else ''} {self.generator.rate} fps")
+        return " · ".join(parts)

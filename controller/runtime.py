@@ -73,6 +73,7 @@ from controller.pair import Pair
 from controller.playback import Command, Go, Pause, Rejected, Seek, SetRate, State, Stop
 from controller.player import Player, PlayerOptions
 from controller.records import LEFT, RecordError
+from controller.tcio import TimecodeIO, TimecodeOptions
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
@@ -154,6 +155,8 @@ class RuntimeOptions:
     # given rather than learned over the link.
     web_url: str | None = None
     web_peer: str | None = None
+    # Timecode chase and generation (controller.tcio, docs/timecode.md). None: off.
+    timecode: TimecodeOptions | None = None
 
 
 class Runtime:
@@ -230,6 +233,7 @@ class Runtime:
         console = options.console and options.web_port is not None
         self.access = Access.configured(token_files) if console or self._control_passcode else None
         self._wake = asyncio.Event()
+        self.timecode: TimecodeIO | None = None
         self._stop = asyncio.Event()
         self._handles: dict[Key, list[Handle]] = defaultdict(list)
         # Precise MQTT sends waiting on the loop's timer, by key, so a Withdraw cancels them too.
@@ -317,6 +321,9 @@ class Runtime:
                 self.web.live = lambda: self.core.live
                 self.pair.web = _audience_ws(self.opts.web_url or self.web.server.base_url(), self.venue)
                 tasks.append(asyncio.create_task(self._web_peers(), name="web-peers"))
+        if self.opts.timecode is not None:
+            self.timecode = self.opts.timecode.open(self.player, self.clock.wall_ns, self._wake.set)
+            await self.timecode.open()
         if self.opts.view:
             tasks.append(asyncio.create_task(self._view(), name="view"))
         try:
@@ -584,6 +591,8 @@ class Runtime:
                 self.pair.publish([*records, end])  # the standby ends with us, no takeover
                 await asyncio.sleep(0.05)  # let the link carry it before the bye
             await self.pair.close()
+        if self.timecode is not None:
+            await self.timecode.close()
         if self.control is not None:
             self.control.close()
         if self._console_task is not None:
@@ -616,6 +625,8 @@ class Runtime:
         player = self.player
         while not self._stop.is_set():
             now = self.clock.wall_ns()
+            if self.timecode is not None:
+                self.timecode.poll(now)  # the chase's dropout and loss, before the show moves on
             items = player.poll(now)
             records = self.core.take_records()
             if self.journal is not None:

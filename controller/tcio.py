@@ -46,10 +46,12 @@ __all__ = [
     "TimecodeFollower",
     "TimecodeGenerator",
     "TimecodeIO",
+    "TimecodeOptions",
     "TimecodeSpec",
     "TimecodeSpecError",
     "parse_chase",
     "parse_out",
+    "parse_start",
     "receive_mtc",
 ]
 
@@ -355,3 +357,35 @@ class TimecodeIO:
         if self.generator is not None:
             parts.append(f"timecode out {self.out.kind if self.out else ''} {self.generator.rate} fps")
         return " · ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class TimecodeOptions:
+    """The run's timecode (``madang run --chase ... --timecode-out ...``)."""
+
+    chase: TimecodeSpec | None = None
+    out: TimecodeSpec | None = None
+    rate: FrameRate = FrameRate.FPS_25  # the generator's rate; the chase judges frames at it too
+    offset_ns: int = 0  # the timecode of show time 0
+    freewheel_ns: int = 2_000_000_000
+    on_loss: str = "hold"
+    lock_frames: int = 4
+
+    def open(self, player: Player, clock: Callable[[], int], wake: Callable[[], None]) -> TimecodeIO:
+        """The :class:`TimecodeIO` for a run (then ``await io.open()``)."""
+        chase = ChaseOptions(frame_ns=int(self.rate.frame_ns), lock_frames=self.lock_frames,
+                             freewheel_ns=self.freewheel_ns, on_loss=self.on_loss)
+        return TimecodeIO(player, clock, wake, chase=self.chase, chase_options=chase,
+                          offset_ns=self.offset_ns, out=self.out, out_rate=self.rate)
+
+
+def parse_start(value: str, rate: FrameRate) -> int:
+    """``--timecode-start HH:MM:SS:FF`` (``;`` also) at ``rate``: its real time in ns."""
+    parts = value.replace(";", ":").split(":")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        raise TimecodeSpecError("--timecode-start", value, "use HH:MM:SS:FF, e.g. 01:00:00:00")
+    try:
+        hh, mm, ss, ff = (int(p) for p in parts)
+        return Timecode(hh, mm, ss, ff, rate).ns
+    except TimecodeError as err:
+        raise TimecodeSpecError("--timecode-start", value, str(err)) from err

@@ -719,6 +719,20 @@ def _parser() -> argparse.ArgumentParser:
         help="clock-sync pings a second across all devices, at most; a mass join queues behind it, "
         "first come first served (default 0: no cap; 5000 for a venue whose audience joins at once)",
     )
+    tc = sp.add_argument_group("timecode (docs/timecode.md)")
+    tc.add_argument("--chase", metavar="SOURCE", default=None,
+                    help="the show clock chases timecode: artnet[:PORT] (ArtTimeCode, port 6454) "
+                    "or mtc[:MIDI-PORT] (MIDI Time Code)")
+    tc.add_argument("--timecode-out", metavar="DEST", default=None,
+                    help="send timecode from the show clock: artnet:HOST[:PORT] or mtc[:MIDI-PORT]")
+    tc.add_argument("--timecode-fps", default="25", choices=["24", "25", "29.97df", "30"],
+                    help="the timecode's frame rate (default 25)")
+    tc.add_argument("--timecode-start", default="00:00:00:00", metavar="HH:MM:SS:FF",
+                    help="the timecode of show time 0 (default 00:00:00:00)")
+    tc.add_argument("--chase-freewheel", type=float, default=2.0, metavar="SECONDS",
+                    help="run on this long when the source falls silent (default 2)")
+    tc.add_argument("--chase-loss", choices=["hold", "stop"], default="hold",
+                    help="after the freewheel: hold (pause where it is) or stop the show (default hold)")
     sp.add_argument(
         "--degrade",
         action="append",

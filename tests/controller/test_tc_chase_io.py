@@ -141,3 +141,61 @@ def test_generator_one_datagram_per_frame_edge() -> None:
     assert 33 * MS < edge < 34 * MS
     assert gen.due(edge) == Timecode(1, 0, 0, 1, FrameRate.FPS_2997_DF)
     assert gen.artnet(tc)[8:10] == b"\x00\x97" and len(gen.mtc(tc)) == 8
+
+
+@pytest.mark.integration
+def test_timecode_io_chases_artnet_and_sends_it_on() -> None:
+    """The run's wiring: --chase artnet (a real port) into the player, and --timecode-out
+    artnet from its show clock, read back by the test's own decoder of the spec's layout."""
+    from controller.tcio import TimecodeOptions, TimecodeSpec, parse_chase, parse_out, parse_start
+
+    assert parse_chase("artnet") == TimecodeSpec("artnet", port=6454)
+    assert parse_out("artnet:10.0.0.255:6455") == TimecodeSpec("artnet", host="10.0.0.255", port=6455)
+    assert parse_start("01:00:00:00", FrameRate.FPS_25) == 3600 * S
+    for bad in ("ltc", "artnet:x"):
+        with pytest.raises(ValueError, match="--chase"):
+            parse_chase(bad)
+
+    async def main() -> None:
+        player = _player()
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        opts = TimecodeOptions(chase=TimecodeSpec("artnet", host="127.0.0.1", port=0),
+                               out=TimecodeSpec("artnet", host="127.0.0.1", port=rx.getsockname()[1]))
+        loop = asyncio.get_running_loop()
+        clock = lambda: loop.time().__mul__(1e9).__int__()  # noqa: E731 - the loop's clock, in ns
+        io = opts.open(player, clock, lambda: None)
+        await io.open()
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            port = io._transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+            # a source on the loop's clock (its frame follows elapsed time, however late we wake)
+            t0 = clock()
+            for _ in range(200):
+                frame = 30 * 25 + (clock() - t0) // F
+                tx.sendto(_artnet(from_frames(frame, FrameRate.FPS_25)), ("127.0.0.1", port))
+                await asyncio.sleep(0.04)
+                if player.core.state is State.PLAYING:
+                    break
+            assert io.follower is not None and io.follower.state is ChaseState.LOCKED
+            assert player.core.state is State.PLAYING
+            got: list[bytes] = []
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                try:
+                    got.append(rx.recv(64))
+                except BlockingIOError:
+                    continue
+                if len(got) >= 3:
+                    break
+            assert got and all(d[:10] == b"Art-Net\0\x00\x97" and d[18] == 1 for d in got)
+            ff, ss = got[-1][14], got[-1][15]
+            assert 30 <= ss < 40 and 0 <= ff < 25  # it sends the chased show time on
+            assert "locked" in io.view_text()
+        finally:
+            tx.close()
+            rx.close()
+            await io.close()
+
+    asyncio.run(main())

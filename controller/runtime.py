@@ -910,6 +910,7 @@ class Runtime:
         tel = self._summary[1]
         gate = self.core.readiness(now)
         return ViewModel(
+            timecode="" if self.timecode is None else self.timecode.view_text(),
             show=self.timeline.show,
             venue=self.venue.name,
             state=str(snap.state),

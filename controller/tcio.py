@@ -68,6 +68,7 @@ class TimecodeFollower:
         self.offset_ns = offset_ns
         self.refused = 0  # commands the transport refused (the operator stopped the show, say)
         self.events: list[ChaseEvent] = []  # the last few events, for the view and tests
+        self._waiting = False  # locked before show time 0: the show starts when the clock gets there
 
     @property
     def state(self) -> ChaseState:
@@ -77,10 +78,22 @@ class TimecodeFollower:
     def receive(self, tc: Timecode, now: int) -> None:
         """A frame arrived at ``now``."""
         self._apply(self.chaser.receive(now, tc.ns - self.offset_ns), now)
+        self._preroll(now)
 
     def poll(self, now: int) -> None:
         """Time passing (the dropout, the loss); call at :meth:`next_deadline`."""
         self._apply(self.chaser.poll(now), now)
+        self._preroll(now)
+
+    def _preroll(self, now: int) -> None:
+        # Locked before show time 0: start the show when the chased clock reaches it.
+        if self._waiting and self.chaser.state is ChaseState.LOCKED:
+            show = self.chaser.show_ns_at(now)
+            if show is not None and show >= 0:
+                self._waiting = False
+                self._apply([Locked(show)], now)
+        elif self.chaser.state is not ChaseState.LOCKED:
+            self._waiting = False
 
     def next_deadline(self) -> int | None:
         """When :meth:`poll` has something to decide."""
@@ -92,7 +105,8 @@ class TimecodeFollower:
             if isinstance(ev, Locked | Jumped):
                 show = self.chaser.show_ns_at(now)
                 if show is None or show < 0:
-                    continue  # before show time 0 (pre-roll): nothing to play yet
+                    self._waiting = True  # before show time 0 (pre-roll): nothing to play yet
+                    continue
                 ev = type(ev)(show)
             log.info("timecode chase: %s", type(ev).__name__, extra={"chase": self.chaser.state.value})
             if isinstance(ev, Lost):

@@ -199,3 +199,15 @@ def test_timecode_io_chases_artnet_and_sends_it_on() -> None:
             await io.close()
 
     asyncio.run(main())
+
+
+def test_a_source_locked_before_show_time_zero_starts_the_show_when_it_gets_there() -> None:
+    player = _player()
+    follower = TimecodeFollower(player, ChaseOptions(frame_ns=F), offset_ns=3600 * S)
+    start = 3600 * 25 - 10  # 00:59:59:15, ten frames before 01:00:00:00
+    for i in range(8):
+        follower.receive(from_frames(start + i, FrameRate.FPS_25), i * F)
+    assert follower.state is ChaseState.LOCKED and player.core.state is State.ARMED
+    follower.poll(10 * F)
+    assert player.core.state is State.PLAYING
+    assert player.core.engine.position_at(10 * F) == 0

@@ -57,6 +57,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+RETRY_NS = 1_000_000_000  # a refused lock (the sync gate not READY) is tried again this often
+
 
 class TimecodeFollower:
     """The show follows a timecode source (see the module docstring). ``offset_ns`` is the
@@ -68,7 +70,8 @@ class TimecodeFollower:
         self.offset_ns = offset_ns
         self.refused = 0  # commands the transport refused (the operator stopped the show, say)
         self.events: list[ChaseEvent] = []  # the last few events, for the view and tests
-        self._waiting = False  # locked before show time 0: the show starts when the clock gets there
+        self._waiting = False  # locked before show time 0 (or GO refused): the show starts later
+        self._retry_at = 0
 
     @property
     def state(self) -> ChaseState:
@@ -86,10 +89,11 @@ class TimecodeFollower:
         self._preroll(now)
 
     def _preroll(self, now: int) -> None:
-        # Locked before show time 0: start the show when the chased clock reaches it.
+        # Locked before show time 0: start the show when the chased clock reaches it. Locked but
+        # GO refused (the sync gate holds it until READY): try again once a second.
         if self._waiting and self.chaser.state is ChaseState.LOCKED:
             show = self.chaser.show_ns_at(now)
-            if show is not None and show >= 0:
+            if show is not None and show >= 0 and now >= self._retry_at:
                 self._waiting = False
                 self._apply([Locked(show)], now)
         elif self.chaser.state is not ChaseState.LOCKED:
@@ -114,6 +118,10 @@ class TimecodeFollower:
             for cmd in commands_for(ev, self.player.core.state):
                 if not isinstance(self.player.command(cmd, now), Accepted):
                     self.refused += 1
+                    if isinstance(ev, Locked | Jumped):
+                        self._waiting = True  # retried by _preroll while the lock holds
+                        self._retry_at = now + RETRY_NS
+                    break
 
 
 def receive_mtc(decoder: MtcDecoder, follower: TimecodeFollower, data: bytes, now: int) -> None:

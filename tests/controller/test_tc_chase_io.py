@@ -211,3 +211,20 @@ def test_a_source_locked_before_show_time_zero_starts_the_show_when_it_gets_ther
     follower.poll(10 * F)
     assert player.core.state is State.PLAYING
     assert player.core.engine.position_at(10 * F) == 0
+
+
+def test_a_go_the_sync_gate_refuses_is_retried_once_a_second_while_the_lock_holds() -> None:
+    import dataclasses
+
+    from venues.model import MqttEndpoint, Sync
+
+    timeline, venue = build([C("intro", ops=[(0, ("a",), OscSend("/x", (1,)))], post=600 * S)])
+    apps = tuple(dataclasses.replace(d, sync=Sync.APP, mqtt=MqttEndpoint(f"madang/dev/{d.id}"))
+                 for d in venue.devices)  # headsets whose clocks are not known yet: NOT READY
+    player = Player(ControllerCore(timeline, dataclasses.replace(venue, devices=apps)))
+    player.start(0)
+    follower = TimecodeFollower(player, ChaseOptions(frame_ns=F))
+    for i in range(30):
+        follower.receive(from_frames(250 + i, FrameRate.FPS_25), i * F)
+    assert follower.state is ChaseState.LOCKED and player.core.state is State.ARMED
+    assert follower.refused == 2  # at the lock, and once a second later

@@ -93,7 +93,8 @@ class TimecodeFollower:
         # GO refused (the sync gate holds it until READY): try again once a second.
         if self._waiting and self.chaser.state is ChaseState.LOCKED:
             show = self.chaser.show_ns_at(now)
-            if show is not None and show >= 0 and now >= self._retry_at:
+            playing = self.player.core.state is State.PLAYING  # the operator forced GO: seek it
+            if show is not None and show >= 0 and (now >= self._retry_at or playing):
                 self._waiting = False
                 self._apply([Locked(show)], now)
         elif self.chaser.state is not ChaseState.LOCKED:

@@ -26,11 +26,15 @@ S = 1_000 * MS
 F = 40 * MS
 
 
-def _player() -> Player:
+def _cues() -> list[C]:
     cues = [C("intro", ops=[(0, ("a",), OscSend("/x", (1,)))], post=600 * S)]
     cues += [C(f"c{i}", go=GoMode.AUTO_CONTINUE, ops=[(0, ("a",), OscSend("/x", (i,)))], post=600 * S)
              for i in range(3)]
-    timeline, venue = build(cues)
+    return cues
+
+
+def _player() -> Player:
+    timeline, venue = build(_cues())
     player = Player(ControllerCore(timeline, venue))
     player.start(0)
     return player
@@ -218,7 +222,7 @@ def test_a_go_the_sync_gate_refuses_is_retried_once_a_second_while_the_lock_hold
 
     from venues.model import MqttEndpoint, Sync
 
-    timeline, venue = build([C("intro", ops=[(0, ("a",), OscSend("/x", (1,)))], post=600 * S)])
+    timeline, venue = build([C("intro", ops=[(0, ("a",), OscSend("/x", (1,)))])])
     apps = tuple(dataclasses.replace(d, sync=Sync.APP, mqtt=MqttEndpoint(f"madang/dev/{d.id}"))
                  for d in venue.devices)  # headsets whose clocks are not known yet: NOT READY
     player = Player(ControllerCore(timeline, dataclasses.replace(venue, devices=apps)))

@@ -232,3 +232,70 @@ def test_a_go_the_sync_gate_refuses_is_retried_once_a_second_while_the_lock_hold
         follower.receive(from_frames(250 + i, FrameRate.FPS_25), i * F)
     assert follower.state is ChaseState.LOCKED and player.core.state is State.ARMED
     assert follower.refused == 2  # at the lock, and once a second later
+
+
+@pytest.mark.integration
+def test_timecode_io_over_mido_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--chase mtc and --timecode-out mtc through mido messages on a test double of the MIDI
+    port (no MIDI hardware or ALSA sequencer here): the chase follows MTC sent from a thread as
+    mido calls back, and the generator's quarter-frames decode to the show's time."""
+    import threading
+
+    import controller.tcio as tcio
+    from controller.tcio import TimecodeOptions, TimecodeSpec
+
+    class Port:  # what mido.open_input / open_output return, as far as tcio uses it
+        def __init__(self, callback: object = None) -> None:
+            self.callback, self.sent, self.closed = callback, [], False
+
+        def send(self, msg: mido.Message) -> None:
+            self.sent.append(bytes(msg.bytes()))
+
+        def close(self) -> None:
+            self.closed = True
+
+    ports: dict[bool, Port] = {}
+
+    def open_midi(spec: TimecodeSpec, output: bool, callback: object = None) -> Port:
+        ports[output] = Port(callback)
+        return ports[output]
+
+    monkeypatch.setattr(tcio, "_open_midi", open_midi)
+
+    async def main() -> None:
+        player = _player()
+        loop = asyncio.get_running_loop()
+        clock = lambda: int(loop.time() * 1e9)  # noqa: E731
+        io = TimecodeOptions(chase=TimecodeSpec("mtc"), out=TimecodeSpec("mtc"), lock_frames=3).open(
+            player, clock, lambda: None)
+        await io.open()
+        stop = threading.Event()
+
+        def source() -> None:  # a MIDI driver's thread, calling back per message
+            import time
+
+            t0 = time.monotonic()
+            while not stop.is_set():
+                frame = 40 * 25 + int((time.monotonic() - t0) * 25) // 2 * 2
+                for piece, q in enumerate(tcio.encode_mtc_quarters(from_frames(frame, FrameRate.FPS_25))):
+                    ports[False].callback(mido.Message.from_bytes(list(q)))  # type: ignore[operator]
+                    time.sleep(0.01)
+                    del piece
+
+        th = threading.Thread(target=source)
+        th.start()
+        try:
+            for _ in range(300):
+                await asyncio.sleep(0.02)
+                if player.core.state is State.PLAYING and len(ports[True].sent) >= 16:
+                    break
+            assert player.core.state is State.PLAYING
+            decoded = MtcDecoder().receive(b"".join(ports[True].sent))
+            assert decoded and 40 <= decoded[-1].seconds < 50
+        finally:
+            stop.set()
+            th.join()
+            await io.close()
+        assert ports[True].closed and ports[False].closed
+
+    asyncio.run(main())

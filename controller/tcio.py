@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections.abc import Callable
@@ -80,6 +81,9 @@ class TimecodeFollower:
 
     def receive(self, tc: Timecode, now: int) -> None:
         """A frame arrived at ``now``."""
+        frame_ns = int(tc.rate.frame_ns)
+        if frame_ns != self.chaser.options.frame_ns:  # the source says its rate: judge frames at it
+            self.chaser.options = dataclasses.replace(self.chaser.options, frame_ns=frame_ns)
         self._apply(self.chaser.receive(now, tc.ns - self.offset_ns), now)
         self._preroll(now)
 

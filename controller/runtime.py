@@ -75,6 +75,7 @@ from controller.pair import Pair
 from controller.playback import Command, Go, Pause, Rejected, Seek, SetRate, State, Stop
 from controller.player import Player, PlayerOptions
 from controller.records import LEFT, RecordError
+from controller.tcio import TimecodeIO, TimecodeOptions
 from controller.telemetry import Telemetry, TelemetrySink, TelemetrySync
 from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
@@ -162,6 +163,8 @@ class RuntimeOptions:
     # on this TCP port (0: any free one), announced over mDNS unless mdns is False. None: off.
     oscquery_port: int | None = None
     mdns: bool = True
+    # Timecode chase and generation (controller.tcio, docs/timecode.md). None: off.
+    timecode: TimecodeOptions | None = None
 
 
 class Runtime:
@@ -241,6 +244,7 @@ class Runtime:
         console = options.console and options.web_port is not None
         self.access = Access.configured(token_files) if console or self._control_passcode else None
         self._wake = asyncio.Event()
+        self.timecode: TimecodeIO | None = None
         self._stop = asyncio.Event()
         self._handles: dict[Key, list[Handle]] = defaultdict(list)
         # Precise MQTT sends waiting on the loop's timer, by key, so a Withdraw cancels them too.
@@ -336,6 +340,9 @@ class Runtime:
                 self.web.live = lambda: self.core.live
                 self.pair.web = _audience_ws(self.opts.web_url or self.web.server.base_url(), self.venue)
                 tasks.append(asyncio.create_task(self._web_peers(), name="web-peers"))
+        if self.opts.timecode is not None:
+            self.timecode = self.opts.timecode.open(self.player, self.clock.wall_ns, self._wake.set)
+            await self.timecode.open()
         if self.opts.view:
             tasks.append(asyncio.create_task(self._view(), name="view"))
         try:
@@ -603,6 +610,8 @@ class Runtime:
                 self.pair.publish([*records, end])  # the standby ends with us, no takeover
                 await asyncio.sleep(0.05)  # let the link carry it before the bye
             await self.pair.close()
+        if self.timecode is not None:
+            await self.timecode.close()
         if self.control is not None:
             self.control.close()
         await self._close_oscquery()
@@ -638,6 +647,8 @@ class Runtime:
         player = self.player
         while not self._stop.is_set():
             now = self.clock.wall_ns()
+            if self.timecode is not None:
+                self.timecode.poll(now)  # the chase's dropout and loss, before the show moves on
             items = player.poll(now)
             records = self.core.take_records()
             if self.journal is not None:
@@ -968,6 +979,7 @@ class Runtime:
         tel = self._summary[1]
         gate = self.core.readiness(now)
         return ViewModel(
+            timecode="" if self.timecode is None else self.timecode.view_text(),
             show=self.timeline.show,
             venue=self.venue.name,
             state=str(snap.state),

@@ -121,6 +121,7 @@ class ViewModel:
     help: bool = False  # the key help is shown
     role: str = ""  # which controller this is: "LIVE · term 1", "STANDBY of ... · in step", ...
     role_live: bool = True  # this controller drives the devices
+    timecode: str = ""  # "chase artnet: locked 12.34s", or "" when no timecode (controller.tcio)
 
 
 def cue_rows(
@@ -419,6 +420,9 @@ def render(vm: ViewModel) -> RenderableType:
         Text(f"{vm.show}  @ {vm.venue}", style="bold"),
         Text(f"{_clock(vm.show_ns)} / {_clock(vm.duration_ns)}{rate}", style="bold"),
     )
+    if vm.timecode:
+        style = "bold green" if ": locked" in vm.timecode else "bold yellow"
+        head.add_row(Text(""), Text(""), Text(vm.timecode, style=style))
     title = "cues"
     if vm.standby_cue:
         title += f" · standby (GO): {vm.standby_cue}"

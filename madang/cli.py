@@ -613,6 +613,12 @@ def _bench_fuzz(args: argparse.Namespace) -> dict[str, Any]:
     return run(surface=args.surface, messages=args.messages, rate=args.rate, seed=args.seed, kinds=kinds)
 
 
+def _bench_timecode(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.timecode import run
+
+    return run(fps=args.fps, seconds=args.seconds, dropout_s=args.dropout)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     result = args.bench_fn(args)
     if args.json:
@@ -769,6 +775,20 @@ def _parser() -> argparse.ArgumentParser:
         help="clock-sync pings a second across all devices, at most; a mass join queues behind it, "
         "first come first served (default 0: no cap; 5000 for a venue whose audience joins at once)",
     )
+    tc = sp.add_argument_group("timecode (docs/timecode.md)")
+    tc.add_argument("--chase", metavar="SOURCE", default=None,
+                    help="the show clock chases timecode: artnet[:PORT] (ArtTimeCode, port 6454) "
+                    "or mtc[:MIDI-PORT] (MIDI Time Code)")
+    tc.add_argument("--timecode-out", metavar="DEST", default=None,
+                    help="send timecode from the show clock: artnet:HOST[:PORT] or mtc[:MIDI-PORT]")
+    tc.add_argument("--timecode-fps", default="25", choices=["24", "25", "29.97df", "30"],
+                    help="the timecode's frame rate (default 25)")
+    tc.add_argument("--timecode-start", default="00:00:00:00", metavar="HH:MM:SS:FF",
+                    help="the timecode of show time 0 (default 00:00:00:00)")
+    tc.add_argument("--chase-freewheel", type=float, default=2.0, metavar="SECONDS",
+                    help="run on this long when the source falls silent (default 2)")
+    tc.add_argument("--chase-loss", choices=["hold", "stop"], default="hold",
+                    help="after the freewheel: hold (pause where it is) or stop the show (default hold)")
     sp.add_argument(
         "--degrade",
         action="append",
@@ -977,6 +997,10 @@ def _parser() -> argparse.ArgumentParser:
         "--broker", type=_broker_url, default=None, help="broker URL (default: a private Mosquitto)"
     )
     bp.add_argument("--messages", type=_COUNT, default=100_000)
+    bp = bench("timecode", _bench_timecode, "chasing Art-Net TimeCode on loopback: lock, jitter, a dropout")
+    bp.add_argument("--fps", default="25", help="24, 25, 29.97df or 30 (default 25)")
+    bp.add_argument("--seconds", type=float, default=6.0, help="how long the source runs (default 6)")
+    bp.add_argument("--dropout", type=float, default=2.0, help="the source's silence, seconds (default 2)")
     bp = bench("check", _bench_check, "time to check a generated show of N cues")
     bp.add_argument("--cues", type=_COUNT, default=5000)
     bp = bench("devices", _bench_devices, "the simulators' own speed: scheduler, virtual show, MQTT headsets")

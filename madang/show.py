@@ -20,6 +20,8 @@ from controller.journal import JOURNAL_FILE, LastRun, default_journal_dir, last_
 from controller.mqtt import broker_login, tls_context
 from controller.outputs import prepare
 from controller.runtime import Runtime, RuntimeOptions
+from controller.tcio import TimecodeOptions, parse_chase, parse_out, parse_start
+from controller.timecode import FrameRate
 from cues.compiler import compile_show
 from venues.broker import BrokerFiles, BrokerLogin, parse_broker_url
 from venues.model import Venue
@@ -65,8 +67,26 @@ def run_show_cli(args: argparse.Namespace) -> int:
         heartbeat_ms=args.heartbeat_ms,
         missed_heartbeats=args.missed_heartbeats,
         **web_options(args, timeline),
+        timecode=timecode_options(args),
     )
     return asyncio.run(Runtime(timeline, venue, opts).run())
+
+
+def timecode_options(args: argparse.Namespace) -> TimecodeOptions | None:
+    """``--chase``, ``--timecode-out``, ``--timecode-fps``, ``--timecode-start``,
+    ``--chase-freewheel`` and ``--chase-loss`` (docs/timecode.md); None when neither is given."""
+    chase, out = getattr(args, "chase", None), getattr(args, "timecode_out", None)
+    if chase is None and out is None:
+        return None
+    rate = FrameRate.parse(args.timecode_fps)
+    return TimecodeOptions(
+        chase=None if chase is None else parse_chase(chase),
+        out=None if out is None else parse_out(out),
+        rate=rate,
+        offset_ns=parse_start(args.timecode_start, rate),
+        freewheel_ns=round(args.chase_freewheel * 1e9),
+        on_loss=args.chase_loss,
+    )
 
 
 def access_options(args: argparse.Namespace) -> dict[str, Any]:

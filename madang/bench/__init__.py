@@ -9,6 +9,7 @@
 * :mod:`~madang.bench.check`: time to check a generated show of N cues
 * :mod:`~madang.bench.devices`: the simulators' own speed (``madang bench devices vtime|virtual|mqtt``)
 * :mod:`~madang.bench.console`: the browser console at 1,200 devices: bytes, CPU, the page's render
+* :mod:`~madang.bench.timecode`: chasing Art-Net TimeCode on loopback: lock, clock error, a dropout
 * :mod:`~madang.bench.failover`: ``kill -9`` the live controller mid-show, N times: takeover time,
   lost, missed and duplicated cues, spread (real processes; its venue is in ``data/``)
 

@@ -95,7 +95,19 @@ def web_options(args: argparse.Namespace, timeline: Any) -> dict[str, Any]:
         "viewer_token_file": _path(getattr(args, "viewer_token_file", None)),
         "web_url": getattr(args, "web_url", None),
         "web_peer": getattr(args, "web_peer", None),
+        "web_device_keys": ws_device_keys(args),
     }
+
+
+def ws_device_keys(args: argparse.Namespace) -> dict[str, str] | None:
+    """``--device-secrets FILE``: the WebSocket devices' keys (the secrets file of ``madang
+    broker-config``), which each must present to connect; None without it (open)."""
+    path = getattr(args, "device_secrets", None)
+    if not path:
+        return None
+    from controller.brokerconf import read_secrets
+
+    return read_secrets(path)
 
 
 def _path(value: str | None) -> Path | None:

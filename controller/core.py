@@ -340,6 +340,10 @@ class ControllerCore:
         self._withdrawn: list[Withdraw] = []
         self._tie = itertools.count()
         self.emitted_seqs: set[int] = set()  # action seqs the engine has emitted (for reports)
+        # Whom each emitted action seq targets (a fire report from another device is untrue), and
+        # the action's device tuple last added for it (the same object every time: added once).
+        self._seq_devices: dict[int, set[str]] = {}
+        self._seq_from: dict[int, tuple[str, ...]] = {}
         # Controller ops' seqs (negative, _op_key) recently issued: a fire report may name one.
         self._op_seqs: dict[int, None] = {}
         # Per device, the (show, seq) of its recent fire reports: a repeat is counted once.
@@ -375,6 +379,7 @@ class ControllerCore:
             # Forged or stale input the core can tell (docs/security-controls.md, "Bounds"):
             "fired_implausible": 0,  # fire reports naming no seq, a seq never sent, or another take
             "fired_duplicate": 0,  # a device's repeat of a fire report it already made
+            "fired_untargeted": 0,  # a fire report of an action sent, but not to the reporting device
             "late_joins_limited": 0,  # ready statuses within LATE_JOIN_EVERY_NS of a catch-up
             "unknown_device": 0,  # device reports (pong/status/fired) on a topic of no device
             "events_ignored": 0,  # messages that match no event trigger of the show
@@ -785,7 +790,7 @@ class ControllerCore:
                 self._plan_safe(safes, now)
                 safes = []
             if isinstance(o, Fire | Ramp | Frame):
-                self.emitted_seqs.add(o.key[2])
+                self._emitted(o.key[2], o.action.devices)
             if isinstance(o, Ramp) or (isinstance(o, Fire) and isinstance(o.op, MqttSend)):
                 self._ahead.note(o, now)
             if isinstance(o, Fire | Frame | Ramp):
@@ -798,6 +803,18 @@ class ControllerCore:
                 self._cancel(o)
         if safes:
             self._plan_safe(safes, now)
+
+    def _emitted(self, seq: int, devices: tuple[str, ...]) -> None:
+        """Note that action ``seq`` went to ``devices`` (fire reports are checked against both)."""
+        self.emitted_seqs.add(seq)
+        if self._seq_from.get(seq) is devices:
+            return
+        self._seq_from[seq] = devices
+        got = self._seq_devices.get(seq)
+        if got is None:
+            self._seq_devices[seq] = set(devices)
+        else:
+            got.update(devices)
 
     def _sends(self, o: Fire | Frame | Ramp, devices: Sequence[str], now: int) -> list[Send]:
         """What one engine output becomes on the wire for ``devices``, by their capabilities."""
@@ -1078,11 +1095,14 @@ class ControllerCore:
 
     def _implausible(self, device: str, msg: wire.Fired) -> str | None:
         """Why a fire report cannot be true (the counter to bump), or None: it must name a seq this
-        controller sent (an action's, or a recent op's), of the current take when it names the
-        show, and a device's repeat of a report is counted once."""
+        controller sent (an action's, or a recent op's), an action's only from a device it was
+        sent to, of the current take when it names the show, and a device's repeat of a report
+        is counted once."""
         seq = msg.seq
         if seq is None or (seq not in self.emitted_seqs if seq >= 0 else seq not in self._op_seqs):
             return "fired_implausible"
+        if seq >= 0 and device not in self._seq_devices.get(seq, ()):
+            return "fired_untargeted"  # a cue sent, but not to this device: it cannot have fired it
         take = self.engine.snapshot.take
         if msg.show is not None:
             show_key = self.timeline.show if take == 1 else f"{self.timeline.show} #{take}"

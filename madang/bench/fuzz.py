@@ -249,6 +249,7 @@ _COUNTED = (
     "osc_malformed",
     "pongs_dropped",
     "fired_implausible",
+    "fired_untargeted",
     "fired_duplicate",
     "late_joins_limited",
     "unknown_device",

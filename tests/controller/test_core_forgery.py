@@ -22,6 +22,7 @@ zones: [north]
 devices:
   - {id: xr-1, kind: xr, zone: north, mqtt: {}, sync: app}
   - {id: xr-2, kind: xr, zone: north, mqtt: {}, sync: app}
+  - {id: cam-1, kind: cam, zone: north, mqtt: {}, sync: app}
 """
 
 SHOW = """\
@@ -86,6 +87,20 @@ def test_fire_reports_count_once_and_only_for_what_was_sent(tmp_path: Path) -> N
     assert c.counters["fired_implausible"] == 3
     assert c.counters["unknown_device"] == 1
     assert [d for d, _ in c.take_fired()] == ["xr-1", "xr-2"]
+
+
+def test_a_fire_report_from_a_device_the_cue_did_not_target_is_counted_apart(tmp_path: Path) -> None:
+    c = _core(tmp_path)
+    sent, now = _playing(c)
+    cue = json.loads(sent[0].payload)  # sent to kind:xr only
+    real = {"show": cue["show"], "cue": cue["cue"], "seq": cue["seq"], "local": 1, "synced": True}
+    for _ in range(10):
+        _fired(c, "cam-1", real, now)  # a real device, a real seq, but not its cue
+    _fired(c, "xr-1", real, now)
+    assert c.counters["fired_untargeted"] == 10
+    assert c.counters["fired_implausible"] == 0
+    assert c.counters["fired"] == 1
+    assert [d for d, _ in c.take_fired()] == ["xr-1"]
 
 
 def test_a_flood_of_ready_statuses_sends_catch_up_once_per_interval(tmp_path: Path) -> None:

@@ -379,7 +379,8 @@ class ControllerCore:
             # Forged or stale input the core can tell (docs/security-controls.md, "Bounds"):
             "fired_implausible": 0,  # fire reports naming no seq, a seq never sent, or another take
             "fired_duplicate": 0,  # a device's repeat of a fire report it already made
-            "fired_untargeted": 0,  # a fire report of an action sent, but not to the reporting device
+            "fired_untargeted": 0,
+            "osc_unsolicited": 0,  # datagrams from no device's endpoint while no OSC trigger listens  # a fire report of an action sent, but not to the reporting device
             "late_joins_limited": 0,  # ready statuses within LATE_JOIN_EVERY_NS of a catch-up
             "unknown_device": 0,  # device reports (pong/status/fired) on a topic of no device
             "events_ignored": 0,  # messages that match no event trigger of the show
@@ -1005,26 +1006,36 @@ class ControllerCore:
         ]
         return [*self.device_filters(), *triggers]
 
-    def receive_datagram(self, data: bytes, source: tuple[str, int], now: int) -> None:
+    def receive_datagram(self, data: bytes, source: tuple[str, int], now: int) -> bool:
         """A UDP datagram from ``source``, received at ``now``: OSC pongs and fire reports from a
-        device's endpoint, or events. A datagram that is not OSC is counted and dropped."""
+        device's endpoint, or events. A datagram that is not OSC is counted and dropped; one from
+        no device's endpoint while no OSC trigger listens is dropped undecoded
+        (``osc_unsolicited``). Returns True when something was taken in (a report, an event):
+        only then has the core anything new to say (a driver need not wake up for the rest)."""
+        device = self.by_endpoint.get(source)
+        if device is None and not self._triggers["osc"]:
+            self.counters["osc_unsolicited"] += 1  # nobody could have sent it to us: not parsed
+            return False
         try:
             packet = decode_packet(data)
         except OscDecodeError:
             self.counters["bad_messages"] += 1
             self.counters["osc_malformed"] += 1
-            return
-        device = self.by_endpoint.get(source)
+            return False
+        took = False
         for msg in messages(packet):
             report = wire.decode_osc_report(msg.address, msg.args) if device is not None else None
             if report is not None and device is not None:
                 self._report(device, report, now, pong=msg.address == wire.OSC_PONG)
+                took = True
             elif not self._matches_trigger("osc", msg.address):
                 self.counters["events_ignored"] += 1
             elif self.live and self.engine.state in (State.ARMED, State.PLAYING):
                 self.counters["events"] += 1
                 sender = device or f"{source[0]}:{source[1]}"
                 self._event("osc", msg.address, sender, now)
+                took = True
+        return took
 
     def receive_pongs(self, rows: I64, seqs: I64, t1: I64, t2: I64, t3: I64, received: I64) -> None:
         """Pongs already decoded into arrays, by clock-sync row (:attr:`PingSink.ids`), in order

@@ -247,6 +247,7 @@ def _target(surface: str, rt: Runtime) -> tuple[str, int, str]:
 _COUNTED = (
     "bad_messages",
     "osc_malformed",
+    "osc_unsolicited",
     "pongs_dropped",
     "fired_implausible",
     "fired_untargeted",

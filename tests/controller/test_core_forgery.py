@@ -191,3 +191,46 @@ def test_forged_reboots_restart_a_devices_clock_sync_at_most_every_30_s(tmp_path
     later = now + SYNC_RESTART_EVERY_NS + 1
     c.receive_mqtt("madang/dev/xr-1/status", b'{"state": "ready", "boot": 99}', later)
     assert c.counters["sync_restarts_limited"] == 19
+
+
+OSC_VENUE = """\
+venue: yard
+zones: [north]
+devices:
+  - {id: led-1, kind: display, zone: north, osc: {host: 127.0.0.1, port: 9701}, sync: timetag}
+"""
+
+OSC_SHOW = """\
+show: Datagrams
+venue: venue.yaml
+cues:
+  - id: one
+    actions:
+      - osc: {targets: led-1, address: /scene, args: [1]}
+"""
+
+
+def test_datagrams_from_no_device_are_dropped_undecoded_unless_an_osc_trigger_listens(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "venue.yaml").write_text(OSC_VENUE, encoding="utf-8")
+    (tmp_path / "show.yaml").write_text(OSC_SHOW, encoding="utf-8")
+    c = ControllerCore(*compile_show(tmp_path / "show.yaml"))
+    junk, pong = b"\x00garbage", b"/madang/pong\x00\x00\x00\x00,i\x00\x00\x00\x00\x00\x01"
+    for _ in range(100):
+        assert c.receive_datagram(junk, ("127.0.0.9", 4000), T0) is False
+        assert c.receive_datagram(pong, ("127.0.0.9", 4000), T0) is False
+    assert c.counters["osc_unsolicited"] == 200
+    assert c.counters["bad_messages"] == 0  # not even parsed
+    # From the device's own endpoint a datagram is decoded: junk is malformed.
+    assert c.receive_datagram(junk, ("127.0.0.1", 9701), T0) is False
+    assert c.counters["osc_malformed"] == 1
+    # With an OSC trigger in the show, anyone's datagrams are parsed (they may be its events).
+    (tmp_path / "show.yaml").write_text(
+        OSC_SHOW + "  - id: two\n    on: {osc: /gate/open}\n    actions:\n"
+        "      - osc: {targets: led-1, address: /scene, args: [2]}\n",
+        encoding="utf-8",
+    )
+    c = ControllerCore(*compile_show(tmp_path / "show.yaml"))
+    assert c.receive_datagram(junk, ("127.0.0.9", 4000), T0) is False
+    assert c.counters["osc_malformed"] == 1 and c.counters["osc_unsolicited"] == 0

@@ -379,8 +379,8 @@ class ControllerCore:
             # Forged or stale input the core can tell (docs/security-controls.md, "Bounds"):
             "fired_implausible": 0,  # fire reports naming no seq, a seq never sent, or another take
             "fired_duplicate": 0,  # a device's repeat of a fire report it already made
-            "fired_untargeted": 0,
-            "osc_unsolicited": 0,  # datagrams from no device's endpoint while no OSC trigger listens  # a fire report of an action sent, but not to the reporting device
+            "fired_untargeted": 0,  # a fire report of an action sent, but not to the reporting device
+            "osc_unsolicited": 0,  # datagrams from no device's endpoint while no OSC trigger listens
             "late_joins_limited": 0,  # ready statuses within LATE_JOIN_EVERY_NS of a catch-up
             "unknown_device": 0,  # device reports (pong/status/fired) on a topic of no device
             "events_ignored": 0,  # messages that match no event trigger of the show

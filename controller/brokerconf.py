@@ -72,6 +72,7 @@ __all__ = [
     "read_secrets",
     "verify_password",
     "write_broker_config",
+    "ws_identities",
 ]
 
 CONTROLLER_USER = "madang-controller"
@@ -157,6 +158,12 @@ def device_identities(venue: Venue) -> list[Device]:
     """The devices that log in to the broker: those with an MQTT endpoint (WebSocket devices and
     audience slots reach the controller, not the broker; OSC devices neither)."""
     return [d for d in venue.devices if d.mqtt is not None and not d.pooled]
+
+
+def ws_identities(venue: Venue) -> list[Device]:
+    """The devices that present a key to the controller's WebSocket server (docs/protocol.md):
+    those with a WebSocket endpoint and no MQTT one, audience slots excepted (rejoin tokens)."""
+    return [d for d in venue.devices if d.ws is not None and d.mqtt is None and not d.pooled]
 
 
 def event_grants(device: Device, filters: Iterable[str]) -> list[str]:
@@ -260,6 +267,10 @@ def broker_policy(
     names = [*CONTROLLER_USERS, *(d.id for d in devices)]
     clear = {name: known.get(name) or secrets.token_urlsafe(18) for name in names}
     passwd = "".join(f"{name}:{hash_password(pw)}\n" for name, pw in clear.items())
+    # WebSocket devices never log in to the broker, but present a key to the controller
+    # (controller.web.devkeys): the same file holds theirs, not the broker's passwd.
+    for d in ws_identities(venue):
+        clear.setdefault(d.id, known.get(d.id) or secrets.token_urlsafe(18))
     folder = folder.resolve()
     return BrokerPolicy(_conf(venue, folder, port, bind, tls), passwd, _acl(venue, devices, events), clear)
 

@@ -347,6 +347,10 @@ class ControllerCore:
         self._withdrawn: list[Withdraw] = []
         self._tie = itertools.count()
         self.emitted_seqs: set[int] = set()  # action seqs the engine has emitted (for reports)
+        # Whom each emitted action seq targets (a fire report from another device is untrue), and
+        # the action's device tuple last added for it (the same object every time: added once).
+        self._seq_devices: dict[int, set[str]] = {}
+        self._seq_from: dict[int, tuple[str, ...]] = {}
         # Controller ops' seqs (negative, _op_key) recently issued: a fire report may name one.
         self._op_seqs: dict[int, None] = {}
         # Per device, the (show, seq) of its recent fire reports: a repeat is counted once.
@@ -384,6 +388,8 @@ class ControllerCore:
             # Forged or stale input the core can tell (docs/security-controls.md, "Bounds"):
             "fired_implausible": 0,  # fire reports naming no seq, a seq never sent, or another take
             "fired_duplicate": 0,  # a device's repeat of a fire report it already made
+            "fired_untargeted": 0,  # a fire report of an action sent, but not to the reporting device
+            "osc_unsolicited": 0,  # datagrams from no device's endpoint while no OSC trigger listens
             "late_joins_limited": 0,  # ready statuses within LATE_JOIN_EVERY_NS of a catch-up
             "unknown_device": 0,  # device reports (pong/status/fired) on a topic of no device
             "events_ignored": 0,  # messages that match no event trigger of the show
@@ -795,7 +801,7 @@ class ControllerCore:
                 self._plan_safe(safes, now)
                 safes = []
             if isinstance(o, Fire | Ramp | Frame):
-                self.emitted_seqs.add(o.key[2])
+                self._emitted(o.key[2], o.action.devices)
             if isinstance(o, Ramp) or (isinstance(o, Fire) and isinstance(o.op, MqttSend)):
                 self._ahead.note(o, now)
             if isinstance(o, Fire | Frame | Ramp):
@@ -808,6 +814,18 @@ class ControllerCore:
                 self._cancel(o)
         if safes:
             self._plan_safe(safes, now)
+
+    def _emitted(self, seq: int, devices: tuple[str, ...]) -> None:
+        """Note that action ``seq`` went to ``devices`` (fire reports are checked against both)."""
+        self.emitted_seqs.add(seq)
+        if self._seq_from.get(seq) is devices:
+            return
+        self._seq_from[seq] = devices
+        got = self._seq_devices.get(seq)
+        if got is None:
+            self._seq_devices[seq] = set(devices)
+        else:
+            got.update(devices)
 
     def _sends(self, o: Fire | Frame | Ramp, devices: Sequence[str], now: int) -> list[Send]:
         """What one engine output becomes on the wire for ``devices``, by their capabilities."""
@@ -998,30 +1016,40 @@ class ControllerCore:
         ]
         return [*self.device_filters(), *triggers]
 
-    def receive_datagram(self, data: bytes, source: tuple[str, int], now: int) -> None:
+    def receive_datagram(self, data: bytes, source: tuple[str, int], now: int) -> bool:
         """A UDP datagram from ``source``, received at ``now``: OSC pongs and fire reports from a
-        device's endpoint, or events. A datagram that is not OSC is counted and dropped; one from a
-        source that is no device's endpoint, past :data:`SOURCE_RATE_PER_S`, is dropped undecoded."""
+        device's endpoint, or events. A datagram that is not OSC is counted and dropped; one from
+        no device's endpoint while no OSC trigger listens is dropped undecoded (``osc_unsolicited``),
+        and so is one from a source that is no device's endpoint past :data:`SOURCE_RATE_PER_S`
+        (``source_rate_limited``). Returns True when something was taken in (a report, an event):
+        only then has the core anything new to say (a driver need not wake up for the rest)."""
         device = self.by_endpoint.get(source)
+        if device is None and not self._triggers["osc"]:
+            self.counters["osc_unsolicited"] += 1  # nobody could have sent it to us: not parsed
+            return False
         if device is None and not self.source_rates.allow(source, now):
             self.counters["source_rate_limited"] += 1
-            return
+            return False
         try:
             packet = decode_packet(data)
         except OscDecodeError:
             self.counters["bad_messages"] += 1
             self.counters["osc_malformed"] += 1
-            return
+            return False
+        took = False
         for msg in messages(packet):
             report = wire.decode_osc_report(msg.address, msg.args) if device is not None else None
             if report is not None and device is not None:
                 self._report(device, report, now, pong=msg.address == wire.OSC_PONG)
+                took = True
             elif not self._matches_trigger("osc", msg.address):
                 self.counters["events_ignored"] += 1
             elif self.live and self.engine.state in (State.ARMED, State.PLAYING):
                 self.counters["events"] += 1
                 sender = device or f"{source[0]}:{source[1]}"
                 self._event("osc", msg.address, sender, now)
+                took = True
+        return took
 
     def receive_pongs(self, rows: I64, seqs: I64, t1: I64, t2: I64, t3: I64, received: I64) -> None:
         """Pongs already decoded into arrays, by clock-sync row (:attr:`PingSink.ids`), in order
@@ -1092,11 +1120,14 @@ class ControllerCore:
 
     def _implausible(self, device: str, msg: wire.Fired) -> str | None:
         """Why a fire report cannot be true (the counter to bump), or None: it must name a seq this
-        controller sent (an action's, or a recent op's), of the current take when it names the
-        show, and a device's repeat of a report is counted once."""
+        controller sent (an action's, or a recent op's), an action's only from a device it was
+        sent to, of the current take when it names the show, and a device's repeat of a report
+        is counted once."""
         seq = msg.seq
         if seq is None or (seq not in self.emitted_seqs if seq >= 0 else seq not in self._op_seqs):
             return "fired_implausible"
+        if seq >= 0 and device not in self._seq_devices.get(seq, ()):
+            return "fired_untargeted"  # a cue sent, but not to this device: it cannot have fired it
         take = self.engine.snapshot.take
         if msg.show is not None:
             show_key = self.timeline.show if take == 1 else f"{self.timeline.show} #{take}"

@@ -214,10 +214,12 @@ class Player:
         self.core.receive_mqtt(topic, payload, now)
         self._note_fired()
 
-    def receive_datagram(self, data: bytes, source: tuple[str, int], now: int) -> None:
-        """A UDP datagram (see :meth:`ControllerCore.receive_datagram`)."""
-        self.core.receive_datagram(data, source, now)
+    def receive_datagram(self, data: bytes, source: tuple[str, int], now: int) -> bool:
+        """A UDP datagram (see :meth:`ControllerCore.receive_datagram`): True when it was taken in."""
+        if not self.core.receive_datagram(data, source, now):
+            return False
         self._note_fired()
+        return True
 
     def _note_fired(self) -> None:
         fired = self.core.take_fired()

@@ -81,6 +81,7 @@ from controller.udp import Datagram, DirectUdpSender, UdpReceiver
 from controller.view import LogLine, ViewModel, cue_rows, render
 from controller.web import WebFront
 from controller.web.console import PRESENCE_CODES, SYNC_CODES, ConsoleDesk, ConsoleHooks, DeviceGrid
+from controller.web.devkeys import DeviceKeys
 from controller.web.mdns import Advertiser, MdnsError, interfaces_for
 from controller.web.oscquery import OscQueryServer
 from cues.timeline import Timeline
@@ -149,6 +150,9 @@ class RuntimeOptions:
     web_host: str = "127.0.0.1"
     web_origins: list[str] = field(default_factory=list)  # browser origins allowed besides same-origin
     web_media: Mapping[str, Path | str] = field(default_factory=dict)  # crowd images: name -> file
+    # The WebSocket devices' keys (device id -> key, the secrets file of madang broker-config):
+    # a device must present its own to connect (controller.web.devkeys). None: open.
+    web_device_keys: Mapping[str, str] | None = None
     # The browser console (controller.web.console) on the web port: the two roles' tokens from
     # these files, else $MADANG_OPERATOR_TOKEN / $MADANG_VIEWER_TOKEN, else generated and printed.
     console: bool = True
@@ -850,8 +854,10 @@ class Runtime:
         self._wake.set()
 
     def _on_datagram(self, dg: Datagram) -> None:
-        self.player.receive_datagram(dg.data, dg.addr, dg.rx_wall_ns)
-        self._wake.set()
+        # The pump wakes only for what the core took in: a flood of hostile datagrams, dropped
+        # and counted, costs no pass of the pump each (madang bench fuzz --surface osc-device).
+        if self.player.receive_datagram(dg.data, dg.addr, dg.rx_wall_ns):
+            self._wake.set()
 
     # -- the sync gate -----------------------------------------------------------------------
 
@@ -1178,7 +1184,9 @@ class Runtime:
             origins=self.opts.web_origins,
             media=self.opts.web_media,
             show=self.core.show_id,
+            device_keys=None if self.opts.web_device_keys is None else DeviceKeys(self.opts.web_device_keys),
         )
+        self._say_device_keys()
         if self.opts.console and self.access is not None:
             self._open_console()
         try:
@@ -1196,6 +1204,33 @@ class Runtime:
         if self.console is not None:
             self._console_task = asyncio.create_task(self.console.run(), name="console")
             self._print_console_urls()
+
+    def _say_device_keys(self) -> None:
+        """One line at start: whether WebSocket devices must present their key."""
+        ws = [d.id for d in self.venue.devices if d.ws is not None and not d.pooled]
+        if not ws:
+            return
+        keys = self.opts.web_device_keys
+        if keys is None:
+            print(
+                f"madang: WebSocket devices are open ({len(ws):,}): any connection naming a device speaks "
+                "for it; give --device-secrets FILE (madang broker-config) to require each device's key",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        missing = [d for d in ws if d not in keys]
+        print(
+            f"madang: WebSocket devices need their key: {len(ws) - len(missing):,} of {len(ws):,} have one",
+            file=sys.stderr,
+            flush=True,
+        )
+        if missing:
+            log.warning(
+                "WebSocket devices without a key in the secrets file cannot connect: %s "
+                "(regenerate it with madang broker-config)",
+                ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
+            )
 
     def _open_console(self) -> None:
         """The browser console's routes on the web server (controller.web.console)."""

@@ -392,13 +392,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.device_secrets and not args.simulate:
-        print(
-            "madang run: --device-secrets logs the simulated devices in (--simulate); real devices "
-            "hold their own passwords",
-            file=sys.stderr,
-        )
-        return 2
     if getattr(args, "oscquery", None) is not None and args.control_port < 0:
         print(
             "madang run: --oscquery serves the control port's addresses; it needs the control port "
@@ -693,8 +686,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--device-secrets",
         metavar="FILE",
-        help="--simulate against an ACL'd --broker: the simulated devices log in with the passwords of "
-        "this secrets file (madang broker-config)",
+        help="the secrets file of madang broker-config: each WebSocket device must present its key "
+        "(docs/protocol.md); with --simulate, the simulated devices log in with its passwords",
     )
     sp.add_argument(
         "--go", action="store_true", help="press GO once the sync gate is READY (see --ready-timeout)"

@@ -48,6 +48,14 @@ def run_simulated_cli(args: argparse.Namespace) -> int:
         _, login["broker_login"] = broker_login_of(args, venue)
         if args.device_secrets:
             login["device_passwords"] = read_secrets(args.device_secrets)
+    elif args.device_secrets and any(d.ws is not None and d.mqtt is None for d in venue.devices):
+        # The private broker is open; the WebSocket devices present their keys to the controller.
+        secrets = read_secrets(args.device_secrets)
+        login["device_passwords"] = {
+            d.id: secrets[d.id]
+            for d in venue.devices
+            if d.ws is not None and d.mqtt is None and d.id in secrets
+        }
     elif args.device_secrets:
         raise BrokerConfigError(
             "--device-secrets without --broker: the simulated venue's private broker is open",

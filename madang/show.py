@@ -116,6 +116,7 @@ def web_options(args: argparse.Namespace, timeline: Any) -> dict[str, Any]:
         "web_url": getattr(args, "web_url", None),
         "web_peer": getattr(args, "web_peer", None),
         **oscquery_options(args),
+        "web_device_keys": ws_device_keys(args),
     }
 
 
@@ -125,6 +126,17 @@ def oscquery_options(args: argparse.Namespace) -> dict[str, Any]:
     if port is None:
         return {}
     return {"oscquery_port": port, "mdns": not getattr(args, "no_mdns", False)}
+
+
+def ws_device_keys(args: argparse.Namespace) -> dict[str, str] | None:
+    """``--device-secrets FILE``: the WebSocket devices' keys (the secrets file of ``madang
+    broker-config``), which each must present to connect; None without it (open)."""
+    path = getattr(args, "device_secrets", None)
+    if not path:
+        return None
+    from controller.brokerconf import read_secrets
+
+    return read_secrets(path)
 
 
 def _path(value: str | None) -> Path | None:

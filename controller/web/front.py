@@ -33,6 +33,7 @@ from websockets.protocol import State
 from controller.clock import Clock
 from controller.delivery import MqttPublish
 from controller.web.audience import AudienceDesk, Slot
+from controller.web.devkeys import DeviceKeys
 from controller.web.hub import Deliver, WsHub, device_topics, envelope, text_frame
 from controller.web.server import StampedConnection, WebServer
 from venues.model import Device, Venue
@@ -96,8 +97,12 @@ class WebFront:
         origins: Sequence[str] = (),
         media: Mapping[str, Path | str] | None = None,
         show: str = "",
+        device_keys: DeviceKeys | None = None,
     ) -> None:
         self.venue = venue
+        # The WebSocket devices' keys (controller.web.devkeys): None, any connection naming a
+        # device speaks for it (the runtime says so at start).
+        self.device_keys = device_keys
         self.clock = clock
         self.show = show
         self.hub = WsHub(deliver, clock=clock)
@@ -189,6 +194,22 @@ class WebFront:
             self.refused["unknown_device"] += 1
             await conn.close(1008, "no such WebSocket device in the venue"[:120])
             return
+        if self.device_keys is not None:
+            key = (query.get("key") or [""])[0]
+            remote = conn.remote_address
+            source = str(remote[0]) if remote else "?"
+            reason = self.device_keys.check(dev.id, key, source, self.clock.monotonic_ns())
+            if reason is not None:  # refused before the hub hears of it: the live session stays
+                first = self.device_keys.refused[reason] == 1
+                (log.warning if first else log.debug)(
+                    "WebSocket device refused (%s; the first of each reason is logged, all are counted)",
+                    reason,
+                    extra={"device": dev.id, "reason": reason, "source": source},
+                )
+                await conn.close(
+                    1008, "device key refused" if reason != "rate_limited" else "too many wrong keys"
+                )
+                return
         await self._serve(conn, dev)
 
     async def _audience_socket(self, conn: ServerConnection) -> None:
@@ -267,6 +288,8 @@ class WebFront:
             **self.hub.stats.as_dict(),
             "refused": {**self.refused, **dict(self.server.refused)},
         }
+        if self.device_keys is not None:
+            out["device_keys"] = self.device_keys.report()
         if self.desk is not None:
             out["audience"] = {"capacity": self.desk.pool.capacity, "taken": self.desk.taken}
         return out

@@ -247,8 +247,10 @@ def _target(surface: str, rt: Runtime) -> tuple[str, int, str]:
 _COUNTED = (
     "bad_messages",
     "osc_malformed",
+    "osc_unsolicited",
     "pongs_dropped",
     "fired_implausible",
+    "fired_untargeted",
     "fired_duplicate",
     "late_joins_limited",
     "unknown_device",

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiomqtt
 from websockets.asyncio.client import connect as ws_connect
@@ -371,16 +371,25 @@ class MqttApp(_StreamApp):
 
 
 class WsApp(_StreamApp):
-    """An app device as a WebXR client: ``ws://host:port/ws?device={id}``, JSON envelopes.
+    """An app device as a WebXR client: ``ws://host:port/ws?device={id}[&key={key}]``, JSON envelopes.
 
     A hot-standby pair's controller state names both controllers' web servers (``web``): the
     client keeps them and, when its connection closes, tries the next one (docs/protocol.md,
     "WebSocket": two controllers)."""
 
-    def __init__(self, core: AppDevice, path: Path, url: str, *, clock: TrueClock = time.time_ns) -> None:
+    def __init__(
+        self,
+        core: AppDevice,
+        path: Path,
+        url: str,
+        *,
+        clock: TrueClock = time.time_ns,
+        key: str | None = None,
+    ) -> None:
         super().__init__(core, path, clock)
         sep = "&" if "?" in url else "?"
-        self.url = f"{url}{sep}device={core.device.id}"
+        # ``key``: the device's key from the venue's secrets file, when the controller asks for it.
+        self.url = f"{url}{sep}device={core.device.id}" + (f"&key={quote(key, safe='')}" if key else "")
         self.urls = [self.url]  # where to connect, in turn (the controller state may add some)
         self._at = 0
 

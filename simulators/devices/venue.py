@@ -178,7 +178,13 @@ class SimulatedVenue:
                     tls=address.tls,
                 )
             elif self.ws_url is not None:
-                s = WsApp(app, self.paths[did], self.ws_url, clock=self.true_clock)
+                s = WsApp(
+                    app,
+                    self.paths[did],
+                    self.ws_url,
+                    clock=self.true_clock,
+                    key=self.device_passwords.get(did),
+                )
             else:
                 log.warning("WebXR device without ws_url; not started", extra={"device": did})
                 continue

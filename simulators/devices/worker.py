@@ -79,7 +79,7 @@ async def _main(
     for s in specs:
         core = AppDevice(s.device, s.clock, rec)
         if s.device.mqtt is None and ws_url is not None:
-            apps.append(WsApp(core, s.path, ws_url))
+            apps.append(WsApp(core, s.path, ws_url, key=None if s.login is None else s.login.password))
         else:
             apps.append(MqttApp(core, s.path, host=host, port=port, login=s.login, tls=s.tls))
         apps[-1].arrivals = seen

@@ -22,6 +22,7 @@ zones: [north]
 devices:
   - {id: xr-1, kind: xr, zone: north, mqtt: {}, sync: app}
   - {id: xr-2, kind: xr, zone: north, mqtt: {}, sync: app}
+  - {id: cam-1, kind: cam, zone: north, mqtt: {}, sync: app}
 """
 
 SHOW = """\
@@ -86,6 +87,20 @@ def test_fire_reports_count_once_and_only_for_what_was_sent(tmp_path: Path) -> N
     assert c.counters["fired_implausible"] == 3
     assert c.counters["unknown_device"] == 1
     assert [d for d, _ in c.take_fired()] == ["xr-1", "xr-2"]
+
+
+def test_a_fire_report_from_a_device_the_cue_did_not_target_is_counted_apart(tmp_path: Path) -> None:
+    c = _core(tmp_path)
+    sent, now = _playing(c)
+    cue = json.loads(sent[0].payload)  # sent to kind:xr only
+    real = {"show": cue["show"], "cue": cue["cue"], "seq": cue["seq"], "local": 1, "synced": True}
+    for _ in range(10):
+        _fired(c, "cam-1", real, now)  # a real device, a real seq, but not its cue
+    _fired(c, "xr-1", real, now)
+    assert c.counters["fired_untargeted"] == 10
+    assert c.counters["fired_implausible"] == 0
+    assert c.counters["fired"] == 1
+    assert [d for d, _ in c.take_fired()] == ["xr-1"]
 
 
 def test_a_flood_of_ready_statuses_sends_catch_up_once_per_interval(tmp_path: Path) -> None:
@@ -178,17 +193,68 @@ def test_forged_reboots_restart_a_devices_clock_sync_at_most_every_30_s(tmp_path
     assert c.counters["sync_restarts_limited"] == 19
 
 
+OSC_VENUE = """\
+venue: yard
+zones: [north]
+devices:
+  - {id: led-1, kind: display, zone: north, osc: {host: 127.0.0.1, port: 9701}, sync: timetag}
+"""
+
+OSC_SHOW = """\
+show: Datagrams
+venue: venue.yaml
+cues:
+  - id: one
+    actions:
+      - osc: {targets: led-1, address: /scene, args: [1]}
+"""
+
+
+def test_datagrams_from_no_device_are_dropped_undecoded_unless_an_osc_trigger_listens(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "venue.yaml").write_text(OSC_VENUE, encoding="utf-8")
+    (tmp_path / "show.yaml").write_text(OSC_SHOW, encoding="utf-8")
+    c = ControllerCore(*compile_show(tmp_path / "show.yaml"))
+    junk, pong = b"\x00garbage", b"/madang/pong\x00\x00\x00\x00,i\x00\x00\x00\x00\x00\x01"
+    for _ in range(100):
+        assert c.receive_datagram(junk, ("127.0.0.9", 4000), T0) is False
+        assert c.receive_datagram(pong, ("127.0.0.9", 4000), T0) is False
+    assert c.counters["osc_unsolicited"] == 200
+    assert c.counters["bad_messages"] == 0  # not even parsed
+    # From the device's own endpoint a datagram is decoded: junk is malformed.
+    assert c.receive_datagram(junk, ("127.0.0.1", 9701), T0) is False
+    assert c.counters["osc_malformed"] == 1
+    # With an OSC trigger in the show, anyone's datagrams are parsed (they may be its events).
+    (tmp_path / "show.yaml").write_text(
+        OSC_SHOW + "  - id: two\n    on: {osc: /gate/open}\n    actions:\n"
+        "      - osc: {targets: led-1, address: /scene, args: [2]}\n",
+        encoding="utf-8",
+    )
+    c = ControllerCore(*compile_show(tmp_path / "show.yaml"))
+    assert c.receive_datagram(junk, ("127.0.0.9", 4000), T0) is False
+    assert c.counters["osc_malformed"] == 1 and c.counters["osc_unsolicited"] == 0
+
+
 def test_one_source_flooding_the_device_port_is_dropped_undecoded_past_its_rate(tmp_path: Path) -> None:
-    c = _core(tmp_path)
-    _, now = _playing(c)
+    """With an OSC trigger listening, datagrams from no device are parsed, up to a budget per source."""
+    (tmp_path / "venue.yaml").write_text(OSC_VENUE, encoding="utf-8")
+    (tmp_path / "show.yaml").write_text(
+        OSC_SHOW + "  - id: two\n    on: {osc: /gate/open}\n    actions:\n"
+        "      - osc: {targets: led-1, address: /scene, args: [2]}\n",
+        encoding="utf-8",
+    )
+    c = ControllerCore(*compile_show(tmp_path / "show.yaml"))
     burst = c.source_rates.burst
-    junk = b"\x00not osc"  # decoded, it would count as malformed
+    junk = b"\x00not osc"  # decoded, it counts as malformed
     for _ in range(burst + 300):
-        c.receive_datagram(junk, ("10.9.9.9", 4000), now)
+        c.receive_datagram(junk, ("10.9.9.9", 4000), T0)
     assert c.counters["source_rate_limited"] == 300
     assert c.counters["osc_malformed"] == burst  # only what fitted the budget was decoded
-    c.receive_datagram(junk, ("10.9.9.10", 4000), now)  # another source has its own budget
+    c.receive_datagram(junk, ("10.9.9.10", 4000), T0)  # another source has its own budget
     assert c.counters["osc_malformed"] == burst + 1
-    later = now + S  # the budget refills at SOURCE_RATE_PER_S
-    c.receive_datagram(junk, ("10.9.9.9", 4000), later)
+    c.receive_datagram(junk, ("10.9.9.9", 4000), T0 + S)  # the budget refills at SOURCE_RATE_PER_S
     assert c.counters["osc_malformed"] == burst + 2
+    for _ in range(burst + 10):  # a device's own endpoint is limited per device, after decoding
+        c.receive_datagram(junk, ("127.0.0.1", 9701), T0)
+    assert c.counters["source_rate_limited"] == 300

@@ -54,15 +54,36 @@ def _files(tmp_path: Path) -> Path:
 
 
 def test_run_simulate_plays_websocket_devices_in_sync(tmp_path: Path) -> None:
+    """With ``--device-secrets`` (the secrets file of ``madang broker-config``): the controller
+    asks each WebSocket device for its key and the simulated ones present theirs."""
     report_path = tmp_path / "report.json"
+    show = _files(tmp_path)
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "madang",
+            "broker-config",
+            str(tmp_path / "venue.yaml"),
+            "-o",
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "madang",
             "run",
-            str(_files(tmp_path)),
+            str(show),
             "--simulate",
+            "--device-secrets",
+            str(tmp_path / "b" / "secrets"),
             "--go",
             "--exit-at-end",
             "--no-view",
@@ -84,6 +105,8 @@ def test_run_simulate_plays_websocket_devices_in_sync(tmp_path: Path) -> None:
     assert report["devices"] == 16
     web = report["controller"]["web"]
     assert web["peak"] == 12 and web["slow"] == 0 and web["dropped"] == {}
+    assert "WebSocket devices need their key: 12 of 12 have one" in proc.stderr
+    assert web["device_keys"]["accepted"] >= 12 and sum(web["device_keys"]["refused"].values()) == 0
     # Every WebSocket device synced like the MQTT ones (a clock model, answers counted).
     rows = {r["device"]: r for r in report["telemetry"]}
     assert all(rows[f"web-{i:02d}"]["synced"] for i in range(1, 13))

@@ -67,6 +67,15 @@ def test_incomplete_tls_options_are_refused(
     assert not (tmp_path / "b").exists()
 
 
-def test_device_secrets_are_for_a_simulated_run_only(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "show.yaml", "--device-secrets", "secrets"]) == 2
-    assert "--simulate" in capsys.readouterr().err
+def test_device_secrets_give_a_real_run_its_websocket_device_keys(tmp_path: Path) -> None:
+    """``madang run --device-secrets FILE`` (no --simulate): the WebSocket devices' keys."""
+    import argparse
+
+    from controller.brokerconf import BrokerConfigError
+    from madang.show import ws_device_keys
+
+    (tmp_path / "secrets").write_text("# keys\nws-1 abc\n", encoding="utf-8")
+    assert ws_device_keys(argparse.Namespace(device_secrets=str(tmp_path / "secrets"))) == {"ws-1": "abc"}
+    assert ws_device_keys(argparse.Namespace(device_secrets=None)) is None
+    with pytest.raises(BrokerConfigError, match="cannot read the secrets file"):
+        ws_device_keys(argparse.Namespace(device_secrets=str(tmp_path / "nope")))

@@ -134,10 +134,16 @@ class SyncService:
     def ping_stats(self) -> dict[str, int | None]:
         """The pinging's counters for a report: ``sent``, ``deferred`` by the cap (ping by ping,
         each time one is due and held), ``peak_deferred`` (the most held at once), ``queued``
-        now, and the cap (``max_rate``, None: none)."""
+        now, the cap (``max_rate``, None: none), and the pongs ``matched`` to their pings or
+        dropped: ``stale`` (past the timeout), ``unknown`` (no ping of that seq in flight),
+        ``implausible`` (timestamps out of order, or a round trip of 10 s or more)."""
         p = self.planner
         return {"max_rate": p.max_rate, "sent": p.sent, "deferred": p.deferred,
-                "peak_deferred": p.peak_deferred, "queued": p.queued()}
+                "peak_deferred": p.peak_deferred, "queued": p.queued(),
+                # Pongs kept and dropped, by reason: a slow path shows as stale (past the timeout)
+                # or implausible (a round trip of 10 s or more) long before it shows elsewhere.
+                "matched": p.matched, "stale": p.dropped_stale, "unknown": p.dropped_unknown,
+                "implausible": self.implausible}
 
     def due_pings(self, now: int) -> list[tuple[str, int]]:
         """:meth:`due_rows` as (device, seq) pairs."""

@@ -25,7 +25,7 @@ from controller.outputs import prepare, write_text
 from cues.compiler import compile_show
 from cues.timeline import Timeline
 from madang.report import prepare_report, print_report, write_report
-from madang.show import access_options, broker_login_of, journal_folder, web_options
+from madang.show import access_options, broker_login_of, journal_folder, timecode_options, web_options
 from simulators.broker import MosquittoBroker
 from simulators.devices.venue import SimulatedVenue
 from simulators.harness import limit_headsets, play_real, shipped_show
@@ -91,6 +91,8 @@ def _web(args: argparse.Namespace, timeline: Timeline) -> dict[str, Any]:
     opts = web_options(args, timeline)
     if getattr(args, "web_port", None) is None:
         opts["web_port"] = None
+    # The rehearsal chases and sends timecode as ``madang run`` does (``--chase``, ``--timecode-out``).
+    opts["timecode"] = timecode_options(args)
     return opts
 
 

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller import wire
+from controller.bridgeconf import BRIDGE_USER_PREFIX, LeafRoutes, bridge_acl, bridge_plan
 from controller.topics import device_report_topics, device_topics, validate_filter
 from venues.errors import MadangError
 from venues.model import Device, Venue
@@ -254,17 +255,20 @@ def broker_policy(
     port: int | None = None,
     bind: str | None = None,
     tls: BrokerTlsFiles | None = None,
+    bridges: Sequence[LeafRoutes] = (),
 ) -> BrokerPolicy:
     """The broker files for ``venue``, with their paths under ``folder`` (absolute in the
     config). ``passwords`` keeps known identities' passwords (others get new random ones);
-    ``events`` are the shows' MQTT trigger filters (:func:`event_grants`). Raises
+    ``events`` are the shows' MQTT trigger filters (:func:`event_grants`); ``bridges``: the leaf
+    brokers bridged to this one (:mod:`controller.bridgeconf`), each logging in as
+    ``madang-bridge-{leaf}`` and allowed exactly the topics it bridges. Raises
     :class:`BrokerConfigError` for a device id that cannot be a user name, or a bad filter."""
     devices = device_identities(venue)
     _check_names(devices)
     for f in events:
         validate_filter(f)
     known = dict(passwords or {})
-    names = [*CONTROLLER_USERS, *(d.id for d in devices)]
+    names = [*CONTROLLER_USERS, *(d.id for d in devices), *(BRIDGE_USER_PREFIX + r.leaf for r in bridges)]
     clear = {name: known.get(name) or secrets.token_urlsafe(18) for name in names}
     passwd = "".join(f"{name}:{hash_password(pw)}\n" for name, pw in clear.items())
     # WebSocket devices never log in to the broker, but present a key to the controller
@@ -272,7 +276,8 @@ def broker_policy(
     for d in ws_identities(venue):
         clear.setdefault(d.id, known.get(d.id) or secrets.token_urlsafe(18))
     folder = folder.resolve()
-    return BrokerPolicy(_conf(venue, folder, port, bind, tls), passwd, _acl(venue, devices, events), clear)
+    acl = _acl(venue, devices, events) + ("\n" + bridge_acl(bridges) if bridges else "")
+    return BrokerPolicy(_conf(venue, folder, port, bind, tls), passwd, acl, clear)
 
 
 def read_secrets(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -319,10 +324,18 @@ def write_broker_config(
     port: int | None = None,
     bind: str | None = None,
     tls: BrokerTlsFiles | None = None,
+    bridge_hub: str | None = None,
+    leaves: Mapping[str, Sequence[str]] | None = None,
+    leaf_port: int = 1883,
 ) -> BrokerPolicy:
     """Write ``mosquitto.conf``, ``passwd`` (hashes), ``acl``, ``secrets`` (clear passwords, 0600)
     and ``madang-controller.password`` / ``madang-standby.password`` (0600) into ``folder``;
-    keeps the passwords of an existing ``secrets`` file there. Returns the policy written."""
+    keeps the passwords of an existing ``secrets`` file there. Returns the policy written.
+
+    ``bridge_hub`` (``HOST:PORT`` of this broker as the leaves reach it): also write
+    ``leaf-{name}.conf`` (0600: it holds the bridge's password) for each leaf broker of ``leaves``
+    (leaf -> zones; default one leaf per zone), listening on ``leaf_port``, with the same
+    ``passwd`` and ``acl`` (copy the folder to each leaf host)."""
     out = Path(folder)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -331,7 +344,24 @@ def write_broker_config(
             f"cannot create the folder {out} ({exc.strerror})", "choose another -o"
         ) from None
     old = read_secrets(out / SECRETS_FILE) if (out / SECRETS_FILE).exists() else {}
-    policy = broker_policy(venue, out, passwords=old, events=events, port=port, bind=bind, tls=tls)
+    plan = None
+    if bridge_hub is not None:
+        plan = bridge_plan(venue, bridge_hub, leaves=leaves, port=leaf_port, events=events)
+    bridges = tuple(plan.routes.values()) if plan is not None else ()
+    policy = broker_policy(
+        venue, out, passwords=old, events=events, port=port, bind=bind, tls=tls, bridges=bridges
+    )
+    if plan is not None:
+        plan = bridge_plan(
+            venue,
+            bridge_hub or "",
+            leaves=leaves,
+            port=leaf_port,
+            events=events,
+            secured=True,
+            folder=str(out.resolve()),
+            passwords=policy.passwords,
+        )
     try:
         _write(out / SECRETS_FILE, policy.secrets_text(), 0o600)
         for user in CONTROLLER_USERS:
@@ -339,6 +369,8 @@ def write_broker_config(
         _write(out / PASSWD_FILE, policy.passwd, 0o640)
         _write(out / ACL_FILE, policy.acl, 0o640)
         _write(out / CONF_FILE, policy.conf, 0o644)
+        for leaf, text in plan.confs.items() if plan is not None else ():
+            _write(out / f"leaf-{leaf}.conf", text, 0o600)
     except OSError as exc:
         raise BrokerConfigError(
             f"cannot write into {out} ({exc.strerror or exc})", "choose another -o"

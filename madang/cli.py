@@ -461,7 +461,28 @@ def _cmd_broker_config(args: argparse.Namespace) -> int:
             args.require_certificate,
         )
     out = Path(args.output)
-    policy = write_broker_config(venue, out, events=events, port=args.port, bind=args.bind, tls=tls)
+    leaves = None
+    if args.leaf and not args.bridge:
+        print(
+            "madang broker-config: --leaf needs --bridge HUB_HOST:PORT (the hub the leaves bridge to)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.bridge:
+        from controller.bridgeconf import parse_leaves
+
+        leaves = parse_leaves(args.leaf, venue)
+    policy = write_broker_config(
+        venue,
+        out,
+        events=events,
+        port=args.port,
+        bind=args.bind,
+        tls=tls,
+        bridge_hub=args.bridge,
+        leaves=leaves,
+        leaf_port=args.leaf_port,
+    )
     devices = device_identities(venue)
     port = args.port or (8883 if tls else 1883)
     scheme = "mqtts" if tls else "mqtt"
@@ -481,6 +502,10 @@ def _cmd_broker_config(args: argparse.Namespace) -> int:
         f"--broker-password-file {out / (CONTROLLER_USER + '.password')}"
         + (" --broker-ca CA.pem" if tls else "")
     )
+    for leaf, zones in (leaves or {}).items():
+        n = sum(1 for d in devices if d.zone in zones)
+        conf = out / f"leaf-{leaf}.conf"
+        print(f"leaf {leaf}: mosquitto -c {conf}  ({n:,} devices of {', '.join(zones)} join it)")
     if not tls:
         print("warning: no TLS (--tls-cert/--tls-key): passwords cross the network in clear", file=sys.stderr)
     return 0
@@ -907,6 +932,22 @@ def _parser() -> argparse.ArgumentParser:
         "--require-certificate",
         action="store_true",
         help="clients must present a certificate signed by --tls-ca (besides their password)",
+    )
+    sp.add_argument(
+        "--bridge",
+        metavar="HUB_HOST:PORT",
+        help="also write a leaf broker config (leaf-NAME.conf) per zone, bridged to this hub, carrying only "
+        "its own devices' topics (docs/mqtt.md, 'Laying out brokers')",
+    )
+    sp.add_argument(
+        "--leaf",
+        action="append",
+        default=[],
+        metavar="NAME=ZONE[,ZONE...]",
+        help="with --bridge: a leaf broker and the zones whose devices join it (repeatable; default one leaf per zone)",
+    )
+    sp.add_argument(
+        "--leaf-port", type=_int_in(1, 65535, "a TCP port"), default=1883, help="the leaves' listener port (1883)"
     )
 
     sp = cmd("bench", _cmd_bench, "measure speed and accuracy; prints JSON with --json")

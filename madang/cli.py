@@ -944,10 +944,14 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=ZONE[,ZONE...]",
-        help="with --bridge: a leaf broker and the zones whose devices join it (repeatable; default one leaf per zone)",
+        help="with --bridge: a leaf broker and the zones whose devices join it "
+        "(repeatable; default one leaf per zone)",
     )
     sp.add_argument(
-        "--leaf-port", type=_int_in(1, 65535, "a TCP port"), default=1883, help="the leaves' listener port (1883)"
+        "--leaf-port",
+        type=_int_in(1, 65535, "a TCP port"),
+        default=1883,
+        help="the leaves' listener port (1883)",
     )
 
     sp = cmd("bench", _cmd_bench, "measure speed and accuracy; prints JSON with --json")

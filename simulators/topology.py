@@ -1,0 +1,525 @@
+"""Broker topologies for tests and benchmarks: one Mosquitto, a star of Mosquitto bridges, a NATS cluster.
+
+Theory of operation
+-------------------
+Past one broker, Madang runs on brokers that already scale; this module starts the layouts that
+docs/mqtt.md ("Broker topologies") describes, on free loopback ports, as child processes that
+never outlive the test (:mod:`simulators.children`: parent-death signal, ``atexit`` stop, stop by
+PID; see :mod:`simulators.broker`).
+
+``start_topology(kind)`` returns a started :class:`Topology`:
+
+* ``"single"``: one :class:`~simulators.broker.MosquittoBroker`. The hub is the only leaf.
+* ``"bridged"``: a hub Mosquitto (where the controller connects) and ``leaves`` leaf Mosquittos
+  (where the devices of a zone connect). Each leaf opens an MQTT bridge to the hub through a
+  :class:`~simulators.relay.Relay`, a TCP relay the test can cut (:meth:`Topology.drop_bridge`)
+  and heal. The bridge carries the Madang topic tree by direction (:data:`BRIDGE_TOPICS`): what
+  the controller publishes for devices (cues, pings, clock models, the controller state) comes
+  *in* from the hub; what devices publish for the controller (pongs, status, fire reports,
+  audience events) goes *out* to it. Why each bridge setting is what it is, is said next to it in
+  :func:`bridge_config` and in docs/mqtt.md.
+* ``"nats"``: a three-node nats-server cluster with JetStream (which its MQTT interface needs) and
+  an MQTT listener on every node. The hub is node 0; the leaves are the three nodes' MQTT ports.
+
+:meth:`Topology.restart_leaf`, :meth:`Topology.restart_hub` stop a broker and start it again on
+the same port after ``down_s`` (clients see a broker restart); :meth:`Topology.drop_bridge` /
+:meth:`Topology.heal_bridge` cut and restore one leaf's link to the hub (bridged only: a NATS
+route cannot be cut from outside, see :meth:`Topology.drop_bridge`). :meth:`Topology.pids` lists
+every broker process, for CPU accounting through ``/proc/PID/stat``.
+
+Like :mod:`simulators.broker`, this module never imports :mod:`controller`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from simulators.broker import MosquittoBroker, _answers_mqtt, _death_pact, _free_port, find_mosquitto
+from simulators.children import stop_at_exit
+from simulators.relay import Relay
+from venues.errors import MadangError
+
+__all__ = [
+    "BRIDGE_TOPICS",
+    "KINDS",
+    "BridgeTopic",
+    "Topology",
+    "TopologyUnavailable",
+    "bridge_config",
+    "find_nats_server",
+    "start_topology",
+]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("single", "bridged", "nats")
+_NATS_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin", "/opt/homebrew/bin")
+_NATS_START_TIMEOUT_S = 30.0
+_STOP_TIMEOUT_S = 5.0
+
+
+@dataclass
+class TopologyUnavailable(MadangError, RuntimeError):
+    """A topology cannot be started here: a broker program is missing, or it did not come up."""
+
+    kind: str
+    reason: str
+    fix: str
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.kind, self.reason)
+
+    def __str__(self) -> str:
+        return f"broker topology {self.kind!r} is not available: {self.reason}; {self.fix}"
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeTopic:
+    """One ``topic`` line of a Mosquitto bridge: ``pattern`` carried ``direction`` at ``qos``.
+
+    ``in``: the leaf subscribes to it on the hub (controller -> devices); ``out``: the leaf
+    forwards what its clients publish on it to the hub (devices -> controller). The QoS is the
+    bridge's subscription QoS, an upper bound: a QoS 0 ping stays QoS 0 across the bridge.
+    """
+
+    pattern: str
+    direction: str
+    qos: int
+
+    def line(self) -> str:
+        """The ``topic`` line of mosquitto.conf(5)."""
+        return f"topic {self.pattern} {self.direction} {self.qos}"
+
+
+BRIDGE_TOPICS: tuple[BridgeTopic, ...] = (
+    # controller -> devices (docs/protocol.md): the group and device cue topics, pings, clock
+    # models (retained), the controller state (retained). QoS 1 on the bridge, so a cue or a
+    # model is queued for a leaf whose link is down and delivered when it heals; pings are
+    # published QoS 0 and stay so (a late ping is worthless: the sync drops it as stale).
+    BridgeTopic("madang/cue/#", "in", 1),
+    BridgeTopic("madang/dev/+/ping", "in", 0),
+    BridgeTopic("madang/dev/+/clock", "in", 1),
+    BridgeTopic("madang/dev/+/param/#", "in", 1),
+    BridgeTopic("madang/controller/state", "in", 1),
+    # devices -> controller: pongs, status (retained: ready, alive, the offline will), fire
+    # reports, audience events (docs/protocol.md, "WebSocket" events use the same tree).
+    BridgeTopic("madang/dev/+/pong", "out", 0),
+    BridgeTopic("madang/dev/+/status", "out", 1),
+    BridgeTopic("madang/dev/+/fired", "out", 1),
+    BridgeTopic("madang/audience/#", "out", 1),
+)
+"""The Madang topic tree, by direction, as the test bridges carry it. A venue whose devices
+have their own topic ``base`` or whose show publishes its own topics adds lines
+(``start_topology(..., extra_topics=...)``)."""
+
+
+def bridge_config(
+    *,
+    index: int,
+    listen_port: int,
+    hub_port: int,
+    topics: Sequence[BridgeTopic] = BRIDGE_TOPICS,
+    protocol: str = "mqttv311",
+) -> str:
+    """The mosquitto.conf of leaf ``index``: a listener like the test broker's, and one bridge.
+
+    Each bridge setting, and why (docs/mqtt.md, "Broker topologies"):
+
+    * ``cleansession false`` with a fixed ``remote_clientid``: the hub keeps the leaf's
+      subscriptions and queues QoS 1 cues and models while the link is down, and replays them
+      when it heals; devices drop the repeats by idempotency key (docs/protocol.md). With a clean
+      session every cue published during a drop would be lost to that whole zone.
+    * ``local_clean_session`` is not set: Mosquitto 2.0.11 (Debian 12) does not know it, and later
+      versions default it to ``cleansession``.
+    * ``try_private true``: the leaf announces itself as a bridge, so a Mosquitto hub neither
+      sends a leaf's own messages back to it (no loop with two-way topics) and keeps the retain
+      flag on what it forwards: the leaf then holds the controller state and the clock models
+      retained, and serves them itself to devices that join it (late join without the hub).
+    * ``restart_timeout 1 2``: after a drop the leaf redials within 1-2 s (a backoff from 1 s
+      capped at 2 s). Measured on Mosquitto 2.0.11: a single value (``restart_timeout 1``) and
+      the default both redial after 5 s, too slow for a show. ``keepalive_interval 5`` bounds
+      how long a link that dies silently (no FIN) goes unnoticed.
+    * ``bridge_attempt_unsubscribe false``: the leaf does not send the hub an UNSUBSCRIBE for
+      every ``out`` pattern on each connect (it never subscribed to them there).
+    * ``bridge_protocol_version mqttv311``: what every broker we bridge to speaks (NATS's MQTT
+      interface has no MQTT 5); ``notifications false``: no ``$SYS`` connection topic on the hub.
+    * ``set_tcp_nodelay true``: no Nagle delay on the leaf's client sockets (35-42 ms spikes were
+      measured without it); the bridge's own socket is the relay's, which sets it too.
+    """
+    lines = [
+        f"listener {listen_port} 127.0.0.1",
+        "allow_anonymous true",
+        "set_tcp_nodelay true",
+        "persistence false",
+        "max_queued_messages 100000",
+        "max_inflight_messages 100",
+        "max_keepalive 3600",
+        f"connection madang-leaf-{index}",
+        f"address 127.0.0.1:{hub_port}",
+        f"bridge_protocol_version {protocol}",
+        f"remote_clientid madang-leaf-{index}",
+        f"local_clientid madang-leaf-{index}-local",
+        "cleansession false",
+        "try_private true",
+        "notifications false",
+        "start_type automatic",
+        "restart_timeout 1 2",
+        "bridge_attempt_unsubscribe false",
+        "keepalive_interval 5",
+        *(t.line() for t in topics),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def find_nats_server() -> str:
+    """The path of ``nats-server``; raises :class:`TopologyUnavailable` naming the package."""
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    for directory in _NATS_DIRS:
+        candidate = os.path.join(directory, "nats-server")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise TopologyUnavailable(
+        "nats",
+        f"nats-server not found (looked on PATH and in {', '.join(_NATS_DIRS)})",
+        "install it: `sudo apt-get install nats-server` (Debian/Ubuntu), `brew install nats-server` (macOS)",
+    )
+
+
+class _NatsNode:
+    """One nats-server process of the cluster: client, cluster (route) and MQTT ports."""
+
+    def __init__(
+        self, executable: str, index: int, workdir: Path, ports: Sequence[tuple[int, int, int]]
+    ) -> None:
+        self.executable = executable
+        self.index = index
+        self.client_port, self.route_port, self.mqtt_port = ports[index]
+        self.dir = workdir / f"nats-{index}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        routes = ", ".join(f'"nats-route://127.0.0.1:{p[1]}"' for i, p in enumerate(ports) if i != index)
+        # JetStream is what NATS's MQTT interface keeps sessions, retained messages and QoS 1
+        # deliveries in; in a cluster it needs every node named and a store of its own.
+        self.conf = self.dir / "nats.conf"
+        self.conf.write_text(
+            f'server_name: "madang-n{index}"\n'
+            f"listen: 127.0.0.1:{self.client_port}\n"
+            f'jetstream {{ store_dir: "{self.dir / "js"}", max_memory_store: 64MB, max_file_store: 512MB }}\n'
+            f'cluster {{ name: "madang", listen: 127.0.0.1:{self.route_port}, routes: [{routes}] }}\n'
+            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}\n",
+            encoding="utf-8",
+        )
+        self.log = self.dir / "nats.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._unregister: Callable[[], None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.mqtt_port}"
+
+    @property
+    def pid(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        return self.proc.pid
+
+    def spawn(self) -> None:
+        if self.pid is not None:
+            return
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [self.executable, "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_death_pact(),
+            )
+        if self._unregister is None:
+            self._unregister = stop_at_exit(self.stop)
+
+    def answers(self) -> bool:
+        return self.pid is not None and _answers_mqtt(self.mqtt_port)
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=_STOP_TIMEOUT_S)
+
+
+class Topology:
+    """Started brokers of one layout (see the module docstring). A context manager; :meth:`stop`
+    is idempotent and also runs at interpreter exit.
+
+    ``hub_url`` is where the controller connects; ``leaf_urls`` where devices connect
+    (:meth:`leaf_for` spreads them round-robin, or pass a zone's leaf index).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        hub: MosquittoBroker | None = None,
+        leaves: Sequence[MosquittoBroker] = (),
+        relays: Sequence[Relay] = (),
+        nats: Sequence[_NatsNode] = (),
+        workdir: tempfile.TemporaryDirectory[str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self._hub = hub
+        self._leaves = list(leaves)
+        self._relays = list(relays)
+        self._nats = list(nats)
+        self._tmp = workdir
+        self._stopped = False
+        self._unregister: Callable[[], None] | None = stop_at_exit(self.stop)
+        if nats:
+            self.hub_url = nats[0].url
+            self.leaf_urls: tuple[str, ...] = tuple(n.url for n in nats)
+        else:
+            assert hub is not None
+            self.hub_url = hub.url
+            self.leaf_urls = tuple(b.url for b in self._leaves) or (hub.url,)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def pids(self) -> list[int]:
+        """Every running broker process (hub, leaves, NATS nodes); relays are :meth:`relay_pids`."""
+        procs: list[int | None] = [n.pid for n in self._nats]
+        if self._hub is not None:
+            procs.append(self._hub.pid)
+        procs.extend(b.pid for b in self._leaves)
+        return [p for p in procs if p is not None]
+
+    def relay_pids(self) -> list[int]:
+        """The bridge relays' processes (bridged only): they copy bytes, they are not brokers."""
+        return [p for p in (r.pid for r in self._relays) if p is not None]
+
+    def leaf_for(self, index: int) -> str:
+        """The leaf URL of device number ``index``: ``leaf_urls[index % len(leaf_urls)]``."""
+        return self.leaf_urls[index % len(self.leaf_urls)]
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def restart_leaf(self, i: int, down_s: float = 1.0) -> None:
+        """Stop leaf ``i``'s broker, wait ``down_s``, start it again on the same port. A restarted
+        Mosquitto leaf has lost its retained messages and sessions (no persistence); its bridge
+        reconnects to the hub, which replays what it queued and sends the retained ones again."""
+        if self._nats:
+            node = self._nats[i % len(self._nats)]
+            node.stop()
+            time.sleep(down_s)
+            node.spawn()
+            self._wait_nats([node])
+            return
+        if not self._leaves:
+            self.restart_hub(down_s)
+            return
+        leaf = self._leaves[i % len(self._leaves)]
+        leaf.stop()
+        time.sleep(down_s)
+        leaf.start()
+
+    def restart_hub(self, down_s: float = 1.0) -> None:
+        """Stop the hub (NATS: node 0), wait ``down_s``, start it again on the same port."""
+        if self._nats:
+            self.restart_leaf(0, down_s)
+            return
+        assert self._hub is not None
+        self._hub.stop()
+        time.sleep(down_s)
+        self._hub.start()
+
+    def drop_bridge(self, i: int) -> None:
+        """Cut leaf ``i``'s link to the hub (its devices stay connected to the leaf).
+
+        Bridged only. A NATS route cannot be cut from outside: either node of a pair may dial it
+        and the cluster gossips every node's route address, so a relay in front of one node's
+        route port leaves the connections that node dialed itself; restarting a node
+        (:meth:`restart_leaf`) is the NATS fault. ``single`` has no bridge.
+        """
+        self._relay(i).cut()
+
+    def heal_bridge(self, i: int) -> None:
+        """Restore leaf ``i``'s link; its bridge redials within ``restart_timeout`` (1-2 s)."""
+        self._relay(i).heal()
+
+    def _relay(self, i: int) -> Relay:
+        if self.kind == "nats":
+            raise NotImplementedError(
+                "a NATS route cannot be cut from outside (either node dials it, routes are gossiped); "
+                "use restart_leaf() for a node fault"
+            )
+        if not self._relays:
+            raise NotImplementedError(f"topology {self.kind!r} has no bridge to cut")
+        return self._relays[i % len(self._relays)]
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every broker and relay and remove the working folder. Idempotent."""
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
+        if self._stopped:
+            return
+        self._stopped = True
+        for leaf in self._leaves:
+            leaf.close()
+        for relay in self._relays:
+            relay.stop()
+        if self._hub is not None:
+            self._hub.close()
+        for node in self._nats:
+            node.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _wait_nats(self, nodes: Sequence[_NatsNode]) -> None:
+        deadline = time.monotonic() + _NATS_START_TIMEOUT_S
+        waiting = list(nodes)
+        while waiting:
+            for node in list(waiting):
+                if node.proc is not None and node.proc.poll() is not None:
+                    raise TopologyUnavailable(
+                        "nats",
+                        f"nats-server node {node.index} exited with status {node.proc.returncode}",
+                        f"see its log:\n{node.tail()}",
+                    )
+                if node.answers():
+                    waiting.remove(node)
+            if waiting and time.monotonic() > deadline:
+                names = ", ".join(f"node {n.index} (MQTT port {n.mqtt_port})" for n in waiting)
+                raise TopologyUnavailable(
+                    "nats",
+                    f"{names} did not answer MQTT CONNECT within {_NATS_START_TIMEOUT_S:.0f} s",
+                    f"check the JetStream cluster formed; last log lines:\n{waiting[0].tail()}",
+                )
+            if waiting:
+                time.sleep(0.1)
+
+    def __enter__(self) -> Topology:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"Topology({self.kind!r}, hub={self.hub_url}, leaves={len(self.leaf_urls)}, pids={self.pids()})"
+        )
+
+
+def start_topology(
+    kind: str,
+    *,
+    leaves: int = 3,
+    workdir: Path | None = None,
+    extra_topics: Sequence[BridgeTopic] = (),
+) -> Topology:
+    """Start a ``"single"``, ``"bridged"`` (hub + ``leaves`` leaf Mosquittos) or ``"nats"``
+    (``leaves`` nats-server nodes, default 3) topology on loopback; returns it started.
+
+    ``workdir`` holds configurations, logs and the NATS JetStream stores (default: a temporary
+    folder removed by :meth:`Topology.stop`). ``extra_topics``: bridge lines beyond
+    :data:`BRIDGE_TOPICS` (a venue's own topic ``base``, a show's own MQTT topics).
+    Raises :class:`TopologyUnavailable` when a broker program is missing or does not come up.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"topology kind {kind!r} is not known; use one of: {', '.join(KINDS)}")
+    if leaves < 1:
+        raise ValueError(f"a topology needs at least one leaf (got leaves={leaves})")
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix=f"madang-{kind}-")
+        workdir = Path(tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        if kind == "nats":
+            return _start_nats(leaves, workdir, tmp)
+        try:
+            find_mosquitto()
+        except FileNotFoundError as exc:
+            raise TopologyUnavailable(kind, "mosquitto is not installed", str(exc)) from exc
+        if kind == "single":
+            return Topology(kind, hub=MosquittoBroker().start(), workdir=tmp)
+        return _start_bridged(leaves, workdir, tmp, (*BRIDGE_TOPICS, *extra_topics))
+    except BaseException:
+        if tmp is not None:
+            tmp.cleanup()
+        raise
+
+
+def _start_bridged(
+    count: int, workdir: Path, tmp: tempfile.TemporaryDirectory[str] | None, topics: Sequence[BridgeTopic]
+) -> Topology:
+    hub = MosquittoBroker()
+    relays: list[Relay] = []
+    leaves: list[MosquittoBroker] = []
+    try:
+        hub.start()
+        for i in range(count):
+            relay = Relay(hub.port).start()
+            relays.append(relay)
+            port = _free_port()
+            conf = workdir / f"leaf-{i}.conf"
+            conf.write_text(
+                bridge_config(index=i, listen_port=port, hub_port=relay.port, topics=topics), "utf-8"
+            )
+            leaf = MosquittoBroker(config=conf, port=port)
+            leaves.append(leaf)
+            leaf.start()
+    except BaseException:
+        for leaf in leaves:
+            leaf.close()
+        for relay in relays:
+            relay.stop()
+        hub.close()
+        raise
+    return Topology("bridged", hub=hub, leaves=leaves, relays=relays, workdir=tmp)
+
+
+def _start_nats(count: int, workdir: Path, tmp: tempfile.TemporaryDirectory[str] | None) -> Topology:
+    executable = find_nats_server()
+    ports = [(_free_port(), _free_port(), _free_port()) for _ in range(count)]
+    nodes = [_NatsNode(executable, i, workdir, ports) for i in range(count)]
+    topo = Topology("nats", nats=nodes, workdir=tmp)
+    try:
+        for node in nodes:
+            node.spawn()
+        topo._wait_nats(nodes)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            topo.stop()
+        raise
+    return topo

@@ -218,7 +218,7 @@ class _NatsNode:
             f"listen: 127.0.0.1:{self.client_port}\n"
             f'jetstream {{ store_dir: "{self.dir / "js"}", max_memory_store: 64MB, max_file_store: 512MB }}\n'
             f'cluster {{ name: "madang", listen: 127.0.0.1:{self.route_port}, routes: [{routes}] }}\n'
-            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}\n",
+            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port}, stream_replicas: {min(3, len(ports))} }}\n",
             encoding="utf-8",
         )
         self.log = self.dir / "nats.log"

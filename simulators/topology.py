@@ -40,7 +40,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +49,7 @@ from simulators.broker import MosquittoBroker, _answers_mqtt, _death_pact, _free
 from simulators.children import stop_at_exit
 from simulators.relay import Relay
 from venues.errors import MadangError
+from venues.model import Device
 
 __all__ = [
     "BRIDGE_TOPICS",
@@ -180,6 +181,35 @@ def bridge_config(
         *(t.line() for t in topics),
     ]
     return "\n".join(lines) + "\n"
+
+
+def hub_config(*, listen_port: int, store: Path) -> str:
+    """The hub's mosquitto.conf: the test broker's listener, with persistence in ``store``.
+
+    The hub persists (``persistence true``) where the test broker does not: its leaves' bridges
+    hold sessions there (``cleansession false``), and a hub restarted with its database gives each
+    bridge its session back, subscriptions and queued QoS 1 cues included, so the cues the
+    controller publishes before a bridge has redialled reach that leaf when it has (measured:
+    without it, the devices of every leaf missed the cue due 1.5 s after a hub restart). Mosquitto
+    writes the database on a clean stop (SIGTERM, what :meth:`Topology.restart_hub` sends);
+    ``autosave_interval`` bounds what a crash loses.
+    """
+    return (
+        "\n".join(
+            [
+                f"listener {listen_port} 127.0.0.1",
+                "allow_anonymous true",
+                "set_tcp_nodelay true",
+                "persistence true",
+                f"persistence_location {store}/",
+                "autosave_interval 10",
+                "max_queued_messages 100000",
+                "max_inflight_messages 100",
+                "max_keepalive 3600",
+            ]
+        )
+        + "\n"
+    )
 
 
 def find_nats_server() -> str:
@@ -325,6 +355,29 @@ class Topology:
     def leaf_for(self, index: int) -> str:
         """The leaf URL of device number ``index``: ``leaf_urls[index % len(leaf_urls)]``."""
         return self.leaf_urls[index % len(self.leaf_urls)]
+
+    def device_brokers(self, devices: Iterable[Device], *, by: str = "zone") -> dict[str, str]:
+        """Device id -> the leaf URL it joins. ``by="zone"``: every device of a zone on the same
+        leaf (zones in order of first appearance, round-robin over the leaves), as a venue lays
+        out one leaf broker per zone; ``by="index"``: devices round-robin, zones ignored."""
+        if by not in ("zone", "index"):
+            raise ValueError(f"device_brokers(by={by!r}): use 'zone' or 'index'")
+        out: dict[str, str] = {}
+        zones: dict[str, int] = {}
+        for n, d in enumerate(devices):
+            k = zones.setdefault(d.zone, len(zones)) if by == "zone" else n
+            out[d.id] = self.leaf_for(k)
+        return out
+
+    def leaf_index(self, url: str) -> int:
+        """The index of leaf ``url`` in :attr:`leaf_urls` (for :meth:`restart_leaf`)."""
+        return self.leaf_urls.index(url)
+
+    @property
+    def hub_broker(self) -> MosquittoBroker | None:
+        """The hub's :class:`~simulators.broker.MosquittoBroker` (``restart()`` restarts the hub;
+        :meth:`simulators.devices.venue.SimulatedVenue.restart_broker` uses it); ``None`` for NATS."""
+        return self._hub
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -483,7 +536,11 @@ def start_topology(
 def _start_bridged(
     count: int, workdir: Path, tmp: tempfile.TemporaryDirectory[str] | None, topics: Sequence[BridgeTopic]
 ) -> Topology:
-    hub = MosquittoBroker()
+    hub_port = _free_port()
+    store = workdir / "hub-db"
+    store.mkdir(parents=True, exist_ok=True)
+    (workdir / "hub.conf").write_text(hub_config(listen_port=hub_port, store=store), "utf-8")
+    hub = MosquittoBroker(config=workdir / "hub.conf", port=hub_port)
     relays: list[Relay] = []
     leaves: list[MosquittoBroker] = []
     try:

@@ -63,7 +63,7 @@ class _Client:
 
     def _on_message(self, _c: object, _u: object, m: paho.MQTTMessage) -> None:
         with self._lock:
-            self.got.append((m.topic, m.payload, bool(m.retain)))
+            self.got.append((m.topic, bytes(m.payload), bool(m.retain)))
 
     def payloads(self, topic: str) -> list[bytes]:
         with self._lock:

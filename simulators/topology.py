@@ -362,6 +362,16 @@ class Topology:
         out one leaf broker per zone; ``by="index"``: devices round-robin, zones ignored."""
         if by not in ("zone", "index"):
             raise ValueError(f"device_brokers(by={by!r}): use 'zone' or 'index'")
+        devices = list(devices)
+        if self.kind == "nats":
+            bad = sorted({v for d in devices for v in (d.id, d.zone, d.kind) if "." in v or " " in v})
+            if bad:
+                raise TopologyUnavailable(
+                    "nats",
+                    f"NATS's MQTT interface refuses topics with '.' or ' ' (it closes the connection), "
+                    f"and these device ids, zones or kinds would be topic levels: {', '.join(bad[:10])}",
+                    "rename them in the venue file (use '-' or '_'), or use Mosquitto bridges",
+                )
         out: dict[str, str] = {}
         zones: dict[str, int] = {}
         for n, d in enumerate(devices):
@@ -499,12 +509,15 @@ def start_topology(
     leaves: int = 3,
     workdir: Path | None = None,
     extra_topics: Sequence[BridgeTopic] = (),
+    topics: Callable[[int], Sequence[BridgeTopic]] | None = None,
 ) -> Topology:
     """Start a ``"single"``, ``"bridged"`` (hub + ``leaves`` leaf Mosquittos) or ``"nats"``
     (``leaves`` nats-server nodes, default 3) topology on loopback; returns it started.
 
     ``workdir`` holds configurations, logs and the NATS JetStream stores (default: a temporary
-    folder removed by :meth:`Topology.stop`). ``extra_topics``: bridge lines beyond
+    folder removed by :meth:`Topology.stop`). ``topics``: leaf index -> its bridge lines, instead
+    of :data:`BRIDGE_TOPICS` for every leaf (for example only the pings and clock models of that
+    leaf's zone, when the venue's topic ``base`` names the zone). ``extra_topics``: bridge lines beyond
     :data:`BRIDGE_TOPICS` (a venue's own topic ``base``, a show's own MQTT topics).
     Raises :class:`TopologyUnavailable` when a broker program is missing or does not come up.
     """
@@ -526,7 +539,11 @@ def start_topology(
             raise TopologyUnavailable(kind, "mosquitto is not installed", str(exc)) from exc
         if kind == "single":
             return Topology(kind, hub=MosquittoBroker().start(), workdir=tmp)
-        return _start_bridged(leaves, workdir, tmp, (*BRIDGE_TOPICS, *extra_topics))
+
+        def lines(i: int) -> Sequence[BridgeTopic]:
+            return (*(BRIDGE_TOPICS if topics is None else topics(i)), *extra_topics)
+
+        return _start_bridged(leaves, workdir, tmp, lines)
     except BaseException:
         if tmp is not None:
             tmp.cleanup()
@@ -534,7 +551,10 @@ def start_topology(
 
 
 def _start_bridged(
-    count: int, workdir: Path, tmp: tempfile.TemporaryDirectory[str] | None, topics: Sequence[BridgeTopic]
+    count: int,
+    workdir: Path,
+    tmp: tempfile.TemporaryDirectory[str] | None,
+    topics: Callable[[int], Sequence[BridgeTopic]],
 ) -> Topology:
     hub_port = _free_port()
     store = workdir / "hub-db"
@@ -551,7 +571,7 @@ def _start_bridged(
             port = _free_port()
             conf = workdir / f"leaf-{i}.conf"
             conf.write_text(
-                bridge_config(index=i, listen_port=port, hub_port=relay.port, topics=topics), "utf-8"
+                bridge_config(index=i, listen_port=port, hub_port=relay.port, topics=topics(i)), "utf-8"
             )
             leaf = MosquittoBroker(config=conf, port=port)
             leaves.append(leaf)

@@ -148,8 +148,8 @@ def bridge_config(
       flag on what it forwards: the leaf then holds the controller state and the clock models
       retained, and serves them itself to devices that join it (late join without the hub).
     * ``restart_timeout 1 2``: after a drop the leaf redials within 1-2 s (a backoff from 1 s
-      capped at 2 s). Measured on Mosquitto 2.0.11: a single value (``restart_timeout 1``) and
-      the default both redial after 5 s, too slow for a show. ``keepalive_interval 5`` bounds
+      capped at 2 s). Measured on Mosquitto 2.0.11: with ``restart_timeout 1`` or ``0`` the leaf
+      redialled after 5 s, too slow for a show. ``keepalive_interval 5`` bounds
       how long a link that dies silently (no FIN) goes unnoticed.
     * ``bridge_attempt_unsubscribe false``: the leaf does not send the hub an UNSUBSCRIBE for
       every ``out`` pattern on each connect (it never subscribed to them there).

@@ -18,6 +18,7 @@ PID; see :mod:`simulators.broker`).
   *in* from the hub; what devices publish for the controller (pongs, status, fire reports,
   audience events) goes *out* to it. Why each bridge setting is what it is, is said next to it in
   :func:`bridge_config` and in docs/mqtt.md.
+  The hub persists (:func:`hub_config`): a restarted hub gives each bridge its session back.
 * ``"nats"``: a three-node nats-server cluster with JetStream (which its MQTT interface needs) and
   an MQTT listener on every node. The hub is node 0; the leaves are the three nodes' MQTT ports.
 

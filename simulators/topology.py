@@ -40,11 +40,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.broker import MosquittoBroker, _answers_mqtt, _death_pact, _free_port, find_mosquitto
 from simulators.children import stop_at_exit
@@ -66,6 +70,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 KINDS = ("single", "bridged", "nats")
+_PROBE_ROOT = "madang/topology/probe"
+_BRIDGE_TIMEOUT_S = 15.0
 _NATS_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin", "/opt/homebrew/bin")
 _NATS_START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 5.0
@@ -120,6 +126,8 @@ BRIDGE_TOPICS: tuple[BridgeTopic, ...] = (
     BridgeTopic("madang/dev/+/status", "out", 1),
     BridgeTopic("madang/dev/+/fired", "out", 1),
     BridgeTopic("madang/audience/#", "out", 1),
+    # the topology's own readiness probe (Topology.wait_bridged): hub -> leaf
+    BridgeTopic(_PROBE_ROOT + "/#", "in", 0),
 )
 """The Madang topic tree, by direction, as the test bridges carry it. A venue whose devices
 have their own topic ``base`` or whose show publishes its own topics adds lines
@@ -211,6 +219,10 @@ def hub_config(*, listen_port: int, store: Path) -> str:
         )
         + "\n"
     )
+
+
+def _probe_received(_client: paho.Client, got: threading.Event, _message: paho.MQTTMessage) -> None:
+    got.set()
 
 
 def find_nats_server() -> str:
@@ -410,6 +422,7 @@ class Topology:
         leaf.stop()
         time.sleep(down_s)
         leaf.start()
+        self.wait_bridged([i % len(self._leaves)])
 
     def restart_hub(self, down_s: float = 1.0) -> None:
         """Stop the hub (NATS: node 0), wait ``down_s``, start it again on the same port."""
@@ -442,7 +455,8 @@ class Topology:
                 "use restart_leaf() for a node fault"
             )
         if not self._relays:
-            raise NotImplementedError(f"topology {self.kind!r} has no bridge to cut")
+            why = "has no bridge to cut" if self.kind == "single" else "was started with relay=False"
+            raise NotImplementedError(f"topology {self.kind!r} {why}")
         return self._relays[i % len(self._relays)]
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -466,6 +480,44 @@ class Topology:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    def wait_bridged(self, leaves: Iterable[int] | None = None, timeout_s: float = _BRIDGE_TIMEOUT_S) -> None:
+        """Wait until each leaf's bridge carries messages from the hub (all leaves by default):
+        a probe published on the hub must reach a subscriber on the leaf. Mosquitto answers on a
+        leaf's port before its bridge has connected, and a cue published on the hub before then
+        is not the leaf's to deliver (its session on the hub does not exist yet).
+        :func:`start_topology` and :meth:`restart_leaf` call it; a no-op without bridges."""
+        if self.kind != "bridged":
+            return
+        assert self._hub is not None
+        todo = list(range(len(self._leaves)) if leaves is None else leaves)
+        deadline = time.monotonic() + timeout_s
+        for i in todo:
+            leaf = self._leaves[i]
+            got = threading.Event()
+            topic = f"{_PROBE_ROOT}/{i}/{os.getpid()}"
+            sub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"madang-probe-leaf-{i}-{os.getpid()}")
+            pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"madang-probe-hub-{i}-{os.getpid()}")
+            sub.user_data_set(got)
+            sub.on_message = _probe_received
+            try:
+                sub.connect("127.0.0.1", leaf.port)
+                sub.subscribe(topic, 0)
+                sub.loop_start()
+                pub.connect("127.0.0.1", self._hub.port)
+                pub.loop_start()
+                while not got.wait(0.1):
+                    if time.monotonic() > deadline:
+                        raise TopologyUnavailable(
+                            "bridged",
+                            f"leaf {i} (port {leaf.port}) got nothing from the hub within {timeout_s:.0f} s",
+                            f"its bridge did not connect; the leaf's log says:\n{leaf._log_tail()}",
+                        )
+                    pub.publish(topic, b"probe", 0)
+            finally:
+                for c in (sub, pub):
+                    c.disconnect()
+                    c.loop_stop()
 
     def _wait_nats(self, nodes: Sequence[_NatsNode]) -> None:
         deadline = time.monotonic() + _NATS_START_TIMEOUT_S
@@ -511,6 +563,7 @@ def start_topology(
     workdir: Path | None = None,
     extra_topics: Sequence[BridgeTopic] = (),
     topics: Callable[[int], Sequence[BridgeTopic]] | None = None,
+    relay: bool = True,
 ) -> Topology:
     """Start a ``"single"``, ``"bridged"`` (hub + ``leaves`` leaf Mosquittos) or ``"nats"``
     (``leaves`` nats-server nodes, default 3) topology on loopback; returns it started.
@@ -518,7 +571,9 @@ def start_topology(
     ``workdir`` holds configurations, logs and the NATS JetStream stores (default: a temporary
     folder removed by :meth:`Topology.stop`). ``topics``: leaf index -> its bridge lines, instead
     of :data:`BRIDGE_TOPICS` for every leaf (for example only the pings and clock models of that
-    leaf's zone, when the venue's topic ``base`` names the zone). ``extra_topics``: bridge lines beyond
+    leaf's zone, when the venue's topic ``base`` names the zone). ``relay=False``: the leaves'
+    bridges connect to the hub directly (no relay process in the path, as in a venue; then
+    :meth:`Topology.drop_bridge` is not available). ``extra_topics``: bridge lines beyond
     :data:`BRIDGE_TOPICS` (a venue's own topic ``base``, a show's own MQTT topics).
     Raises :class:`TopologyUnavailable` when a broker program is missing or does not come up.
     """
@@ -544,7 +599,7 @@ def start_topology(
         def lines(i: int) -> Sequence[BridgeTopic]:
             return (*(BRIDGE_TOPICS if topics is None else topics(i)), *extra_topics)
 
-        return _start_bridged(leaves, workdir, tmp, lines)
+        return _start_bridged(leaves, workdir, tmp, lines, relay=relay)
     except BaseException:
         if tmp is not None:
             tmp.cleanup()
@@ -556,6 +611,8 @@ def _start_bridged(
     workdir: Path,
     tmp: tempfile.TemporaryDirectory[str] | None,
     topics: Callable[[int], Sequence[BridgeTopic]],
+    *,
+    relay: bool,
 ) -> Topology:
     hub_port = _free_port()
     store = workdir / "hub-db"
@@ -567,12 +624,14 @@ def _start_bridged(
     try:
         hub.start()
         for i in range(count):
-            relay = Relay(hub.port).start()
-            relays.append(relay)
+            upstream = hub.port
+            if relay:
+                relays.append(Relay(hub.port).start())
+                upstream = relays[-1].port
             port = _free_port()
             conf = workdir / f"leaf-{i}.conf"
             conf.write_text(
-                bridge_config(index=i, listen_port=port, hub_port=relay.port, topics=topics(i)), "utf-8"
+                bridge_config(index=i, listen_port=port, hub_port=upstream, topics=topics(i)), "utf-8"
             )
             leaf = MosquittoBroker(config=conf, port=port)
             leaves.append(leaf)
@@ -580,11 +639,17 @@ def _start_bridged(
     except BaseException:
         for leaf in leaves:
             leaf.close()
-        for relay in relays:
-            relay.stop()
+        for r in relays:
+            r.stop()
         hub.close()
         raise
-    return Topology("bridged", hub=hub, leaves=leaves, relays=relays, workdir=tmp)
+    topo = Topology("bridged", hub=hub, leaves=leaves, relays=relays, workdir=tmp)
+    try:
+        topo.wait_bridged()
+    except BaseException:
+        topo.stop()
+        raise
+    return topo
 
 
 def _start_nats(count: int, workdir: Path, tmp: tempfile.TemporaryDirectory[str] | None) -> Topology:

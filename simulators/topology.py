@@ -38,7 +38,9 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -666,3 +668,80 @@ def _start_nats(count: int, workdir: Path, tmp: tempfile.TemporaryDirectory[str]
             topo.stop()
         raise
     return topo
+
+
+# -- python -m simulators.topology: bursts through a topology ---------------------------------------
+
+
+def _bursts(kind: str, *, relay: bool, bursts: int, size: int) -> dict[str, object]:
+    """Send ``bursts`` bursts of ``size`` QoS 0 messages each way between a client on the hub and
+    one on leaf 0 (both with ``TCP_NODELAY``), 20 ms apart; the time from a burst's first publish
+    to its last arrival, in ms. Nagle's algorithm on a socket in the path shows as ~40 ms tails."""
+    out: dict[str, object] = {"kind": kind, "relay": relay, "bursts": bursts, "size": size}
+    with start_topology(kind, leaves=1, relay=relay) as topo:
+        clients: list[paho.Client] = []
+        got: dict[str, list[float]] = {"hub": [], "leaf": []}
+
+        def client(url: str, name: str, sub: str) -> paho.Client:
+            c = paho.Client(CallbackAPIVersion.VERSION2, client_id=name)
+            c.on_message = lambda _c, _u, _m: got[name].append(time.monotonic())
+            c.connect("127.0.0.1", int(url.rsplit(":", 1)[1]))
+            sock = c.socket()
+            if isinstance(sock, socket.socket):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.subscribe(sub, 0)
+            c.loop_start()
+            clients.append(c)
+            return c
+
+        try:
+            hub = client(topo.hub_url, "hub", "madang/dev/+/pong")
+            leaf = client(topo.leaf_urls[0], "leaf", "madang/cue/#")
+            time.sleep(0.5)
+            for name, pub, topic, into in (
+                ("leaf_to_hub_ms", leaf, "madang/dev/probe/pong", "hub"),
+                ("hub_to_leaf_ms", hub, "madang/cue", "leaf"),
+            ):
+                lat: list[float] = []
+                for _ in range(bursts):
+                    n, t0 = len(got[into]), time.monotonic()
+                    for _ in range(size):
+                        pub.publish(topic, b"x" * 64, 0)
+                    while len(got[into]) < n + size and time.monotonic() - t0 < 1.0:
+                        time.sleep(0.0002)
+                    lat.append((got[into][-1] - t0) * 1e3 if len(got[into]) >= n + size else 1000.0)
+                    time.sleep(0.02)
+                lat.sort()
+                out[name] = {
+                    "p50": round(lat[len(lat) // 2], 2),
+                    "p99": round(lat[int(len(lat) * 0.99) - 1], 2),
+                    "max": round(lat[-1], 2),
+                    "over_30ms": sum(x > 30 for x in lat),
+                }
+        finally:
+            for c in clients:
+                c.disconnect()
+                c.loop_stop()
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def _main(argv: list[str]) -> int:
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(
+        prog="python -m simulators.topology",
+        description="Message bursts each way between the hub and a leaf of a topology (JSON).",
+    )
+    ap.add_argument("kind", choices=KINDS)
+    ap.add_argument("--direct", action="store_true", help="bridged: no relay between leaf and hub")
+    ap.add_argument("--bursts", type=int, default=200)
+    ap.add_argument("--size", type=int, default=3)
+    args = ap.parse_args(argv)
+    print(json.dumps(_bursts(args.kind, relay=not args.direct, bursts=args.bursts, size=args.size)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -253,7 +253,8 @@ class _NatsNode:
         self.index = index
         self.client_port, self.route_port, self.mqtt_port = ports[index]
         self.dir = workdir / f"nats-{index}"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)  # an old store names peers on other ports
+        self.dir.mkdir(parents=True)
         routes = ", ".join(f'"nats-route://127.0.0.1:{p[1]}"' for i, p in enumerate(ports) if i != index)
         # JetStream is what NATS's MQTT interface keeps sessions, retained messages and QoS 1
         # deliveries in; in a cluster it needs every node named and a store of its own.
@@ -618,7 +619,8 @@ def _start_bridged(
 ) -> Topology:
     hub_port = _free_port()
     store = workdir / "hub-db"
-    store.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(store, ignore_errors=True)  # a reused workdir must not restore an old show's state
+    store.mkdir(parents=True)
     (workdir / "hub.conf").write_text(hub_config(listen_port=hub_port, store=store), "utf-8")
     hub = MosquittoBroker(config=workdir / "hub.conf", port=hub_port)
     relays: list[Relay] = []

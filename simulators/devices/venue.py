@@ -5,7 +5,8 @@ device cores (OSC displays for devices with an OSC endpoint, app devices for MQT
 and drives them in seeded virtual time (``run_until``; the controller side is
 :attr:`SimulatedVenue.controller`). ``mode="real"`` runs the same cores on real UDP sockets on
 127.0.0.1 (free ports, see :meth:`endpoints` / :meth:`mapped_venue`), a real MQTT broker
-(``broker_url``) and the controller's WebSocket endpoint (``ws_url``).
+(``broker_url``, or per device ``device_brokers``: a zone's leaf broker of a
+:mod:`simulators.topology`) and the controller's WebSocket endpoint (``ws_url``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class SimulatedVenue:
         broker: Any = None,
         device_passwords: Mapping[str, str] | None = None,
         broker_ca: str | None = None,
+        device_brokers: Mapping[str, str] | None = None,
     ) -> None:
         if mode not in ("real", "virtual"):
             raise SimulatorError(f"mode {mode!r}", "use 'real' or 'virtual'")
@@ -78,6 +80,11 @@ class SimulatedVenue:
         self.broker_url = broker_url or venue.broker or "mqtt://127.0.0.1:1883"
         self.ws_url = ws_url
         self.broker = broker  # a simulators.broker.MosquittoBroker, for restart() in real mode
+        # Past one broker (simulators.topology): a device of a zone joins its zone's leaf broker,
+        # not the controller's. Device id -> broker URL; everyone else uses broker_url.
+        self.device_brokers: dict[str, str] = dict(device_brokers or {})
+        for url in set(self.device_brokers.values()):
+            parse_broker_url(url)  # a bad URL fails here, naming itself, not at connect time
         # An ACL'd broker (``madang broker-config``): each MQTT device logs in as its id with its
         # password from the secrets file; ``broker_ca`` verifies a TLS broker (mqtts://).
         self.device_passwords = dict(device_passwords or {})
@@ -164,10 +171,10 @@ class SimulatedVenue:
             u = UdpDisplay(core, self.paths[did], clock=self.true_clock)
             await u.start()
             self._udp[did] = u
-        address = parse_broker_url(self.broker_url)
         for did, app in self.apps.items():
             s: MqttApp | WsApp
             if app.device.mqtt is not None:
+                address = parse_broker_url(self.broker_for(did))
                 s = MqttApp(
                     app,
                     self.paths[did],
@@ -190,6 +197,11 @@ class SimulatedVenue:
                 continue
             s.start()
             self._streams[did] = s
+
+    def broker_for(self, device_id: str) -> str:
+        """The broker URL device ``device_id`` connects to: its entry in ``device_brokers`` (a
+        zone's leaf broker), else ``broker_url``."""
+        return self.device_brokers.get(device_id, self.broker_url)
 
     def login(self, device_id: str) -> BrokerLogin | None:
         """What device ``device_id`` presents to the broker: its id and password (when the venue's
@@ -242,7 +254,7 @@ class SimulatedVenue:
             elif d.id in self.displays:
                 out[d.id] = f"osc virtual:{d.id} sync={d.sync}"
             elif d.id in self.apps:
-                how = "mqtt " + self.broker_url if d.mqtt is not None else f"ws {self.ws_url}"
+                how = "mqtt " + self.broker_for(d.id) if d.mqtt is not None else f"ws {self.ws_url}"
                 out[d.id] = f"{how} as {d.id} base={self.apps[d.id].base}"
         return out
 

@@ -64,6 +64,7 @@ class HeadsetSpec:
     path: Path
     login: BrokerLogin | None = None  # its broker identity (an ACL'd broker), and the CA
     tls: bool = False  # the broker speaks TLS
+    broker: tuple[str, int] | None = None  # (host, port) of its own broker (a leaf), else the worker's
 
 
 Row = tuple[str, str, str, int, str, int, int, object, int]
@@ -81,7 +82,8 @@ async def _main(
         if s.device.mqtt is None and ws_url is not None:
             apps.append(WsApp(core, s.path, ws_url, key=None if s.login is None else s.login.password))
         else:
-            apps.append(MqttApp(core, s.path, host=host, port=port, login=s.login, tls=s.tls))
+            h, p = s.broker or (host, port)
+            apps.append(MqttApp(core, s.path, host=h, port=p, login=s.login, tls=s.tls))
         apps[-1].arrivals = seen
     for a in apps:
         a.start()
@@ -139,8 +141,9 @@ class HeadsetWorkerError(MadangError, RuntimeError):
 
 
 class HeadsetWorker:
-    """A child process running ``specs`` headsets against the broker at ``host:port`` (those with
-    no MQTT endpoint as WebXR clients of ``ws_url``). ``arrivals``: the child keeps every cue
+    """A child process running ``specs`` headsets against the broker at ``host:port`` (a spec with
+    its own ``broker``: that one, a leaf of a broker topology; those with no MQTT endpoint as
+    WebXR clients of ``ws_url``). ``arrivals``: the child keeps every cue
     message's arrival (:attr:`arrivals` after :meth:`stop`)."""
 
     def __init__(

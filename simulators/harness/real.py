@@ -27,6 +27,7 @@ from simulators.harness.shows import expected_fires
 from simulators.network import profile_names
 from simulators.record import Recorder
 from simulators.report import sync_report, zone_spread
+from simulators.topology import Topology
 from venues.broker import BrokerLogin, parse_broker_url
 from venues.errors import MadangError
 from venues.model import Sync, Venue
@@ -89,6 +90,8 @@ async def play_real(
     broker_login: BrokerLogin | None = None,
     device_passwords: Mapping[str, str] | None = None,
     ping_rate: int | None = None,
+    topology: Topology | None = None,
+    device_brokers: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
@@ -134,6 +137,12 @@ async def play_real(
 
     ``arrivals``: keep every cue message's arrival at each app device's socket, as
     ``report["arrivals"]``: ``(device, true ns, payload)`` (fan-out measurements).
+
+    ``topology``: play past one broker (:func:`simulators.topology.start_topology`, started and
+    stopped by the caller): the controller connects to its hub and each device to its zone's leaf
+    (:meth:`~simulators.topology.Topology.device_brokers`); a fault hook's
+    ``sim.restart_broker()`` restarts the hub (Mosquitto topologies). ``device_brokers``: device
+    id -> broker URL, instead of (or over) the topology's assignment.
     """
     if profile not in profile_names():  # before any process starts
         known = ", ".join(profile_names())
@@ -149,6 +158,13 @@ async def play_real(
     try:
         if interrupt is not None:
             interrupt.install()
+        brokers: dict[str, str] = {}
+        fault_broker: Any = None
+        if topology is not None:
+            broker_url = broker_url or topology.hub_url
+            brokers = topology.device_brokers(venue.devices)
+            fault_broker = topology.hub_broker  # restart_broker(): the hub (not owned: not closed)
+        brokers.update(device_brokers or {})
         if broker_url is None:
             broker = MosquittoBroker()
             broker.start()
@@ -166,10 +182,11 @@ async def play_real(
             profile=profile,
             seed=seed,
             broker_url=broker_url,
-            broker=broker,
+            broker=broker or fault_broker,
             ws_url=ws_url,
             device_passwords=device_passwords,
             broker_ca=None if broker_login is None else broker_login.ca,
+            device_brokers=brokers,
         )
         TIMER_LATENESS.reset()
         seen: list[tuple[str, int, bytes]] = []
@@ -179,12 +196,19 @@ async def play_real(
             headset_process = faults is None and len(mqtt_apps) + len(ws_apps) >= 200
         address = parse_broker_url(broker_url)
 
+        def spec(did: str) -> HeadsetSpec:
+            own = parse_broker_url(sim_.broker_for(did))
+            return HeadsetSpec(
+                sim_.apps[did].device,
+                sim_.clocks[did],
+                sim_.paths[did],
+                sim_.login(did),
+                own.tls,
+                None if own == address else (own.host, own.port),
+            )
+
         def spawn(ids: list[str], ws: str | None) -> HeadsetWorker:
-            tls = address.tls
-            specs = [
-                HeadsetSpec(sim_.apps[did].device, sim_.clocks[did], sim_.paths[did], sim_.login(did), tls)
-                for did in ids
-            ]
+            specs = [spec(did) for did in ids]
             for did in ids:
                 del sim_.apps[did]  # the child runs them (same clocks and paths); sim.clocks keeps them
             w = HeadsetWorker(specs, address.host, address.port, ws_url=ws, arrivals=arrivals)

@@ -28,13 +28,17 @@ and a bridged retained message is retained on the leaf too, so a device that (re
 gets both from the leaf without a message to the hub; a leaf restart costs one copy per topic when
 the bridge resubscribes, not one per device.
 
-Bridge settings, and why: ``cleansession true`` (a leaf back from a restart must not be handed
-minutes of stale pings; the retained topics come again on resubscribing), ``try_private true``
-(a Mosquitto hub does not echo a bridged message back over the bridge it came from),
-``restart_timeout 1 10`` (reconnect after 1 s, backing off to 10 s), ``keepalive_interval 5``
-(a dead link is noticed within about 8 s), ``notifications true`` on
-``madang/bridge/{leaf}/state`` (retained ``1``/``0``: the hub knows which leaf is cut off), and
-``set_tcp_nodelay true`` (no Nagle delay on a cue: docs/mqtt.md, "Latency").
+Bridge settings, and why (measured with the test topologies, docs/mqtt.md "Broker
+topologies"): ``cleansession false`` with a fixed ``remote_clientid`` (the hub keeps the leaf's
+subscriptions and queues QoS 1 cues for it while the link is down, and delivers them when it heals;
+devices drop the repeats by idempotency key; with a clean session a cue published during a drop is
+lost to the whole zone), ``try_private true`` (a Mosquitto hub does not echo a bridged message
+back over the bridge it came from, and keeps the retain flag), ``restart_timeout 1 2`` (a cut link
+carries cues again 1.3-2.0 s after it failed; a single value redialled after 5 s),
+``keepalive_interval 5`` (a link that dies without a FIN is noticed within about 8 s),
+``notifications true`` on ``madang/bridge/{leaf}/state`` (retained ``1``/``0``: the hub knows
+which leaf is cut off), and ``set_tcp_nodelay true`` (no Nagle delay on a cue). The hub should
+persist (``persistence true``) so that, restarted, it gives each bridge its session back.
 
 Pure: :func:`bridge_plan` takes the venue and returns the texts.
 """
@@ -226,10 +230,12 @@ def _leaf_conf(
         f"connection madang-leaf-{routes.leaf}",
         f"address {hub}",
         "bridge_protocol_version mqttv311",
+        f"remote_clientid {BRIDGE_USER_PREFIX}{routes.leaf}",
         "try_private true",
-        "cleansession true",
-        "restart_timeout 1 10",
+        "cleansession false",
+        "restart_timeout 1 2",
         "keepalive_interval 5",
+        "bridge_attempt_unsubscribe false",
         "notifications true",
         f"notification_topic {NOTIFICATION_TOPIC.format(leaf=routes.leaf)}",
     ]
@@ -237,7 +243,6 @@ def _leaf_conf(
         lines += [
             f"remote_username {BRIDGE_USER_PREFIX}{routes.leaf}",
             f"remote_password REPLACE-WITH-THE-{BRIDGE_USER_PREFIX}{routes.leaf}-PASSWORD-FROM-secrets",
-            f"remote_clientid {BRIDGE_USER_PREFIX}{routes.leaf}",
         ]
     lines += routes.config_lines()
     return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ def test_one_leaf_per_zone_by_default_each_with_only_its_devices() -> None:
         assert inbound[f"{mine[0].topic_root}/ping"] == 0  # QoS 0, as the protocol says
         assert dict(r.outbound)[f"{mine[0].topic_root}/status"] == 1
         assert "address 10.0.0.10:1883" in plan.confs[name]
-        assert "cleansession true" in plan.confs[name]
+        assert "cleansession false" in plan.confs[name]  # the hub queues for a cut leaf
 
 
 @pytest.mark.parametrize(

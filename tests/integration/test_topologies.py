@@ -28,6 +28,7 @@ from cues.compiler import compile_show
 from cues.timeline import Timeline
 from simulators.devices.venue import SimulatedVenue
 from simulators.harness import play_real, show_reached
+from simulators.harness.bridging import narrow_topics
 from simulators.record import Fire
 from simulators.topology import Topology, TopologyUnavailable, start_topology
 from venues.model import Venue
@@ -45,9 +46,9 @@ def yard() -> tuple[Timeline, Venue]:
     return compile_show(DATA / "sim-yard.yaml", venue_path=DATA / "topo-yard-venue.yaml")
 
 
-def _topology(kind: str) -> Iterator[Topology]:
+def _topology(kind: str, **options: Any) -> Iterator[Topology]:
     try:
-        topo = start_topology(kind, leaves=3)
+        topo = start_topology(kind, leaves=3, **options)
     except (TopologyUnavailable, FileNotFoundError) as exc:
         pytest.skip(str(exc))
     with topo:
@@ -55,8 +56,10 @@ def _topology(kind: str) -> Iterator[Topology]:
 
 
 @pytest.fixture
-def bridged() -> Iterator[Topology]:
-    yield from _topology("bridged")
+def bridged(yard: tuple[Timeline, Venue]) -> Iterator[Topology]:
+    """Each leaf bridges only its own devices' topics, as ``madang broker-config --bridge`` lays
+    out a venue (simulators/harness/bridging.py): a fault that loses a leaf's traffic fails here."""
+    yield from _topology("bridged", topics=narrow_topics(yard[1].devices, 3))
 
 
 @pytest.fixture
@@ -147,7 +150,9 @@ def test_bridged_leaf_restart_and_bridge_drop(yard: tuple[Timeline, Venue], brid
 
     report, sim = _play(timeline, venue, bridged, faults, seed=11)
     assert marks == {"restarted": 1, "healed": 1}
-    _assert_every_cue_once(report, sim, venue, late_ok=("moon",))
+    # bloom may be late too: on a loaded machine its first send may not have crossed the west
+    # bridge in the 50 ms before the cut, and then the west zone fires it from the replay.
+    _assert_every_cue_once(report, sim, venue, late_ok=("bloom", "moon"))
     # Each zone had a leaf of its own; the hub's headsets were on the hub.
     leaves = {
         z: {sim.broker_for(d.id) for d in venue.devices if d.zone == z} for z in ("east", "middle", "west")

@@ -34,6 +34,8 @@ __all__ = ["VirtualResult", "play_virtual"]
 
 MS = 1_000_000
 S = 1_000_000_000
+# The runtime's ping tick (SyncService's default ``tick_ns``): pings leave in bursts this far apart.
+_RUNTIME_TICK_NS: int = SyncService.__init__.__kwdefaults__["tick_ns"]
 
 
 @dataclass
@@ -123,7 +125,11 @@ def play_virtual(
     carried = np.zeros(len(sync.ids), dtype=np.bool_)
     if lane is not None:
         lane.bind(sync.ids)
-        carried = np.array([d in sim.apps and venue.device(d).mqtt is not None for d in sync.ids])
+        # A batch on the sync grid holds the pings of grid/tick of the runtime's ticks: its queue
+        # on the controller's uplink is theirs, not one burst 25 times larger (SyncLane.ping_bursts).
+        lane.ping_bursts = max(1, sq // _RUNTIME_TICK_NS)
+        # Headsets (MQTT) and phones (WebSocket: the same messages in the envelope, docs/protocol.md)
+        carried = np.array([d in sim.apps for d in sync.ids], dtype=np.bool_)
         status_topic = {d.id: f"{d.topic_root}/status" for d in venue.devices}
 
     def execute(item: Send) -> None:

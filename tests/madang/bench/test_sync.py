@@ -62,8 +62,8 @@ def test_bench_sync_is_deterministic_per_seed() -> None:
     assert a["devices"] == 17 + 12 and a["synced_devices"] == a["devices"] - 2  # 'none' cannot answer
     assert 59 < a["show_s"] <= 60 and a["events"] > 0  # show time 0 is the GO plus its delay
     for r in (a, b, c):
-        assert r["wall_s"] >= 0 and r["cpu_s"] >= 0
-        del r["wall_s"], r["cpu_s"]  # the only fields that may differ between identical runs
+        assert r["wall_s"] >= 0 and r["cpu_s"] >= 0 and r["rss_mb"] > 0
+        del r["wall_s"], r["cpu_s"], r["rss_mb"]  # the run's cost: the only fields that may differ
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     assert a["spread_p99_us"] < a["baseline_spread_p99_us"]
     assert c != a and c["seed"] == 6

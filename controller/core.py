@@ -284,6 +284,7 @@ class ControllerCore:
         self.web_addresses: tuple[str, ...] = ()
         self.controller_id = controller_id  # named in the retained controller state
         self.timeline = timeline
+        self._cue_devices: dict[str, tuple[Timeline, frozenset[str]]] = {}
         # A core that is not live follows another controller's journal (follow) and drives
         # nothing but its own pings, until take_over (docs/standby.md).
         self.live = live
@@ -452,8 +453,17 @@ class ControllerCore:
         return self.gate.readiness(now, devices)
 
     def cue_devices(self, cue: str) -> frozenset[str]:
-        """The devices a cue's own actions target."""
-        return frozenset(d for a in self.timeline.actions_by_cue.get(cue, ()) for d in a.devices)
+        """The devices a cue's own actions target.
+
+        Kept per timeline and cue: an unattended GO held by the sync gate asks on every poll, and
+        at a hundred thousand devices building the set each time cost more than the show."""
+        tl = self.timeline
+        hit = self._cue_devices.get(cue)
+        if hit is not None and hit[0] is tl:
+            return hit[1]
+        out = frozenset(d for a in tl.actions_by_cue.get(cue, ()) for d in a.devices)
+        self._cue_devices[cue] = (tl, out)
+        return out
 
     def gate_refusal(self, go: Go, now: int) -> Rejected | None:
         """Why the sync gate refuses this GO at ``now``, or None: a GO goes ahead when it is

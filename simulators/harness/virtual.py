@@ -19,7 +19,7 @@ import numpy as np
 
 from controller.core import ControllerCore, Item, ModelBatch, PingBatch, Withdraw
 from controller.delivery import Send, UdpSend
-from controller.playback import State
+from controller.playback import Go, State
 from controller.player import Player, PlayerOptions
 from controller.sync.service import SyncService
 from controller.telemetry import Telemetry, TelemetrySink
@@ -68,6 +68,7 @@ def play_virtual(
     sync_lane: bool = False,
     sync_quantum_ns: int | None = None,
     telemetry: bool = True,
+    go_force_after_ns: int | None = None,
 ) -> VirtualResult:
     """Play ``timeline`` on a simulated ``venue`` in seeded virtual time; deterministic per seed.
 
@@ -93,6 +94,13 @@ def play_virtual(
     the lane's pongs, heartbeats and models are taken on it. Over Wi-Fi, where each ping is
     jittered by +-300 ms anyway, 50 ms left the figures of ``madang bench sync`` as they were
     and saved a fifth of its cost at ten thousand headsets (docs/benchmarks.md).
+
+    ``go_force_after_ns``: an unattended GO that the sync gate has held this long after the
+    settle is pressed forced, as an operator does when the gate names a handful of devices out
+    of a crowd (on ``wifi-crowded`` some of a few thousand devices are always predicted over the
+    budget, so an all-device gate is never READY); ``report["go"]`` says whether it was forced
+    and how many devices still held the gate. ``None``: the player's own rule (it waits its
+    ``ready_timeout_ns``, then fails the run).
     """
     quantum = max(1, poll_quantum_ns)
     t0 = time.perf_counter()
@@ -112,7 +120,12 @@ def play_virtual(
     go_at = vt.now + settle_ns
     player = Player(
         core,
-        PlayerOptions(auto_go=auto_go, auto_go_from_ns=go_at, play_for_ns=duration_ns),
+        PlayerOptions(
+            auto_go=auto_go,
+            auto_go_from_ns=go_at,
+            play_for_ns=duration_ns,
+            **({} if go_force_after_ns is None else {"ready_timeout_ns": None}),
+        ),
         telemetry=tel,
         sync=sink,
     )
@@ -185,9 +198,16 @@ def play_virtual(
         if lane is not None:
             lane.next_take = at
 
+    go_info: dict[str, Any] = {"forced": False, "not_ready": 0}
+    force_at = None if go_force_after_ns is None else go_at + go_force_after_ns
+
     def step() -> None:
         pending["next"] = None
         now = vt.now
+        if force_at is not None and now >= force_at and player.first_go_ns is None and player.waiting_for_gate:
+            held = core.readiness(now)
+            go_info.update(forced=True, not_ready=held.not_ready, held_devices=held.need)
+            player.command(Go(cue=None, force=True), now)
         if lane is not None and now % sq == 0:  # the lane's traffic is taken on the sync grid
             lane.next_take = None
             pongs = lane.take(now)
@@ -233,6 +253,7 @@ def play_virtual(
     report["profile"] = profile
     report["seed"] = seed
     report["mode"] = "virtual"
+    report["go"] = go_info
     start = player.show_start_ns or go_at + core.engine.go_delay_ns
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return VirtualResult(sim, core, player, sync, report, events, wall, int(start), cpu)

@@ -369,6 +369,8 @@ class ControllerCore:
             t: tuple({c.trigger.pattern for c in timeline.cues if c.trigger and c.trigger.transport == t})
             for t in ("mqtt", "osc")
         }
+        self._trigger_memo: dict[tuple[str, str], bool] = {}
+        self._trigger_memo_max = 4 * len(venue.devices) + 4096
         self._keep_alive = StateKeepAlive(state_every_ns)
         self._op_us = 0  # the last controller op's key (see _op_key)
         self.counters: dict[str, int] = {
@@ -950,8 +952,18 @@ class ControllerCore:
 
     def _matches_trigger(self, transport: str, name: str) -> bool:
         """Whether ``name`` matches an event trigger of the show (only those are events)."""
+        # Kept per name: every heartbeat and report asks, and a device's topics are few
+        # (bounded: a flood of new names only clears the memo).
+        key = (transport, name)
+        hit = self._trigger_memo.get(key)
+        if hit is not None:
+            return hit
         match = mqtt_topic_matches if transport == "mqtt" else osc_address_matches
-        return any(match(p, name) for p in self._triggers[transport])
+        out = any(match(p, name) for p in self._triggers[transport])
+        if len(self._trigger_memo) >= self._trigger_memo_max:
+            self._trigger_memo.clear()
+        self._trigger_memo[key] = out
+        return out
 
     def _event(self, transport: str, name: str, sender: str, now: int) -> None:
         """An event to the engine's triggers; journalled while a trigger listens (a replay

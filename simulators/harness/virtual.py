@@ -10,6 +10,7 @@ docs/simulators.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ __all__ = ["VirtualResult", "play_virtual"]
 MS = 1_000_000
 S = 1_000_000_000
 # The runtime's ping tick (SyncService's default ``tick_ns``): pings leave in bursts this far apart.
-_RUNTIME_TICK_NS: int = SyncService.__init__.__kwdefaults__["tick_ns"]
+_RUNTIME_TICK_NS: int = (SyncService.__init__.__kwdefaults__ or {}).get("tick_ns", 2 * MS)
 
 
 @dataclass
@@ -118,14 +119,12 @@ def play_virtual(
     sink = None if tel is None else TelemetrySink(sync, tel)
     core = ControllerCore(timeline, venue, sync=sink or sync, go_delay_ns=go_delay_ns)
     go_at = vt.now + settle_ns
+    opts = PlayerOptions(auto_go=auto_go, auto_go_from_ns=go_at, play_for_ns=duration_ns)
+    if go_force_after_ns is not None:
+        opts = dataclasses.replace(opts, ready_timeout_ns=None)  # the GO is forced before it fails
     player = Player(
         core,
-        PlayerOptions(
-            auto_go=auto_go,
-            auto_go_from_ns=go_at,
-            play_for_ns=duration_ns,
-            **({} if go_force_after_ns is None else {"ready_timeout_ns": None}),
-        ),
+        opts,
         telemetry=tel,
         sync=sink,
     )
@@ -204,7 +203,8 @@ def play_virtual(
     def step() -> None:
         pending["next"] = None
         now = vt.now
-        if force_at is not None and now >= force_at and player.first_go_ns is None and player.waiting_for_gate:
+        held_too_long = force_at is not None and now >= force_at and player.first_go_ns is None
+        if held_too_long and player.waiting_for_gate:
             held = core.readiness(now)
             go_info.update(forced=True, not_ready=held.not_ready, held_devices=held.need)
             player.command(Go(cue=None, force=True), now)

@@ -34,9 +34,11 @@ POLL_NS = 10 * MS
 # The clock sync's traffic rides a 50 ms grid (play_virtual's sync_quantum_ns): over Wi-Fi, where
 # each ping is jittered by +-300 ms anyway, the figures stay as they were for a fifth less CPU.
 SYNC_NS = 50 * MS
-# An unattended GO held by the sync gate this long after the settle is forced (play_virtual's
-# go_force_after_ns): on wifi-crowded an all-device gate is never READY at thousands of devices
-# (some are always predicted over the 5 ms budget); the JSON says how many held it.
+# An unattended GO the sync gate holds this long is forced (play_virtual's go_force_after_ns), so
+# the whole show plays: on wifi-crowded an all-device gate is never READY at thousands of devices
+# (some are always predicted over the 5 ms budget), and at 10,000 on wifi a manual cue could wait
+# past the player's 60 s and end the run three cues in. The JSON says how many GOs were forced
+# (``go_forced``) and the most devices that held one (``not_ready_at_go``).
 GO_FORCE_NS = 10 * S
 # The share of the audience that is phones when the run does not say (``--phones``): half on
 # ``wifi-crowded``, the profile of a crowd holding phones (a riverbank festival's audience is a mix

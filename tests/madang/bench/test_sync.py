@@ -97,6 +97,7 @@ def test_a_phone_on_the_sync_lane_fires_in_sync_with_the_headsets(yard: tuple[Ti
     assert len(phones) == 6 and res.core.sync is not None
     for p in phones:  # the lane carried its pings and models: a clock model of its own
         assert res.core.sync.to_device(p, res.sim.now) is not None, p
+        assert res.sim.apps[p].pings == 0  # none came by the message path
     river = [r for r in res.sim.records().rows(("cue",)) if r.key == "river"]
     fired = {r.device_id: r.true_ns for r in river}
     assert phones <= set(fired) and len(fired) == 12 and res.report["missed"] == 0

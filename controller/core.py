@@ -284,6 +284,7 @@ class ControllerCore:
         self.web_addresses: tuple[str, ...] = ()
         self.controller_id = controller_id  # named in the retained controller state
         self.timeline = timeline
+        self._cue_devices: dict[str, tuple[Timeline, frozenset[str]]] = {}
         # A core that is not live follows another controller's journal (follow) and drives
         # nothing but its own pings, until take_over (docs/standby.md).
         self.live = live
@@ -368,6 +369,8 @@ class ControllerCore:
             t: tuple({c.trigger.pattern for c in timeline.cues if c.trigger and c.trigger.transport == t})
             for t in ("mqtt", "osc")
         }
+        self._trigger_memo: dict[tuple[str, str], bool] = {}
+        self._trigger_memo_max = 4 * len(venue.devices) + 4096
         self._keep_alive = StateKeepAlive(state_every_ns)
         self._op_us = 0  # the last controller op's key (see _op_key)
         self.counters: dict[str, int] = {
@@ -452,8 +455,17 @@ class ControllerCore:
         return self.gate.readiness(now, devices)
 
     def cue_devices(self, cue: str) -> frozenset[str]:
-        """The devices a cue's own actions target."""
-        return frozenset(d for a in self.timeline.actions_by_cue.get(cue, ()) for d in a.devices)
+        """The devices a cue's own actions target.
+
+        Kept per timeline and cue: an unattended GO held by the sync gate asks on every poll, and
+        at a hundred thousand devices building the set each time cost more than the show."""
+        tl = self.timeline
+        hit = self._cue_devices.get(cue)
+        if hit is not None and hit[0] is tl:
+            return hit[1]
+        out = frozenset(d for a in tl.actions_by_cue.get(cue, ()) for d in a.devices)
+        self._cue_devices[cue] = (tl, out)
+        return out
 
     def gate_refusal(self, go: Go, now: int) -> Rejected | None:
         """Why the sync gate refuses this GO at ``now``, or None: a GO goes ahead when it is
@@ -940,8 +952,18 @@ class ControllerCore:
 
     def _matches_trigger(self, transport: str, name: str) -> bool:
         """Whether ``name`` matches an event trigger of the show (only those are events)."""
+        # Kept per name: every heartbeat and report asks, and a device's topics are few
+        # (bounded: a flood of new names only clears the memo).
+        key = (transport, name)
+        hit = self._trigger_memo.get(key)
+        if hit is not None:
+            return hit
         match = mqtt_topic_matches if transport == "mqtt" else osc_address_matches
-        return any(match(p, name) for p in self._triggers[transport])
+        out = any(match(p, name) for p in self._triggers[transport])
+        if len(self._trigger_memo) >= self._trigger_memo_max:
+            self._trigger_memo.clear()
+        self._trigger_memo[key] = out
+        return out
 
     def _event(self, transport: str, name: str, sender: str, now: int) -> None:
         """An event to the engine's triggers; journalled while a trigger listens (a replay

@@ -146,6 +146,7 @@ class SyncGate:
         ids = list(sync.ids) if sync is not None else []
         self._ids = ids
         self._row = {d: i for i, d in enumerate(ids)}
+        self._masks: dict[frozenset[str], npt.NDArray[np.bool_]] = {}
         kinds = {d.id: d.sync for d in venue.devices}
         # Rows gated on the budget (app, timetag) and rows gated on having a measurement (echo).
         self._budgeted = np.array([kinds.get(d) in (Sync.APP, Sync.TIMETAG) for d in ids], dtype=np.bool_)
@@ -153,6 +154,24 @@ class SyncGate:
         # Audience slots (phones) never hold the gate: the show does not wait for the crowd.
         pooled = {d.id for d in venue.devices if d.pooled}
         self._optional = np.array([d in pooled for d in ids], dtype=np.bool_)
+
+    def _mask(self, devices: Iterable[str]) -> npt.NDArray[np.bool_]:
+        """The rows of ``devices``; kept for a frozen set (a cue's devices, asked on every poll
+        while a GO is held: at a hundred thousand devices the loop cost more than the show)."""
+        key = devices if isinstance(devices, frozenset) else None
+        if key is not None:
+            hit = self._masks.get(key)
+            if hit is not None:
+                return hit
+        mask = np.zeros(len(self._ids), dtype=np.bool_)
+        row = self._row
+        rows = [r for r in map(row.get, devices) if r is not None]
+        mask[rows] = True
+        if key is not None:
+            if len(self._masks) >= 64:
+                self._masks.clear()
+            self._masks[key] = mask
+        return mask
 
     def degrade(self, devices: Iterable[str]) -> list[str]:
         """Play these devices on receipt from now on: they stop holding the gate, and their cues
@@ -176,13 +195,7 @@ class SyncGate:
             return Readiness(True, 0, 0, 0, 0, len(self.degraded), self.budget_ns)
         queued = sync.queued()
         err = np.asarray(sync.predicted_errors_ns(now), dtype=np.float64)[: len(self._ids)]
-        mask = np.ones(len(self._ids), dtype=np.bool_)
-        if devices is not None:
-            mask[:] = False
-            for d in devices:
-                r = self._row.get(d)
-                if r is not None:
-                    mask[r] = True
+        mask = np.ones(len(self._ids), dtype=np.bool_) if devices is None else self._mask(devices).copy()
         for d in self.degraded:
             r = self._row.get(d)
             if r is not None:

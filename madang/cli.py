@@ -563,6 +563,7 @@ def _bench_sync(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         duration_s=args.duration,
         go_latency_ms=args.go_latency,
+        phones=args.phones,
     )
 
 
@@ -993,6 +994,14 @@ def _parser() -> argparse.ArgumentParser:
         default=250.0,
         metavar="MS",
         help="the controller's GO latency, as madang run --go-latency (default 250)",
+    )
+    bp.add_argument(
+        "--phones",
+        type=_float_in(0, 1, "share of the audience that is phones"),
+        default=None,
+        metavar="SHARE",
+        help="share of the audience devices that are phones over WebSocket (default: 0.5 on "
+        "wifi-crowded, 0 on the other profiles)",
     )
     bp = bench("ws", _bench_ws, "cues to WebSocket devices: fan-out, spread, edge lateness; MQTT as baseline")
     bp.add_argument("--devices", type=_COUNT, default=2000, help="WebSocket devices (default 2,000)")

@@ -19,9 +19,9 @@ from cues.compiler import compile_show
 from cues.timeline import Timeline
 from simulators.devices.venue import SimulatedVenue
 from simulators.harness import limit_headsets, play_real, play_virtual, shipped_show
-from venues.model import Device, MqttEndpoint, Sync, Venue
+from venues.model import Device, MqttEndpoint, Sync, Venue, WsEndpoint
 
-__all__ = ["POLL_NS", "SYNC_NS", "run"]
+__all__ = ["POLL_NS", "SYNC_NS", "phone_share", "run"]
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -34,6 +34,25 @@ POLL_NS = 10 * MS
 # The clock sync's traffic rides a 50 ms grid (play_virtual's sync_quantum_ns): over Wi-Fi, where
 # each ping is jittered by +-300 ms anyway, the figures stay as they were for a fifth less CPU.
 SYNC_NS = 50 * MS
+# An unattended GO the sync gate holds this long is forced (play_virtual's go_force_after_ns), so
+# the whole show plays: on wifi-crowded an all-device gate is never READY at thousands of devices
+# (some are always predicted over the 5 ms budget), and at 10,000 on wifi a manual cue could wait
+# past the player's 60 s and end the run three cues in. The JSON says how many GOs were forced
+# (``go_forced``) and the most devices that held one (``not_ready_at_go``).
+GO_FORCE_NS = 10 * S
+# The share of the audience that is phones when the run does not say (``--phones``): half on
+# ``wifi-crowded``, the profile of a crowd holding phones (a riverbank festival's audience is a mix
+# of the venue's headsets and the phones that open the light page); none elsewhere, so that the
+# 10,000-headset figures of ``wifi`` and ``lan`` stay what they measure (docs/benchmarks.md).
+_DEFAULT_PHONES = {"wifi-crowded": 0.5}
+
+
+def phone_share(profile: str, phones: float | None = None) -> float:
+    """The share of audience devices that are phones: ``phones`` if given, else the profile's default."""
+    share = _DEFAULT_PHONES.get(profile, 0.0) if phones is None else phones
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"--phones {share}: a share of the audience, from 0 to 1")
+    return share
 
 
 def run(
@@ -44,6 +63,7 @@ def run(
     seed: int,
     duration_s: float | None = None,
     go_latency_ms: float = 250.0,
+    phones: float | None = None,
 ) -> dict[str, Any]:
     """``madang bench sync``: spread of fire instants over ``devices`` simulated headsets.
 
@@ -51,10 +71,15 @@ def run(
     time, 60 s over real sockets. A virtual run also reports its cost: ``wall_s``, ``cpu_s``
     (``time.process_time``) and ``events`` (virtual-time events run); everything else in the
     result is a function of the arguments alone (same seed, same JSON but for ``wall_s``/``cpu_s``).
-    ``go_latency_ms`` is the controller's GO latency (``madang run --go-latency``).
+    ``go_latency_ms`` is the controller's GO latency (``madang run --go-latency``). ``phones``:
+    the share of the ``devices`` that are audience phones (:func:`_make_phones`; ``None``: the
+    profile's default, :func:`phone_share`). A virtual run also reports ``rss_mb``, the process's
+    peak resident memory so far (``ru_maxrss``: the compile and the run included).
     """
+    share = phone_share(profile, phones)
     timeline, venue = compile_show(shipped_show("han-river"))
     timeline, venue = _scale_headsets(timeline, venue, devices)
+    timeline, venue = _make_phones(timeline, venue, share)
     if virtual:
         duration_ns = None if duration_s is None else round(duration_s * S)
         res = play_virtual(
@@ -68,6 +93,7 @@ def run(
             sync_lane=True,  # the headsets' clock-sync traffic on arrays (docs/simulators.md)
             sync_quantum_ns=SYNC_NS,
             telemetry=False,
+            go_force_after_ns=GO_FORCE_NS,
         )
         rep = res.report
     else:
@@ -92,12 +118,18 @@ def run(
         )
     }
     out.update({"profile": profile, "virtual": virtual, "seed": seed, "go_latency_ms": go_latency_ms})
+    n_phones = sum(1 for d in venue.devices if d.sync is Sync.APP and d.mqtt is None and d.ws is not None)
+    out["phones"] = n_phones
+    out["headsets"] = sum(1 for d in venue.devices if d.sync is Sync.APP) - n_phones
     if virtual:
         out["poll_ms"] = POLL_NS / MS
         out["show_s"] = round((res.sim.now - res.show_start_ns) / S, 3)
         out["events"] = res.events
+        out["go_forced"] = rep["go"]["forced"]
+        out["not_ready_at_go"] = rep["go"]["not_ready"]
         out["wall_s"] = round(res.wall_s, 2)
         out["cpu_s"] = round(res.cpu_s, 2)
+        out["rss_mb"] = _peak_rss_mb()
         out.update(_model_errors(res.sim, res.sync))
     else:
         out["show_s"] = real_s
@@ -172,3 +204,52 @@ def _clone_mqtt(src: Device, new_id: str) -> MqttEndpoint | None:
     if src.id not in parts:
         return MqttEndpoint(f"madang/dev/{new_id}")
     return MqttEndpoint("/".join(new_id if p == src.id else p for p in parts))
+
+
+def _make_phones(timeline: Timeline, venue: Venue, share: float) -> tuple[Timeline, Venue]:
+    """The show with ``share`` of its app devices turned into audience phones.
+
+    A phone is what the light page makes of a browser (docs/protocol.md, "WebSocket" and "The
+    audience"): an ``app`` device over WebSocket, with the same clock sync, clock model and cues
+    as a headset, in the envelope instead of on the broker. In virtual time the controller's
+    WebSocket server is not simulated: a phone is a ``ws:`` device (no ``mqtt:``), which the
+    simulator connects to the virtual broker under its topic root (docs/simulators.md, "Phones in
+    virtual time"). The phones are spread evenly among the app devices (device ``k`` is one when
+    ``floor((k + 1) * share)`` steps up), keep their groups and attributes, and are renamed
+    ``ph-...`` so that the report tells them apart.
+    """
+    if share <= 0.0:
+        return timeline, venue
+    apps = [d for d in venue.devices if d.sync is Sync.APP and not d.pooled]
+    rename: dict[str, str] = {}
+    taken = {d.id for d in venue.devices}
+    for k, d in enumerate(apps):
+        if int((k + 1) * share) > int(k * share):
+            new_id = "ph-" + d.id.removeprefix("xr-")
+            while new_id in taken:
+                new_id += "p"
+            taken.add(new_id)
+            rename[d.id] = new_id
+    if not rename:
+        return timeline, venue
+
+    def phone(d: Device) -> Device:
+        new_id = rename[d.id]
+        attrs = dict(d.attrs)
+        attrs["id"] = new_id
+        return dataclasses.replace(d, id=new_id, attrs=attrs, mqtt=None, ws=WsEndpoint())
+
+    devices = tuple(phone(d) if d.id in rename else d for d in venue.devices)
+    groups = {g: tuple(rename.get(m, m) for m in members) for g, members in venue.groups.items()}
+    v = dataclasses.replace(venue, devices=devices, groups=groups)
+    actions = tuple(
+        dataclasses.replace(a, devices=tuple(rename.get(d, d) for d in a.devices)) for a in timeline.actions
+    )
+    return dataclasses.replace(timeline, actions=actions), v
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak resident set so far, in MB (Linux reports ``ru_maxrss`` in KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

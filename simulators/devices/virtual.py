@@ -232,6 +232,13 @@ class SyncLane:
         self._apps = apps
         self.on_pong: Callable[[int], None] = lambda _t4: None
         self.next_take: int | None = None
+        self.ping_bursts = 1
+        """How many of the runtime's ping bursts one batch of :meth:`pings` stands for: on a sync
+        grid coarser than the runtime's tick (``play_virtual(sync_quantum_ns=...)``), a batch
+        holds the pings of grid/tick ticks, and on one FIFO stream the last of 500 pings sent at
+        once would wait for the slowest of 500 delays, a queue the runtime never builds (its
+        bursts are 25 times smaller). The pings keep their true ``t1``; only the queue is the
+        runtime's. docs/simulators.md, "The sync lane"."""
         self._gen = np.random.Generator(np.random.PCG64([self.vt.seed % (1 << 64), 0x51A9E]))
         self._ids: list[str] = []
         self._row: dict[str, int] = {}
@@ -353,12 +360,25 @@ class SyncLane:
                 d[i] += until - t
         return d
 
-    def _uplink(self, k: int, now: int) -> I64:
-        """When ``k`` messages the controller sends now, in order, reach the broker."""
+    def _uplink(self, k: int, now: int, bursts: int = 1) -> I64:
+        """When ``k`` messages the controller sends now, in order, reach the broker.
+
+        ``bursts`` > 1: the ``k`` messages stand for that many bursts which the runtime would
+        have sent on its own tick, spread over the sync grid's quantum (:attr:`ping_bursts`);
+        each burst keeps its order behind the one before it only where their delays overlap,
+        as bursts a tick apart would."""
         left = now + self._draw(self.net.lan.profile, k, up=True)
         left[0] = max(int(left[0]), self._ctl_last_up)
-        at: I64 = np.maximum.accumulate(left)
-        self._ctl_last_up = int(at[-1])
+        if bursts <= 1 or k <= 1:
+            at: I64 = np.maximum.accumulate(left)
+        else:
+            # The FIFO within each burst only: a message waits for those sent just before it,
+            # not for the slowest of the whole grid's batch.
+            size = -(-k // bursts)
+            at = left.copy()
+            for i in range(0, k, size):
+                at[i : i + size] = np.maximum.accumulate(left[i : i + size])
+        self._ctl_last_up = int(at.max())
         return at
 
     def _hop(self, rows: I64, at: I64, *, up: bool) -> I64:
@@ -382,7 +402,7 @@ class SyncLane:
             return
         net = self.net
         net.sent += k
-        at = self._uplink(k, t1)  # the controller's uplink to the broker: one stream, in order
+        at = self._uplink(k, t1, self.ping_bursts)  # the controller's uplink: one stream, in order
         live = self._live[rows]
         if not live.all():
             net.dropped += int(k - live.sum())  # the broker has no connection to send it on

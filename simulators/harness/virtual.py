@@ -19,7 +19,7 @@ import numpy as np
 
 from controller.core import ControllerCore, Item, ModelBatch, PingBatch, Withdraw
 from controller.delivery import Send, UdpSend
-from controller.playback import State
+from controller.playback import Go, State
 from controller.player import Player, PlayerOptions
 from controller.sync.service import SyncService
 from controller.telemetry import Telemetry, TelemetrySink
@@ -34,6 +34,8 @@ __all__ = ["VirtualResult", "play_virtual"]
 
 MS = 1_000_000
 S = 1_000_000_000
+# The runtime's ping tick (SyncService's default ``tick_ns``): pings leave in bursts this far apart.
+_RUNTIME_TICK_NS: int = (SyncService.__init__.__kwdefaults__ or {}).get("tick_ns", 2 * MS)
 
 
 @dataclass
@@ -66,6 +68,7 @@ def play_virtual(
     sync_lane: bool = False,
     sync_quantum_ns: int | None = None,
     telemetry: bool = True,
+    go_force_after_ns: int | None = None,
 ) -> VirtualResult:
     """Play ``timeline`` on a simulated ``venue`` in seeded virtual time; deterministic per seed.
 
@@ -91,6 +94,14 @@ def play_virtual(
     the lane's pongs, heartbeats and models are taken on it. Over Wi-Fi, where each ping is
     jittered by +-300 ms anyway, 50 ms left the figures of ``madang bench sync`` as they were
     and saved a fifth of its cost at ten thousand headsets (docs/benchmarks.md).
+
+    ``go_force_after_ns``: an unattended GO that the sync gate has held this long is pressed
+    forced, as an operator does when the gate names a handful of devices out of a crowd (on
+    ``wifi-crowded`` some of a few thousand devices are always predicted over the budget, so an
+    all-device gate is never READY; at ten thousand on ``wifi`` a manual cue mid-show can wait
+    minutes for the last one); ``report["go"]``: how many GOs were forced and the most devices
+    that still held the gate at one. ``None``: the player's own rule (it waits its
+    ``ready_timeout_ns``, 60 s, then fails the run and presses nothing more).
     """
     quantum = max(1, poll_quantum_ns)
     t0 = time.perf_counter()
@@ -123,7 +134,11 @@ def play_virtual(
     carried = np.zeros(len(sync.ids), dtype=np.bool_)
     if lane is not None:
         lane.bind(sync.ids)
-        carried = np.array([d in sim.apps and venue.device(d).mqtt is not None for d in sync.ids])
+        # A batch on the sync grid holds the pings of grid/tick of the runtime's ticks: its queue
+        # on the controller's uplink is theirs, not one burst 25 times larger (SyncLane.ping_bursts).
+        lane.ping_bursts = max(1, sq // _RUNTIME_TICK_NS)
+        # Headsets (MQTT) and phones (WebSocket: the same messages in the envelope, docs/protocol.md)
+        carried = np.array([d in sim.apps for d in sync.ids], dtype=np.bool_)
         status_topic = {d.id: f"{d.topic_root}/status" for d in venue.devices}
 
     def execute(item: Send) -> None:
@@ -179,9 +194,26 @@ def play_virtual(
         if lane is not None:
             lane.next_take = at
 
+    go_info: dict[str, Any] = {"forced": 0, "not_ready": 0, "held_since": None}
+
+    def force_held_go(now: int) -> None:
+        """The operator's hand: a GO the gate has held ``go_force_after_ns`` is pressed forced."""
+        if go_force_after_ns is None or not player.waiting_for_gate:
+            go_info["held_since"] = None
+            return
+        since = go_info["held_since"]
+        if since is None:
+            go_info["held_since"] = now
+        elif now - since >= go_force_after_ns:
+            go_info["held_since"] = None
+            go_info["forced"] += 1
+            go_info["not_ready"] = max(go_info["not_ready"], core.readiness(now).not_ready)
+            player.command(Go(cue=None, force=True), now)
+
     def step() -> None:
         pending["next"] = None
         now = vt.now
+        force_held_go(now)
         if lane is not None and now % sq == 0:  # the lane's traffic is taken on the sync grid
             lane.next_take = None
             pongs = lane.take(now)
@@ -227,6 +259,7 @@ def play_virtual(
     report["profile"] = profile
     report["seed"] = seed
     report["mode"] = "virtual"
+    report["go"] = {"forced": go_info["forced"], "not_ready": go_info["not_ready"]}
     start = player.show_start_ns or go_at + core.engine.go_delay_ns
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return VirtualResult(sim, core, player, sync, report, events, wall, int(start), cpu)

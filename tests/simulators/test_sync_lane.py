@@ -318,3 +318,19 @@ def test_the_lane_carries_terms_and_headsets_drop_stale_ones(small: tuple[Timeli
     sim.restart_broker(S)
     sim.run_until(sim.now + 3 * S)
     assert json.loads(sim.net.retained(f"{app.base}/clock") or b"")["term"] == 3
+
+
+def test_a_grid_batch_queues_on_the_uplink_as_the_runtimes_bursts(small: tuple[Timeline, Venue]) -> None:
+    """500 pings sent at once stand for 25 bursts (SyncLane.ping_bursts): each keeps its order
+    behind the messages of its own burst only, so the tail of the batch does not wait for the
+    slowest of all 500 delays (the asymmetry that cost the 50 ms grid its accuracy on lan)."""
+    _, venue = small
+    one, many = (_started(venue).sync_lane() for _ in range(2))  # same seed: the same draws
+    now = one.vt.now
+    fifo = one._uplink(500, now)
+    bursts = many._uplink(500, now, 25)
+    assert (np.diff(fifo) >= 0).all()
+    for i in range(0, 500, 20):
+        assert (np.diff(bursts[i : i + 20]) >= 0).all()  # FIFO within a burst
+    assert (bursts <= fifo).all() and bursts.mean() < fifo.mean()
+    assert bursts[480] < fifo[480]  # the last burst starts afresh

@@ -136,13 +136,18 @@ class SyncService:
         each time one is due and held), ``peak_deferred`` (the most held at once), ``queued``
         now, the cap (``max_rate``, None: none), and the pongs ``matched`` to their pings or
         dropped: ``stale`` (past the timeout), ``unknown`` (no ping of that seq in flight),
-        ``implausible`` (timestamps out of order, or a round trip of 10 s or more)."""
+        ``implausible`` (timestamps out of order, or a round trip of 10 s or more); ``late``
+        pongs (matched, but over 2 s) and the ``backoffs`` they caused (the planner capped itself:
+        ``max_rate`` is then the cap it set)."""
         p = self.planner
         return {"max_rate": p.max_rate, "sent": p.sent, "deferred": p.deferred,
                 "peak_deferred": p.peak_deferred, "queued": p.queued(),
                 # Pongs kept and dropped, by reason: a slow path shows as stale (past the timeout)
                 # or implausible (a round trip of 10 s or more) long before it shows elsewhere.
                 "matched": p.matched, "stale": p.dropped_stale, "unknown": p.dropped_unknown,
+                # Pongs later than the congestion threshold, and the cuts the planner made when
+                # they were more than a fifth (PingPlanner, "Backing off").
+                "late": p.late, "backoffs": p.backoffs,
                 "implausible": self.implausible}
 
     def due_pings(self, now: int) -> list[tuple[str, int]]:

@@ -107,6 +107,7 @@ def run(
     load1 = os.getloadavg()
     n_app = sum(1 for d in venue.devices if d.mqtt is not None and d.id in sim.clocks)
     group = [(t, p) for t, topic, p in published if not topic.startswith("madang/cue/dev/")]
+    n_cues = max(1, len({p for _, p in group}))
     counts: dict[str, int] = rep["device_msgs"]
     minutes = run_s / 60.0
     return {
@@ -132,7 +133,7 @@ def run(
         "fanout_ms": _fanout(group, rep.get("arrivals", [])),
         "settle": rep["settle"],
         "msgs": counts,
-        "msgs_per_device_per_cue": {k: round(v / n_app / max(1, len({p for _, p in group})), 3) for k, v in counts.items()},
+        "msgs_per_device_per_cue": {k: round(v / n_app / n_cues, 3) for k, v in counts.items()},
         "msgs_per_device_per_min": {k: round(v / n_app / minutes, 2) for k, v in counts.items()},
         "brokers": [
             {

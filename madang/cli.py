@@ -552,6 +552,7 @@ def _bench_fanout(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         processes=args.processes,
         ping_rate=args.ping_rate,
+        sync_budget_us=args.sync_budget,
     )
 
 
@@ -971,6 +972,7 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--seed", type=_SEED, default=0)
     bp.add_argument("--processes", type=_COUNT, default=None, help="headset child processes")
     bp.add_argument("--ping-rate", type=_COUNT, default=None, help="controller clock-sync pings per second")
+    bp.add_argument("--sync-budget", type=_SECONDS, default=None, metavar="US", help="sync gate budget (us)")
     bp = bench("ws", _bench_ws, "cues to WebSocket devices: fan-out, spread, edge lateness; MQTT as baseline")
     bp.add_argument("--devices", type=_COUNT, default=2000, help="WebSocket devices (default 2,000)")
     bp.add_argument(

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from controller.core import DEFAULT_SYNC_BUDGET_NS
 from controller.runtime import Runtime
 from cues.compiler import compile_show
 from madang.bench.sync import _scale_headsets
@@ -68,11 +69,13 @@ def run(
     processes: int | None = None,
     leaves: int = 3,
     ping_rate: int | None = None,
+    sync_budget_us: float | None = None,
 ) -> dict[str, Any]:
     """Play ``duration_s`` seconds of the show to ``devices`` headsets on ``topology``; the JSON
     described in the module docstring. ``processes``: headset child processes (default one per
     750 headsets); ``ping_rate``: the controller's clock-sync pings per second (``madang run``'s
-    ``--ping-rate``; default the runtime's)."""
+    ``--ping-rate``; default the runtime's); ``sync_budget_us``: the sync gate's budget (``madang
+    run --sync-budget``; default the runtime's 5 ms)."""
     if topology not in KINDS:
         raise FanoutError(f"no topology {topology!r}: choose one of {', '.join(KINDS)}")
     if devices < 1:
@@ -85,6 +88,7 @@ def run(
     with start_topology(topology, leaves=leaves) as topo:
         roles = _broker_roles(topo)
         cpu0 = _broker_cpu(topo)
+        relay0 = _cpu(topo.relay_pids())
         t0 = time.monotonic()
         rep, sim, _ = asyncio.run(
             play_real(
@@ -99,10 +103,12 @@ def run(
                 arrivals=True,
                 faults=_watch_publishes(published),
                 ping_rate=ping_rate,
+                sync_budget_us=DEFAULT_SYNC_BUDGET_NS / 1000 if sync_budget_us is None else sync_budget_us,
             )
         )
         run_s = time.monotonic() - t0
         cpu1 = _broker_cpu(topo)
+        relay1 = _cpu(topo.relay_pids())
         sys_counters = {url: _sys_messages(url) for url, _, _ in roles} if topology != "nats" else {}
     load1 = os.getloadavg()
     n_app = sum(1 for d in venue.devices if d.mqtt is not None and d.id in sim.clocks)
@@ -145,6 +151,9 @@ def run(
             for url, role, pid in roles
         ],
         "broker_cpu_s": round(sum(cpu1.get(p, 0.0) - cpu0.get(p, 0.0) for p in cpu1), 2),
+        # The bridged topology's relays (simulators/relay.py, one per bridge, so a bridge can be
+        # cut) are Python processes copying bytes: CPU a real star of Mosquittos does not spend.
+        "relay_cpu_s": round(sum(relay1.get(p, 0.0) - relay0.get(p, 0.0) for p in relay1), 2),
         "loadavg_before": [round(x, 2) for x in load0],
         "loadavg_after": [round(x, 2) for x in load1],
     }
@@ -218,8 +227,13 @@ def _broker_roles(topo: Topology) -> list[tuple[str, str, int]]:
 
 def _broker_cpu(topo: Topology) -> dict[int, float]:
     """utime+stime (s) of each broker process, from /proc (Linux); {} where unreadable."""
+    return _cpu(topo.pids())
+
+
+def _cpu(pids: Iterable[int]) -> dict[int, float]:
+    """utime+stime (s) of each process, from /proc (Linux); left out where unreadable."""
     out: dict[int, float] = {}
-    for pid in topo.pids():
+    for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()

@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from types import TracebackType
 
@@ -82,8 +83,11 @@ class Relay:
         """Start the relay process and wait until it listens; returns ``self``."""
         if self.pid is not None:
             return self
+        # The parent-death signal follows the thread that forks (simulators.children): from any
+        # other thread than the main one the relay relies on its stdin watchdog alone.
+        pact = os.getpid() if threading.current_thread() is threading.main_thread() else 0
         proc = subprocess.Popen(
-            [sys.executable, "-m", "simulators.relay", str(os.getpid()), str(self.upstream_port)],
+            [sys.executable, "-m", "simulators.relay", str(pact), str(self.upstream_port)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -304,10 +308,11 @@ class _Pump:
 
 def _main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m simulators.relay PARENT_PID UPSTREAM_PORT", file=sys.stderr)
+        print("usage: python -m simulators.relay PARENT_PID|0 UPSTREAM_PORT", file=sys.stderr)
         return 2
     parent, upstream = int(argv[0]), int(argv[1])
-    die_with_parent(parent)
+    if parent:
+        die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, not the terminal
     _Pump(upstream).run()
     return 0

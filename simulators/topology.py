@@ -18,6 +18,7 @@ PID; see :mod:`simulators.broker`).
   *in* from the hub; what devices publish for the controller (pongs, status, fire reports,
   audience events) goes *out* to it. Why each bridge setting is what it is, is said next to it in
   :func:`bridge_config` and in docs/mqtt.md.
+  The hub persists (:func:`hub_config`): a restarted hub gives each bridge its session back.
 * ``"nats"``: a three-node nats-server cluster with JetStream (which its MQTT interface needs) and
   an MQTT listener on every node. The hub is node 0; the leaves are the three nodes' MQTT ports.
 
@@ -37,13 +38,19 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.broker import MosquittoBroker, _answers_mqtt, _death_pact, _free_port, find_mosquitto
 from simulators.children import stop_at_exit
@@ -65,6 +72,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 KINDS = ("single", "bridged", "nats")
+_PROBE_ROOT = "madang/topology/probe"
+_BRIDGE_TIMEOUT_S = 15.0
 _NATS_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin", "/opt/homebrew/bin")
 _NATS_START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 5.0
@@ -119,6 +128,8 @@ BRIDGE_TOPICS: tuple[BridgeTopic, ...] = (
     BridgeTopic("madang/dev/+/status", "out", 1),
     BridgeTopic("madang/dev/+/fired", "out", 1),
     BridgeTopic("madang/audience/#", "out", 1),
+    # the topology's own readiness probe (Topology.wait_bridged): hub -> leaf
+    BridgeTopic(_PROBE_ROOT + "/#", "in", 0),
 )
 """The Madang topic tree, by direction, as the test bridges carry it. A venue whose devices
 have their own topic ``base`` or whose show publishes its own topics adds lines
@@ -212,6 +223,10 @@ def hub_config(*, listen_port: int, store: Path) -> str:
     )
 
 
+def _probe_received(_client: paho.Client, got: threading.Event, _message: paho.MQTTMessage) -> None:
+    got.set()
+
+
 def find_nats_server() -> str:
     """The path of ``nats-server``; raises :class:`TopologyUnavailable` naming the package."""
     found = shutil.which("nats-server")
@@ -238,7 +253,8 @@ class _NatsNode:
         self.index = index
         self.client_port, self.route_port, self.mqtt_port = ports[index]
         self.dir = workdir / f"nats-{index}"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)  # an old store names peers on other ports
+        self.dir.mkdir(parents=True)
         routes = ", ".join(f'"nats-route://127.0.0.1:{p[1]}"' for i, p in enumerate(ports) if i != index)
         # JetStream is what NATS's MQTT interface keeps sessions, retained messages and QoS 1
         # deliveries in; in a cluster it needs every node named and a store of its own.
@@ -409,6 +425,7 @@ class Topology:
         leaf.stop()
         time.sleep(down_s)
         leaf.start()
+        self.wait_bridged([i % len(self._leaves)])
 
     def restart_hub(self, down_s: float = 1.0) -> None:
         """Stop the hub (NATS: node 0), wait ``down_s``, start it again on the same port."""
@@ -441,7 +458,8 @@ class Topology:
                 "use restart_leaf() for a node fault"
             )
         if not self._relays:
-            raise NotImplementedError(f"topology {self.kind!r} has no bridge to cut")
+            why = "has no bridge to cut" if self.kind == "single" else "was started with relay=False"
+            raise NotImplementedError(f"topology {self.kind!r} {why}")
         return self._relays[i % len(self._relays)]
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -465,6 +483,44 @@ class Topology:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    def wait_bridged(self, leaves: Iterable[int] | None = None, timeout_s: float = _BRIDGE_TIMEOUT_S) -> None:
+        """Wait until each leaf's bridge carries messages from the hub (all leaves by default):
+        a probe published on the hub must reach a subscriber on the leaf. Mosquitto answers on a
+        leaf's port before its bridge has connected, and a cue published on the hub before then
+        is not the leaf's to deliver (its session on the hub does not exist yet).
+        :func:`start_topology` and :meth:`restart_leaf` call it; a no-op without bridges."""
+        if self.kind != "bridged":
+            return
+        assert self._hub is not None
+        todo = list(range(len(self._leaves)) if leaves is None else leaves)
+        deadline = time.monotonic() + timeout_s
+        for i in todo:
+            leaf = self._leaves[i]
+            got = threading.Event()
+            topic = f"{_PROBE_ROOT}/{i}/{os.getpid()}"
+            sub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"madang-probe-leaf-{i}-{os.getpid()}")
+            pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"madang-probe-hub-{i}-{os.getpid()}")
+            sub.user_data_set(got)
+            sub.on_message = _probe_received
+            try:
+                sub.connect("127.0.0.1", leaf.port)
+                sub.subscribe(topic, 0)
+                sub.loop_start()
+                pub.connect("127.0.0.1", self._hub.port)
+                pub.loop_start()
+                while not got.wait(0.1):
+                    if time.monotonic() > deadline:
+                        raise TopologyUnavailable(
+                            "bridged",
+                            f"leaf {i} (port {leaf.port}) got nothing from the hub within {timeout_s:.0f} s",
+                            f"its bridge did not connect; the leaf's log says:\n{leaf._log_tail()}",
+                        )
+                    pub.publish(topic, b"probe", 0)
+            finally:
+                for c in (sub, pub):
+                    c.disconnect()
+                    c.loop_stop()
 
     def _wait_nats(self, nodes: Sequence[_NatsNode]) -> None:
         deadline = time.monotonic() + _NATS_START_TIMEOUT_S
@@ -510,6 +566,7 @@ def start_topology(
     workdir: Path | None = None,
     extra_topics: Sequence[BridgeTopic] = (),
     topics: Callable[[int], Sequence[BridgeTopic]] | None = None,
+    relay: bool = True,
 ) -> Topology:
     """Start a ``"single"``, ``"bridged"`` (hub + ``leaves`` leaf Mosquittos) or ``"nats"``
     (``leaves`` nats-server nodes, default 3) topology on loopback; returns it started.
@@ -517,7 +574,9 @@ def start_topology(
     ``workdir`` holds configurations, logs and the NATS JetStream stores (default: a temporary
     folder removed by :meth:`Topology.stop`). ``topics``: leaf index -> its bridge lines, instead
     of :data:`BRIDGE_TOPICS` for every leaf (for example only the pings and clock models of that
-    leaf's zone, when the venue's topic ``base`` names the zone). ``extra_topics``: bridge lines beyond
+    leaf's zone, when the venue's topic ``base`` names the zone). ``relay=False``: the leaves'
+    bridges connect to the hub directly (no relay process in the path, as in a venue; then
+    :meth:`Topology.drop_bridge` is not available). ``extra_topics``: bridge lines beyond
     :data:`BRIDGE_TOPICS` (a venue's own topic ``base``, a show's own MQTT topics).
     Raises :class:`TopologyUnavailable` when a broker program is missing or does not come up.
     """
@@ -543,7 +602,7 @@ def start_topology(
         def lines(i: int) -> Sequence[BridgeTopic]:
             return (*(BRIDGE_TOPICS if topics is None else topics(i)), *extra_topics)
 
-        return _start_bridged(leaves, workdir, tmp, lines)
+        return _start_bridged(leaves, workdir, tmp, lines, relay=relay)
     except BaseException:
         if tmp is not None:
             tmp.cleanup()
@@ -555,10 +614,13 @@ def _start_bridged(
     workdir: Path,
     tmp: tempfile.TemporaryDirectory[str] | None,
     topics: Callable[[int], Sequence[BridgeTopic]],
+    *,
+    relay: bool,
 ) -> Topology:
     hub_port = _free_port()
     store = workdir / "hub-db"
-    store.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(store, ignore_errors=True)  # a reused workdir must not restore an old show's state
+    store.mkdir(parents=True)
     (workdir / "hub.conf").write_text(hub_config(listen_port=hub_port, store=store), "utf-8")
     hub = MosquittoBroker(config=workdir / "hub.conf", port=hub_port)
     relays: list[Relay] = []
@@ -566,12 +628,14 @@ def _start_bridged(
     try:
         hub.start()
         for i in range(count):
-            relay = Relay(hub.port).start()
-            relays.append(relay)
+            upstream = hub.port
+            if relay:
+                relays.append(Relay(hub.port).start())
+                upstream = relays[-1].port
             port = _free_port()
             conf = workdir / f"leaf-{i}.conf"
             conf.write_text(
-                bridge_config(index=i, listen_port=port, hub_port=relay.port, topics=topics(i)), "utf-8"
+                bridge_config(index=i, listen_port=port, hub_port=upstream, topics=topics(i)), "utf-8"
             )
             leaf = MosquittoBroker(config=conf, port=port)
             leaves.append(leaf)
@@ -579,11 +643,17 @@ def _start_bridged(
     except BaseException:
         for leaf in leaves:
             leaf.close()
-        for relay in relays:
-            relay.stop()
+        for r in relays:
+            r.stop()
         hub.close()
         raise
-    return Topology("bridged", hub=hub, leaves=leaves, relays=relays, workdir=tmp)
+    topo = Topology("bridged", hub=hub, leaves=leaves, relays=relays, workdir=tmp)
+    try:
+        topo.wait_bridged()
+    except BaseException:
+        topo.stop()
+        raise
+    return topo
 
 
 def _start_nats(count: int, workdir: Path, tmp: tempfile.TemporaryDirectory[str] | None) -> Topology:
@@ -600,3 +670,80 @@ def _start_nats(count: int, workdir: Path, tmp: tempfile.TemporaryDirectory[str]
             topo.stop()
         raise
     return topo
+
+
+# -- python -m simulators.topology: bursts through a topology ---------------------------------------
+
+
+def _bursts(kind: str, *, relay: bool, bursts: int, size: int) -> dict[str, object]:
+    """Send ``bursts`` bursts of ``size`` QoS 0 messages each way between a client on the hub and
+    one on leaf 0 (both with ``TCP_NODELAY``), 20 ms apart; the time from a burst's first publish
+    to its last arrival, in ms. Nagle's algorithm on a socket in the path shows as ~40 ms tails."""
+    out: dict[str, object] = {"kind": kind, "relay": relay, "bursts": bursts, "size": size}
+    with start_topology(kind, leaves=1, relay=relay) as topo:
+        clients: list[paho.Client] = []
+        got: dict[str, list[float]] = {"hub": [], "leaf": []}
+
+        def client(url: str, name: str, sub: str) -> paho.Client:
+            c = paho.Client(CallbackAPIVersion.VERSION2, client_id=name)
+            c.on_message = lambda _c, _u, _m: got[name].append(time.monotonic())
+            c.connect("127.0.0.1", int(url.rsplit(":", 1)[1]))
+            sock = c.socket()
+            if isinstance(sock, socket.socket):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.subscribe(sub, 0)
+            c.loop_start()
+            clients.append(c)
+            return c
+
+        try:
+            hub = client(topo.hub_url, "hub", "madang/dev/+/pong")
+            leaf = client(topo.leaf_urls[0], "leaf", "madang/cue/#")
+            time.sleep(0.5)
+            for name, pub, topic, into in (
+                ("leaf_to_hub_ms", leaf, "madang/dev/probe/pong", "hub"),
+                ("hub_to_leaf_ms", hub, "madang/cue", "leaf"),
+            ):
+                lat: list[float] = []
+                for _ in range(bursts):
+                    n, t0 = len(got[into]), time.monotonic()
+                    for _ in range(size):
+                        pub.publish(topic, b"x" * 64, 0)
+                    while len(got[into]) < n + size and time.monotonic() - t0 < 1.0:
+                        time.sleep(0.0002)
+                    lat.append((got[into][-1] - t0) * 1e3 if len(got[into]) >= n + size else 1000.0)
+                    time.sleep(0.02)
+                lat.sort()
+                out[name] = {
+                    "p50": round(lat[len(lat) // 2], 2),
+                    "p99": round(lat[int(len(lat) * 0.99) - 1], 2),
+                    "max": round(lat[-1], 2),
+                    "over_30ms": sum(x > 30 for x in lat),
+                }
+        finally:
+            for c in clients:
+                c.disconnect()
+                c.loop_stop()
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def _main(argv: list[str]) -> int:
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(
+        prog="python -m simulators.topology",
+        description="Message bursts each way between the hub and a leaf of a topology (JSON).",
+    )
+    ap.add_argument("kind", choices=KINDS)
+    ap.add_argument("--direct", action="store_true", help="bridged: no relay between leaf and hub")
+    ap.add_argument("--bursts", type=int, default=200)
+    ap.add_argument("--size", type=int, default=3)
+    args = ap.parse_args(argv)
+    print(json.dumps(_bursts(args.kind, relay=not args.direct, bursts=args.bursts, size=args.size)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -181,10 +181,35 @@ def test_nats_cluster_node_restart(yard: tuple[Timeline, Venue], nats: Topology)
     with pytest.raises(NotImplementedError, match="route"):
         nats.drop_bridge(1)
 
+    before = nats.pids()
+    marks: list[int] = []
+
     async def faults(sim: SimulatedVenue, rt: Runtime) -> None:
         await show_reached(rt, 2_600_000_000)
         await asyncio.to_thread(nats.restart_leaf, 1, 0.3)
+        marks.extend(nats.pids())
 
     report, sim = _play(timeline, venue, nats, faults, seed=13)
+    assert marks[1] != before[1] and marks[0] == before[0], (before, marks)
     _assert_every_cue_once(report, sim, venue)
     _figures("nats", report)
+
+
+def test_nats_cluster_hub_node_restart(yard: tuple[Timeline, Venue], nats: Topology) -> None:
+    """Node 0, the controller's (and the hub zone's devices'), restarts at 2.6 s: the controller
+    and those devices reconnect to it; the devices on the other nodes keep theirs."""
+    timeline, venue = yard
+
+    before = nats.pids()
+    marks: list[int] = []
+
+    async def faults(sim: SimulatedVenue, rt: Runtime) -> None:
+        await show_reached(rt, 2_600_000_000)
+        await asyncio.to_thread(nats.restart_hub, 0.3)
+        marks.extend(nats.pids())
+
+    report, sim = _play(timeline, venue, nats, faults, seed=14)
+    assert marks[0] != before[0] and marks[1:] == before[1:], (before, marks)
+    # bloom (4 s, sent at 3.6 s) waits for the controller's reconnection: late allowed, not twice.
+    _assert_every_cue_once(report, sim, venue, late_ok=("bloom",))
+    _figures("nats, hub node restart", report)

@@ -109,7 +109,10 @@ def test_bridged_star_routes_retains_and_replays_once(star: Topology) -> None:
     try:
         ctl = _Client(star.hub_url, "ctl", ("madang/dev/+/pong",))
         clients.append(ctl)
+        watch = _Client(star.leaf_urls[1], "watch", ("madang/controller/state",))
+        clients.append(watch)
         ctl.c.publish("madang/controller/state", b"S1", qos=1, retain=True).wait_for_publish(5)
+        assert watch.wait_for("madang/controller/state", b"S1")  # it has crossed the bridge
         dev = _Client(star.leaf_urls[1], "d1", ("madang/cue/#", "madang/controller/state"))
         clients.append(dev)
         # The leaf serves the controller state, retained, to a device that joins it.

@@ -553,6 +553,7 @@ def _bench_fanout(args: argparse.Namespace) -> dict[str, Any]:
         processes=args.processes,
         ping_rate=args.ping_rate,
         sync_budget_us=args.sync_budget,
+        direct=args.direct,
     )
 
 
@@ -973,6 +974,7 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--processes", type=_COUNT, default=None, help="headset child processes")
     bp.add_argument("--ping-rate", type=_COUNT, default=None, help="controller clock-sync pings per second")
     bp.add_argument("--sync-budget", type=_SECONDS, default=None, metavar="US", help="sync gate budget (us)")
+    bp.add_argument("--direct", action="store_true", help="bridged: leaves bridge to the hub without relays")
     bp = bench("ws", _bench_ws, "cues to WebSocket devices: fan-out, spread, edge lateness; MQTT as baseline")
     bp.add_argument("--devices", type=_COUNT, default=2000, help="WebSocket devices (default 2,000)")
     bp.add_argument(

@@ -70,12 +70,14 @@ def run(
     leaves: int = 3,
     ping_rate: int | None = None,
     sync_budget_us: float | None = None,
+    direct: bool = False,
 ) -> dict[str, Any]:
     """Play ``duration_s`` seconds of the show to ``devices`` headsets on ``topology``; the JSON
     described in the module docstring. ``processes``: headset child processes (default one per
     750 headsets); ``ping_rate``: the controller's clock-sync pings per second (``madang run``'s
     ``--ping-rate``; default the runtime's); ``sync_budget_us``: the sync gate's budget (``madang
-    run --sync-budget``; default the runtime's 5 ms)."""
+    run --sync-budget``; default the runtime's 5 ms). ``direct``: bridged leaves dial the hub
+    straight, without the cuttable relays (``start_topology(relay=False)``)."""
     if topology not in KINDS:
         raise FanoutError(f"no topology {topology!r}: choose one of {', '.join(KINDS)}")
     if devices < 1:
@@ -85,7 +87,7 @@ def run(
     timeline, venue = _scale_headsets(timeline, venue, devices)
     load0 = os.getloadavg()
     published: list[tuple[int, str, bytes]] = []
-    with start_topology(topology, leaves=leaves) as topo:
+    with start_topology(topology, leaves=leaves, relay=not direct) as topo:
         roles = _broker_roles(topo)
         cpu0 = _broker_cpu(topo)
         relay0 = _cpu(topo.relay_pids())
@@ -122,6 +124,7 @@ def run(
         "mqtt_headsets": n_app,
         "leaves": len(topo.leaf_urls),
         "processes": procs,
+        "direct": direct,
         "profile": profile,
         "seed": seed,
         "show_s": duration_s,

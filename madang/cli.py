@@ -567,6 +567,22 @@ def _bench_sync(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _bench_fanout(args: argparse.Namespace) -> dict[str, Any]:
+    from madang.bench.fanout import run
+
+    return run(
+        topology=args.topology,
+        devices=args.devices,
+        duration_s=args.duration,
+        profile=args.profile,
+        seed=args.seed,
+        processes=args.processes,
+        ping_rate=args.ping_rate,
+        sync_budget_us=args.sync_budget,
+        direct=args.direct,
+    )
+
+
 def _bench_mqtt(args: argparse.Namespace) -> dict[str, Any]:
     from madang.bench.mqtt import run
 
@@ -1003,6 +1019,16 @@ def _parser() -> argparse.ArgumentParser:
         help="share of the audience devices that are phones over WebSocket (default: 0.5 on "
         "wifi-crowded, 0 on the other profiles)",
     )
+    bp = bench("fanout", _bench_fanout, "the show to N real MQTT headsets on a broker topology")
+    bp.add_argument("--topology", default="single", choices=("single", "bridged", "nats"))
+    bp.add_argument("--devices", type=_COUNT, default=500)
+    bp.add_argument("--duration", type=_SECONDS, default=30.0, metavar="S", help="seconds of show")
+    bp.add_argument("--profile", default="lan", choices=IMPAIRMENTS)
+    bp.add_argument("--seed", type=_SEED, default=0)
+    bp.add_argument("--processes", type=_COUNT, default=None, help="headset child processes")
+    bp.add_argument("--ping-rate", type=_COUNT, default=None, help="controller clock-sync pings per second")
+    bp.add_argument("--sync-budget", type=_SECONDS, default=None, metavar="US", help="sync gate budget (us)")
+    bp.add_argument("--direct", action="store_true", help="bridged: leaves bridge to the hub without relays")
     bp = bench("ws", _bench_ws, "cues to WebSocket devices: fan-out, spread, edge lateness; MQTT as baseline")
     bp.add_argument("--devices", type=_COUNT, default=2000, help="WebSocket devices (default 2,000)")
     bp.add_argument(

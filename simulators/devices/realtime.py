@@ -46,7 +46,7 @@ from simulators.devices.osc_display import OscDisplay
 from simulators.network import Direction, Path
 from venues.broker import BrokerLogin
 
-__all__ = ["TIMER_LATENESS", "Lateness", "MqttApp", "TrueClock", "UdpDisplay", "WsApp"]
+__all__ = ["TIMER_LATENESS", "Lateness", "MqttApp", "TrueClock", "UdpDisplay", "WsApp", "message_kind"]
 
 log = logging.getLogger(__name__)
 TrueClock = Callable[[], int]
@@ -183,6 +183,29 @@ class UdpDisplay(asyncio.DatagramProtocol):
             self._timer.arm(self.core.due_at())
 
 
+def message_kind(topic: str, *, sent: bool) -> str:
+    """The kind of an app device's MQTT message, for counting what each device costs the brokers
+    (docs/protocol.md's topics): received ``in_cue`` (a group topic: ``madang/cue``, its zone or
+    kind), ``in_dev`` (``madang/cue/dev/{id}``: late-join catch-up or a cue to this device alone),
+    ``in_ping``, ``in_model`` (``/clock``), ``in_state`` (the controller's retained state and its
+    keep-alive), ``in_other``; sent ``out_pong``, ``out_fired``, ``out_status``, ``out_other``."""
+    if sent:
+        last = topic.rsplit("/", 1)[-1]
+        return f"out_{last}" if last in ("pong", "fired", "status") else "out_other"
+    if topic.startswith("madang/cue/dev/"):
+        return "in_dev"
+    if topic == "madang/cue" or topic.startswith("madang/cue/"):
+        return "in_cue"
+    if topic == "madang/controller/state":
+        return "in_state"
+    last = topic.rsplit("/", 1)[-1]
+    if last == "ping":
+        return "in_ping"
+    if last == "clock":
+        return "in_model"
+    return "in_other"
+
+
 class _StreamApp:
     """What the MQTT and WebSocket adapters share: in-order delayed delivery and the timer."""
 
@@ -196,9 +219,15 @@ class _StreamApp:
         # When a list: every cue message's arrival at the socket, (device, true ns, payload), for
         # fan-out measurements (madang bench ws).
         self.arrivals: list[tuple[str, int, bytes]] | None = None
+        # When a dict: every message this device receives and sends, counted by kind
+        # (:func:`message_kind`; shared by the devices of one process), for madang bench fanout.
+        self.counts: dict[str, int] | None = None
 
     def _incoming(self, topic: str, payload: bytes) -> None:
         now = self.clock()
+        if self.counts is not None:
+            k = message_kind(topic, sent=False)
+            self.counts[k] = self.counts.get(k, 0) + 1
         if self.arrivals is not None and topic.startswith("madang/cue"):
             self.arrivals.append((self.core.device.id, now, payload))
         at = max(now + self.path.stream_delay(now, Direction.DOWN), self._last_in)
@@ -352,6 +381,9 @@ class MqttApp(_StreamApp):
         info = client._client.publish(p.topic, p.payload, p.qos, p.retain)
         if info.rc != 0:
             self.send_errors += 1
+        elif self.counts is not None:
+            k = message_kind(p.topic, sent=True)
+            self.counts[k] = self.counts.get(k, 0) + 1
 
     def crash(self) -> None:
         """Die without a DISCONNECT: the broker notices the dropped TCP connection and publishes

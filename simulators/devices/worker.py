@@ -77,6 +77,7 @@ async def _main(
     rec = Recorder()
     apps: list[MqttApp | WsApp] = []
     seen: list[tuple[str, int, bytes]] | None = [] if arrivals else None
+    counts: dict[str, int] = {}  # every message of every headset here, by kind (realtime.message_kind)
     for s in specs:
         core = AppDevice(s.device, s.clock, rec)
         if s.device.mqtt is None and ws_url is not None:
@@ -85,6 +86,7 @@ async def _main(
             h, p = s.broker or (host, port)
             apps.append(MqttApp(core, s.path, host=h, port=p, login=s.login, tls=s.tls))
         apps[-1].arrivals = seen
+        apps[-1].counts = counts
     for a in apps:
         a.start()
     try:
@@ -108,7 +110,7 @@ async def _main(
         (f.device_id, f.what, f.key, f.seq, f.param, f.true_ns, f.local_ns, f.value, f.term)
         for f in rec.rows()
     ]
-    _send(conn, ("records", rows, list(TIMER_LATENESS.samples), seen or []))
+    _send(conn, ("records", rows, list(TIMER_LATENESS.samples), seen or [], counts))
 
 
 def _send(conn: Connection, msg: object) -> bool:
@@ -157,6 +159,8 @@ class HeadsetWorker:
     ) -> None:
         self.specs = specs
         self.arrivals: list[tuple[str, int, bytes]] = []
+        # Every message its headsets received and sent, by kind (realtime.message_kind), after stop.
+        self.counts: dict[str, int] = {}
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
@@ -229,7 +233,7 @@ class HeadsetWorker:
             await self._end()
         if msg is None or msg[0] != "records":
             return []
-        _, rows, lateness, self.arrivals = msg
+        _, rows, lateness, self.arrivals, self.counts = msg
         for did, what, key, seq, param, true_ns, local_ns, value, term in rows:
             recorder.record(recorder.register(did), what, key, seq, param, true_ns, local_ns, value, term)
         return list(lateness)

@@ -92,6 +92,7 @@ async def play_real(
     ping_rate: int | None = None,
     topology: Topology | None = None,
     device_brokers: Mapping[str, str] | None = None,
+    headset_processes: int = 1,
 ) -> tuple[dict[str, Any], SimulatedVenue, Runtime]:
     """Play on a real-time simulated venue over real sockets and a real broker; returns the report.
 
@@ -135,6 +136,11 @@ async def play_real(
     simulated MQTT device's password (the ``secrets`` file), with which it logs in as its id,
     verifying a TLS broker with ``broker_login.ca``.
 
+    ``headset_processes``: how many child processes share the MQTT headsets (round-robin), when
+    they run in a child (thousands of headsets keep one child's loop late: madang bench fanout).
+    ``report["device_msgs"]``: every message the MQTT headsets received and sent, by kind
+    (:func:`simulators.devices.realtime.message_kind`).
+
     ``arrivals``: keep every cue message's arrival at each app device's socket, as
     ``report["arrivals"]``: ``(device, true ns, payload)`` (fan-out measurements).
 
@@ -151,6 +157,8 @@ async def play_real(
     broker: MosquittoBroker | None = None
     worker: HeadsetWorker | None = None
     ws_worker: HeadsetWorker | None = None  # the WebXR clients, when in a process of their own
+    more_workers: list[HeadsetWorker] = []  # headset_processes > 1: the other MQTT headset children
+    counts: dict[str, int] = {}  # the in-process headsets' messages by kind
     sim: SimulatedVenue | None = None
     rt: Runtime | None = None
     settle: dict[str, Any] = {}  # how long the devices were given to sync before the first GO
@@ -217,7 +225,9 @@ async def play_real(
 
         sim_ = sim
         if headset_process and mqtt_apps:
-            worker = spawn(mqtt_apps, None)
+            k = max(1, min(headset_processes, len(mqtt_apps)))
+            worker = spawn(mqtt_apps[0::k], None)
+            more_workers.extend(spawn(mqtt_apps[i::k], None) for i in range(1, k))
         if headset_process and ws_apps:  # a process of their own: they connect later (below)
             ws_worker = spawn(ws_apps, ws_url)
         log.info(
@@ -229,12 +239,14 @@ async def play_real(
             },
         )
         await sim.start_async()
-        if arrivals:
-            for stream in sim._streams.values():
+        for stream in sim._streams.values():
+            stream.counts = counts
+            if arrivals:
                 stream.arrivals = seen
         await sim.wait_connected(timeout_s=60, ws=False)  # WebSocket clients: once the runtime serves
-        if worker is not None:
-            await worker.wait_connected()
+        for w in (worker, *more_workers):
+            if w is not None:
+                await w.wait_connected()
         rt = Runtime(
             timeline,
             venue,
@@ -336,6 +348,9 @@ async def play_real(
             current.uncancel()
     finally:
         try:
+            for w in more_workers:
+                with contextlib.suppress(Exception):  # each child ends whatever the others did
+                    await _stop_children(w, None, None, records=played, recorder=sim)
             if ws_worker is not None:
                 await _stop_children(ws_worker, None, None, records=played, recorder=sim)
         finally:
@@ -356,8 +371,13 @@ async def play_real(
     report["settle"] = settle
     report["headset_process"] = worker is not None
     report["controller"] = ctl
+    workers = [w for w in (worker, ws_worker, *more_workers) if w is not None]
+    for w in workers:
+        for kind, n in w.counts.items():
+            counts[kind] = counts.get(kind, 0) + n
+    report["device_msgs"] = dict(sorted(counts.items()))
     if arrivals:
-        report["arrivals"] = [*seen, *(a for w in (worker, ws_worker) if w is not None for a in w.arrivals)]
+        report["arrivals"] = [*seen, *(a for w in workers for a in w.arrivals)]
     return report, sim, rt
 
 

@@ -580,6 +580,7 @@ def _bench_fanout(args: argparse.Namespace) -> dict[str, Any]:
         ping_rate=args.ping_rate,
         sync_budget_us=args.sync_budget,
         direct=args.direct,
+        wide=args.wide_bridges,
     )
 
 
@@ -1029,6 +1030,11 @@ def _parser() -> argparse.ArgumentParser:
     bp.add_argument("--ping-rate", type=_COUNT, default=None, help="controller clock-sync pings per second")
     bp.add_argument("--sync-budget", type=_SECONDS, default=None, metavar="US", help="sync gate budget (us)")
     bp.add_argument("--direct", action="store_true", help="bridged: leaves bridge to the hub without relays")
+    bp.add_argument(
+        "--wide-bridges",
+        action="store_true",
+        help="bridged: every leaf bridges the whole topic tree (default: each only its own devices' topics)",
+    )
     bp = bench("ws", _bench_ws, "cues to WebSocket devices: fan-out, spread, edge lateness; MQTT as baseline")
     bp.add_argument("--devices", type=_COUNT, default=2000, help="WebSocket devices (default 2,000)")
     bp.add_argument(

@@ -44,6 +44,7 @@ from cues.compiler import compile_show
 from madang.bench.sync import _scale_headsets
 from simulators.devices.venue import SimulatedVenue
 from simulators.harness import play_real, shipped_show
+from simulators.harness.bridging import narrow_topics
 from simulators.report import FIRE_KINDS
 from simulators.topology import KINDS, Topology, start_topology
 from venues.broker import parse_broker_url
@@ -71,13 +72,17 @@ def run(
     ping_rate: int | None = None,
     sync_budget_us: float | None = None,
     direct: bool = False,
+    wide: bool = False,
 ) -> dict[str, Any]:
     """Play ``duration_s`` seconds of the show to ``devices`` headsets on ``topology``; the JSON
     described in the module docstring. ``processes``: headset child processes (default one per
     750 headsets); ``ping_rate``: the controller's clock-sync pings per second (``madang run``'s
     ``--ping-rate``; default the runtime's); ``sync_budget_us``: the sync gate's budget (``madang
     run --sync-budget``; default the runtime's 5 ms). ``direct``: bridged leaves dial the hub
-    straight, without the cuttable relays (``start_topology(relay=False)``)."""
+    straight, without the cuttable relays (``start_topology(relay=False)``). Each leaf bridges only
+    its own devices' topics (:func:`simulators.harness.bridging.narrow_topics`, what ``madang
+    broker-config --bridge`` writes for a venue); ``wide``: the whole tree to every leaf
+    (:data:`simulators.topology.BRIDGE_TOPICS`), to compare."""
     if topology not in KINDS:
         raise FanoutError(f"no topology {topology!r}: choose one of {', '.join(KINDS)}")
     if devices < 1:
@@ -87,7 +92,10 @@ def run(
     timeline, venue = _scale_headsets(timeline, venue, devices)
     load0 = os.getloadavg()
     published: list[tuple[int, str, bytes]] = []
-    with start_topology(topology, leaves=leaves, relay=not direct) as topo:
+    options: dict[str, Any] = {}
+    if topology == "bridged" and not wide:
+        options["topics"] = narrow_topics(venue.devices, leaves)
+    with start_topology(topology, leaves=leaves, relay=not direct, **options) as topo:
         roles = _broker_roles(topo)
         cpu0 = _broker_cpu(topo)
         relay0 = _cpu(topo.relay_pids())
@@ -125,6 +133,7 @@ def run(
         "leaves": len(topo.leaf_urls),
         "processes": procs,
         "direct": direct,
+        "bridge_topics": ("wide" if wide else "per-leaf") if topology == "bridged" else None,
         "profile": profile,
         "seed": seed,
         "show_s": duration_s,

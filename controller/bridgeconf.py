@@ -161,14 +161,10 @@ def parse_leaves(specs: Sequence[str], venue: Venue) -> dict[str, tuple[str, ...
     return out
 
 
-def leaf_routes(
-    leaf: str, devices: Iterable[Device], *, shows_topics: Sequence[str] = (), events: Sequence[str] = ()
-) -> LeafRoutes:
+def leaf_routes(leaf: str, devices: Iterable[Device], *, events: Sequence[str] = ()) -> LeafRoutes:
     """The patterns the leaf named ``leaf`` bridges for ``devices`` (its own devices only).
 
-    ``shows_topics``: topics the shows publish to (placeholders filled) that the leaf's devices
-    read, bridged in as given; ``events``: the shows' trigger filters, bridged out (the controller
-    reads them)."""
+    ``events``: the shows' trigger filters, bridged out (the controller reads them)."""
     devs = list(devices)
     inbound: dict[str, int] = {wire.STATE_TOPIC: 1}
     outbound: dict[str, int] = {}
@@ -182,9 +178,6 @@ def leaf_routes(
         inbound.setdefault(f"{d.topic_root}/{wire.PARAM_LEVEL}/#", 1)
         for t in device_report_topics(d):
             outbound.setdefault(t, _QOS_OUT.get(t.rsplit("/", 1)[-1], 1))
-    for t in shows_topics:
-        validate_filter(t)
-        inbound.setdefault(t, 1)
     for f in events:
         validate_filter(f)
         outbound.setdefault(f, 0)

@@ -492,7 +492,7 @@ def _cmd_broker_config(args: argparse.Namespace) -> int:
     )
     print(
         f"  {len(policy.passwords):,} identities: {len(CONTROLLER_USERS)} controllers, "
-        f"{len(devices):,} devices"
+        f"{len(devices):,} devices" + (f", {len(leaves)} leaf bridges" if leaves else "")
     )
     if events:
         print(f"  devices may publish their own events on: {', '.join(events)}")

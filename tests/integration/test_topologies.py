@@ -16,6 +16,7 @@ or nats-server is not installed (``.ci/run`` installs both).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,18 @@ def _figures(kind: str, report: dict[str, Any]) -> None:
     )
 
 
+def _restarted(topo: Topology, marks: list[int]) -> list[int]:
+    """The brokers' PIDs once the fault hook's restart is over: what the hook saw, or (when the
+    show ended while a slow node was still coming back, and the hook was cancelled) what runs
+    once every node is up again, waiting up to 30 s."""
+    if marks:
+        return marks
+    deadline = time.monotonic() + 30
+    while len(topo.pids()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return topo.pids()
+
+
 def test_bridged_leaf_restart_and_bridge_drop(yard: tuple[Timeline, Venue], bridged: Topology) -> None:
     """The middle zone's leaf restarts at 2.6 s (its devices reconnect and late-join); the west
     zone's bridge is cut at 3.65 s, just after bloom's first send (3.6 s), and healed 0.1 s later:
@@ -195,7 +208,8 @@ def test_nats_cluster_node_restart(yard: tuple[Timeline, Venue], nats: Topology)
         marks.extend(nats.pids())
 
     report, sim = _play(timeline, venue, nats, faults, seed=13)
-    assert marks[1] != before[1] and marks[0] == before[0], (before, marks)
+    after = _restarted(nats, marks)
+    assert after[1] != before[1] and after[0] == before[0], (before, after)
     _assert_every_cue_once(report, sim, venue)
     _figures("nats", report)
 
@@ -214,7 +228,10 @@ def test_nats_cluster_hub_node_restart(yard: tuple[Timeline, Venue], nats: Topol
         marks.extend(nats.pids())
 
     report, sim = _play(timeline, venue, nats, faults, seed=14)
-    assert marks[0] != before[0] and marks[1:] == before[1:], (before, marks)
-    # bloom (4 s, sent at 3.6 s) waits for the controller's reconnection: late allowed, not twice.
-    _assert_every_cue_once(report, sim, venue, late_ok=("bloom",))
+    after = _restarted(nats, marks)
+    assert after[0] != before[0] and after[1:] == before[1:], (before, after)
+    # The cues sent while node 0 is down wait for the controller's reconnection (bloom, 4 s, sent
+    # at 3.6 s; on a loaded machine node 0's JetStream recovery has taken long enough for the later
+    # ones too): late allowed, never missed, never twice.
+    _assert_every_cue_once(report, sim, venue, late_ok=("bloom", "moon", "finale"))
     _figures("nats, hub node restart", report)
